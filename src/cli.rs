@@ -1,0 +1,141 @@
+//! The command line as plain data: what the user typed, parsed by clap, nothing more.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+use crate::cloud::CloudKind;
+use crate::lab::{DetectorMode, LabName, SshSource};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cis",
+    version,
+    about = "Cloud Immune System lab: stand up a detect-and-contain lab, attack it, measure detection and isolation, tear it down.",
+    long_about = "Cloud Immune System lab: stand up a detect-and-contain lab on AWS or on the embedded simulator, \
+attack it with scripted exfiltration, measure how fast it detects and isolates, and tear it all down.\n\n\
+Start with `cis demo`: up, attack, report and down on the simulator in one command."
+)]
+pub struct Args {
+    /// Which cloud to act on: the embedded simulator or real AWS.
+    #[arg(long, global = true, value_enum, default_value = "sim", env = "CIS_CLOUD")]
+    pub cloud: CloudKind,
+
+    /// The lab's name: resources are named cis-<lab>-<role> and tagged cis:lab=<lab>.
+    #[arg(long, global = true, default_value = "default", env = "CIS_LAB")]
+    pub lab: LabName,
+
+    /// Where ledgers, runs and the simulated account live [default: $XDG_STATE_HOME/cis or ~/.local/state/cis].
+    #[arg(long, global = true, env = "CIS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Output format of the command's result.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+
+    /// Seed of the simulator's random draws: one seed, one history.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+
+    /// AWS region (the simulator's account is created in it).
+    #[arg(long, global = true, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// More detail on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Provision the lab (resumes after a crash; a no-op when it is complete).
+    Up(LabArgs),
+    /// Print the lab's resources in creation order with their hourly cost; creates nothing.
+    Plan(LabArgs),
+    /// List the lab's resources with their live state, drift from the ledger and cost.
+    Status(StatusArgs),
+    /// Run a scenario against the lab and record its timeline.
+    Attack(AttackArgs),
+    /// Latencies, bytes lost and detection rate over the lab's runs.
+    Report,
+    /// Delete every resource of the lab, even without a ledger.
+    Down,
+    /// List the scenario catalogue, or explain one scenario.
+    Scenarios(ScenariosArgs),
+    /// up -> attack -> report -> down in one command (on the simulator: a fresh account).
+    Demo(DemoArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Choices that shape the lab; recorded in its ledger. Unset ones keep the lab's (or the defaults).
+#[derive(Clone, Debug, Default, ClapArgs)]
+pub struct LabArgs {
+    /// Where the anomaly model is scored: a SageMaker endpoint, or in the detector Lambda.
+    #[arg(long, value_enum)]
+    pub detector: Option<DetectorMode>,
+    /// EC2 instance type of the target.
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    /// Flow-log aggregation window in seconds.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["60", "600"]))]
+    pub window: Option<String>,
+    /// Allow SSH to the target from this one address (a /32). Without it, no inbound rule at all.
+    #[arg(long, value_name = "IP[/32]")]
+    pub ssh_from: Option<SshSource>,
+    /// E-mail address the alerts topic notifies.
+    #[arg(long, value_name = "EMAIL")]
+    pub notify: Option<String>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct StatusArgs {
+    /// Every lab in the account, by tag.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct AttackArgs {
+    /// Scenario id (see `cis scenarios`) or a path to a scenario .toml file.
+    #[arg(default_value = crate::scenario::DEFAULT_SCENARIO)]
+    pub scenario: String,
+    /// Run it this many times.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ScenariosArgs {
+    #[command(subcommand)]
+    pub action: Option<ScenariosAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenariosAction {
+    /// List every scenario.
+    List,
+    /// Explain one scenario: what it does, its traffic, what a detector should see.
+    Show { id: String },
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct DemoArgs {
+    /// Scenario to run.
+    #[arg(long, default_value = crate::scenario::DEFAULT_SCENARIO)]
+    pub scenario: String,
+    #[command(flatten)]
+    pub lab: LabArgs,
+}

@@ -1,0 +1,153 @@
+//! Wall time for the whole program, read through one clock.
+//!
+//! Shared code never asks the operating system for the time: it asks a [`Clock`], which
+//! adds the elapsed `tokio::time` to a base timestamp. On AWS the base is read from the
+//! system once, here; the simulator sets it from its persisted virtual time and runs on a
+//! paused runtime, so the same orchestration sees virtual minutes pass in wall milliseconds.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// 2026-01-01T00:00:00Z, where every new simulated account's clock starts.
+    pub const SIM_EPOCH: Timestamp = Timestamp(1_767_225_600_000);
+
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch, as flow-log records carry them.
+    pub fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    pub fn from_unix_seconds(s: i64) -> Self {
+        Timestamp(s * 1000)
+    }
+
+    pub fn plus(self, d: Duration) -> Self {
+        Timestamp(self.0 + d.as_millis() as i64)
+    }
+
+    pub fn plus_secs_f64(self, s: f64) -> Self {
+        Timestamp(self.0 + (s * 1000.0).round() as i64)
+    }
+
+    /// Seconds from `earlier` to `self` (negative when `earlier` is later).
+    pub fn seconds_since(self, earlier: Timestamp) -> f64 {
+        (self.0 - earlier.0) as f64 / 1000.0
+    }
+
+    /// Duration from `earlier` to `self`, zero when `earlier` is later.
+    pub fn duration_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis((self.0 - earlier.0).max(0) as u64)
+    }
+
+    /// Compact UTC form used in identifiers: `20260101T000000Z`.
+    pub fn compact(self) -> String {
+        let (y, mo, d, h, mi, s, _) = civil(self.0);
+        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 with milliseconds: `2026-01-01T00:05:12.345Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, mo, d, h, mi, s, ms) = civil(self.0);
+        write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    }
+}
+
+/// Splits epoch milliseconds into UTC calendar fields (Howard Hinnant's civil_from_days).
+fn civil(millis: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let ms = millis.rem_euclid(1000) as u32;
+    let secs = millis.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, (sod / 3600) as u32, ((sod % 3600) / 60) as u32, (sod % 60) as u32, ms)
+}
+
+/// The program's one source of wall time.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    base: Timestamp,
+    origin: Instant,
+    virtual_time: bool,
+}
+
+impl Clock {
+    /// A clock that reads `base` now and advances with `tokio::time`. On the simulator's
+    /// paused runtime that advance is virtual. Call it inside the runtime.
+    pub fn virtual_from(base: Timestamp) -> Self {
+        Clock { base, origin: Instant::now(), virtual_time: true }
+    }
+
+    /// A clock that follows the system's wall time: the only read of it in the program.
+    pub fn system() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Clock { base: Timestamp(now), origin: Instant::now(), virtual_time: false }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.base.plus(self.origin.elapsed())
+    }
+
+    /// Whether this clock runs on simulated time.
+    pub fn is_virtual(&self) -> bool {
+        self.virtual_time
+    }
+
+    /// The `tokio` instant at which this clock will read `t` (now, if `t` is past).
+    pub fn instant_at(&self, t: Timestamp) -> Instant {
+        let offset = (t.0 - self.base.0).max(0) as u64;
+        let at = self.origin + Duration::from_millis(offset);
+        at.max(Instant::now())
+    }
+
+    /// Sleeps until the clock reads `t`.
+    pub async fn sleep_until(&self, t: Timestamp) {
+        tokio::time::sleep_until(self.instant_at(t)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(Timestamp::SIM_EPOCH.to_string(), "2026-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(951_782_400_123).to_string(), "2000-02-29T00:00:00.123Z");
+        assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp::SIM_EPOCH.compact(), "20260101T000000Z");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn virtual_clock_advances_with_tokio_time() {
+        let clock = Clock::virtual_from(Timestamp::SIM_EPOCH);
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(clock.now(), Timestamp::SIM_EPOCH.plus(Duration::from_secs(300)));
+        clock.sleep_until(Timestamp::SIM_EPOCH.plus(Duration::from_secs(360))).await;
+        assert_eq!(clock.now().seconds_since(Timestamp::SIM_EPOCH), 360.0);
+    }
+}

@@ -1,0 +1,456 @@
+//! Runs the verbs: builds the cloud and the runtime, calls the orchestration, prints.
+//! The only place that uses `anyhow`; bad input exits with status 2, other failures 1.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context as _, Result};
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Args, Command, LabArgs, OutputFormat, ScenariosAction, ScenariosArgs};
+use crate::cloud::{Cloud, CloudKind};
+use crate::error::Error;
+use crate::lab::pricing::PriceTable;
+use crate::lab::{LabGraph, LabOptions};
+use crate::ledger::Ledger;
+use crate::orchestrator::measure::load_runs;
+use crate::orchestrator::{DownReport, Orchestrator, StatusReport, UpReport};
+use crate::progress::{Bars, Lines, Progress};
+use crate::report::Report;
+use crate::scenario::{self, Scenario};
+use crate::sim::SimCloud;
+use crate::state::{default_state_dir, StateDir};
+
+/// Parses the command line, runs it, and returns the process exit status.
+pub fn main() -> i32 {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => return clap_error(e),
+    };
+    init_tracing(args.verbose);
+    match run(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            let bad_input = e.chain().any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_bad_input));
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("cis: error: {}", msg.join(": ").replace('\n', " "));
+            if bad_input {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// clap's errors, on one line, naming the flag and the values it takes.
+fn clap_error(e: clap::Error) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return 0;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return 2;
+        }
+        _ => {}
+    }
+    let rendered = e.render().to_string();
+    let mut msg = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+    if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue) {
+        let _ = write!(msg, " (possible values: {})", values.join(", "));
+    }
+    if let Some(ContextValue::Strings(s)) = e.get(ContextKind::SuggestedSubcommand) {
+        let _ = write!(msg, " (did you mean '{}'?)", s.join("', '"));
+    }
+    eprintln!("cis: error: {msg}; see `cis --help`");
+    2
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CIS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+}
+
+fn verb(c: &Command) -> &'static str {
+    match c {
+        Command::Up(_) => "up",
+        Command::Plan(_) => "plan",
+        Command::Status(_) => "status",
+        Command::Attack(_) => "attack",
+        Command::Report => "report",
+        Command::Down => "down",
+        Command::Scenarios(_) => "scenarios",
+        Command::Demo(_) => "demo",
+        Command::Completions { .. } => "completions",
+    }
+}
+
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("results serialize")
+}
+
+fn run(args: &Args) -> Result<()> {
+    let state = StateDir::new(args.state_dir.clone().unwrap_or_else(default_state_dir));
+    match &args.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Args::command(), "cis", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Scenarios(s) => return scenarios(s, args.output),
+        _ => {}
+    }
+    eprintln!("cis {} · cloud: {} · lab: {}", verb(&args.command), args.cloud.name(), args.lab);
+    if let Command::Plan(l) = &args.command {
+        return plan(args, l, &state);
+    }
+    if args.cloud == CloudKind::Aws {
+        return Err(Error::Usage(
+            "--cloud aws: the AWS backend is not in this build yet; everything runs on the simulator (--cloud sim, the default)".into(),
+        )
+        .into());
+    }
+
+    // The demo gets a fresh simulated account of its own, so one seed gives one report.
+    let state = if matches!(args.command, Command::Demo(_)) {
+        let dir = state.root().join("demo");
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&dir, e)).context("clearing the demo's simulated account"),
+        }
+        StateDir::new(dir)
+    } else {
+        state
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().context("starting the simulator's runtime")?;
+    runtime.block_on(async {
+        let cloud = SimCloud::open(&state.sim_account_dir(), args.seed, &args.region)?;
+        let account = cloud.account().await?;
+        eprintln!("cis: acting on the {}", account.description);
+        let progress: Box<dyn Progress> = match args.output {
+            OutputFormat::Json => Box::new(Lines::new(true)),
+            OutputFormat::Text if std::io::stdout().is_terminal() => Box::new(Bars::default()),
+            OutputFormat::Text => Box::new(Lines::new(false)),
+        };
+        let orch = Orchestrator::new(&cloud, progress.as_ref(), &state);
+        let result = dispatch(args, &orch, &state).await;
+        drop(progress);
+        cloud.checkpoint().await?;
+        result
+    })
+}
+
+async fn dispatch(args: &Args, orch: &Orchestrator<'_>, state: &StateDir) -> Result<()> {
+    let lab = &args.lab;
+    let kind = orch.cloud.kind();
+    match &args.command {
+        Command::Up(l) => {
+            let options = lab_options(args, l, orch.load_ledger(lab)?.map(|l| l.options).as_ref())?;
+            let report = orch.up(lab, &options).await?;
+            print(&match args.output {
+                OutputFormat::Json => json(&report),
+                OutputFormat::Text => up_text(&report),
+            });
+        }
+        Command::Status(s) => {
+            if s.all {
+                let labs = orch.cloud.list_labs().await?;
+                print(&match args.output {
+                    OutputFormat::Json => json(&serde_json::json!({"cloud": kind.name(), "labs": labs})),
+                    OutputFormat::Text if labs.is_empty() => format!("no labs on {}", kind.name()),
+                    OutputFormat::Text => labs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"),
+                });
+            } else {
+                let report = orch.status(lab).await?;
+                print(&match args.output {
+                    OutputFormat::Json => json(&report),
+                    OutputFormat::Text => status_text(&report),
+                });
+            }
+        }
+        Command::Attack(a) => {
+            let scenario = scenario::find(&a.scenario)?;
+            let mut records = Vec::new();
+            for _ in 0..a.repeat {
+                records.push(orch.attack(lab, &scenario).await?);
+            }
+            print(&match args.output {
+                OutputFormat::Json => json(&records),
+                OutputFormat::Text => Report::build(kind.name(), lab.as_str(), records).to_text(),
+            });
+        }
+        Command::Report => {
+            let runs = load_runs(&state.runs_dir(kind, lab))?;
+            if runs.is_empty() {
+                return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into());
+            }
+            let report = Report::build(kind.name(), lab.as_str(), runs);
+            print(&match args.output {
+                OutputFormat::Json => report.to_json(),
+                OutputFormat::Text => report.to_text(),
+            });
+        }
+        Command::Down => {
+            let report = orch.down(lab).await?;
+            print(&match args.output {
+                OutputFormat::Json => json(&report),
+                OutputFormat::Text => down_text(&report),
+            });
+        }
+        Command::Demo(d) => {
+            let scenario = scenario::find(&d.scenario)?;
+            let options = lab_options(args, &d.lab, None)?;
+            let up = orch.up(lab, &options).await?;
+            if args.output == OutputFormat::Text {
+                print(&up_text(&up));
+            }
+            let record = orch.attack(lab, &scenario).await?;
+            let down = orch.down(lab).await?;
+            let report = Report::build(kind.name(), lab.as_str(), vec![record]);
+            print(&match args.output {
+                OutputFormat::Json => report.to_json(),
+                OutputFormat::Text => format!("{}\n{}", report.to_text(), down_text(&down)),
+            });
+        }
+        Command::Plan(_) | Command::Scenarios(_) | Command::Completions { .. } => unreachable!("handled before the runtime"),
+    }
+    Ok(())
+}
+
+/// The lab's options: the ledger's (or the defaults), with what the user set on top.
+fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Result<LabOptions, Error> {
+    let mut o = existing.cloned().unwrap_or_else(|| LabOptions { region: args.region.clone(), ..Default::default() });
+    if let Some(d) = l.detector {
+        o.detector = d;
+    }
+    if let Some(t) = &l.instance_type {
+        o.instance_type = t.clone();
+    }
+    if let Some(w) = &l.window {
+        o.window_s = w.parse().map_err(|_| Error::Usage(format!("--window {w}: use 60 or 600")))?;
+    }
+    if let Some(s) = &l.ssh_from {
+        o.ssh_from = Some(s.clone());
+    }
+    if let Some(email) = &l.notify {
+        let valid = email.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !email.contains(char::is_whitespace));
+        if !valid {
+            return Err(Error::Usage(format!("--notify '{email}' is not an e-mail address")));
+        }
+        o.notify_email = Some(email.clone());
+    }
+    Ok(o)
+}
+
+fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
+    let existing = Ledger::load(&state.ledger(args.cloud, &args.lab))?;
+    let options = lab_options(args, l, existing.as_ref().map(|l| &l.options))?;
+    let run = existing.as_ref().map(|l| l.run.clone()).unwrap_or_else(|| "planned".into());
+    let graph = LabGraph::build(&args.lab, &options, &run);
+    let prices = PriceTable::embedded();
+    let costs = prices.lab_costs(&graph);
+    let total: f64 = costs.iter().map(|(_, c)| c.usd_per_hour).sum();
+    if args.output == OutputFormat::Json {
+        let resources: Vec<serde_json::Value> = graph
+            .resources
+            .iter()
+            .zip(&costs)
+            .enumerate()
+            .map(|(i, (r, (_, c)))| {
+                serde_json::json!({"order": i + 1, "role": r.role, "kind": r.kind, "name": r.name, "depends_on": r.depends_on, "usd_per_hour": c.usd_per_hour, "price_items": c.items, "unknown_prices": c.unknown})
+            })
+            .collect();
+        print(&json(&serde_json::json!({
+            "cloud": args.cloud.name(), "lab": args.lab.as_str(), "options": options, "resources": resources,
+            "usd_per_hour": total, "usd_per_day": total * 24.0, "usage_prices": prices.usage,
+            "prices": {"region": prices.region, "read_on": prices.read_on, "source": prices.source},
+        })));
+        return Ok(());
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "plan for lab '{}' ({} region {}, detector {:?}, window {} s): {} resources in creation order",
+        args.lab,
+        args.cloud.name(),
+        options.region,
+        options.detector,
+        options.window_s,
+        graph.resources.len()
+    );
+    let _ = writeln!(o, "{:>3}  {:<26} {:<26} {:<40} {:>9}", "#", "role", "kind", "name", "$/hour");
+    for (i, (r, (_, c))) in graph.resources.iter().zip(&costs).enumerate() {
+        let cost = if !c.unknown.is_empty() {
+            "unknown".to_string()
+        } else if c.usd_per_hour > 0.0 {
+            format!("{:.4}", c.usd_per_hour)
+        } else {
+            "-".to_string()
+        };
+        let _ = writeln!(o, "{:>3}  {:<26} {:<26} {:<40} {:>9}", i + 1, r.role.name(), r.kind.name(), r.name, cost);
+        if !r.depends_on.is_empty() {
+            let deps: Vec<&str> = r.depends_on.iter().map(|d| d.name()).collect();
+            let _ = writeln!(o, "{:>5}{:<26} after {}", "", "", deps.join(", "));
+        }
+    }
+    for (role, c) in &costs {
+        if !c.items.is_empty() {
+            let _ = writeln!(o, "  {}: {}", role.name(), c.items.join(" + "));
+        }
+        if !c.unknown.is_empty() {
+            let _ = writeln!(o, "  {}: no price in assets/prices.toml for {}", role.name(), c.unknown.join(", "));
+        }
+    }
+    let _ = writeln!(o, "estimated fixed cost: ${total:.4}/hour, ${:.2}/day, ${:.2}/30 days", total * 24.0, total * 24.0 * 30.0);
+    let usage: Vec<String> = prices.usage.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(o, "plus usage: {}", usage.join("; "));
+    let _ = writeln!(o, "prices: assets/prices.toml ({}, read {}; {})", prices.region, prices.read_on, prices.source);
+    if args.cloud == CloudKind::Sim {
+        let _ = writeln!(o, "on the simulator nothing is billed: these are what the same lab costs on AWS");
+    }
+    print(&o);
+    Ok(())
+}
+
+fn up_text(r: &UpReport) -> String {
+    let created = r.resources.iter().filter(|a| a.action == "created").count();
+    let adopted = r.resources.iter().filter(|a| a.action == "adopted").count();
+    let unchanged = r.resources.iter().filter(|a| a.action == "unchanged").count();
+    format!(
+        "lab '{}' is up on {}: {} resources ({created} created, {adopted} adopted after a crash, {unchanged} unchanged) in {:.1} s{}; about ${:.4}/hour on AWS",
+        r.lab,
+        r.cloud,
+        r.resources.len(),
+        r.seconds,
+        if r.cloud == "sim" { " of virtual time" } else { "" },
+        r.usd_per_hour
+    )
+}
+
+fn down_text(r: &DownReport) -> String {
+    if r.deleted.is_empty() {
+        return format!(
+            "nothing to delete: lab '{}' has {} and no tagged resources on {}",
+            r.lab,
+            if r.had_ledger { "an empty ledger" } else { "no ledger" },
+            r.cloud
+        );
+    }
+    let swept = r.deleted.iter().filter(|d| d.via == "sweep").count();
+    let mut o = format!(
+        "lab '{}' is down on {}: deleted {} resource(s) ({} found only by the tag sweep) in {:.1} s{}",
+        r.lab,
+        r.cloud,
+        r.deleted.len(),
+        swept,
+        r.seconds,
+        if r.cloud == "sim" { " of virtual time" } else { "" }
+    );
+    for d in &r.deleted {
+        let _ = write!(o, "\n  deleted {:<26} {} {}", d.role.map(|r| r.name()).unwrap_or("-"), d.kind, d.id);
+    }
+    o
+}
+
+fn status_text(r: &StatusReport) -> String {
+    let mut o = String::new();
+    if !r.up && r.resources.is_empty() {
+        return format!("lab '{}' is not up on {} (no ledger, no tagged resources)", r.lab, r.cloud);
+    }
+    let state = match (r.up, r.complete) {
+        (true, true) => "up",
+        (true, false) => "partly created (run `cis up` to finish, or `cis down`)",
+        (false, _) => "not in any ledger, but tagged resources exist (run `cis down` to remove them)",
+    };
+    let _ = writeln!(o, "lab '{}' on {}: {state}; now {}", r.lab, r.cloud, r.now);
+    for e in &r.resources {
+        let _ = writeln!(
+            o,
+            "  {:<26} {:<26} {:<22} {}{}",
+            e.role.map(|r| r.name()).unwrap_or("-"),
+            e.kind.name(),
+            e.state,
+            e.id.as_deref().unwrap_or("-"),
+            if e.drift { "  (drift)" } else { "" }
+        );
+    }
+    let _ = write!(o, "cost: ${:.4}/hour, about ${:.4} so far", r.usd_per_hour, r.usd_so_far);
+    o
+}
+
+fn scenarios(s: &ScenariosArgs, output: OutputFormat) -> Result<()> {
+    match &s.action {
+        None | Some(ScenariosAction::List) => {
+            let all = scenario::catalogue();
+            print(&match output {
+                OutputFormat::Json => json(&all),
+                OutputFormat::Text => {
+                    let mut o = String::new();
+                    for sc in &all {
+                        let _ = writeln!(o, "{:<22} {:<40} {}", sc.id, sc.title, sc.mitre.join(", "));
+                    }
+                    o
+                }
+            });
+        }
+        Some(ScenariosAction::Show { id }) => {
+            let sc = scenario::find(id)?;
+            print(&match output {
+                OutputFormat::Json => json(&sc),
+                OutputFormat::Text => scenario_text(&sc),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn scenario_text(s: &Scenario) -> String {
+    let mut o = format!("{} — {}\nMITRE ATT&CK: {}\n\n{}\n", s.id, s.title, s.mitre.join(", "), s.description.trim());
+    let _ = writeln!(o, "\ntraffic (what the simulator generates):");
+    for t in &s.streams {
+        let _ = writeln!(
+            o,
+            "  {:?} {} to {} port {}: {} connection(s) every {} s (±{} s), {} bytes out / {} in each, {} s long",
+            t.direction,
+            t.protocol.name(),
+            t.remotes.join(", "),
+            t.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+            t.connections,
+            t.interval_s,
+            t.jitter_s,
+            t.bytes_out,
+            t.bytes_in,
+            t.duration_s
+        );
+    }
+    let e = &s.expect;
+    let _ = writeln!(
+        o,
+        "\nexpected: {}, {}{}",
+        if e.detected { "detected" } else { "not detected" },
+        if e.isolated { "isolated" } else { "not isolated" },
+        if e.visible_in_flow_logs { "" } else { " (invisible to flow logs)" }
+    );
+    if !e.note.is_empty() {
+        let _ = writeln!(o, "  {}", e.note);
+    }
+    let _ = write!(o, "\nscript (run on the target through SSM on AWS):\n{}", s.script.trim_end());
+    o
+}

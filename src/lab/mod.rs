@@ -1,0 +1,910 @@
+//! The lab as a typed resource graph: what `cis up` creates, in which order, named and
+//! tagged how, and what it costs.
+//!
+//! Every backend receives the same [`ResourceSpec`]s; a spec names the resources it
+//! depends on by [`Role`], and the orchestration resolves those roles to the ids the cloud
+//! returned before handing the spec over.
+
+pub mod pricing;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Tag keys every resource carries.
+pub const TAG_LAB: &str = "cis:lab";
+pub const TAG_MANAGED: &str = "cis:managed";
+pub const TAG_RUN: &str = "cis:run";
+pub const TAG_ROLE: &str = "cis:role";
+
+/// A lab's name: lowercase letters, digits and hyphens, starting with a letter, short
+/// enough that `cis-<lab>-<role>` fits every AWS name limit (IAM roles: 64 characters).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LabName(String);
+
+impl LabName {
+    pub const MAX_LEN: usize = 24;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for LabName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let valid = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && !s.ends_with('-')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(LabName(s.to_string()))
+        } else {
+            Err(format!(
+                "invalid lab name '{s}': use 1-{} lowercase letters, digits and hyphens, starting with a letter",
+                Self::MAX_LEN
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for LabName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<LabName> for String {
+    fn from(l: LabName) -> String {
+        l.0
+    }
+}
+
+impl fmt::Display for LabName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the anomaly model is scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectorMode {
+    /// A SageMaker endpoint serves the anomaly model; the detector function calls it.
+    Endpoint,
+    /// The detector function scores in-process: no endpoint, a lab that costs cents.
+    Lambda,
+}
+
+/// An IPv4 address block that SSH may come from: one host, never the world.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SshSource(String);
+
+impl SshSource {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SshSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
+        let ip: std::net::Ipv4Addr =
+            addr.parse().map_err(|_| format!("invalid --ssh-from '{s}': expected an IPv4 address such as 198.51.100.7/32"))?;
+        if prefix != "32" {
+            return Err(format!(
+                "invalid --ssh-from '{s}': SSH is opened to one host only; give your own address as a /32"
+            ));
+        }
+        if ip.is_unspecified() {
+            return Err(format!("invalid --ssh-from '{s}': 0.0.0.0 would open SSH to the world"));
+        }
+        Ok(SshSource(format!("{ip}/32")))
+    }
+}
+
+impl TryFrom<String> for SshSource {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<SshSource> for String {
+    fn from(s: SshSource) -> String {
+        s.0
+    }
+}
+
+/// What the operator chose for this lab; recorded in the ledger so that a resumed `up`
+/// and `down` rebuild exactly the same graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabOptions {
+    pub region: String,
+    pub detector: DetectorMode,
+    pub instance_type: String,
+    pub endpoint_instance_type: String,
+    /// Flow-log aggregation window in seconds: 60 or 600.
+    pub window_s: u32,
+    pub ssh_from: Option<SshSource>,
+    pub notify_email: Option<String>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            region: "us-east-1".into(),
+            detector: DetectorMode::Endpoint,
+            instance_type: "t3.micro".into(),
+            endpoint_instance_type: "ml.c5.large".into(),
+            window_s: 60,
+            ssh_from: None,
+            notify_email: None,
+        }
+    }
+}
+
+/// The part each resource plays in the lab. The declaration order is the creation order
+/// used for display; actual creation follows the dependencies, concurrently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Vpc,
+    Subnet,
+    InternetGateway,
+    RouteTable,
+    TargetSecurityGroup,
+    AllowAllSecurityGroup,
+    IsolationSecurityGroup,
+    InstanceRole,
+    InstanceRolePolicy,
+    InstanceProfile,
+    TargetInstance,
+    LogGroup,
+    FlowLogRole,
+    FlowLogPolicy,
+    FlowLog,
+    ModelRole,
+    AnomalyModel,
+    AnomalyEndpointConfig,
+    AnomalyEndpoint,
+    Topic,
+    TopicSubscription,
+    DetectorRole,
+    DetectorPolicy,
+    DetectorFunction,
+    DetectorPermission,
+    SubscriptionFilter,
+    ContainmentRole,
+    ContainmentPolicy,
+    ContainmentFunction,
+    ContainmentPermission,
+    EventRule,
+    EventTarget,
+}
+
+impl Role {
+    pub const ALL: [Role; 32] = [
+        Role::Vpc,
+        Role::Subnet,
+        Role::InternetGateway,
+        Role::RouteTable,
+        Role::TargetSecurityGroup,
+        Role::AllowAllSecurityGroup,
+        Role::IsolationSecurityGroup,
+        Role::InstanceRole,
+        Role::InstanceRolePolicy,
+        Role::InstanceProfile,
+        Role::TargetInstance,
+        Role::LogGroup,
+        Role::FlowLogRole,
+        Role::FlowLogPolicy,
+        Role::FlowLog,
+        Role::ModelRole,
+        Role::AnomalyModel,
+        Role::AnomalyEndpointConfig,
+        Role::AnomalyEndpoint,
+        Role::Topic,
+        Role::TopicSubscription,
+        Role::DetectorRole,
+        Role::DetectorPolicy,
+        Role::DetectorFunction,
+        Role::DetectorPermission,
+        Role::SubscriptionFilter,
+        Role::ContainmentRole,
+        Role::ContainmentPolicy,
+        Role::ContainmentFunction,
+        Role::ContainmentPermission,
+        Role::EventRule,
+        Role::EventTarget,
+    ];
+
+    /// The kebab-case name used in resource names, tags and the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Vpc => "vpc",
+            Role::Subnet => "subnet",
+            Role::InternetGateway => "internet-gateway",
+            Role::RouteTable => "route-table",
+            Role::TargetSecurityGroup => "target-sg",
+            Role::AllowAllSecurityGroup => "allow-all-sg",
+            Role::IsolationSecurityGroup => "isolation-sg",
+            Role::InstanceRole => "instance-role",
+            Role::InstanceRolePolicy => "instance-role-policy",
+            Role::InstanceProfile => "instance-profile",
+            Role::TargetInstance => "target",
+            Role::LogGroup => "flow-logs",
+            Role::FlowLogRole => "flow-log-role",
+            Role::FlowLogPolicy => "flow-log-policy",
+            Role::FlowLog => "flow-log",
+            Role::ModelRole => "model-role",
+            Role::AnomalyModel => "anomaly-model",
+            Role::AnomalyEndpointConfig => "anomaly-endpoint-config",
+            Role::AnomalyEndpoint => "anomaly-endpoint",
+            Role::Topic => "alerts",
+            Role::TopicSubscription => "alerts-subscription",
+            Role::DetectorRole => "detector-role",
+            Role::DetectorPolicy => "detector-policy",
+            Role::DetectorFunction => "detector-function",
+            Role::DetectorPermission => "detector-permission",
+            Role::SubscriptionFilter => "detector-subscription",
+            Role::ContainmentRole => "containment-role",
+            Role::ContainmentPolicy => "containment-policy",
+            Role::ContainmentFunction => "containment-function",
+            Role::ContainmentPermission => "containment-permission",
+            Role::EventRule => "detection-rule",
+            Role::EventTarget => "detection-target",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    pub fn kind(self) -> ResourceKind {
+        use ResourceKind as K;
+        match self {
+            Role::Vpc => K::Vpc,
+            Role::Subnet => K::Subnet,
+            Role::InternetGateway => K::InternetGateway,
+            Role::RouteTable => K::RouteTable,
+            Role::TargetSecurityGroup | Role::AllowAllSecurityGroup | Role::IsolationSecurityGroup => K::SecurityGroup,
+            Role::InstanceRole | Role::FlowLogRole | Role::ModelRole | Role::DetectorRole | Role::ContainmentRole => K::IamRole,
+            Role::InstanceRolePolicy | Role::FlowLogPolicy | Role::DetectorPolicy | Role::ContainmentPolicy => K::IamRolePolicy,
+            Role::InstanceProfile => K::InstanceProfile,
+            Role::TargetInstance => K::Instance,
+            Role::LogGroup => K::LogGroup,
+            Role::FlowLog => K::FlowLog,
+            Role::AnomalyModel => K::SageMakerModel,
+            Role::AnomalyEndpointConfig => K::SageMakerEndpointConfig,
+            Role::AnomalyEndpoint => K::SageMakerEndpoint,
+            Role::Topic => K::SnsTopic,
+            Role::TopicSubscription => K::SnsSubscription,
+            Role::DetectorFunction | Role::ContainmentFunction => K::LambdaFunction,
+            Role::DetectorPermission | Role::ContainmentPermission => K::LambdaPermission,
+            Role::SubscriptionFilter => K::SubscriptionFilter,
+            Role::EventRule => K::EventRule,
+            Role::EventTarget => K::EventTarget,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The cloud's type of a resource, independent of the part it plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ResourceKind {
+    #[serde(rename = "ec2:vpc")]
+    Vpc,
+    #[serde(rename = "ec2:subnet")]
+    Subnet,
+    #[serde(rename = "ec2:internet-gateway")]
+    InternetGateway,
+    #[serde(rename = "ec2:route-table")]
+    RouteTable,
+    #[serde(rename = "ec2:security-group")]
+    SecurityGroup,
+    #[serde(rename = "iam:role")]
+    IamRole,
+    #[serde(rename = "iam:role-policy")]
+    IamRolePolicy,
+    #[serde(rename = "iam:instance-profile")]
+    InstanceProfile,
+    #[serde(rename = "ec2:instance")]
+    Instance,
+    #[serde(rename = "logs:log-group")]
+    LogGroup,
+    #[serde(rename = "ec2:flow-log")]
+    FlowLog,
+    #[serde(rename = "sagemaker:model")]
+    SageMakerModel,
+    #[serde(rename = "sagemaker:endpoint-config")]
+    SageMakerEndpointConfig,
+    #[serde(rename = "sagemaker:endpoint")]
+    SageMakerEndpoint,
+    #[serde(rename = "sns:topic")]
+    SnsTopic,
+    #[serde(rename = "sns:subscription")]
+    SnsSubscription,
+    #[serde(rename = "lambda:function")]
+    LambdaFunction,
+    #[serde(rename = "lambda:permission")]
+    LambdaPermission,
+    #[serde(rename = "logs:subscription-filter")]
+    SubscriptionFilter,
+    #[serde(rename = "events:rule")]
+    EventRule,
+    #[serde(rename = "events:target")]
+    EventTarget,
+}
+
+impl ResourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::Vpc => "ec2:vpc",
+            ResourceKind::Subnet => "ec2:subnet",
+            ResourceKind::InternetGateway => "ec2:internet-gateway",
+            ResourceKind::RouteTable => "ec2:route-table",
+            ResourceKind::SecurityGroup => "ec2:security-group",
+            ResourceKind::IamRole => "iam:role",
+            ResourceKind::IamRolePolicy => "iam:role-policy",
+            ResourceKind::InstanceProfile => "iam:instance-profile",
+            ResourceKind::Instance => "ec2:instance",
+            ResourceKind::LogGroup => "logs:log-group",
+            ResourceKind::FlowLog => "ec2:flow-log",
+            ResourceKind::SageMakerModel => "sagemaker:model",
+            ResourceKind::SageMakerEndpointConfig => "sagemaker:endpoint-config",
+            ResourceKind::SageMakerEndpoint => "sagemaker:endpoint",
+            ResourceKind::SnsTopic => "sns:topic",
+            ResourceKind::SnsSubscription => "sns:subscription",
+            ResourceKind::LambdaFunction => "lambda:function",
+            ResourceKind::LambdaPermission => "lambda:permission",
+            ResourceKind::SubscriptionFilter => "logs:subscription-filter",
+            ResourceKind::EventRule => "events:rule",
+            ResourceKind::EventTarget => "events:target",
+        }
+    }
+
+    /// Whether AWS lets this kind carry tags. Untagged kinds are children that go with
+    /// their parent (a function's permissions, a rule's targets), so the sweep that finds
+    /// resources by tag reaches them through the parent.
+    pub fn taggable(self) -> bool {
+        !matches!(
+            self,
+            ResourceKind::IamRolePolicy
+                | ResourceKind::LambdaPermission
+                | ResourceKind::SubscriptionFilter
+                | ResourceKind::EventTarget
+                | ResourceKind::SnsSubscription
+        )
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub type Tags = BTreeMap<String, String>;
+
+/// One security-group rule: protocol (`tcp`, `udp`, `icmp` or `-1` for all), port range and
+/// the IPv4 or IPv6 block it allows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    pub cidr: String,
+}
+
+impl Rule {
+    pub fn all_traffic(cidr: &str) -> Rule {
+        Rule { protocol: "-1".into(), from_port: -1, to_port: -1, cidr: cidr.into() }
+    }
+}
+
+/// Which of the lab's functions a Lambda is; the code lives in cis (issue: Lambdas).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionCode {
+    Detector,
+    Containment,
+}
+
+/// What a resource is to be, per kind. References to other lab resources are roles; the
+/// orchestration resolves them to ids ([`Refs`]) and renders policy placeholders.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ResourceConfig {
+    Vpc { cidr: String },
+    Subnet { vpc: Role, cidr: String, map_public_ip: bool },
+    InternetGateway { vpc: Role },
+    RouteTable { vpc: Role, subnet: Role, gateway: Role },
+    SecurityGroup { vpc: Role, description: String, ingress: Vec<Rule>, egress: Vec<Rule> },
+    IamRole { trust_policy: String, description: String },
+    InlinePolicy { role: Role, policy_name: String, document: String },
+    ManagedPolicyAttachment { role: Role, policy_arn: String },
+    InstanceProfile { role: Role },
+    Instance {
+        subnet: Role,
+        security_group: Role,
+        instance_profile: Role,
+        instance_type: String,
+        image_parameter: String,
+        imdsv2_required: bool,
+        root_volume_encrypted: bool,
+    },
+    LogGroup { retention_days: u32 },
+    FlowLog { vpc: Role, log_group: Role, role: Role, max_aggregation_interval_s: u32, log_format: String },
+    SageMakerModel { role: Role, algorithm: String },
+    SageMakerEndpointConfig { model: Role, instance_type: String },
+    SageMakerEndpoint { config: Role },
+    SnsTopic,
+    SnsSubscription { topic: Role, protocol: String, endpoint: String },
+    LambdaFunction { code: FunctionCode, role: Role, memory_mb: u32, timeout_s: u32, environment: BTreeMap<String, String> },
+    LambdaPermission { function: Role, principal: String, source: Role, statement_id: String },
+    SubscriptionFilter { log_group: Role, function: Role, filter_pattern: String },
+    EventRule { event_pattern: String },
+    EventTarget { rule: Role, function: Role, target_id: String },
+}
+
+/// One resource of the lab, fully described.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSpec {
+    pub role: Role,
+    pub kind: ResourceKind,
+    pub name: String,
+    pub tags: Tags,
+    pub depends_on: Vec<Role>,
+    pub config: ResourceConfig,
+}
+
+/// Ids of already-created resources, by role.
+pub type Refs = BTreeMap<Role, String>;
+
+/// The log format every lab's flow log uses: the v2 default fields, then the v3-v5 fields
+/// the detector and the report read.
+pub const LAB_LOG_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr} ${flow-direction} ${traffic-path}";
+
+/// The public SSM parameter that names the current Amazon Linux 2023 AMI.
+pub const AL2023_PARAMETER: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+/// The detection events the rule matches: our detector's source and detail type.
+pub const DETECTION_SOURCE: &str = "cis.detector";
+pub const DETECTION_DETAIL_TYPE: &str = "cis detection";
+
+/// The whole lab: every resource in creation order.
+#[derive(Clone, Debug)]
+pub struct LabGraph {
+    pub lab: LabName,
+    pub options: LabOptions,
+    pub resources: Vec<ResourceSpec>,
+}
+
+impl LabGraph {
+    /// Builds the graph for `lab`; `run` goes into every resource's `cis:run` tag.
+    pub fn build(lab: &LabName, options: &LabOptions, run: &str) -> LabGraph {
+        let mut b = Builder { lab, run, resources: Vec::new() };
+        let o = options;
+        use ResourceConfig as C;
+        use Role as R;
+
+        b.add(R::Vpc, &[], C::Vpc { cidr: "10.42.0.0/16".into() });
+        b.add(R::Subnet, &[R::Vpc], C::Subnet { vpc: R::Vpc, cidr: "10.42.1.0/24".into(), map_public_ip: true });
+        b.add(R::InternetGateway, &[R::Vpc], C::InternetGateway { vpc: R::Vpc });
+        b.add(
+            R::RouteTable,
+            &[R::Vpc, R::Subnet, R::InternetGateway],
+            C::RouteTable { vpc: R::Vpc, subnet: R::Subnet, gateway: R::InternetGateway },
+        );
+        let ssh: Vec<Rule> = o
+            .ssh_from
+            .iter()
+            .map(|src| Rule { protocol: "tcp".into(), from_port: 22, to_port: 22, cidr: src.as_str().into() })
+            .collect();
+        b.add(
+            R::TargetSecurityGroup,
+            &[R::Vpc],
+            C::SecurityGroup {
+                vpc: R::Vpc,
+                description: "cis target: no inbound except SSH from the operator when asked".into(),
+                ingress: ssh,
+                egress: vec![Rule::all_traffic("0.0.0.0/0")],
+            },
+        );
+        // Moving an ENI here first makes its tracked connections untracked, so the move to
+        // the isolation group then cuts them (aws-facts.md, isolation step 2). Only ever
+        // attached for the instant between the two moves of containment.
+        b.add(
+            R::AllowAllSecurityGroup,
+            &[R::Vpc],
+            C::SecurityGroup {
+                vpc: R::Vpc,
+                description: "cis containment step 1: allow-all so tracked flows become untracked".into(),
+                ingress: vec![Rule::all_traffic("0.0.0.0/0")],
+                egress: vec![Rule::all_traffic("0.0.0.0/0")],
+            },
+        );
+        b.add(
+            R::IsolationSecurityGroup,
+            &[R::Vpc],
+            C::SecurityGroup {
+                vpc: R::Vpc,
+                description: "cis containment step 2: no rules at all (default egress revoked)".into(),
+                ingress: vec![],
+                egress: vec![],
+            },
+        );
+        b.add(
+            R::InstanceRole,
+            &[],
+            C::IamRole { trust_policy: policy("ec2-trust"), description: "cis target: reachable by SSM Run Command".into() },
+        );
+        b.add(
+            R::InstanceRolePolicy,
+            &[R::InstanceRole],
+            C::ManagedPolicyAttachment {
+                role: R::InstanceRole,
+                policy_arn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".into(),
+            },
+        );
+        b.add(R::InstanceProfile, &[R::InstanceRole, R::InstanceRolePolicy], C::InstanceProfile { role: R::InstanceRole });
+        b.add(
+            R::TargetInstance,
+            &[R::Subnet, R::RouteTable, R::TargetSecurityGroup, R::InstanceProfile],
+            C::Instance {
+                subnet: R::Subnet,
+                security_group: R::TargetSecurityGroup,
+                instance_profile: R::InstanceProfile,
+                instance_type: o.instance_type.clone(),
+                image_parameter: AL2023_PARAMETER.into(),
+                imdsv2_required: true,
+                root_volume_encrypted: true,
+            },
+        );
+        b.add(R::LogGroup, &[], C::LogGroup { retention_days: 7 });
+        b.add(
+            R::FlowLogRole,
+            &[],
+            C::IamRole { trust_policy: policy("flow-log-trust"), description: "cis: VPC Flow Logs delivery".into() },
+        );
+        b.add(
+            R::FlowLogPolicy,
+            &[R::FlowLogRole, R::LogGroup],
+            C::InlinePolicy { role: R::FlowLogRole, policy_name: "flow-log-delivery".into(), document: policy("flow-log") },
+        );
+        b.add(
+            R::FlowLog,
+            &[R::Vpc, R::LogGroup, R::FlowLogRole, R::FlowLogPolicy],
+            C::FlowLog {
+                vpc: R::Vpc,
+                log_group: R::LogGroup,
+                role: R::FlowLogRole,
+                max_aggregation_interval_s: o.window_s,
+                log_format: LAB_LOG_FORMAT.into(),
+            },
+        );
+        if o.detector == DetectorMode::Endpoint {
+            b.add(
+                R::ModelRole,
+                &[],
+                C::IamRole { trust_policy: policy("sagemaker-trust"), description: "cis: anomaly model execution".into() },
+            );
+            b.add(
+                R::AnomalyModel,
+                &[R::ModelRole],
+                C::SageMakerModel { role: R::ModelRole, algorithm: "randomcutforest".into() },
+            );
+            b.add(
+                R::AnomalyEndpointConfig,
+                &[R::AnomalyModel],
+                C::SageMakerEndpointConfig { model: R::AnomalyModel, instance_type: o.endpoint_instance_type.clone() },
+            );
+            b.add(R::AnomalyEndpoint, &[R::AnomalyEndpointConfig], C::SageMakerEndpoint { config: R::AnomalyEndpointConfig });
+        }
+        b.add(R::Topic, &[], C::SnsTopic);
+        if let Some(email) = &o.notify_email {
+            b.add(
+                R::TopicSubscription,
+                &[R::Topic],
+                C::SnsSubscription { topic: R::Topic, protocol: "email".into(), endpoint: email.clone() },
+            );
+        }
+        b.add(
+            R::DetectorRole,
+            &[],
+            C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() },
+        );
+        let mut detector_deps = vec![R::DetectorRole];
+        let mut detector_policy = policy("detector");
+        if o.detector == DetectorMode::Endpoint {
+            detector_policy = merge_statements(&detector_policy, &policy("detector-endpoint"));
+            detector_deps.push(R::AnomalyEndpoint);
+        }
+        b.add(
+            R::DetectorPolicy,
+            &detector_deps,
+            C::InlinePolicy { role: R::DetectorRole, policy_name: "detector".into(), document: detector_policy },
+        );
+        let mut detector_env = BTreeMap::from([
+            ("CIS_LAB".to_string(), lab.to_string()),
+            ("CIS_WINDOW_S".to_string(), o.window_s.to_string()),
+            ("CIS_LOG_FORMAT".to_string(), LAB_LOG_FORMAT.to_string()),
+        ]);
+        if o.detector == DetectorMode::Endpoint {
+            detector_env.insert("CIS_ENDPOINT".into(), format!("cis-{lab}-{}", R::AnomalyEndpoint.name()));
+        }
+        b.add(
+            R::DetectorFunction,
+            &[R::DetectorRole, R::DetectorPolicy],
+            C::LambdaFunction {
+                code: FunctionCode::Detector,
+                role: R::DetectorRole,
+                memory_mb: 256,
+                timeout_s: 30,
+                environment: detector_env,
+            },
+        );
+        b.add(
+            R::DetectorPermission,
+            &[R::DetectorFunction, R::LogGroup],
+            C::LambdaPermission {
+                function: R::DetectorFunction,
+                principal: "logs.amazonaws.com".into(),
+                source: R::LogGroup,
+                statement_id: "cis-flow-log-subscription".into(),
+            },
+        );
+        b.add(
+            R::SubscriptionFilter,
+            &[R::LogGroup, R::DetectorFunction, R::DetectorPermission],
+            C::SubscriptionFilter { log_group: R::LogGroup, function: R::DetectorFunction, filter_pattern: String::new() },
+        );
+        b.add(
+            R::ContainmentRole,
+            &[],
+            C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: containment function".into() },
+        );
+        b.add(
+            R::ContainmentPolicy,
+            &[R::ContainmentRole, R::Topic],
+            C::InlinePolicy { role: R::ContainmentRole, policy_name: "containment".into(), document: policy("containment") },
+        );
+        b.add(
+            R::ContainmentFunction,
+            &[R::ContainmentRole, R::ContainmentPolicy, R::Topic, R::AllowAllSecurityGroup, R::IsolationSecurityGroup],
+            C::LambdaFunction {
+                code: FunctionCode::Containment,
+                role: R::ContainmentRole,
+                memory_mb: 128,
+                timeout_s: 60,
+                environment: BTreeMap::from([
+                    ("CIS_LAB".to_string(), lab.to_string()),
+                    ("CIS_TOPIC_ARN".to_string(), "${ref:alerts}".to_string()),
+                    ("CIS_ALLOW_ALL_SG".to_string(), "${ref:allow-all-sg}".to_string()),
+                    ("CIS_ISOLATION_SG".to_string(), "${ref:isolation-sg}".to_string()),
+                ]),
+            },
+        );
+        b.add(
+            R::EventRule,
+            &[],
+            C::EventRule {
+                event_pattern: format!(
+                    r#"{{"source":["{DETECTION_SOURCE}"],"detail-type":["{DETECTION_DETAIL_TYPE}"],"detail":{{"lab":["{lab}"]}}}}"#
+                ),
+            },
+        );
+        b.add(
+            R::ContainmentPermission,
+            &[R::ContainmentFunction, R::EventRule],
+            C::LambdaPermission {
+                function: R::ContainmentFunction,
+                principal: "events.amazonaws.com".into(),
+                source: R::EventRule,
+                statement_id: "cis-detection-rule".into(),
+            },
+        );
+        b.add(
+            R::EventTarget,
+            &[R::EventRule, R::ContainmentFunction, R::ContainmentPermission],
+            C::EventTarget { rule: R::EventRule, function: R::ContainmentFunction, target_id: "containment".into() },
+        );
+
+        LabGraph { lab: lab.clone(), options: options.clone(), resources: b.resources }
+    }
+
+    pub fn get(&self, role: Role) -> Option<&ResourceSpec> {
+        self.resources.iter().find(|r| r.role == role)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        self.resources.iter().map(|r| r.role)
+    }
+
+    /// Roles that depend directly on `role`.
+    pub fn dependents(&self, role: Role) -> Vec<Role> {
+        self.resources.iter().filter(|r| r.depends_on.contains(&role)).map(|r| r.role).collect()
+    }
+}
+
+struct Builder<'a> {
+    lab: &'a LabName,
+    run: &'a str,
+    resources: Vec<ResourceSpec>,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, role: Role, deps: &[Role], config: ResourceConfig) {
+        debug_assert!(deps.iter().all(|d| self.resources.iter().any(|r| r.role == *d)), "{role} before its deps");
+        self.resources.push(ResourceSpec {
+            role,
+            kind: role.kind(),
+            name: resource_name(self.lab, role),
+            tags: lab_tags(self.lab, role, self.run),
+            depends_on: deps.to_vec(),
+            config,
+        });
+    }
+}
+
+/// `cis-<lab>-<role>`.
+pub fn resource_name(lab: &LabName, role: Role) -> String {
+    format!("cis-{lab}-{}", role.name())
+}
+
+pub fn lab_tags(lab: &LabName, role: Role, run: &str) -> Tags {
+    Tags::from([
+        (TAG_LAB.to_string(), lab.to_string()),
+        (TAG_MANAGED.to_string(), "true".to_string()),
+        (TAG_RUN.to_string(), run.to_string()),
+        (TAG_ROLE.to_string(), role.name().to_string()),
+        ("Name".to_string(), resource_name(lab, role)),
+    ])
+}
+
+fn policy(name: &str) -> String {
+    let text = match name {
+        "ec2-trust" => include_str!("../../assets/policies/ec2-trust.json"),
+        "lambda-trust" => include_str!("../../assets/policies/lambda-trust.json"),
+        "flow-log-trust" => include_str!("../../assets/policies/flow-log-trust.json"),
+        "sagemaker-trust" => include_str!("../../assets/policies/sagemaker-trust.json"),
+        "flow-log" => include_str!("../../assets/policies/flow-log.json"),
+        "containment" => include_str!("../../assets/policies/containment.json"),
+        "detector" => include_str!("../../assets/policies/detector.json"),
+        "detector-endpoint" => include_str!("../../assets/policies/detector-endpoint.json"),
+        other => unreachable!("no policy asset {other}"),
+    };
+    text.to_string()
+}
+
+fn merge_statements(base: &str, extra: &str) -> String {
+    let mut base: serde_json::Value = serde_json::from_str(base).expect("policy assets are valid JSON");
+    let extra: serde_json::Value = serde_json::from_str(extra).expect("policy assets are valid JSON");
+    if let (Some(list), Some(more)) = (base["Statement"].as_array_mut(), extra["Statement"].as_array()) {
+        list.extend(more.iter().cloned());
+    }
+    serde_json::to_string_pretty(&base).expect("JSON values serialize")
+}
+
+/// Fills `${lab}`, `${region}`, `${account}` and `${ref:<role>}` placeholders in a policy
+/// document or an environment value. A reference to a role not yet created is an error
+/// in the graph, reported as such.
+pub fn render(template: &str, lab: &LabName, region: &str, account: &str, refs: &Refs) -> Result<String, Error> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| Error::Internal(format!("unclosed placeholder in {template}")))?;
+        let key = &after[..end];
+        let value = match key {
+            "lab" => lab.to_string(),
+            "region" => region.to_string(),
+            "account" => account.to_string(),
+            _ => match key.strip_prefix("ref:").and_then(Role::from_name) {
+                Some(role) => refs
+                    .get(&role)
+                    .cloned()
+                    .ok_or_else(|| Error::Internal(format!("placeholder ${{{key}}} used before {role} exists")))?,
+                // Not ours (a flow-log format's `${srcaddr}`): left as it is.
+                None => format!("${{{key}}}"),
+            },
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The spec with every placeholder in its policies and environment filled in.
+pub fn rendered(spec: &ResourceSpec, lab: &LabName, region: &str, account: &str, refs: &Refs) -> Result<ResourceSpec, Error> {
+    let mut spec = spec.clone();
+    let r = |s: &str| render(s, lab, region, account, refs);
+    match &mut spec.config {
+        ResourceConfig::IamRole { trust_policy, .. } => *trust_policy = r(trust_policy)?,
+        ResourceConfig::InlinePolicy { document, .. } => *document = r(document)?,
+        ResourceConfig::LambdaFunction { environment, .. } => {
+            for v in environment.values_mut() {
+                *v = r(v)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab() -> LabName {
+        "demo".parse().unwrap()
+    }
+
+    #[test]
+    fn graph_is_topologically_ordered_and_names_follow_the_convention() {
+        for detector in [DetectorMode::Endpoint, DetectorMode::Lambda] {
+            let options = LabOptions { detector, notify_email: Some("ops@example.com".into()), ..Default::default() };
+            let g = LabGraph::build(&lab(), &options, "up-1");
+            for (i, r) in g.resources.iter().enumerate() {
+                assert!(r.name.starts_with("cis-demo-"), "{}", r.name);
+                assert_eq!(r.tags[TAG_LAB], "demo");
+                assert_eq!(r.tags[TAG_MANAGED], "true");
+                assert_eq!(r.tags[TAG_RUN], "up-1");
+                for d in &r.depends_on {
+                    let j = g.resources.iter().position(|x| x.role == *d).unwrap();
+                    assert!(j < i, "{} depends on later {}", r.role, d);
+                }
+            }
+            assert_eq!(g.get(Role::AnomalyEndpoint).is_some(), detector == DetectorMode::Endpoint);
+        }
+    }
+
+    #[test]
+    fn lab_names_and_ssh_sources_are_validated() {
+        assert!("a".parse::<LabName>().is_ok());
+        assert!("Lab".parse::<LabName>().is_err());
+        assert!("1lab".parse::<LabName>().is_err());
+        assert!("x".repeat(25).parse::<LabName>().is_err());
+        assert_eq!("198.51.100.7".parse::<SshSource>().unwrap().as_str(), "198.51.100.7/32");
+        assert!("0.0.0.0/0".parse::<SshSource>().is_err());
+        assert!("198.51.100.0/24".parse::<SshSource>().is_err());
+        assert!("0.0.0.0".parse::<SshSource>().is_err());
+    }
+
+    #[test]
+    fn target_group_has_no_inbound_rule_without_ssh_from() {
+        let g = LabGraph::build(&lab(), &LabOptions::default(), "r");
+        let ResourceConfig::SecurityGroup { ingress, .. } = &g.get(Role::TargetSecurityGroup).unwrap().config else { panic!() };
+        assert!(ingress.is_empty());
+    }
+
+    #[test]
+    fn placeholders_render_and_missing_refs_are_errors() {
+        let refs = Refs::from([(Role::Topic, "arn:aws:sns:us-east-1:1:cis-demo-alerts".to_string())]);
+        let s = render("${lab} ${region} ${account} ${ref:alerts}", &lab(), "eu-west-1", "42", &refs).unwrap();
+        assert_eq!(s, "demo eu-west-1 42 arn:aws:sns:us-east-1:1:cis-demo-alerts");
+        assert!(render("${ref:vpc}", &lab(), "r", "a", &refs).is_err());
+        for spec in LabGraph::build(&lab(), &LabOptions::default(), "r").resources {
+            if let ResourceConfig::InlinePolicy { document, .. } | ResourceConfig::IamRole { trust_policy: document, .. } = &spec.config {
+                serde_json::from_str::<serde_json::Value>(document).expect("policy is JSON");
+            }
+        }
+    }
+}

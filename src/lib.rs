@@ -1,0 +1,26 @@
+//! cis, the Cloud Immune System lab: provisions a detect-and-contain lab on AWS or on an
+//! embedded simulator, attacks it with scripted exfiltration, measures how fast it detects
+//! and isolates, and tears it all down.
+//!
+//! Dependencies point one way: [`cli`] -> [`commands`] -> [`orchestrator`] -> the
+//! [`cloud::Cloud`] boundary <- [`sim`] (and the AWS backend).
+
+pub mod cli;
+pub mod clock;
+pub mod cloud;
+pub mod commands;
+pub mod containment;
+pub mod detector;
+pub mod error;
+pub mod flowlog;
+pub mod lab;
+pub mod ledger;
+pub mod orchestrator;
+pub mod progress;
+pub mod report;
+pub mod rng;
+pub mod scenario;
+pub mod sim;
+pub mod state;
+
+pub use error::{Error, Result};

@@ -1,0 +1,292 @@
+//! Measurement: runs a scenario against an up lab and turns what the pipeline did into a
+//! timeline and latencies. The same code measures the simulator and AWS.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Orchestrator;
+use crate::clock::Timestamp;
+use crate::cloud::{LabTarget, Observation};
+use crate::error::{Error, Result};
+use crate::lab::LabName;
+use crate::ledger::check_header;
+use crate::scenario::Scenario;
+use crate::state::{json_error_message, write_atomic};
+
+pub const RUN_FORMAT: &str = "cis-run";
+pub const RUN_VERSION: u32 = 1;
+
+/// How long flow logs may take to deliver their first records before an attack.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// After the attack ends, how long a detection may still arrive: flow-log delivery is
+/// "best effort", typically 5 minutes, sometimes 10 or more (aws-facts.md).
+const DELIVERY_ALLOWANCE: Duration = Duration::from_secs(15 * 60);
+const POLL: Duration = Duration::from_secs(5);
+
+/// The instants of one run; absent where it did not happen.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub attack_start: Option<Timestamp>,
+    pub first_exfil_flow: Option<Timestamp>,
+    pub records_delivered: Option<Timestamp>,
+    pub detected: Option<Timestamp>,
+    pub containment_invoked: Option<Timestamp>,
+    pub isolated: Option<Timestamp>,
+    pub last_exfil_byte: Option<Timestamp>,
+    pub notified: Option<Timestamp>,
+    pub attack_end: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub detected: bool,
+    pub isolated: bool,
+    /// First exfiltration flow -> detection event.
+    pub detection_latency_s: Option<f64>,
+    /// Detection event -> last interface in the isolation group.
+    pub isolation_latency_s: Option<f64>,
+    /// First exfiltration flow -> isolated.
+    pub end_to_end_s: Option<f64>,
+    /// Attack bytes the groups let out, in all.
+    pub bytes_exfiltrated: u64,
+    /// Attack bytes let out before isolation.
+    pub bytes_before_isolation: u64,
+    /// Attack bytes the groups dropped.
+    pub bytes_blocked: u64,
+}
+
+/// One attack run, as stored in the lab's `runs/` directory (schema: README, "Run records").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub format: String,
+    pub version: u32,
+    pub run_id: String,
+    pub lab: String,
+    pub cloud: String,
+    pub scenario: String,
+    pub title: String,
+    pub detector: Option<String>,
+    pub expected_detected: bool,
+    pub expected_isolated: bool,
+    pub visible_in_flow_logs: bool,
+    pub timeline: Timeline,
+    pub metrics: RunMetrics,
+    /// `as expected`, `missed`, `not isolated`, or `unexpected isolation`.
+    pub verdict: String,
+    pub notes: Vec<String>,
+}
+
+impl RunRecord {
+    /// Builds the record from what the cloud observed.
+    pub fn from_observation(run_id: &str, lab: &str, cloud: &str, scenario: &Scenario, started: Timestamp, obs: &Observation) -> RunRecord {
+        let accepted = || obs.transfers.iter().filter(|t| t.accepted);
+        let detection = obs.detections.iter().min_by_key(|d| d.at);
+        let containment = obs.containments.iter().filter(|c| c.outcome == "isolated").min_by_key(|c| c.invoked_at);
+        let invoked = obs.containments.iter().map(|c| c.invoked_at).min();
+        let isolated = containment.and_then(|c| c.isolated_at);
+        let notified = obs.notifications.iter().map(|n| n.at).min();
+        let timeline = Timeline {
+            attack_start: Some(started),
+            first_exfil_flow: accepted().map(|t| t.at).min().or_else(|| obs.transfers.first().map(|t| t.at)),
+            records_delivered: obs.first_records_delivered_at,
+            detected: detection.map(|d| d.at),
+            containment_invoked: invoked,
+            isolated,
+            last_exfil_byte: accepted().map(|t| t.at).max(),
+            notified,
+            attack_end: obs.attack_finished_at,
+        };
+        let secs = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+            (Some(a), Some(b)) => Some(b.seconds_since(a)),
+            _ => None,
+        };
+        let metrics = RunMetrics {
+            detected: detection.is_some(),
+            isolated: isolated.is_some(),
+            detection_latency_s: secs(timeline.first_exfil_flow, timeline.detected),
+            isolation_latency_s: secs(timeline.detected, timeline.isolated),
+            end_to_end_s: secs(timeline.first_exfil_flow, timeline.isolated),
+            bytes_exfiltrated: accepted().map(|t| t.bytes_out).sum(),
+            bytes_before_isolation: accepted().filter(|t| isolated.is_none_or(|i| t.at < i)).map(|t| t.bytes_out).sum(),
+            bytes_blocked: obs.transfers.iter().filter(|t| !t.accepted).map(|t| t.bytes_out).sum(),
+        };
+        let e = &scenario.expect;
+        let verdict = match (e.detected || e.isolated, metrics.detected, metrics.isolated) {
+            (false, _, true) => "unexpected isolation",
+            (true, false, _) => "missed",
+            (true, true, false) if e.isolated => "not isolated",
+            _ => "as expected",
+        };
+        let mut notes = Vec::new();
+        if !e.visible_in_flow_logs {
+            notes.push("flow logs cannot see this traffic (for example DNS to the VPC resolver): no flow-log detector can catch it".to_string());
+        }
+        if isolated.is_some() && !obs.instance_isolated {
+            notes.push("containment reported isolation but the instance's groups no longer show it".to_string());
+        }
+        for c in obs.containments.iter().filter(|c| c.outcome != "isolated") {
+            notes.push(format!("containment at {}: {} ({})", c.invoked_at, c.outcome, c.detail));
+        }
+        if metrics.isolated && metrics.bytes_before_isolation == metrics.bytes_exfiltrated && timeline.attack_end.is_some_and(|end| isolated.is_some_and(|i| end <= i)) {
+            notes.push("the attack was over before isolation: every byte left first".to_string());
+        }
+        RunRecord {
+            format: RUN_FORMAT.into(),
+            version: RUN_VERSION,
+            run_id: run_id.into(),
+            lab: lab.into(),
+            cloud: cloud.into(),
+            scenario: scenario.id.clone(),
+            title: scenario.title.clone(),
+            detector: detection.map(|d| d.detector.clone()),
+            expected_detected: e.detected,
+            expected_isolated: e.isolated,
+            visible_in_flow_logs: e.visible_in_flow_logs,
+            timeline,
+            metrics,
+            verdict: verdict.into(),
+            notes,
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<RunRecord> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not a readable run record: {}", json_error_message(&e))))?;
+        check_header(&value, RUN_FORMAT, RUN_VERSION).map_err(bad)?;
+        serde_json::from_value(value).map_err(|e| bad(format!("damaged run record: {e}")))
+    }
+}
+
+/// Every run of a lab, in run order.
+pub fn load_runs(dir: &Path) -> Result<Vec<RunRecord>> {
+    let mut paths: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-")))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    paths.sort();
+    paths.iter().map(|p| RunRecord::load(p)).collect()
+}
+
+fn next_run_id(dir: &Path) -> Result<String> {
+    let highest = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("run-")?.strip_suffix(".json")?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    Ok(format!("run-{:04}", highest + 1))
+}
+
+impl Orchestrator<'_> {
+    /// The lab's resources, if it is up and complete.
+    pub fn target(&self, lab: &LabName) -> Result<LabTarget> {
+        let cloud = self.cloud.kind().name();
+        let ledger = self.load_ledger(lab)?.ok_or_else(|| {
+            Error::LabState(format!("lab '{lab}' is not up on {cloud}: run `cis up --lab {lab}` first"))
+        })?;
+        if !ledger.complete {
+            return Err(Error::LabState(format!(
+                "lab '{lab}' on {cloud} is only partly created: run `cis up --lab {lab}` to finish it"
+            )));
+        }
+        let refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
+        Ok(LabTarget { lab: lab.clone(), refs })
+    }
+
+    /// Runs one scenario and records its timeline in the lab's `runs/` directory.
+    pub async fn attack(&self, lab: &LabName, scenario: &Scenario) -> Result<RunRecord> {
+        let target = self.target(lab)?;
+        let clock = self.cloud.clock();
+        let label = "attack";
+
+        // Flow logs take minutes to deliver their first records; an attack before that
+        // would measure the warm-up, not the pipeline.
+        let warmup_deadline = clock.now().plus(WARMUP_TIMEOUT);
+        while self.cloud.first_delivery(&target).await?.is_none() {
+            if clock.now() >= warmup_deadline {
+                return Err(Error::LabState(format!(
+                    "lab '{lab}': no flow-log records reached the log group in {} min: check the flow log with `cis status --lab {lab}`",
+                    WARMUP_TIMEOUT.as_secs() / 60
+                )));
+            }
+            self.progress.update(label, "waiting for the flow log's first records (pipeline warm-up)");
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+
+        let runs_dir = self.state.runs_dir(self.cloud.kind(), lab);
+        let run_id = next_run_id(&runs_dir)?;
+        self.progress.begin(label, &run_id, &format!("running {}", scenario.id));
+        let handle = self.cloud.start_attack(&target, scenario, &run_id).await?;
+        let window = Duration::from_secs(self.load_ledger(lab)?.map_or(600, |l| l.options.window_s as u64));
+        let span = Duration::from_secs_f64(scenario.span_s());
+        let hard_deadline = handle.started_at.plus(span + window + DELIVERY_ALLOWANCE + Duration::from_secs(15 * 60));
+
+        let obs = loop {
+            tokio::time::sleep(POLL).await;
+            let obs = self.cloud.observe(&target, &handle).await?;
+            let now = clock.now();
+            let contained = obs.containments.iter().any(|c| c.outcome == "isolated");
+            let notified = !obs.notifications.is_empty();
+            let settled = obs.containments.iter().any(|c| c.outcome != "isolated" && c.outcome != "already-isolated");
+            let quiet_since = obs.attack_finished_at.map(|end| end.plus(window + DELIVERY_ALLOWANCE));
+            let msg = match (&obs.detections.first(), contained) {
+                (_, true) => "isolated; waiting for the notification".to_string(),
+                (Some(_), false) => "detected; waiting for containment".to_string(),
+                (None, _) => format!("{} transfer(s) so far; waiting for detection", obs.transfers.len()),
+            };
+            self.progress.update(label, &msg);
+            if (contained && notified) || settled || quiet_since.is_some_and(|q| now >= q) || now >= hard_deadline {
+                break obs;
+            }
+        };
+        let record = RunRecord::from_observation(&run_id, lab.as_str(), self.cloud.kind().name(), scenario, handle.started_at, &obs);
+        let text = serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&runs_dir.join(format!("{run_id}.json")), text.as_bytes())?;
+        self.cloud.checkpoint().await?;
+        self.progress.finish(label, &format!("{run_id}: {}", record.verdict));
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{ContainmentOutcome, DetectionEvent, Notification, Transfer};
+
+    #[test]
+    fn latencies_and_bytes_come_from_the_observation() {
+        let s = crate::scenario::find("exfil-long-stream").unwrap();
+        let t = |s: i64| Timestamp(s * 1000);
+        let obs = Observation {
+            attack_finished_at: Some(t(500)),
+            transfers: vec![
+                Transfer { at: t(10), bytes_out: 100, accepted: true },
+                Transfer { at: t(300), bytes_out: 100, accepted: true },
+                Transfer { at: t(400), bytes_out: 100, accepted: false },
+            ],
+            first_records_delivered_at: Some(t(330)),
+            detections: vec![DetectionEvent { at: t(340), lab: "l".into(), instance_id: "i".into(), detector: "d".into(), window_start: t(0), reason: "r".into() }],
+            containments: vec![ContainmentOutcome { invoked_at: t(341), finished_at: t(342), instance_id: "i".into(), outcome: "isolated".into(), isolated_at: Some(t(342)), detail: String::new() }],
+            notifications: vec![Notification { at: t(343), subject: "s".into() }],
+            instance_isolated: true,
+        };
+        let r = RunRecord::from_observation("run-0001", "l", "sim", &s, t(5), &obs);
+        assert_eq!(r.metrics.detection_latency_s, Some(330.0));
+        assert_eq!(r.metrics.isolation_latency_s, Some(2.0));
+        assert_eq!(r.metrics.end_to_end_s, Some(332.0));
+        assert_eq!((r.metrics.bytes_exfiltrated, r.metrics.bytes_before_isolation, r.metrics.bytes_blocked), (200, 200, 100));
+        assert_eq!(r.verdict, "as expected");
+        let missed = RunRecord::from_observation("run-0002", "l", "sim", &s, t(5), &Observation::default());
+        assert_eq!(missed.verdict, "missed");
+    }
+}

@@ -1,0 +1,554 @@
+//! The orchestration: ordering, retries, waits, the state ledger and measurement, written
+//! once and run unchanged on every backend.
+//!
+//! `up` creates the graph in dependency order, independent branches concurrently, writing
+//! the ledger ahead of every create. `down` deletes in reverse dependency order, treats
+//! NotFound as done, retries what AWS says will pass (DependencyViolation, throttling),
+//! then sweeps anything still tagged with the lab, and removes the ledger last.
+
+pub mod measure;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::cloud::{Cloud, CloudError, ResourceStatus};
+use crate::error::{Error, Result};
+use crate::lab::pricing::PriceTable;
+use crate::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, ResourceSpec, Role};
+use crate::ledger::{Entry, EntryState, Ledger, LedgerFile};
+use crate::progress::Progress;
+use crate::state::{lock_exclusive, LockGuard, StateDir};
+
+/// How long transient errors are retried before giving up.
+const CREATE_RETRY_FOR: Duration = Duration::from_secs(180);
+const DELETE_RETRY_FOR: Duration = Duration::from_secs(900);
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+fn ready_timeout(kind: ResourceKind) -> (Duration, Duration) {
+    // (give up after, longest poll interval); SDK waiters poll endpoints every 30 s.
+    match kind {
+        ResourceKind::SageMakerEndpoint => (Duration::from_secs(40 * 60), Duration::from_secs(30)),
+        ResourceKind::Instance => (Duration::from_secs(10 * 60), Duration::from_secs(5)),
+        _ => (Duration::from_secs(5 * 60), Duration::from_secs(5)),
+    }
+}
+
+/// What `up` did to one resource.
+#[derive(Clone, Debug, Serialize)]
+pub struct Applied {
+    pub role: Role,
+    pub kind: ResourceKind,
+    pub id: String,
+    /// `created`, `adopted` (found after a crash) or `unchanged`.
+    pub action: String,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UpReport {
+    pub lab: String,
+    pub cloud: String,
+    pub run: String,
+    pub resources: Vec<Applied>,
+    pub seconds: f64,
+    pub usd_per_hour: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Deleted {
+    pub role: Option<Role>,
+    pub kind: ResourceKind,
+    pub id: String,
+    /// `ledger` or `sweep` (found by its lab tag only).
+    pub via: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DownReport {
+    pub lab: String,
+    pub cloud: String,
+    pub deleted: Vec<Deleted>,
+    pub had_ledger: bool,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusEntry {
+    pub role: Option<Role>,
+    pub kind: ResourceKind,
+    pub name: String,
+    pub id: Option<String>,
+    /// Live state: `ready`, `pending: ...`, `deleting: ...`, `missing` (in the ledger, not
+    /// in the cloud: drift), `untracked` (tagged in the cloud, not in the ledger: drift),
+    /// `intent` (a create that may not have happened).
+    pub state: String,
+    pub drift: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    pub lab: String,
+    pub cloud: String,
+    pub up: bool,
+    pub complete: bool,
+    pub created_at: Option<Timestamp>,
+    pub now: Timestamp,
+    pub resources: Vec<StatusEntry>,
+    pub usd_per_hour: f64,
+    pub usd_so_far: f64,
+}
+
+pub struct Orchestrator<'a> {
+    pub cloud: &'a dyn Cloud,
+    pub progress: &'a dyn Progress,
+    pub state: &'a StateDir,
+}
+
+type Step<'f> = Pin<Box<dyn Future<Output = (Role, Result<Option<String>>)> + 'f>>;
+
+impl<'a> Orchestrator<'a> {
+    pub fn new(cloud: &'a dyn Cloud, progress: &'a dyn Progress, state: &'a StateDir) -> Self {
+        Orchestrator { cloud, progress, state }
+    }
+
+    fn lock_lab(&self, lab: &LabName) -> Result<LockGuard> {
+        lock_exclusive(&self.state.lab_dir(self.cloud.kind(), lab).join("lock"), &format!("lab '{lab}'"))
+    }
+
+    pub fn load_ledger(&self, lab: &LabName) -> Result<Option<Ledger>> {
+        Ledger::load(&self.state.ledger(self.cloud.kind(), lab))
+    }
+
+    /// Retries transient errors with exponential backoff (no jitter: runs stay repeatable).
+    async fn retrying<T, F, Fut>(&self, label: &str, give_up_after: Duration, mut op: F) -> std::result::Result<T, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, CloudError>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && started.elapsed() + delay <= give_up_after => {
+                    self.progress.update(label, &format!("retrying in {:.1} s: {e}", delay.as_secs_f64()));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Polls until the resource is ready.
+    async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> std::result::Result<(), CloudError> {
+        let (timeout, cap) = ready_timeout(kind);
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.status(kind, id)).await? {
+                ResourceStatus::Ready => return Ok(()),
+                ResourceStatus::Failed(why) => return Err(CloudError::Other(format!("{kind} {id} failed: {why}"))),
+                ResourceStatus::Pending(s) | ResourceStatus::Deleting(s) => {
+                    if started.elapsed() >= timeout {
+                        return Err(CloudError::Other(format!(
+                            "{kind} {id} still '{s}' after {} min",
+                            timeout.as_secs() / 60
+                        )));
+                    }
+                    self.progress.update(label, &format!("waiting: {s}"));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(cap);
+                }
+            }
+        }
+    }
+
+    /// Creates the lab, or resumes it, or confirms it is complete.
+    pub async fn up(&self, lab: &LabName, options: &LabOptions) -> Result<UpReport> {
+        let account = self.cloud.account().await?;
+        let _lock = self.lock_lab(lab)?;
+        let path = self.state.ledger(self.cloud.kind(), lab);
+        let clock = self.cloud.clock();
+        let started = clock.now();
+        let ledger = match Ledger::load(&path)? {
+            Some(l) if l.options != *options => {
+                return Err(Error::Usage(format!(
+                    "lab '{lab}' exists with other options; run `cis down --lab {lab}` first, or `cis up` with the options it was created with"
+                )))
+            }
+            Some(l) => l,
+            None => Ledger::new(
+                lab.clone(),
+                self.cloud.kind(),
+                account.account_id.clone(),
+                account.region.clone(),
+                format!("up-{}", started.compact()),
+                options.clone(),
+                started,
+            ),
+        };
+        let graph = LabGraph::build(lab, options, &ledger.run);
+        let file = Mutex::new(LedgerFile { path, ledger });
+        file.lock().expect("not poisoned").update(|l| l.complete = false)?;
+        let applied = Mutex::new(Vec::new());
+
+        let result = self
+            .run_ordered(
+                graph.roles().collect(),
+                |role| graph.get(role).map(|s| s.depends_on.clone()).unwrap_or_default(),
+                |role, refs| -> Step<'_> {
+                    let spec = graph.get(role).expect("role from the graph").clone();
+                    let (file, applied, account) = (&file, &applied, &account);
+                    Box::pin(async move {
+                        let r = self.ensure(&spec, &refs, file, &account.account_id, &account.region).await;
+                        match r {
+                            Ok(a) => {
+                                let id = a.id.clone();
+                                applied.lock().expect("not poisoned").push(a);
+                                (role, Ok(Some(id)))
+                            }
+                            Err(e) => (role, Err(e)),
+                        }
+                    })
+                },
+            )
+            .await;
+        result.map_err(|(role, e)| match e {
+            Error::Cloud(ce) => Error::LabState(format!(
+                "creating {role} failed: {ce}; what was created is in the ledger: run `cis up --lab {lab}` again to resume, or `cis down --lab {lab}` to remove it"
+            )),
+            other => other,
+        })?;
+        let mut file = file.into_inner().expect("not poisoned");
+        file.update(|l| l.complete = true)?;
+        self.cloud.checkpoint().await?;
+
+        let mut resources = applied.into_inner().expect("not poisoned");
+        let order: Vec<Role> = graph.roles().collect();
+        resources.sort_by_key(|a| order.iter().position(|r| *r == a.role));
+        let usd_per_hour = PriceTable::embedded().lab_costs(&graph).iter().map(|(_, c)| c.usd_per_hour).sum();
+        Ok(UpReport {
+            lab: lab.to_string(),
+            cloud: self.cloud.kind().name().into(),
+            run: file.ledger.run.clone(),
+            resources,
+            seconds: clock.now().seconds_since(started),
+            usd_per_hour,
+        })
+    }
+
+    /// Makes one resource exist and be ready, recording each step in the ledger first.
+    async fn ensure(&self, spec: &ResourceSpec, refs: &Refs, file: &Mutex<LedgerFile>, account: &str, region: &str) -> Result<Applied> {
+        let label = spec.role.name();
+        let clock = self.cloud.clock();
+        let t0 = clock.now();
+        let lab: LabName = spec.tags[crate::lab::TAG_LAB].parse().map_err(Error::Internal)?;
+        let spec = rendered(spec, &lab, region, account, refs)?;
+        let entry = file.lock().expect("not poisoned").ledger.entry(spec.role).cloned();
+        let set = |id: Option<String>, state: EntryState| -> Result<()> {
+            let entry = Entry { role: spec.role, kind: spec.kind, name: spec.name.clone(), id, state, updated_at: clock.now() };
+            file.lock().expect("not poisoned").update(|l| l.set(entry))
+        };
+
+        // Already recorded: keep it if the cloud still has it.
+        let mut existing = None;
+        if let Some(Entry { id: Some(id), .. }) = &entry {
+            match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.status(spec.kind, id)).await {
+                Ok(ResourceStatus::Ready) if entry.as_ref().map(|e| e.state) == Some(EntryState::Ready) => {
+                    self.progress.finish(label, &format!("{} {id} (unchanged)", spec.kind));
+                    return Ok(Applied { role: spec.role, kind: spec.kind, id: id.clone(), action: "unchanged".into(), seconds: 0.0 });
+                }
+                Ok(ResourceStatus::Ready | ResourceStatus::Pending(_)) => existing = Some(id.clone()),
+                Ok(ResourceStatus::Failed(_) | ResourceStatus::Deleting(_)) | Err(CloudError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.progress.begin(label, &spec.name, if existing.is_some() { "resuming" } else { "creating" });
+
+        let mut action = "adopted";
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                // A create may have happened before a crash: look before creating again.
+                let found = match entry.as_ref().map(|e| e.state) {
+                    Some(EntryState::Intent | EntryState::Created | EntryState::Deleting) => {
+                        self.retrying(label, CREATE_RETRY_FOR, || self.cloud.find(&spec, refs)).await?
+                    }
+                    _ => None,
+                };
+                match found {
+                    Some(id) => id,
+                    None => {
+                        set(None, EntryState::Intent)?;
+                        action = "created";
+                        match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.create(&spec, refs)).await {
+                            Ok(id) => id,
+                            Err(CloudError::AlreadyExists { .. }) => {
+                                action = "adopted";
+                                self.cloud.find(&spec, refs).await?.ok_or_else(|| {
+                                    Error::LabState(format!(
+                                        "{} '{}' already exists but is not this lab's (no matching cis:lab tag): rename the lab with --lab or remove it",
+                                        spec.kind, spec.name
+                                    ))
+                                })?
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+        };
+        set(Some(id.clone()), EntryState::Created)?;
+        self.wait_ready(label, spec.kind, &id).await?;
+        set(Some(id.clone()), EntryState::Ready)?;
+        let seconds = clock.now().seconds_since(t0);
+        self.progress.finish(label, &format!("{} {id} ({action} in {seconds:.1} s)", spec.kind));
+        Ok(Applied { role: spec.role, kind: spec.kind, id, action: action.into(), seconds })
+    }
+
+    /// Runs `start` for every role once all of its blockers finished, as many at once as
+    /// are ready. After a failure no new step starts; the running ones finish. Returns the
+    /// ids by role, or the first failure.
+    async fn run_ordered<'f>(
+        &self,
+        roles: Vec<Role>,
+        blockers: impl Fn(Role) -> Vec<Role>,
+        mut start: impl FnMut(Role, Refs) -> Step<'f>,
+    ) -> std::result::Result<Refs, (Role, Error)> {
+        let set: BTreeSet<Role> = roles.iter().copied().collect();
+        let mut pending = roles;
+        let mut done: BTreeSet<Role> = BTreeSet::new();
+        let mut refs = Refs::new();
+        let mut running = FuturesUnordered::new();
+        let mut failure: Option<(Role, Error)> = None;
+        loop {
+            if failure.is_none() {
+                let (ready, rest): (Vec<Role>, Vec<Role>) = pending
+                    .into_iter()
+                    .partition(|r| blockers(*r).iter().all(|b| !set.contains(b) || done.contains(b)));
+                pending = rest;
+                for role in ready {
+                    running.push(start(role, refs.clone()));
+                }
+            }
+            match running.next().await {
+                Some((role, Ok(id))) => {
+                    done.insert(role);
+                    if let Some(id) = id {
+                        refs.insert(role, id);
+                    }
+                }
+                Some((role, Err(e))) => {
+                    if failure.is_none() {
+                        failure = Some((role, e));
+                    }
+                }
+                None => break,
+            }
+        }
+        match failure {
+            Some(f) => Err(f),
+            None if !pending.is_empty() => Err((pending[0], Error::Internal("dependency cycle in the lab graph".into()))),
+            None => Ok(refs),
+        }
+    }
+
+    /// Deletes one resource and waits until it is gone.
+    async fn delete_and_wait(&self, label: &str, kind: ResourceKind, id: &str) -> std::result::Result<bool, CloudError> {
+        self.progress.begin(label, id, "deleting");
+        match self.retrying(label, DELETE_RETRY_FOR, || self.cloud.delete(kind, id)).await {
+            Ok(()) => {}
+            Err(CloudError::NotFound { .. }) => {
+                self.progress.finish(label, &format!("{kind} {id} (already gone)"));
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        let started = tokio::time::Instant::now();
+        let (timeout, cap) = ready_timeout(kind);
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match self.retrying(label, DELETE_RETRY_FOR, || self.cloud.status(kind, id)).await {
+                Err(CloudError::NotFound { .. }) => break,
+                Err(e) => return Err(e),
+                Ok(s) => {
+                    if started.elapsed() >= timeout {
+                        return Err(CloudError::Other(format!("{kind} {id} not gone after {} min ({s:?})", timeout.as_secs() / 60)));
+                    }
+                    if let ResourceStatus::Deleting(d) | ResourceStatus::Pending(d) = &s {
+                        self.progress.update(label, &format!("waiting: {d}"));
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(cap);
+                }
+            }
+        }
+        self.progress.finish(label, &format!("{kind} {id} deleted"));
+        Ok(true)
+    }
+
+    /// Deletes everything of the lab: first what the ledger names, then whatever still
+    /// carries the lab's tag; removes the ledger last.
+    pub async fn down(&self, lab: &LabName) -> Result<DownReport> {
+        self.cloud.account().await?;
+        let _lock = self.lock_lab(lab)?;
+        let clock = self.cloud.clock();
+        let started = clock.now();
+        let path = self.state.ledger(self.cloud.kind(), lab);
+        let ledger = Ledger::load(&path)?;
+        let had_ledger = ledger.is_some();
+        let deleted = Mutex::new(Vec::new());
+
+        if let Some(ledger) = ledger {
+            let graph = LabGraph::build(lab, &ledger.options, &ledger.run);
+            let refs: Refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
+            let file = Mutex::new(LedgerFile { path: path.clone(), ledger });
+            let roles: Vec<Role> = file.lock().expect("not poisoned").ledger.entries.iter().map(|e| e.role).collect();
+            let result = self
+                .run_ordered(
+                    roles,
+                    |role| graph.dependents(role),
+                    |role, _| -> Step<'_> {
+                        let (file, deleted, graph, refs) = (&file, &deleted, &graph, &refs);
+                        Box::pin(async move {
+                            let r = async {
+                                let entry = file.lock().expect("not poisoned").ledger.entry(role).cloned().expect("role from the ledger");
+                                let id = match (&entry.id, graph.get(role)) {
+                                    (Some(id), _) => Some(id.clone()),
+                                    // Only an intent: the create may or may not have happened.
+                                    (None, Some(spec)) => self.retrying(role.name(), DELETE_RETRY_FOR, || self.cloud.find(spec, refs)).await?,
+                                    (None, None) => None,
+                                };
+                                if let Some(id) = id {
+                                    file.lock().expect("not poisoned").update(|l| {
+                                        l.set(Entry { id: Some(id.clone()), state: EntryState::Deleting, updated_at: clock.now(), ..entry.clone() })
+                                    })?;
+                                    if self.delete_and_wait(role.name(), entry.kind, &id).await? {
+                                        deleted.lock().expect("not poisoned").push(Deleted { role: Some(role), kind: entry.kind, id, via: "ledger".into() });
+                                    }
+                                }
+                                file.lock().expect("not poisoned").update(|l| l.remove(role))?;
+                                Ok::<_, Error>(None)
+                            }
+                            .await;
+                            (role, r)
+                        })
+                    },
+                )
+                .await;
+            result.map_err(|(role, e)| {
+                Error::LabState(format!("deleting {role} failed: {e}; the ledger still names what is left: run `cis down --lab {lab}` again"))
+            })?;
+        }
+
+        // The sweep: whatever still carries the lab's tag, deepest dependents first.
+        let order = |r: &crate::cloud::CloudResource| std::cmp::Reverse(r.role.and_then(|role| Role::ALL.iter().position(|x| *x == role)).unwrap_or(usize::MAX));
+        for pass in 0..2 {
+            let mut leftovers = self.cloud.list_lab(lab).await?;
+            leftovers.sort_by_key(order);
+            if leftovers.is_empty() {
+                break;
+            }
+            if pass == 1 {
+                let names: Vec<String> = leftovers.iter().map(|r| format!("{} {}", r.kind, r.id)).collect();
+                return Err(Error::LabState(format!(
+                    "{} resource(s) of lab '{lab}' are still there after the sweep ({}): run `cis down --lab {lab}` again",
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+            for r in leftovers {
+                let label = r.role.map(Role::name).unwrap_or("untracked");
+                match self.delete_and_wait(label, r.kind, &r.id).await {
+                    Ok(true) => deleted.lock().expect("not poisoned").push(Deleted { role: r.role, kind: r.kind, id: r.id, via: "sweep".into() }),
+                    Ok(false) => {}
+                    Err(e) => {
+                        return Err(Error::LabState(format!(
+                            "sweeping {} {} of lab '{lab}' failed: {e}; run `cis down --lab {lab}` again",
+                            r.kind, r.id
+                        )))
+                    }
+                }
+            }
+        }
+
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        self.cloud.checkpoint().await?;
+        Ok(DownReport {
+            lab: lab.to_string(),
+            cloud: self.cloud.kind().name().into(),
+            deleted: deleted.into_inner().expect("not poisoned"),
+            had_ledger,
+            seconds: clock.now().seconds_since(started),
+        })
+    }
+
+    /// Every resource of the lab with its live state, drift from the ledger, and cost.
+    pub async fn status(&self, lab: &LabName) -> Result<StatusReport> {
+        self.cloud.account().await?;
+        let now = self.cloud.clock().now();
+        let ledger = self.load_ledger(lab)?;
+        let tagged = self.cloud.list_lab(lab).await?;
+        let mut resources = Vec::new();
+        let mut live_roles = Vec::new();
+        if let Some(l) = &ledger {
+            for e in &l.entries {
+                let state = match &e.id {
+                    None => "intent".to_string(),
+                    Some(id) => match self.cloud.status(e.kind, id).await {
+                        Ok(ResourceStatus::Ready) => {
+                            live_roles.push(e.role);
+                            "ready".into()
+                        }
+                        Ok(ResourceStatus::Pending(s)) => {
+                            live_roles.push(e.role);
+                            format!("pending: {s}")
+                        }
+                        Ok(ResourceStatus::Deleting(s)) => format!("deleting: {s}"),
+                        Ok(ResourceStatus::Failed(s)) => format!("failed: {s}"),
+                        Err(CloudError::NotFound { .. }) => "missing".into(),
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                let drift = state == "missing";
+                resources.push(StatusEntry { role: Some(e.role), kind: e.kind, name: e.name.clone(), id: e.id.clone(), state, drift });
+            }
+        }
+        let known: BTreeSet<&str> = ledger.iter().flat_map(|l| l.entries.iter().filter_map(|e| e.id.as_deref())).collect();
+        for r in tagged.iter().filter(|r| !known.contains(r.id.as_str())) {
+            resources.push(StatusEntry { role: r.role, kind: r.kind, name: r.name.clone(), id: Some(r.id.clone()), state: "untracked".into(), drift: true });
+        }
+        let (usd_per_hour, created_at) = match &ledger {
+            Some(l) => {
+                let graph = LabGraph::build(lab, &l.options, &l.run);
+                let costs: BTreeMap<Role, f64> = PriceTable::embedded().lab_costs(&graph).into_iter().map(|(r, c)| (r, c.usd_per_hour)).collect();
+                (live_roles.iter().map(|r| costs.get(r).copied().unwrap_or(0.0)).sum::<f64>(), Some(l.created_at))
+            }
+            None => (0.0, None),
+        };
+        let hours = created_at.map(|c| now.seconds_since(c) / 3600.0).unwrap_or(0.0);
+        Ok(StatusReport {
+            lab: lab.to_string(),
+            cloud: self.cloud.kind().name().into(),
+            up: ledger.is_some(),
+            complete: ledger.as_ref().is_some_and(|l| l.complete),
+            created_at,
+            now,
+            resources,
+            usd_per_hour,
+            usd_so_far: usd_per_hour * hours,
+        })
+    }
+}

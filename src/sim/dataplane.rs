@@ -1,0 +1,736 @@
+//! The simulated data plane: traffic on the target, security groups with connection
+//! tracking, flow-log windows, delivery to CloudWatch Logs, the subscription to the
+//! detector, EventBridge and the containment function.
+//!
+//! Everything is an [`Event`] due at a virtual instant, processed in (time, sequence)
+//! order, so one seed gives one history. Connection tracking follows the EC2 guide: a
+//! connection the groups allowed stays allowed after a rule change while it is tracked;
+//! a flow is untracked when the interface's groups allow all traffic both ways from
+//! anywhere, and an untracked flow is judged by the rules on every packet. That is why
+//! containment moves interfaces to an allow-all group before the isolation group.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::latency::{Delay, LatencyModel};
+use super::world::{Detail, EndpointStatus, InstanceState, World};
+use crate::clock::Timestamp;
+use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
+use crate::containment::ContainmentConfig;
+use crate::detector::{RateRule, RATE_RULE_NAME};
+use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};
+use crate::lab::{FunctionCode, Rule, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
+use crate::scenario::{Arrival, BaselineProfile, Direction, Scenario, Stream};
+
+/// Long connections move their bytes in chunks this far apart.
+const CHUNK_S: f64 = 5.0;
+/// Bytes of payload per packet, and of headers per packet.
+const MSS: u64 = 1448;
+const HEADER: u64 = 52;
+
+/// Whose traffic a stream is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Source {
+    Baseline { profile: String, stream: usize },
+    Attack { run: String, stream: usize },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    InstanceRunning { instance: String },
+    InstanceTerminated { instance: String },
+    EndpointInService { endpoint: String },
+    EndpointGone { endpoint: String },
+    CaptureStart { flow_log: String },
+    WindowClose { flow_log: String },
+    Deliver { log_group: String, lines: Vec<String>, attack_runs: Vec<String> },
+    InvokeDetector { function: String, lines: Vec<String> },
+    DeliverDetection { function: String, detection: DetectionEvent },
+    OpenConnection { instance: String, source: Source, index: u32 },
+    Chunk { conn: u64 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Conn {
+    pub instance: String,
+    pub eni: String,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub protocol: u8,
+    pub outbound: bool,
+    pub established: bool,
+    pub tracked: bool,
+    pub attack: Option<String>,
+    pub chunks_left: u32,
+    pub out_per_chunk: u64,
+    pub in_per_chunk: u64,
+    pub gap_ms: i64,
+}
+
+/// One flow-log record being aggregated in the current window.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlowAgg {
+    pub eni: String,
+    pub instance: String,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub srcport: u16,
+    pub dstport: u16,
+    pub protocol: u8,
+    pub accept: bool,
+    pub egress: bool,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_s: i64,
+    pub last_s: i64,
+    pub tcp_flags: u16,
+    pub attack: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Window {
+    pub start: Option<Timestamp>,
+    pub flows: Vec<FlowAgg>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Network {
+    pub conns: std::collections::BTreeMap<u64, Conn>,
+    pub next_conn: u64,
+    /// Current window per flow log id.
+    pub windows: std::collections::BTreeMap<String, Window>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimNotification {
+    pub at: Timestamp,
+    pub topic: String,
+    pub subject: String,
+    pub message: String,
+}
+
+/// What the pipeline did, for observation and reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PipelineLog {
+    pub detections: Vec<DetectionEvent>,
+    pub containments: Vec<ContainmentOutcome>,
+    pub notifications: Vec<SimNotification>,
+    /// Deliveries that failed silently, as AWS's do (a target without permission).
+    pub failures: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttackState {
+    pub run_id: String,
+    pub lab: String,
+    pub instance: String,
+    pub scenario: Scenario,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub transfers: Vec<Transfer>,
+    pub first_records_delivered_at: Option<Timestamp>,
+    /// Streams still opening connections, and connections still open.
+    pub streams_left: u32,
+    pub open_conns: u32,
+}
+
+/// What the data plane needs besides the world.
+pub struct Context<'a> {
+    pub latency: &'a LatencyModel,
+    pub baselines: &'a [BaselineProfile],
+    pub detector: &'a RateRule,
+}
+
+/// A containment function invocation for the caller to run as a task.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    pub at: Timestamp,
+    pub config: ContainmentConfig,
+    pub detection: DetectionEvent,
+}
+
+fn rule_matches(rule: &Rule, remote: IpAddr, port: u16, protocol: u8) -> bool {
+    let proto_ok = rule.protocol == "-1" || rule.protocol.parse::<u8>().ok() == Some(protocol) || proto_name(protocol) == rule.protocol;
+    let port_ok = rule.protocol == "-1" || (rule.from_port <= port as i32 && port as i32 <= rule.to_port);
+    proto_ok && port_ok && cidr_contains(&rule.cidr, remote)
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        _ => "",
+    }
+}
+
+fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
+    let (net, bits) = cidr.split_once('/').unwrap_or((cidr, "32"));
+    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else { return false };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits.min(32)) };
+            (u32::from(n) & mask) == (u32::from(i) & mask)
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits.min(128)) };
+            (u128::from(n) & mask) == (u128::from(i) & mask)
+        }
+        _ => false,
+    }
+}
+
+fn is_all_from_anywhere(rules: &[Rule]) -> bool {
+    rules.iter().any(|r| r.protocol == "-1" && r.cidr == "0.0.0.0/0")
+}
+
+impl World {
+    fn group_rules(&self, groups: &[String]) -> (Vec<Rule>, Vec<Rule>) {
+        let (mut ingress, mut egress) = (Vec::new(), Vec::new());
+        for g in groups {
+            if let Some(Detail::SecurityGroup { ingress: i, egress: e, .. }) = self.get(g).map(|r| &r.detail) {
+                ingress.extend(i.iter().cloned());
+                egress.extend(e.iter().cloned());
+            }
+        }
+        (ingress, egress)
+    }
+
+    /// Whether flows on an interface with these groups are untracked.
+    pub fn untracked(&self, groups: &[String]) -> bool {
+        let (ingress, egress) = self.group_rules(groups);
+        is_all_from_anywhere(&ingress) && is_all_from_anywhere(&egress)
+    }
+
+    /// ModifyNetworkInterfaceAttribute(Groups).
+    pub fn set_interface_groups(&mut self, eni: &str, groups: &[String]) -> Result<(), crate::cloud::CloudError> {
+        use crate::cloud::CloudError;
+        if groups.is_empty() {
+            return Err(CloudError::Invalid("at least one security group is required".into()));
+        }
+        let owner = self
+            .resources
+            .values()
+            .find(|r| matches!(&r.detail, Detail::Instance { interfaces, state, .. } if *state != InstanceState::Terminated && interfaces.iter().any(|i| i.id == eni)))
+            .map(|r| r.id.clone())
+            .ok_or_else(|| CloudError::NotFound { kind: crate::lab::ResourceKind::Instance, id: eni.to_string() })?;
+        let vpc = match &self.resources[&owner].detail {
+            Detail::Instance { vpc, .. } => vpc.clone(),
+            _ => unreachable!(),
+        };
+        for g in groups {
+            match self.get(g).map(|r| &r.detail) {
+                Some(Detail::SecurityGroup { vpc: v, .. }) if *v == vpc => {}
+                _ => return Err(CloudError::Invalid(format!("The security group '{g}' does not exist in {vpc}"))),
+            }
+        }
+        let untracked = self.untracked(groups);
+        if let Some(Detail::Instance { interfaces, .. }) = self.resources.get_mut(&owner).map(|r| &mut r.detail) {
+            if let Some(i) = interfaces.iter_mut().find(|i| i.id == eni) {
+                i.groups = groups.to_vec();
+            }
+        }
+        if untracked {
+            for c in self.net.conns.values_mut().filter(|c| c.eni == eni) {
+                c.tracked = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes every event due at or before `now`, in order; returns the containment
+    /// invocations to run.
+    pub fn advance(&mut self, now: Timestamp, ctx: &Context) -> Vec<Invocation> {
+        let mut invocations = Vec::new();
+        while self.queue.front().is_some_and(|s| s.at <= now) {
+            let s = self.queue.pop_front().expect("checked");
+            self.process(s.at, s.event, ctx, &mut invocations);
+        }
+        self.now = self.now.max(now);
+        invocations
+    }
+
+    fn process(&mut self, at: Timestamp, event: Event, ctx: &Context, out: &mut Vec<Invocation>) {
+        match event {
+            Event::InstanceRunning { instance } => {
+                if !matches!(self.get(&instance).map(|r| &r.detail), Some(Detail::Instance { state: InstanceState::Pending, .. })) {
+                    return;
+                }
+                self.set_instance_state(&instance, InstanceState::Running);
+                // Benign background from the first second the server runs.
+                for profile in ctx.baselines.iter().filter(|p| p.id == crate::scenario::DEFAULT_BASELINE) {
+                    for (i, s) in profile.streams.iter().enumerate() {
+                        let phase = match s.arrival {
+                            Arrival::Periodic => self.rng.range_f64(0.0, s.interval_s.max(1.0)),
+                            Arrival::Poisson => self.rng.exponential(s.interval_s),
+                        };
+                        let source = Source::Baseline { profile: profile.id.clone(), stream: i };
+                        self.schedule(at.plus_secs_f64(s.start_s + phase), Event::OpenConnection { instance: instance.clone(), source, index: 0 });
+                    }
+                }
+            }
+            Event::InstanceTerminated { instance } => {
+                self.set_instance_state(&instance, InstanceState::Terminated);
+                self.net.conns.retain(|_, c| c.instance != instance);
+            }
+            Event::EndpointInService { endpoint } => {
+                if let Some(Detail::Endpoint { status, .. }) = self.resources.get_mut(&endpoint).map(|r| &mut r.detail) {
+                    if *status == EndpointStatus::Creating {
+                        *status = EndpointStatus::InService;
+                    }
+                }
+            }
+            Event::EndpointGone { endpoint } => {
+                self.remove_with_children(&endpoint);
+            }
+            Event::CaptureStart { flow_log } => {
+                let interval = match self.resources.get_mut(&flow_log).map(|r| &mut r.detail) {
+                    Some(Detail::FlowLog { capturing, interval_s, .. }) => {
+                        *capturing = true;
+                        *interval_s
+                    }
+                    _ => return,
+                };
+                self.net.windows.insert(flow_log.clone(), Window { start: Some(at), flows: vec![] });
+                self.schedule(at.plus_secs_f64(interval as f64), Event::WindowClose { flow_log });
+            }
+            Event::WindowClose { flow_log } => self.close_window(at, &flow_log, ctx),
+            Event::Deliver { log_group, lines, attack_runs } => {
+                let Some(Detail::LogGroup { records, first_delivery_at, .. }) = self.resources.get_mut(&log_group).map(|r| &mut r.detail) else {
+                    return;
+                };
+                *records += lines.len() as u64;
+                first_delivery_at.get_or_insert(at);
+                for run in attack_runs {
+                    if let Some(a) = self.attacks.get_mut(&run) {
+                        a.first_records_delivered_at.get_or_insert(at);
+                    }
+                }
+                let functions: Vec<String> = self
+                    .live_resources()
+                    .into_iter()
+                    .filter_map(|r| match &r.detail {
+                        Detail::SubscriptionFilter { log_group: lg, function, .. } if *lg == log_group => Some(function.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                for function in functions {
+                    let delay = ctx.latency.draw(Delay::SubscriptionToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
+                    self.schedule(at.plus(delay), Event::InvokeDetector { function, lines: lines.clone() });
+                }
+            }
+            Event::InvokeDetector { function, lines } => self.run_detector(at, &function, &lines, ctx),
+            Event::DeliverDetection { function, detection } => {
+                let Some(Detail::Function { code: FunctionCode::Containment, environment, .. }) = self.get(&function).map(|r| &r.detail) else {
+                    self.pipeline.failures.push(format!("{at}: detection for {} not delivered: {function} is gone", detection.instance_id));
+                    return;
+                };
+                match ContainmentConfig::from_env(|k| environment.get(k).cloned()) {
+                    Ok(config) => out.push(Invocation { at, config, detection }),
+                    Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
+                }
+            }
+            Event::OpenConnection { instance, source, index } => self.open_connection(at, &instance, source, index, ctx.baselines),
+            Event::Chunk { conn } => self.chunk(at, conn),
+        }
+    }
+
+    fn stream(&self, source: &Source, baselines: &[BaselineProfile]) -> Option<Stream> {
+        match source {
+            Source::Baseline { profile, stream } => baselines.iter().find(|p| p.id == *profile)?.streams.get(*stream).cloned(),
+            Source::Attack { run, stream } => self.attacks.get(run)?.scenario.streams.get(*stream).cloned(),
+        }
+    }
+
+    fn open_connection(&mut self, at: Timestamp, instance: &str, source: Source, index: u32, baselines: &[BaselineProfile]) {
+        let Some(stream) = self.stream(&source, baselines) else { return };
+        let (eni, local) = match self.get(instance).map(|r| &r.detail) {
+            Some(Detail::Instance { state: InstanceState::Running, interfaces, .. }) => match interfaces.first() {
+                Some(i) => (i.id.clone(), i.private_ip.parse::<IpAddr>().expect("simulated addresses parse")),
+                None => return,
+            },
+            _ => {
+                // The target is gone: its streams end.
+                if let Source::Attack { run, .. } = &source {
+                    self.stream_finished(at, run);
+                }
+                return;
+            }
+        };
+        let remote: IpAddr = stream.remotes[index as usize % stream.remotes.len()].parse().expect("streams are validated");
+        let port = stream.ports[index as usize % stream.ports.len()];
+        let ephemeral = 32768 + self.rng.below(28_000) as u16;
+        let outbound = stream.direction == Direction::Outbound;
+        let (local_port, remote_port) = if outbound { (ephemeral, port) } else { (port, ephemeral) };
+        let chunks = ((stream.duration_s / CHUNK_S).ceil() as u32).max(1);
+        let attack = match &source {
+            Source::Attack { run, .. } => Some(run.clone()),
+            Source::Baseline { .. } => None,
+        };
+        let id = self.net.next_conn;
+        self.net.next_conn += 1;
+        self.net.conns.insert(
+            id,
+            Conn {
+                instance: instance.to_string(),
+                eni,
+                local,
+                local_port,
+                remote,
+                remote_port,
+                protocol: stream.protocol.number(),
+                outbound,
+                established: false,
+                tracked: true,
+                attack: attack.clone(),
+                chunks_left: chunks,
+                out_per_chunk: stream.bytes_out.div_ceil(chunks as u64),
+                in_per_chunk: stream.bytes_in.div_ceil(chunks as u64),
+                gap_ms: ((stream.duration_s / chunks as f64) * 1000.0) as i64,
+            },
+        );
+        if let Some(run) = &attack {
+            if let Some(a) = self.attacks.get_mut(run) {
+                a.open_conns += 1;
+            }
+        }
+        self.schedule(at, Event::Chunk { conn: id });
+
+        let last = stream.connections != 0 && index + 1 >= stream.connections;
+        if last {
+            if let Some(run) = &attack {
+                self.stream_finished(at, run);
+            }
+            return;
+        }
+        let gap = match stream.arrival {
+            Arrival::Periodic => stream.interval_s + self.rng.range_f64(-stream.jitter_s, stream.jitter_s),
+            Arrival::Poisson => self.rng.exponential(stream.interval_s),
+        };
+        self.schedule(at.plus_secs_f64(gap.max(0.001)), Event::OpenConnection { instance: instance.to_string(), source, index: index + 1 });
+    }
+
+    fn stream_finished(&mut self, at: Timestamp, run: &str) {
+        if let Some(a) = self.attacks.get_mut(run) {
+            a.streams_left = a.streams_left.saturating_sub(1);
+            if a.streams_left == 0 && a.open_conns == 0 && a.finished_at.is_none() {
+                a.finished_at = Some(at);
+            }
+        }
+    }
+
+    fn conn_closed(&mut self, at: Timestamp, conn: &Conn) {
+        if let Some(run) = &conn.attack {
+            if let Some(a) = self.attacks.get_mut(run) {
+                a.open_conns = a.open_conns.saturating_sub(1);
+                if a.streams_left == 0 && a.open_conns == 0 && a.finished_at.is_none() {
+                    a.finished_at = Some(at);
+                }
+            }
+        }
+    }
+
+    fn chunk(&mut self, at: Timestamp, id: u64) {
+        let Some(mut conn) = self.net.conns.get(&id).cloned() else { return };
+        let groups = match self.get(&conn.instance).map(|r| &r.detail) {
+            Some(Detail::Instance { state: InstanceState::Running, interfaces, .. }) => {
+                interfaces.iter().find(|i| i.id == conn.eni).map(|i| i.groups.clone()).unwrap_or_default()
+            }
+            _ => {
+                self.net.conns.remove(&id);
+                self.conn_closed(at, &conn);
+                return;
+            }
+        };
+        let (ingress, egress) = self.group_rules(&groups);
+        let permitted = if conn.outbound {
+            egress.iter().any(|r| rule_matches(r, conn.remote, conn.remote_port, conn.protocol))
+        } else {
+            ingress.iter().any(|r| rule_matches(r, conn.remote, conn.local_port, conn.protocol))
+        };
+        let allowed = (conn.established && conn.tracked) || permitted;
+        let first = !conn.established;
+        let (initiator_bytes, responder_bytes) =
+            if conn.outbound { (conn.out_per_chunk, conn.in_per_chunk) } else { (conn.in_per_chunk, conn.out_per_chunk) };
+
+        if allowed {
+            conn.established = true;
+            conn.tracked = conn.tracked && !self.untracked(&groups);
+            let handshake = if first && conn.protocol == 6 { 2 } else { 0 };
+            let flags = if first { 0x02 | 0x10 } else { 0x10 };
+            self.record(at, &conn, true, true, initiator_bytes, handshake, flags);
+            if responder_bytes > 0 || handshake > 0 {
+                self.record(at, &conn, false, true, responder_bytes, handshake, flags | if first { 0x12 } else { 0 });
+            }
+        } else {
+            // Rejected: the SYN (or the data packets of a cut flow) is dropped; retries follow.
+            let payload = if first { 0 } else { initiator_bytes };
+            self.record(at, &conn, true, false, payload, if first { 3 } else { 0 }, if first { 0x02 } else { 0x10 });
+        }
+        if let Some(run) = &conn.attack {
+            if let Some(a) = self.attacks.get_mut(run) {
+                a.transfers.push(Transfer { at, bytes_out: conn.out_per_chunk, accepted: allowed });
+            }
+        }
+        conn.chunks_left -= 1;
+        if !allowed || conn.chunks_left == 0 {
+            self.net.conns.remove(&id);
+            self.conn_closed(at, &conn);
+            return;
+        }
+        let next = Timestamp(at.0 + conn.gap_ms.max(1));
+        self.net.conns.insert(id, conn);
+        self.schedule(next, Event::Chunk { conn: id });
+    }
+
+    /// Adds packets of one direction of a connection to every capturing flow log's window.
+    #[allow(clippy::too_many_arguments)]
+    fn record(&mut self, at: Timestamp, conn: &Conn, from_initiator: bool, accept: bool, payload: u64, extra_packets: u64, flags: u16) {
+        let vpc = match self.get(&conn.instance).map(|r| &r.detail) {
+            Some(Detail::Instance { vpc, .. }) => vpc.clone(),
+            _ => return,
+        };
+        let logs: Vec<String> = self
+            .live_resources()
+            .into_iter()
+            .filter(|r| matches!(&r.detail, Detail::FlowLog { vpc: v, capturing: true, .. } if *v == vpc))
+            .map(|r| r.id.clone())
+            .collect();
+        let packets = payload.div_ceil(MSS) + extra_packets;
+        if packets == 0 {
+            return;
+        }
+        let bytes = payload + packets * HEADER;
+        // Initiator -> responder; the local side is the initiator on outbound connections.
+        let local_sends = from_initiator == conn.outbound;
+        let (src, dst, sp, dp) = if local_sends {
+            (conn.local, conn.remote, conn.local_port, conn.remote_port)
+        } else {
+            (conn.remote, conn.local, conn.remote_port, conn.local_port)
+        };
+        let s = at.unix_seconds();
+        for fl in logs {
+            let w = self.net.windows.entry(fl).or_default();
+            match w.flows.iter_mut().find(|f| {
+                f.eni == conn.eni && f.src == src && f.dst == dst && f.srcport == sp && f.dstport == dp && f.protocol == conn.protocol && f.accept == accept
+            }) {
+                Some(f) => {
+                    f.packets += packets;
+                    f.bytes += bytes;
+                    f.last_s = s;
+                    f.tcp_flags |= flags;
+                }
+                None => w.flows.push(FlowAgg {
+                    eni: conn.eni.clone(),
+                    instance: conn.instance.clone(),
+                    src,
+                    dst,
+                    srcport: sp,
+                    dstport: dp,
+                    protocol: conn.protocol,
+                    accept,
+                    egress: local_sends,
+                    packets,
+                    bytes,
+                    first_s: s,
+                    last_s: s,
+                    tcp_flags: flags,
+                    attack: conn.attack.clone(),
+                }),
+            }
+        }
+    }
+
+    fn close_window(&mut self, at: Timestamp, flow_log: &str, ctx: &Context) {
+        let Some(Detail::FlowLog { vpc, log_group, interval_s, log_format, capturing: true, .. }) = self.get(flow_log).map(|r| r.detail.clone()) else {
+            self.net.windows.remove(flow_log);
+            return;
+        };
+        let format = LogFormat::parse(&log_format).expect("checked at CreateFlowLogs");
+        let window = std::mem::take(self.net.windows.entry(flow_log.to_string()).or_default());
+        let start = window.start.unwrap_or(Timestamp(at.0 - interval_s as i64 * 1000));
+        let subnet_of = |w: &World, inst: &str| match w.get(inst).map(|r| &r.detail) {
+            Some(Detail::Instance { subnet, .. }) => Some(subnet.clone()),
+            _ => None,
+        };
+        // Interfaces in the VPC that were up during the window.
+        let interfaces: Vec<(String, String, String)> = self
+            .live_resources()
+            .into_iter()
+            .filter_map(|r| match &r.detail {
+                Detail::Instance { vpc: v, interfaces, state: InstanceState::Running | InstanceState::ShuttingDown, subnet, .. } if *v == vpc => {
+                    Some(interfaces.iter().map(|i| (i.id.clone(), r.id.clone(), subnet.clone())).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for (eni, instance, subnet) in interfaces {
+            let flows: Vec<&FlowAgg> = window.flows.iter().filter(|f| f.eni == eni).collect();
+            let base = FlowRecord {
+                version: Some(5),
+                account_id: Some(self.account_id.clone()),
+                interface_id: Some(eni.clone()),
+                vpc_id: Some(vpc.clone()),
+                subnet_id: subnet_of(self, &instance).or(Some(subnet.clone())),
+                instance_id: Some(instance.clone()),
+                ..Default::default()
+            };
+            let records: Vec<FlowRecord> = if flows.is_empty() {
+                vec![FlowRecord {
+                    start: Some(start.unix_seconds()),
+                    end: Some(at.unix_seconds()),
+                    log_status: Some(LogStatus::NoData),
+                    ..base.clone()
+                }]
+            } else {
+                flows
+                    .iter()
+                    .map(|f| FlowRecord {
+                        srcaddr: Some(f.src),
+                        dstaddr: Some(f.dst),
+                        srcport: Some(f.srcport),
+                        dstport: Some(f.dstport),
+                        protocol: Some(f.protocol),
+                        packets: Some(f.packets),
+                        bytes: Some(f.bytes),
+                        start: Some(f.first_s),
+                        end: Some(f.last_s.max(f.first_s)),
+                        action: Some(if f.accept { flowlog::Action::Accept } else { flowlog::Action::Reject }),
+                        log_status: Some(LogStatus::Ok),
+                        tcp_flags: (f.protocol == 6).then_some(f.tcp_flags),
+                        traffic_type: Some(if f.src.is_ipv4() { "IPv4" } else { "IPv6" }.into()),
+                        pkt_srcaddr: Some(f.src),
+                        pkt_dstaddr: Some(f.dst),
+                        flow_direction: Some(if f.egress { flowlog::Direction::Egress } else { flowlog::Direction::Ingress }),
+                        // 8: through an internet gateway (the flow-log-records page's codes).
+                        traffic_path: (f.egress && flowlog::is_external(f.dst)).then_some(8),
+                        ..base.clone()
+                    })
+                    .collect()
+            };
+            let lines: Vec<String> = records.iter().map(|r| format.write(r)).collect();
+            let mut attack_runs: Vec<String> = flows.iter().filter_map(|f| f.attack.clone()).collect();
+            attack_runs.sort();
+            attack_runs.dedup();
+            let delay = ctx.latency.draw(Delay::FlowLogDelivery, &mut self.rng);
+            self.schedule(at.plus(delay), Event::Deliver { log_group: log_group.clone(), lines, attack_runs });
+        }
+        self.net.windows.insert(flow_log.to_string(), Window { start: Some(at), flows: vec![] });
+        self.schedule(at.plus_secs_f64(interval_s as f64), Event::WindowClose { flow_log: flow_log.to_string() });
+    }
+
+    fn run_detector(&mut self, at: Timestamp, function: &str, lines: &[String], ctx: &Context) {
+        let Some(Detail::Function { code: FunctionCode::Detector, environment, .. }) = self.get(function).map(|r| r.detail.clone()) else {
+            self.pipeline.failures.push(format!("{at}: flow-log batch not processed: detector {function} is gone"));
+            return;
+        };
+        let lab = environment.get("CIS_LAB").cloned().unwrap_or_default();
+        let format = environment
+            .get("CIS_LOG_FORMAT")
+            .and_then(|f| LogFormat::parse(f).ok())
+            .unwrap_or_else(LogFormat::default_v2);
+        let records: Vec<FlowRecord> = lines.iter().filter_map(|l| format.read(l).ok().flatten()).collect();
+        let findings = ctx.detector.evaluate(&records);
+        // One detection per instance and window: the reasons are joined.
+        let mut by_instance: Vec<(String, i64, Vec<String>)> = Vec::new();
+        for f in findings {
+            let Some(instance) = f.instance_id.clone() else { continue };
+            match by_instance.iter_mut().find(|(i, w, _)| *i == instance && *w == f.window_start) {
+                Some((_, _, reasons)) => reasons.push(f.reason),
+                None => by_instance.push((instance, f.window_start, vec![f.reason])),
+            }
+        }
+        for (instance, window, reasons) in by_instance {
+            let put_at = at.plus(ctx.latency.draw(Delay::ApiCall, &mut self.rng));
+            let detection = DetectionEvent {
+                at: put_at,
+                lab: lab.clone(),
+                instance_id: instance,
+                detector: RATE_RULE_NAME.to_string(),
+                window_start: Timestamp::from_unix_seconds(window),
+                reason: reasons.join("; "),
+            };
+            self.pipeline.detections.push(detection.clone());
+            self.put_event(put_at, detection, ctx);
+        }
+    }
+
+    /// PutEvents: every rule whose pattern matches sends the event to its targets, if the
+    /// target function lets EventBridge invoke it (else delivery fails silently, as on AWS).
+    fn put_event(&mut self, at: Timestamp, detection: DetectionEvent, ctx: &Context) {
+        let event = serde_json::json!({
+            "source": DETECTION_SOURCE,
+            "detail-type": DETECTION_DETAIL_TYPE,
+            "detail": detection,
+        });
+        let live = self.live_resources();
+        let rules: Vec<String> = live
+            .iter()
+            .filter(|r| matches!(&r.detail, Detail::EventRule { pattern } if pattern_matches(pattern, &event)))
+            .map(|r| r.id.clone())
+            .collect();
+        let mut deliveries = Vec::new();
+        let mut failures = Vec::new();
+        for rule in rules {
+            for t in live.iter().filter(|r| matches!(&r.detail, Detail::EventTarget { rule: rr, .. } if *rr == rule)) {
+                let Detail::EventTarget { function, .. } = &t.detail else { continue };
+                let permitted = live.iter().any(|p| {
+                    matches!(&p.detail, Detail::Permission { function: f, principal, source_arn } if f == function && principal == "events.amazonaws.com" && *source_arn == rule)
+                });
+                if permitted {
+                    deliveries.push(function.clone());
+                } else {
+                    failures.push(format!("{at}: {rule} could not invoke {function}: no permission for events.amazonaws.com"));
+                }
+            }
+        }
+        self.pipeline.failures.extend(failures);
+        for function in deliveries {
+            let delay = ctx.latency.draw(Delay::EventBridgeToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
+            self.schedule(at.plus(delay), Event::DeliverDetection { function, detection: detection.clone() });
+        }
+    }
+}
+
+/// EventBridge pattern matching for the subset the lab uses: objects nest, arrays list
+/// accepted values.
+pub fn pattern_matches(pattern: &str, event: &serde_json::Value) -> bool {
+    fn matches(p: &serde_json::Value, e: &serde_json::Value) -> bool {
+        match p {
+            serde_json::Value::Object(map) => map.iter().all(|(k, sub)| e.get(k).is_some_and(|ev| matches(sub, ev))),
+            serde_json::Value::Array(options) => options.iter().any(|o| o == e),
+            other => other == e,
+        }
+    }
+    serde_json::from_str::<serde_json::Value>(pattern).is_ok_and(|p| matches(&p, event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_and_rules() {
+        assert!(cidr_contains("0.0.0.0/0", "203.0.113.5".parse().unwrap()));
+        assert!(cidr_contains("198.51.100.7/32", "198.51.100.7".parse().unwrap()));
+        assert!(!cidr_contains("198.51.100.7/32", "198.51.100.8".parse().unwrap()));
+        let ssh = Rule { protocol: "tcp".into(), from_port: 22, to_port: 22, cidr: "198.51.100.7/32".into() };
+        assert!(rule_matches(&ssh, "198.51.100.7".parse().unwrap(), 22, 6));
+        assert!(!rule_matches(&ssh, "198.51.100.7".parse().unwrap(), 23, 6));
+        assert!(rule_matches(&Rule::all_traffic("0.0.0.0/0"), "192.0.2.1".parse().unwrap(), 8443, 17));
+    }
+
+    #[test]
+    fn event_patterns() {
+        let e = serde_json::json!({"source": "cis.detector", "detail-type": "x", "detail": {"lab": "a"}});
+        assert!(pattern_matches(r#"{"source":["cis.detector"],"detail":{"lab":["a","b"]}}"#, &e));
+        assert!(!pattern_matches(r#"{"source":["cis.detector"],"detail":{"lab":["b"]}}"#, &e));
+        assert!(!pattern_matches(r#"{"source":["aws.ec2"]}"#, &e));
+    }
+}
