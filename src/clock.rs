@@ -101,10 +101,7 @@ impl Clock {
 
     /// A clock that follows the system's wall time: the only read of it in the program.
     pub fn system() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         Clock { base: Timestamp(now), origin: Instant::now(), virtual_time: false }
     }
 

@@ -139,7 +139,11 @@ fn run(args: &Args) -> Result<()> {
         state
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().context("starting the simulator's runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .context("starting the simulator's runtime")?;
     runtime.block_on(async {
         let cloud = SimCloud::open(&state.sim_account_dir(), args.seed, &args.region)?;
         let account = cloud.account().await?;
@@ -199,7 +203,9 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>, state: &StateDir) -> Res
         Command::Report => {
             let runs = load_runs(&state.runs_dir(kind, lab))?;
             if runs.is_empty() {
-                return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into());
+                return Err(
+                    Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into()
+                );
             }
             let report = Report::build(kind.name(), lab.as_str(), runs);
             print(&match args.output {

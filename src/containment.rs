@@ -221,11 +221,23 @@ mod tests {
     }
 
     fn config() -> ContainmentConfig {
-        ContainmentConfig { lab: "lab".into(), topic_arn: "arn:topic".into(), allow_all_group: "sg-all".into(), isolation_group: "sg-iso".into() }
+        ContainmentConfig {
+            lab: "lab".into(),
+            topic_arn: "arn:topic".into(),
+            allow_all_group: "sg-all".into(),
+            isolation_group: "sg-iso".into(),
+        }
     }
 
     fn event() -> DetectionEvent {
-        DetectionEvent { at: Timestamp(0), lab: "lab".into(), instance_id: "i-1".into(), detector: "d".into(), window_start: Timestamp(0), reason: "r".into() }
+        DetectionEvent {
+            at: Timestamp(0),
+            lab: "lab".into(),
+            instance_id: "i-1".into(),
+            detector: "d".into(),
+            window_start: Timestamp(0),
+            reason: "r".into(),
+        }
     }
 
     fn sets(r: &Recorder) -> Vec<String> {

@@ -41,10 +41,8 @@ impl Error {
     /// Errors the user can fix by changing what they typed or the files they gave:
     /// the CLI exits with status 2 for these.
     pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            Error::BadState { .. } | Error::BadFile { .. } | Error::UnknownScenario(_) | Error::Usage(_) | Error::LabState(_)
-        ) || matches!(self, Error::Cloud(CloudError::Credentials(_)))
+        matches!(self, Error::BadState { .. } | Error::BadFile { .. } | Error::UnknownScenario(_) | Error::Usage(_) | Error::LabState(_))
+            || matches!(self, Error::Cloud(CloudError::Credentials(_)))
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

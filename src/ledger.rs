@@ -60,7 +60,15 @@ pub struct Ledger {
 
 impl Ledger {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(lab: LabName, cloud: CloudKind, account_id: String, region: String, run: String, options: LabOptions, now: Timestamp) -> Self {
+    pub fn new(
+        lab: LabName,
+        cloud: CloudKind,
+        account_id: String,
+        region: String,
+        run: String,
+        options: LabOptions,
+        now: Timestamp,
+    ) -> Self {
         Ledger {
             format: FORMAT.into(),
             version: VERSION,
@@ -106,7 +114,9 @@ impl Ledger {
         })?;
         check_header(&value, FORMAT, VERSION).map_err(bad)?;
         let ledger: Ledger = serde_json::from_value(value).map_err(|e| {
-            bad(format!("damaged cis ledger: {e}; it was left as it is: restore it or move it aside, then `cis down` sweeps the lab by its tags"))
+            bad(format!(
+                "damaged cis ledger: {e}; it was left as it is: restore it or move it aside, then `cis down` sweeps the lab by its tags"
+            ))
         })?;
         Ok(Some(ledger))
     }
@@ -153,7 +163,15 @@ mod tests {
     use super::*;
 
     fn sample() -> Ledger {
-        Ledger::new("lab".parse().unwrap(), CloudKind::Sim, "1".into(), "us-east-1".into(), "up-x".into(), LabOptions::default(), Timestamp(0))
+        Ledger::new(
+            "lab".parse().unwrap(),
+            CloudKind::Sim,
+            "1".into(),
+            "us-east-1".into(),
+            "up-x".into(),
+            LabOptions::default(),
+            Timestamp(0),
+        )
     }
 
     #[test]
@@ -162,7 +180,14 @@ mod tests {
         let path = dir.path().join("ledger.json");
         assert!(Ledger::load(&path).unwrap().is_none());
         let mut l = sample();
-        l.set(Entry { role: Role::Vpc, kind: ResourceKind::Vpc, name: "cis-lab-vpc".into(), id: None, state: EntryState::Intent, updated_at: Timestamp(1) });
+        l.set(Entry {
+            role: Role::Vpc,
+            kind: ResourceKind::Vpc,
+            name: "cis-lab-vpc".into(),
+            id: None,
+            state: EntryState::Intent,
+            updated_at: Timestamp(1),
+        });
         l.save(&path).unwrap();
         assert_eq!(Ledger::load(&path).unwrap().unwrap(), l);
 

@@ -76,7 +76,8 @@ impl Report {
             expected_detections: expected.len(),
             detected: runs.iter().filter(|r| r.metrics.detected).count(),
             isolated: runs.iter().filter(|r| r.metrics.isolated).count(),
-            detection_rate: (!expected.is_empty()).then(|| expected.iter().filter(|r| r.metrics.detected).count() as f64 / expected.len() as f64),
+            detection_rate: (!expected.is_empty())
+                .then(|| expected.iter().filter(|r| r.metrics.detected).count() as f64 / expected.len() as f64),
             false_isolations: runs.iter().filter(|r| !r.expected_isolated && r.metrics.isolated).count(),
             detection_latency_s: Stats::of(&collect(&|r| r.metrics.detection_latency_s)),
             isolation_latency_s: Stats::of(&collect(&|r| r.metrics.isolation_latency_s)),
@@ -143,11 +144,25 @@ impl Report {
         }
         let _ = writeln!(o, "\nsummary");
         let rate = s.detection_rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into());
-        let _ = writeln!(o, "  detected {}/{} expected ({rate}), isolated {}, false isolations {}", s.detected, s.expected_detections, s.isolated, s.false_isolations);
-        for (name, st) in [("detection latency", &s.detection_latency_s), ("isolation latency", &s.isolation_latency_s), ("end-to-end", &s.end_to_end_s)] {
+        let _ = writeln!(
+            o,
+            "  detected {}/{} expected ({rate}), isolated {}, false isolations {}",
+            s.detected, s.expected_detections, s.isolated, s.false_isolations
+        );
+        for (name, st) in
+            [("detection latency", &s.detection_latency_s), ("isolation latency", &s.isolation_latency_s), ("end-to-end", &s.end_to_end_s)]
+        {
             match st {
                 Some(st) => {
-                    let _ = writeln!(o, "  {name:<18} p50 {}  p95 {}  min {}  max {}  (n={})", secs(Some(st.p50)), secs(Some(st.p95)), secs(Some(st.min)), secs(Some(st.max)), st.count);
+                    let _ = writeln!(
+                        o,
+                        "  {name:<18} p50 {}  p95 {}  min {}  max {}  (n={})",
+                        secs(Some(st.p50)),
+                        secs(Some(st.p95)),
+                        secs(Some(st.min)),
+                        secs(Some(st.max)),
+                        st.count
+                    );
                 }
                 None => {
                     let _ = writeln!(o, "  {name:<18} -");

@@ -91,15 +91,15 @@ pub fn lock_exclusive(path: &Path, what: &str) -> Result<LockGuard> {
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::io(path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(LockGuard { _file: file }),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::LabState(format!(
-            "another cis command is using {what} (lock {}): wait for it to finish",
-            path.display()
-        ))),
+        Err(fs::TryLockError::WouldBlock) => {
+            Err(Error::LabState(format!("another cis command is using {what} (lock {}): wait for it to finish", path.display())))
+        }
         Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
 }
 
-/// Turns a JSON error into a message that names the line and column.
+/// A JSON error as a message that names the line and column.
 pub fn json_error_message(e: &serde_json::Error) -> String {
-    format!("{} (line {}, column {})", e, e.line(), e.column())
+    // serde_json's message already ends with "at line L column C".
+    e.to_string()
 }

@@ -46,10 +46,7 @@ impl FromStr for LabName {
         if valid {
             Ok(LabName(s.to_string()))
         } else {
-            Err(format!(
-                "invalid lab name '{s}': use 1-{} lowercase letters, digits and hyphens, starting with a letter",
-                Self::MAX_LEN
-            ))
+            Err(format!("invalid lab name '{s}': use 1-{} lowercase letters, digits and hyphens, starting with a letter", Self::MAX_LEN))
         }
     }
 }
@@ -101,9 +98,7 @@ impl FromStr for SshSource {
         let ip: std::net::Ipv4Addr =
             addr.parse().map_err(|_| format!("invalid --ssh-from '{s}': expected an IPv4 address such as 198.51.100.7/32"))?;
         if prefix != "32" {
-            return Err(format!(
-                "invalid --ssh-from '{s}': SSH is opened to one host only; give your own address as a /32"
-            ));
+            return Err(format!("invalid --ssh-from '{s}': SSH is opened to one host only; give your own address as a /32"));
         }
         if ip.is_unspecified() {
             return Err(format!("invalid --ssh-from '{s}': 0.0.0.0 would open SSH to the world"));
@@ -430,15 +425,44 @@ pub enum FunctionCode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ResourceConfig {
-    Vpc { cidr: String },
-    Subnet { vpc: Role, cidr: String, map_public_ip: bool },
-    InternetGateway { vpc: Role },
-    RouteTable { vpc: Role, subnet: Role, gateway: Role },
-    SecurityGroup { vpc: Role, description: String, ingress: Vec<Rule>, egress: Vec<Rule> },
-    IamRole { trust_policy: String, description: String },
-    InlinePolicy { role: Role, policy_name: String, document: String },
-    ManagedPolicyAttachment { role: Role, policy_arn: String },
-    InstanceProfile { role: Role },
+    Vpc {
+        cidr: String,
+    },
+    Subnet {
+        vpc: Role,
+        cidr: String,
+        map_public_ip: bool,
+    },
+    InternetGateway {
+        vpc: Role,
+    },
+    RouteTable {
+        vpc: Role,
+        subnet: Role,
+        gateway: Role,
+    },
+    SecurityGroup {
+        vpc: Role,
+        description: String,
+        ingress: Vec<Rule>,
+        egress: Vec<Rule>,
+    },
+    IamRole {
+        trust_policy: String,
+        description: String,
+    },
+    InlinePolicy {
+        role: Role,
+        policy_name: String,
+        document: String,
+    },
+    ManagedPolicyAttachment {
+        role: Role,
+        policy_arn: String,
+    },
+    InstanceProfile {
+        role: Role,
+    },
     Instance {
         subnet: Role,
         security_group: Role,
@@ -448,18 +472,59 @@ pub enum ResourceConfig {
         imdsv2_required: bool,
         root_volume_encrypted: bool,
     },
-    LogGroup { retention_days: u32 },
-    FlowLog { vpc: Role, log_group: Role, role: Role, max_aggregation_interval_s: u32, log_format: String },
-    SageMakerModel { role: Role, algorithm: String },
-    SageMakerEndpointConfig { model: Role, instance_type: String },
-    SageMakerEndpoint { config: Role },
+    LogGroup {
+        retention_days: u32,
+    },
+    FlowLog {
+        vpc: Role,
+        log_group: Role,
+        role: Role,
+        max_aggregation_interval_s: u32,
+        log_format: String,
+    },
+    SageMakerModel {
+        role: Role,
+        algorithm: String,
+    },
+    SageMakerEndpointConfig {
+        model: Role,
+        instance_type: String,
+    },
+    SageMakerEndpoint {
+        config: Role,
+    },
     SnsTopic,
-    SnsSubscription { topic: Role, protocol: String, endpoint: String },
-    LambdaFunction { code: FunctionCode, role: Role, memory_mb: u32, timeout_s: u32, environment: BTreeMap<String, String> },
-    LambdaPermission { function: Role, principal: String, source: Role, statement_id: String },
-    SubscriptionFilter { log_group: Role, function: Role, filter_pattern: String },
-    EventRule { event_pattern: String },
-    EventTarget { rule: Role, function: Role, target_id: String },
+    SnsSubscription {
+        topic: Role,
+        protocol: String,
+        endpoint: String,
+    },
+    LambdaFunction {
+        code: FunctionCode,
+        role: Role,
+        memory_mb: u32,
+        timeout_s: u32,
+        environment: BTreeMap<String, String>,
+    },
+    LambdaPermission {
+        function: Role,
+        principal: String,
+        source: Role,
+        statement_id: String,
+    },
+    SubscriptionFilter {
+        log_group: Role,
+        function: Role,
+        filter_pattern: String,
+    },
+    EventRule {
+        event_pattern: String,
+    },
+    EventTarget {
+        rule: Role,
+        function: Role,
+        target_id: String,
+    },
 }
 
 /// One resource of the lab, fully described.
@@ -511,11 +576,8 @@ impl LabGraph {
             &[R::Vpc, R::Subnet, R::InternetGateway],
             C::RouteTable { vpc: R::Vpc, subnet: R::Subnet, gateway: R::InternetGateway },
         );
-        let ssh: Vec<Rule> = o
-            .ssh_from
-            .iter()
-            .map(|src| Rule { protocol: "tcp".into(), from_port: 22, to_port: 22, cidr: src.as_str().into() })
-            .collect();
+        let ssh: Vec<Rule> =
+            o.ssh_from.iter().map(|src| Rule { protocol: "tcp".into(), from_port: 22, to_port: 22, cidr: src.as_str().into() }).collect();
         b.add(
             R::TargetSecurityGroup,
             &[R::Vpc],
@@ -557,10 +619,7 @@ impl LabGraph {
         b.add(
             R::InstanceRolePolicy,
             &[R::InstanceRole],
-            C::ManagedPolicyAttachment {
-                role: R::InstanceRole,
-                policy_arn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".into(),
-            },
+            C::ManagedPolicyAttachment { role: R::InstanceRole, policy_arn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore".into() },
         );
         b.add(R::InstanceProfile, &[R::InstanceRole, R::InstanceRolePolicy], C::InstanceProfile { role: R::InstanceRole });
         b.add(
@@ -604,11 +663,7 @@ impl LabGraph {
                 &[],
                 C::IamRole { trust_policy: policy("sagemaker-trust"), description: "cis: anomaly model execution".into() },
             );
-            b.add(
-                R::AnomalyModel,
-                &[R::ModelRole],
-                C::SageMakerModel { role: R::ModelRole, algorithm: "randomcutforest".into() },
-            );
+            b.add(R::AnomalyModel, &[R::ModelRole], C::SageMakerModel { role: R::ModelRole, algorithm: "randomcutforest".into() });
             b.add(
                 R::AnomalyEndpointConfig,
                 &[R::AnomalyModel],
@@ -624,11 +679,7 @@ impl LabGraph {
                 C::SnsSubscription { topic: R::Topic, protocol: "email".into(), endpoint: email.clone() },
             );
         }
-        b.add(
-            R::DetectorRole,
-            &[],
-            C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() },
-        );
+        b.add(R::DetectorRole, &[], C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() });
         let mut detector_deps = vec![R::DetectorRole];
         let mut detector_policy = policy("detector");
         if o.detector == DetectorMode::Endpoint {
@@ -817,10 +868,9 @@ pub fn render(template: &str, lab: &LabName, region: &str, account: &str, refs: 
             "region" => region.to_string(),
             "account" => account.to_string(),
             _ => match key.strip_prefix("ref:").and_then(Role::from_name) {
-                Some(role) => refs
-                    .get(&role)
-                    .cloned()
-                    .ok_or_else(|| Error::Internal(format!("placeholder ${{{key}}} used before {role} exists")))?,
+                Some(role) => {
+                    refs.get(&role).cloned().ok_or_else(|| Error::Internal(format!("placeholder ${{{key}}} used before {role} exists")))?
+                }
                 // Not ours (a flow-log format's `${srcaddr}`): left as it is.
                 None => format!("${{{key}}}"),
             },

@@ -121,7 +121,9 @@ impl RunRecord {
         };
         let mut notes = Vec::new();
         if !e.visible_in_flow_logs {
-            notes.push("flow logs cannot see this traffic (for example DNS to the VPC resolver): no flow-log detector can catch it".to_string());
+            notes.push(
+                "flow logs cannot see this traffic (for example DNS to the VPC resolver): no flow-log detector can catch it".to_string(),
+            );
         }
         if isolated.is_some() && !obs.instance_isolated {
             notes.push("containment reported isolation but the instance's groups no longer show it".to_string());
@@ -129,7 +131,10 @@ impl RunRecord {
         for c in obs.containments.iter().filter(|c| c.outcome != "isolated") {
             notes.push(format!("containment at {}: {} ({})", c.invoked_at, c.outcome, c.detail));
         }
-        if metrics.isolated && metrics.bytes_before_isolation == metrics.bytes_exfiltrated && timeline.attack_end.is_some_and(|end| isolated.is_some_and(|i| end <= i)) {
+        if metrics.isolated
+            && metrics.bytes_before_isolation == metrics.bytes_exfiltrated
+            && timeline.attack_end.is_some_and(|end| isolated.is_some_and(|i| end <= i))
+        {
             notes.push("the attack was over before isolation: every byte left first".to_string());
         }
         RunRecord {
@@ -154,7 +159,8 @@ impl RunRecord {
     pub fn load(path: &Path) -> Result<RunRecord> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not a readable run record: {}", json_error_message(&e))))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not a readable run record: {}", json_error_message(&e))))?;
         check_header(&value, RUN_FORMAT, RUN_VERSION).map_err(bad)?;
         serde_json::from_value(value).map_err(|e| bad(format!("damaged run record: {e}")))
     }
@@ -165,7 +171,9 @@ pub fn load_runs(dir: &Path) -> Result<Vec<RunRecord>> {
     let mut paths: Vec<_> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-")))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+            })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
         Err(e) => return Err(Error::io(dir, e)),
@@ -191,13 +199,11 @@ impl Orchestrator<'_> {
     /// The lab's resources, if it is up and complete.
     pub fn target(&self, lab: &LabName) -> Result<LabTarget> {
         let cloud = self.cloud.kind().name();
-        let ledger = self.load_ledger(lab)?.ok_or_else(|| {
-            Error::LabState(format!("lab '{lab}' is not up on {cloud}: run `cis up --lab {lab}` first"))
-        })?;
+        let ledger = self
+            .load_ledger(lab)?
+            .ok_or_else(|| Error::LabState(format!("lab '{lab}' is not up on {cloud}: run `cis up --lab {lab}` first")))?;
         if !ledger.complete {
-            return Err(Error::LabState(format!(
-                "lab '{lab}' on {cloud} is only partly created: run `cis up --lab {lab}` to finish it"
-            )));
+            return Err(Error::LabState(format!("lab '{lab}' on {cloud} is only partly created: run `cis up --lab {lab}` to finish it")));
         }
         let refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
         Ok(LabTarget { lab: lab.clone(), refs })
@@ -242,7 +248,8 @@ impl Orchestrator<'_> {
             let msg = match (&obs.detections.first(), contained) {
                 (_, true) => "isolated; waiting for the notification".to_string(),
                 (Some(_), false) => "detected; waiting for containment".to_string(),
-                (None, _) => format!("{} transfer(s) so far; waiting for detection", obs.transfers.len()),
+                (None, _) if obs.attack_finished_at.is_some() => "attack over; waiting for detection".to_string(),
+                (None, _) => "attack running; waiting for detection".to_string(),
             };
             self.progress.update(label, &msg);
             if (contained && notified) || settled || quiet_since.is_some_and(|q| now >= q) || now >= hard_deadline {
@@ -275,8 +282,22 @@ mod tests {
                 Transfer { at: t(400), bytes_out: 100, accepted: false },
             ],
             first_records_delivered_at: Some(t(330)),
-            detections: vec![DetectionEvent { at: t(340), lab: "l".into(), instance_id: "i".into(), detector: "d".into(), window_start: t(0), reason: "r".into() }],
-            containments: vec![ContainmentOutcome { invoked_at: t(341), finished_at: t(342), instance_id: "i".into(), outcome: "isolated".into(), isolated_at: Some(t(342)), detail: String::new() }],
+            detections: vec![DetectionEvent {
+                at: t(340),
+                lab: "l".into(),
+                instance_id: "i".into(),
+                detector: "d".into(),
+                window_start: t(0),
+                reason: "r".into(),
+            }],
+            containments: vec![ContainmentOutcome {
+                invoked_at: t(341),
+                finished_at: t(342),
+                instance_id: "i".into(),
+                outcome: "isolated".into(),
+                isolated_at: Some(t(342)),
+                detail: String::new(),
+            }],
             notifications: vec![Notification { at: t(343), subject: "s".into() }],
             instance_isolated: true,
         };

@@ -158,10 +158,7 @@ impl<'a> Orchestrator<'a> {
                 ResourceStatus::Failed(why) => return Err(CloudError::Other(format!("{kind} {id} failed: {why}"))),
                 ResourceStatus::Pending(s) | ResourceStatus::Deleting(s) => {
                     if started.elapsed() >= timeout {
-                        return Err(CloudError::Other(format!(
-                            "{kind} {id} still '{s}' after {} min",
-                            timeout.as_secs() / 60
-                        )));
+                        return Err(CloudError::Other(format!("{kind} {id} still '{s}' after {} min", timeout.as_secs() / 60)));
                     }
                     self.progress.update(label, &format!("waiting: {s}"));
                     tokio::time::sleep(delay).await;
@@ -179,11 +176,9 @@ impl<'a> Orchestrator<'a> {
         let clock = self.cloud.clock();
         let started = clock.now();
         let ledger = match Ledger::load(&path)? {
-            Some(l) if l.options != *options => {
-                return Err(Error::Usage(format!(
-                    "lab '{lab}' exists with other options; run `cis down --lab {lab}` first, or `cis up` with the options it was created with"
-                )))
-            }
+            Some(l) if l.options != *options => return Err(Error::Usage(format!(
+                "lab '{lab}' exists with other options; run `cis down --lab {lab}` first, or `cis up` with the options it was created with"
+            ))),
             Some(l) => l,
             None => Ledger::new(
                 lab.clone(),
@@ -331,9 +326,8 @@ impl<'a> Orchestrator<'a> {
         let mut failure: Option<(Role, Error)> = None;
         loop {
             if failure.is_none() {
-                let (ready, rest): (Vec<Role>, Vec<Role>) = pending
-                    .into_iter()
-                    .partition(|r| blockers(*r).iter().all(|b| !set.contains(b) || done.contains(b)));
+                let (ready, rest): (Vec<Role>, Vec<Role>) =
+                    pending.into_iter().partition(|r| blockers(*r).iter().all(|b| !set.contains(b) || done.contains(b)));
                 pending = rest;
                 for role in ready {
                     running.push(start(role, refs.clone()));
@@ -424,15 +418,27 @@ impl<'a> Orchestrator<'a> {
                                 let id = match (&entry.id, graph.get(role)) {
                                     (Some(id), _) => Some(id.clone()),
                                     // Only an intent: the create may or may not have happened.
-                                    (None, Some(spec)) => self.retrying(role.name(), DELETE_RETRY_FOR, || self.cloud.find(spec, refs)).await?,
+                                    (None, Some(spec)) => {
+                                        self.retrying(role.name(), DELETE_RETRY_FOR, || self.cloud.find(spec, refs)).await?
+                                    }
                                     (None, None) => None,
                                 };
                                 if let Some(id) = id {
                                     file.lock().expect("not poisoned").update(|l| {
-                                        l.set(Entry { id: Some(id.clone()), state: EntryState::Deleting, updated_at: clock.now(), ..entry.clone() })
+                                        l.set(Entry {
+                                            id: Some(id.clone()),
+                                            state: EntryState::Deleting,
+                                            updated_at: clock.now(),
+                                            ..entry.clone()
+                                        })
                                     })?;
                                     if self.delete_and_wait(role.name(), entry.kind, &id).await? {
-                                        deleted.lock().expect("not poisoned").push(Deleted { role: Some(role), kind: entry.kind, id, via: "ledger".into() });
+                                        deleted.lock().expect("not poisoned").push(Deleted {
+                                            role: Some(role),
+                                            kind: entry.kind,
+                                            id,
+                                            via: "ledger".into(),
+                                        });
                                     }
                                 }
                                 file.lock().expect("not poisoned").update(|l| l.remove(role))?;
@@ -445,12 +451,16 @@ impl<'a> Orchestrator<'a> {
                 )
                 .await;
             result.map_err(|(role, e)| {
-                Error::LabState(format!("deleting {role} failed: {e}; the ledger still names what is left: run `cis down --lab {lab}` again"))
+                Error::LabState(format!(
+                    "deleting {role} failed: {e}; the ledger still names what is left: run `cis down --lab {lab}` again"
+                ))
             })?;
         }
 
         // The sweep: whatever still carries the lab's tag, deepest dependents first.
-        let order = |r: &crate::cloud::CloudResource| std::cmp::Reverse(r.role.and_then(|role| Role::ALL.iter().position(|x| *x == role)).unwrap_or(usize::MAX));
+        let order = |r: &crate::cloud::CloudResource| {
+            std::cmp::Reverse(r.role.and_then(|role| Role::ALL.iter().position(|x| *x == role)).unwrap_or(usize::MAX))
+        };
         for pass in 0..2 {
             let mut leftovers = self.cloud.list_lab(lab).await?;
             leftovers.sort_by_key(order);
@@ -468,7 +478,9 @@ impl<'a> Orchestrator<'a> {
             for r in leftovers {
                 let label = r.role.map(Role::name).unwrap_or("untracked");
                 match self.delete_and_wait(label, r.kind, &r.id).await {
-                    Ok(true) => deleted.lock().expect("not poisoned").push(Deleted { role: r.role, kind: r.kind, id: r.id, via: "sweep".into() }),
+                    Ok(true) => {
+                        deleted.lock().expect("not poisoned").push(Deleted { role: r.role, kind: r.kind, id: r.id, via: "sweep".into() })
+                    }
                     Ok(false) => {}
                     Err(e) => {
                         return Err(Error::LabState(format!(
@@ -528,12 +540,20 @@ impl<'a> Orchestrator<'a> {
         }
         let known: BTreeSet<&str> = ledger.iter().flat_map(|l| l.entries.iter().filter_map(|e| e.id.as_deref())).collect();
         for r in tagged.iter().filter(|r| !known.contains(r.id.as_str())) {
-            resources.push(StatusEntry { role: r.role, kind: r.kind, name: r.name.clone(), id: Some(r.id.clone()), state: "untracked".into(), drift: true });
+            resources.push(StatusEntry {
+                role: r.role,
+                kind: r.kind,
+                name: r.name.clone(),
+                id: Some(r.id.clone()),
+                state: "untracked".into(),
+                drift: true,
+            });
         }
         let (usd_per_hour, created_at) = match &ledger {
             Some(l) => {
                 let graph = LabGraph::build(lab, &l.options, &l.run);
-                let costs: BTreeMap<Role, f64> = PriceTable::embedded().lab_costs(&graph).into_iter().map(|(r, c)| (r, c.usd_per_hour)).collect();
+                let costs: BTreeMap<Role, f64> =
+                    PriceTable::embedded().lab_costs(&graph).into_iter().map(|(r, c)| (r, c.usd_per_hour)).collect();
                 (live_roles.iter().map(|r| costs.get(r).copied().unwrap_or(0.0)).sum::<f64>(), Some(l.created_at))
             }
             None => (0.0, None),

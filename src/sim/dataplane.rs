@@ -270,7 +270,10 @@ impl World {
                             Arrival::Poisson => self.rng.exponential(s.interval_s),
                         };
                         let source = Source::Baseline { profile: profile.id.clone(), stream: i };
-                        self.schedule(at.plus_secs_f64(s.start_s + phase), Event::OpenConnection { instance: instance.clone(), source, index: 0 });
+                        self.schedule(
+                            at.plus_secs_f64(s.start_s + phase),
+                            Event::OpenConnection { instance: instance.clone(), source, index: 0 },
+                        );
                     }
                 }
             }
@@ -301,7 +304,8 @@ impl World {
             }
             Event::WindowClose { flow_log } => self.close_window(at, &flow_log, ctx),
             Event::Deliver { log_group, lines, attack_runs } => {
-                let Some(Detail::LogGroup { records, first_delivery_at, .. }) = self.resources.get_mut(&log_group).map(|r| &mut r.detail) else {
+                let Some(Detail::LogGroup { records, first_delivery_at, .. }) = self.resources.get_mut(&log_group).map(|r| &mut r.detail)
+                else {
                     return;
                 };
                 *records += lines.len() as u64;
@@ -320,13 +324,15 @@ impl World {
                     })
                     .collect();
                 for function in functions {
-                    let delay = ctx.latency.draw(Delay::SubscriptionToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
+                    let delay =
+                        ctx.latency.draw(Delay::SubscriptionToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
                     self.schedule(at.plus(delay), Event::InvokeDetector { function, lines: lines.clone() });
                 }
             }
             Event::InvokeDetector { function, lines } => self.run_detector(at, &function, &lines, ctx),
             Event::DeliverDetection { function, detection } => {
-                let Some(Detail::Function { code: FunctionCode::Containment, environment, .. }) = self.get(&function).map(|r| &r.detail) else {
+                let Some(Detail::Function { code: FunctionCode::Containment, environment, .. }) = self.get(&function).map(|r| &r.detail)
+                else {
                     self.pipeline.failures.push(format!("{at}: detection for {} not delivered: {function} is gone", detection.instance_id));
                     return;
                 };
@@ -517,7 +523,13 @@ impl World {
         for fl in logs {
             let w = self.net.windows.entry(fl).or_default();
             match w.flows.iter_mut().find(|f| {
-                f.eni == conn.eni && f.src == src && f.dst == dst && f.srcport == sp && f.dstport == dp && f.protocol == conn.protocol && f.accept == accept
+                f.eni == conn.eni
+                    && f.src == src
+                    && f.dst == dst
+                    && f.srcport == sp
+                    && f.dstport == dp
+                    && f.protocol == conn.protocol
+                    && f.accept == accept
             }) {
                 Some(f) => {
                     f.packets += packets;
@@ -547,7 +559,9 @@ impl World {
     }
 
     fn close_window(&mut self, at: Timestamp, flow_log: &str, ctx: &Context) {
-        let Some(Detail::FlowLog { vpc, log_group, interval_s, log_format, capturing: true, .. }) = self.get(flow_log).map(|r| r.detail.clone()) else {
+        let Some(Detail::FlowLog { vpc, log_group, interval_s, log_format, capturing: true, .. }) =
+            self.get(flow_log).map(|r| r.detail.clone())
+        else {
             self.net.windows.remove(flow_log);
             return;
         };
@@ -559,17 +573,17 @@ impl World {
             _ => None,
         };
         // Interfaces in the VPC that were up during the window.
-        let interfaces: Vec<(String, String, String)> = self
-            .live_resources()
-            .into_iter()
-            .filter_map(|r| match &r.detail {
-                Detail::Instance { vpc: v, interfaces, state: InstanceState::Running | InstanceState::ShuttingDown, subnet, .. } if *v == vpc => {
-                    Some(interfaces.iter().map(|i| (i.id.clone(), r.id.clone(), subnet.clone())).collect::<Vec<_>>())
-                }
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let interfaces: Vec<(String, String, String)> =
+            self.live_resources()
+                .into_iter()
+                .filter_map(|r| match &r.detail {
+                    Detail::Instance {
+                        vpc: v, interfaces, state: InstanceState::Running | InstanceState::ShuttingDown, subnet, ..
+                    } if *v == vpc => Some(interfaces.iter().map(|i| (i.id.clone(), r.id.clone(), subnet.clone())).collect::<Vec<_>>()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
         for (eni, instance, subnet) in interfaces {
             let flows: Vec<&FlowAgg> = window.flows.iter().filter(|f| f.eni == eni).collect();
             let base = FlowRecord {
@@ -631,10 +645,7 @@ impl World {
             return;
         };
         let lab = environment.get("CIS_LAB").cloned().unwrap_or_default();
-        let format = environment
-            .get("CIS_LOG_FORMAT")
-            .and_then(|f| LogFormat::parse(f).ok())
-            .unwrap_or_else(LogFormat::default_v2);
+        let format = environment.get("CIS_LOG_FORMAT").and_then(|f| LogFormat::parse(f).ok()).unwrap_or_else(LogFormat::default_v2);
         let records: Vec<FlowRecord> = lines.iter().filter_map(|l| format.read(l).ok().flatten()).collect();
         let findings = ctx.detector.evaluate(&records);
         // One detection per instance and window: the reasons are joined.

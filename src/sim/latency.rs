@@ -120,13 +120,10 @@ impl LatencyModel {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut table: BTreeMap<String, Entry> =
-            toml::from_str(text).map_err(|e| format!("latency model: {e}"))?;
+        let mut table: BTreeMap<String, Entry> = toml::from_str(text).map_err(|e| format!("latency model: {e}"))?;
         let mut delays = BTreeMap::new();
         for delay in Delay::ALL {
-            let entry = table
-                .remove(delay.key())
-                .ok_or_else(|| format!("latency model: missing [{}]", delay.key()))?;
+            let entry = table.remove(delay.key()).ok_or_else(|| format!("latency model: missing [{}]", delay.key()))?;
             let dist = Distribution::new(entry.what, entry.source, entry.quantiles)
                 .map_err(|e| format!("latency model: [{}]: {e}", delay.key()))?;
             delays.insert(delay, dist);

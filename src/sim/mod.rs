@@ -23,9 +23,7 @@ use self::dataplane::{AttackState, Context, Invocation};
 use self::latency::{Delay, LatencyModel};
 use self::world::{Detail, InstanceState, World};
 use crate::clock::{Clock, Timestamp};
-use crate::cloud::{
-    AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus,
-};
+use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
 use crate::containment::{contain, ContainmentApi, InstanceView, InterfaceView};
 use crate::detector::RateRule;
 use crate::error::{Error, Result};
@@ -169,10 +167,15 @@ impl Drop for SimCloud {
 /// Reads a persisted account, refusing one this version cannot read.
 pub fn load_world(text: &str, path: &Path) -> Result<World> {
     let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| bad(format!("not a readable simulated account: {}; it was left as it is: move it aside to start a fresh account", json_error_message(&e))))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        bad(format!(
+            "not a readable simulated account: {}; it was left as it is: move it aside to start a fresh account",
+            json_error_message(&e)
+        ))
+    })?;
     check_header(&value, world::FORMAT, world::VERSION).map_err(bad)?;
-    serde_json::from_value(value).map_err(|e| bad(format!("damaged simulated account: {e}; it was left as it is: move it aside to start a fresh account")))
+    serde_json::from_value(value)
+        .map_err(|e| bad(format!("damaged simulated account: {e}; it was left as it is: move it aside to start a fresh account")))
 }
 
 /// Processes data-plane events as virtual time reaches them.
@@ -266,7 +269,8 @@ impl Cloud for SimCloud {
         self.shared.api_latency().await;
         let now = self.shared.clock.now();
         let mut w = self.shared.world_now();
-        let instance = target.id(Role::TargetInstance).ok_or_else(|| CloudError::Invalid("the lab has no target instance".into()))?.to_string();
+        let instance =
+            target.id(Role::TargetInstance).ok_or_else(|| CloudError::Invalid("the lab has no target instance".into()))?.to_string();
         match w.get(&instance).map(|r| &r.detail) {
             Some(Detail::Instance { state: InstanceState::Running, .. }) => {}
             Some(_) => return Err(CloudError::Invalid(format!("target {instance} is not running"))),
@@ -295,7 +299,12 @@ impl Cloud for SimCloud {
             w.schedule(now.plus_secs_f64(s.start_s), dataplane::Event::OpenConnection { instance: instance.clone(), source, index: 0 });
         }
         self.shared.commit(&w)?;
-        Ok(AttackHandle { run_id: run_id.to_string(), scenario: scenario.id.clone(), started_at: now, backend_ref: format!("sim:{run_id}") })
+        Ok(AttackHandle {
+            run_id: run_id.to_string(),
+            scenario: scenario.id.clone(),
+            started_at: now,
+            backend_ref: format!("sim:{run_id}"),
+        })
     }
 
     async fn observe(&self, target: &LabTarget, attack: &AttackHandle) -> std::result::Result<Observation, CloudError> {
@@ -309,7 +318,9 @@ impl Cloud for SimCloud {
         let instance = a.instance.clone();
         let isolation = target.id(Role::IsolationSecurityGroup).unwrap_or_default().to_string();
         let instance_isolated = match w.get(&instance).map(|r| &r.detail) {
-            Some(Detail::Instance { interfaces, .. }) => !interfaces.is_empty() && interfaces.iter().all(|i| i.groups == [isolation.clone()]),
+            Some(Detail::Instance { interfaces, .. }) => {
+                !interfaces.is_empty() && interfaces.iter().all(|i| i.groups == [isolation.clone()])
+            }
             _ => false,
         };
         let topic = target.id(Role::Topic).unwrap_or_default();

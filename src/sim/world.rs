@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::dataplane::{Event, Network, PipelineLog, AttackState};
+use super::dataplane::{AttackState, Event, Network, PipelineLog};
 use super::latency::{Delay, LatencyModel};
 use crate::clock::Timestamp;
 use crate::cloud::{CloudError, CloudResource, ResourceStatus};
@@ -48,14 +48,41 @@ pub struct Interface {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Detail {
-    Vpc { cidr: String },
-    Subnet { vpc: String, cidr: String, map_public_ip: bool },
-    InternetGateway { vpc: Option<String> },
-    RouteTable { vpc: String, subnets: Vec<String>, routes: Vec<(String, String)> },
-    SecurityGroup { vpc: String, description: String, ingress: Vec<Rule>, egress: Vec<Rule> },
-    IamRole { trust_policy: String, assumable_at: Timestamp },
-    RolePolicy { role: String, document: Option<String>, managed_arn: Option<String> },
-    InstanceProfile { role: Option<String>, usable_at: Timestamp },
+    Vpc {
+        cidr: String,
+    },
+    Subnet {
+        vpc: String,
+        cidr: String,
+        map_public_ip: bool,
+    },
+    InternetGateway {
+        vpc: Option<String>,
+    },
+    RouteTable {
+        vpc: String,
+        subnets: Vec<String>,
+        routes: Vec<(String, String)>,
+    },
+    SecurityGroup {
+        vpc: String,
+        description: String,
+        ingress: Vec<Rule>,
+        egress: Vec<Rule>,
+    },
+    IamRole {
+        trust_policy: String,
+        assumable_at: Timestamp,
+    },
+    RolePolicy {
+        role: String,
+        document: Option<String>,
+        managed_arn: Option<String>,
+    },
+    InstanceProfile {
+        role: Option<String>,
+        usable_at: Timestamp,
+    },
     Instance {
         state: InstanceState,
         subnet: String,
@@ -68,18 +95,59 @@ pub enum Detail {
         imdsv2_required: bool,
         encrypted_root: bool,
     },
-    LogGroup { retention_days: u32, records: u64, first_delivery_at: Option<Timestamp> },
-    FlowLog { vpc: String, log_group: String, role: String, interval_s: u32, log_format: String, capturing: bool },
-    Model { role: String },
-    EndpointConfig { model: String, instance_type: String, visible_at: Timestamp },
-    Endpoint { config: String, status: EndpointStatus },
+    LogGroup {
+        retention_days: u32,
+        records: u64,
+        first_delivery_at: Option<Timestamp>,
+    },
+    FlowLog {
+        vpc: String,
+        log_group: String,
+        role: String,
+        interval_s: u32,
+        log_format: String,
+        capturing: bool,
+    },
+    Model {
+        role: String,
+    },
+    EndpointConfig {
+        model: String,
+        instance_type: String,
+        visible_at: Timestamp,
+    },
+    Endpoint {
+        config: String,
+        status: EndpointStatus,
+    },
     Topic,
-    Subscription { topic: String, protocol: String, endpoint: String },
-    Function { code: FunctionCode, role: String, environment: BTreeMap<String, String> },
-    Permission { function: String, principal: String, source_arn: String },
-    SubscriptionFilter { log_group: String, function: String, pattern: String },
-    EventRule { pattern: String },
-    EventTarget { rule: String, function: String },
+    Subscription {
+        topic: String,
+        protocol: String,
+        endpoint: String,
+    },
+    Function {
+        code: FunctionCode,
+        role: String,
+        environment: BTreeMap<String, String>,
+    },
+    Permission {
+        function: String,
+        principal: String,
+        source_arn: String,
+    },
+    SubscriptionFilter {
+        log_group: String,
+        function: String,
+        pattern: String,
+    },
+    EventRule {
+        pattern: String,
+    },
+    EventTarget {
+        rule: String,
+        function: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,9 +246,7 @@ impl World {
     }
 
     fn get_kind(&self, id: &str, kind: ResourceKind) -> Result<&SimResource, CloudError> {
-        self.get(id)
-            .filter(|r| r.kind == kind)
-            .ok_or_else(|| CloudError::NotFound { kind, id: id.to_string() })
+        self.get(id).filter(|r| r.kind == kind).ok_or_else(|| CloudError::NotFound { kind, id: id.to_string() })
     }
 
     fn resolve<'a>(&'a self, refs: &Refs, role: Role) -> Result<&'a SimResource, CloudError> {
@@ -240,7 +306,9 @@ impl World {
             C::SecurityGroup { vpc, description, ingress, egress } => {
                 let vpc = self.resolve(refs, *vpc)?.id.clone();
                 let dup = self.live().any(|r| {
-                    r.kind == ResourceKind::SecurityGroup && r.name == spec.name && matches!(&r.detail, Detail::SecurityGroup { vpc: v, .. } if *v == vpc)
+                    r.kind == ResourceKind::SecurityGroup
+                        && r.name == spec.name
+                        && matches!(&r.detail, Detail::SecurityGroup { vpc: v, .. } if *v == vpc)
                 });
                 if dup {
                     return Err(CloudError::AlreadyExists { kind: spec.kind, name: spec.name.clone() });
@@ -248,7 +316,8 @@ impl World {
                 // CreateSecurityGroup adds the default allow-all egress rule; the spec's egress
                 // is what remains after revoking it and authorizing the rest.
                 let id = self.new_id("sg");
-                let detail = Detail::SecurityGroup { vpc, description: description.clone(), ingress: ingress.clone(), egress: egress.clone() };
+                let detail =
+                    Detail::SecurityGroup { vpc, description: description.clone(), ingress: ingress.clone(), egress: egress.clone() };
                 Ok(self.insert(id, spec, None, now, detail))
             }
             C::IamRole { trust_policy, .. } => {
@@ -281,7 +350,15 @@ impl World {
                 let id = self.arn("iam", &format!("instance-profile/{}", spec.name));
                 Ok(self.insert(id, spec, None, now, Detail::InstanceProfile { role: Some(role), usable_at }))
             }
-            C::Instance { subnet, security_group, instance_profile, instance_type, image_parameter, imdsv2_required, root_volume_encrypted } => {
+            C::Instance {
+                subnet,
+                security_group,
+                instance_profile,
+                instance_type,
+                image_parameter,
+                imdsv2_required,
+                root_volume_encrypted,
+            } => {
                 if image_parameter.is_empty() {
                     return Err(invalid("no image"));
                 }
@@ -302,7 +379,8 @@ impl World {
                 let profile = profile.id.clone();
                 let n = self.live().filter(|r| r.kind == ResourceKind::Instance).count() as u64;
                 let private_ip = format!("10.42.1.{}", 10 + n % 240);
-                let public_ip = public.then(|| format!("3.{}.{}.{}", 80 + self.rng.below(20), self.rng.below(256), 1 + self.rng.below(254)));
+                let public_ip =
+                    public.then(|| format!("3.{}.{}.{}", 80 + self.rng.below(20), self.rng.below(256), 1 + self.rng.below(254)));
                 let eni = self.new_id("eni");
                 let id = self.new_id("i");
                 let running_at = now.plus(lat.draw(Delay::InstanceBoot, &mut self.rng));
@@ -325,7 +403,13 @@ impl World {
             C::LogGroup { retention_days } => {
                 self.name_taken(spec.kind, &spec.name)?;
                 let id = self.arn("logs", &format!("log-group:{}", spec.name));
-                Ok(self.insert(id, spec, None, now, Detail::LogGroup { retention_days: *retention_days, records: 0, first_delivery_at: None }))
+                Ok(self.insert(
+                    id,
+                    spec,
+                    None,
+                    now,
+                    Detail::LogGroup { retention_days: *retention_days, records: 0, first_delivery_at: None },
+                ))
             }
             C::FlowLog { vpc, log_group, role, max_aggregation_interval_s, log_format } => {
                 if ![60, 600].contains(max_aggregation_interval_s) {
@@ -432,7 +516,8 @@ impl World {
                         "Could not execute the lambda function. Make sure you have given CloudWatch Logs permission to execute your function.",
                     ));
                 }
-                let existing = self.live().filter(|r| r.kind == ResourceKind::SubscriptionFilter && r.parent.as_deref() == Some(&lg_id)).count();
+                let existing =
+                    self.live().filter(|r| r.kind == ResourceKind::SubscriptionFilter && r.parent.as_deref() == Some(&lg_id)).count();
                 let id = format!("{lg_name}/{}", spec.name);
                 if existing >= 2 && self.get(&id).is_none() {
                     return Err(invalid("LimitExceededException: at most 2 subscription filters per log group"));
@@ -441,7 +526,8 @@ impl World {
                 Ok(self.insert(id, spec, Some(lg_id), now, detail))
             }
             C::EventRule { event_pattern } => {
-                serde_json::from_str::<serde_json::Value>(event_pattern).map_err(|e| invalid(format!("InvalidEventPatternException: {e}")))?;
+                serde_json::from_str::<serde_json::Value>(event_pattern)
+                    .map_err(|e| invalid(format!("InvalidEventPatternException: {e}")))?;
                 // PutRule creates or updates by name.
                 let id = self.arn("events", &format!("rule/{}", spec.name));
                 Ok(self.insert(id, spec, None, now, Detail::EventRule { pattern: event_pattern.clone() }))
@@ -476,7 +562,10 @@ impl World {
             ResourceConfig::EventTarget { rule, target_id, .. } => format!("{}/{target_id}", parent_name(rule)?),
             ResourceConfig::SnsSubscription { topic, .. } => {
                 let topic = refs.get(topic)?;
-                return self.live().find(|r| r.kind == ResourceKind::SnsSubscription && r.parent.as_ref() == Some(topic)).map(|r| r.id.clone());
+                return self
+                    .live()
+                    .find(|r| r.kind == ResourceKind::SnsSubscription && r.parent.as_ref() == Some(topic))
+                    .map(|r| r.id.clone());
             }
             _ => return None,
         };
@@ -498,7 +587,8 @@ impl World {
     /// Starts deleting one resource, as the AWS calls for its kind would.
     pub fn delete(&mut self, kind: ResourceKind, id: &str, now: Timestamp, lat: &LatencyModel) -> Result<(), CloudError> {
         let r = self.get_kind(id, kind)?.clone();
-        let users = |pred: &dyn Fn(&SimResource) -> bool| -> Vec<String> { self.live().filter(|x| pred(x)).map(|x| x.id.clone()).collect() };
+        let users =
+            |pred: &dyn Fn(&SimResource) -> bool| -> Vec<String> { self.live().filter(|x| pred(x)).map(|x| x.id.clone()).collect() };
         match &r.detail {
             Detail::Vpc { .. } => {
                 let deps = users(&|x| match &x.detail {
@@ -511,15 +601,17 @@ impl World {
                 }
             }
             Detail::Subnet { .. } => {
-                let deps = users(&|x| matches!(&x.detail, Detail::Instance { subnet, state, .. } if subnet == id && *state != InstanceState::Terminated));
+                let deps = users(
+                    &|x| matches!(&x.detail, Detail::Instance { subnet, state, .. } if subnet == id && *state != InstanceState::Terminated),
+                );
                 if !deps.is_empty() {
                     return Err(in_use(id, format!("The subnet '{id}' has dependencies and cannot be deleted ({})", deps.join(", "))));
                 }
             }
             Detail::InternetGateway { vpc: Some(vpc) } => {
-                let mapped = users(&|x| {
-                    matches!(&x.detail, Detail::Instance { vpc: v, public_ip: Some(_), state, .. } if v == vpc && *state != InstanceState::Terminated)
-                });
+                let mapped = users(
+                    &|x| matches!(&x.detail, Detail::Instance { vpc: v, public_ip: Some(_), state, .. } if v == vpc && *state != InstanceState::Terminated),
+                );
                 if !mapped.is_empty() {
                     return Err(in_use(id, format!("Network {vpc} has some mapped public address(es). Please unmap those public address(es) before detaching the gateway.")));
                 }

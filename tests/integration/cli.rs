@@ -1,0 +1,80 @@
+//! Bad input: one line naming the thing, exit status 2, nothing lost.
+
+use crate::Lab;
+
+fn fails_with_2(lab: &Lab, args: &[&str], names: &str) -> String {
+    let out = lab.run(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "cis {args:?}: {err}");
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cis: error:")).collect();
+    assert_eq!(error_lines.len(), 1, "one error line: {err}");
+    assert!(error_lines[0].contains(names), "error should name {names}: {err}");
+    err
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let lab = Lab::new();
+    fails_with_2(&lab, &["attack", "no-such-scenario"], "no-such-scenario");
+    fails_with_2(&lab, &["--cloud", "mars", "up"], "--cloud");
+    fails_with_2(&lab, &["up", "--window", "30"], "--window");
+    fails_with_2(&lab, &["up", "--ssh-from", "0.0.0.0/0"], "--ssh-from");
+    fails_with_2(&lab, &["--lab", "Bad_Name", "up"], "--lab");
+    fails_with_2(&lab, &["scenarios", "show", "nope"], "nope");
+    fails_with_2(&lab, &["attack"], "not up");
+    fails_with_2(&lab, &["report"], "no runs");
+}
+
+#[test]
+fn malformed_or_newer_state_files_are_refused_and_left_alone() {
+    let lab = Lab::new();
+    let ledger = lab.state().join("sim/labs/default/ledger.json");
+    std::fs::create_dir_all(ledger.parent().unwrap()).unwrap();
+    for content in ["{\"format\": \"cis-ledger\",\n  \"version\": 1,\n  oops", "{\"format\": \"cis-ledger\", \"version\": 9}"] {
+        std::fs::write(&ledger, content).unwrap();
+        for verb in ["up", "down", "status"] {
+            fails_with_2(&lab, &[verb], "ledger.json");
+            assert_eq!(std::fs::read_to_string(&ledger).unwrap(), content, "{verb} must not touch the file");
+        }
+    }
+    std::fs::remove_file(&ledger).unwrap();
+    std::fs::create_dir_all(lab.account_path().parent().unwrap()).unwrap();
+    std::fs::write(lab.account_path(), "[]").unwrap();
+    fails_with_2(&lab, &["up"], "account.json");
+    assert_eq!(std::fs::read_to_string(lab.account_path()).unwrap(), "[]");
+}
+
+#[test]
+fn scenario_files_with_errors_name_the_file_and_line() {
+    let lab = Lab::new();
+    let path = lab.state().join("mine.toml");
+    std::fs::write(&path, "id = \"mine\"\ntitle = \"t\"\nmitre = []\ndescription = \"d\"\nscript = \"s\"\n[expect]\ndetected = yes\n")
+        .unwrap();
+    let err = fails_with_2(&lab, &["scenarios", "show", path.to_str().unwrap()], "mine.toml:7");
+    assert!(err.contains("mine.toml:7"), "{err}");
+}
+
+#[test]
+fn every_command_says_which_cloud_it_acts_on() {
+    let lab = Lab::new();
+    for args in [&["plan"][..], &["status"], &["down"]] {
+        let out = lab.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cloud: sim"), "cis {args:?}: {err}");
+    }
+    let fresh = Lab::new();
+    let out = fresh.run(&["--cloud", "aws", "up"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cloud: aws"));
+    assert!(!fresh.account_path().exists() && !fresh.state().join("aws").exists(), "nothing created");
+}
+
+#[test]
+fn scenarios_list_and_completions() {
+    let lab = Lab::new();
+    let list = lab.ok(&["scenarios"]);
+    assert!(list.contains("exfil-http-beacon") && list.contains("T1041"), "{list}");
+    let show = lab.ok(&["scenarios", "show", "exfil-long-stream"]);
+    assert!(show.contains("allow-all"), "{show}");
+    assert!(lab.ok(&["completions", "bash"]).contains("cis"));
+}
