@@ -176,9 +176,11 @@ impl<'a> Orchestrator<'a> {
         let clock = self.cloud.clock();
         let started = clock.now();
         let ledger = match Ledger::load(&path)? {
-            Some(l) if l.options != *options => return Err(Error::Usage(format!(
+            Some(l) if l.options != *options => {
+                return Err(Error::Usage(format!(
                 "lab '{lab}' exists with other options; run `cis down --lab {lab}` first, or `cis up` with the options it was created with"
-            ))),
+            )))
+            }
             Some(l) => l,
             None => Ledger::new(
                 lab.clone(),

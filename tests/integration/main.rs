@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod lifecycle;
+mod simulator;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
