@@ -338,9 +338,10 @@ fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
 fn up_text(r: &UpReport) -> String {
     let created = r.resources.iter().filter(|a| a.action == "created").count();
     let adopted = r.resources.iter().filter(|a| a.action == "adopted").count();
+    let resumed = r.resources.iter().filter(|a| a.action == "resumed").count();
     let unchanged = r.resources.iter().filter(|a| a.action == "unchanged").count();
     format!(
-        "lab '{}' is up on {}: {} resources ({created} created, {adopted} adopted after a crash, {unchanged} unchanged) in {:.1} s{}; about ${:.4}/hour on AWS",
+        "lab '{}' is up on {}: {} resources ({created} created, {adopted} adopted after a crash, {resumed} resumed, {unchanged} unchanged) in {:.1} s{}; about ${:.4}/hour on AWS",
         r.lab,
         r.cloud,
         r.resources.len(),

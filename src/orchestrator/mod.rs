@@ -46,7 +46,8 @@ pub struct Applied {
     pub role: Role,
     pub kind: ResourceKind,
     pub id: String,
-    /// `created`, `adopted` (found after a crash) or `unchanged`.
+    /// `created`, `adopted` (found by its tags after a crash cut its create short),
+    /// `resumed` (recorded, not ready yet) or `unchanged`.
     pub action: String,
     pub seconds: f64,
 }
@@ -272,7 +273,10 @@ impl<'a> Orchestrator<'a> {
 
         let mut action = "adopted";
         let id = match existing {
-            Some(id) => id,
+            Some(id) => {
+                action = "resumed";
+                id
+            }
             None => {
                 // A create may have happened before a crash: look before creating again.
                 let found = match entry.as_ref().map(|e| e.state) {
