@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{LabGraph, ResourceConfig, ResourceSpec, Role};
+use super::{LabGraph, ResourceConfig, Role};
 
 const PRICES_TOML: &str = include_str!("../../assets/prices.toml");
 
@@ -26,34 +26,27 @@ impl PriceTable {
         self.hourly.get(item).copied()
     }
 
-    /// The fixed hourly cost of one resource, and what it is made of. A price missing from
-    /// the table is reported as unknown rather than guessed.
-    pub fn resource_cost(&self, spec: &ResourceSpec) -> Cost {
-        match &spec.config {
-            ResourceConfig::Instance { instance_type, .. } => {
-                let mut cost = Cost::item(self, &format!("ec2:{instance_type}"));
-                // The subnet maps a public IPv4 address to the instance.
-                cost.add(Cost::item(self, "ec2:public-ipv4"));
-                cost
-            }
-            ResourceConfig::SageMakerEndpointConfig { .. } => Cost::zero(),
-            ResourceConfig::SageMakerEndpoint { .. } => Cost::zero(),
-            _ => Cost::zero(),
-        }
-    }
-
-    /// Costs by role; the endpoint is priced from its config's instance type.
+    /// Fixed hourly costs by role, and what each is made of. The endpoint is priced from
+    /// its config's instance type. A price missing from the table is reported as unknown
+    /// rather than guessed.
     pub fn lab_costs(&self, graph: &LabGraph) -> Vec<(Role, Cost)> {
+        let endpoint_type = match graph.get(Role::AnomalyEndpointConfig).map(|s| &s.config) {
+            Some(ResourceConfig::SageMakerEndpointConfig { instance_type, .. }) => Some(instance_type.as_str()),
+            _ => None,
+        };
         graph
             .resources
             .iter()
             .map(|spec| {
-                let cost = match (&spec.config, graph.get(Role::AnomalyEndpointConfig)) {
-                    (
-                        ResourceConfig::SageMakerEndpoint { .. },
-                        Some(ResourceSpec { config: ResourceConfig::SageMakerEndpointConfig { instance_type, .. }, .. }),
-                    ) => Cost::item(self, &format!("sagemaker:{instance_type}")),
-                    _ => self.resource_cost(spec),
+                let cost = match (&spec.config, endpoint_type) {
+                    (ResourceConfig::Instance { instance_type, .. }, _) => {
+                        let mut cost = Cost::item(self, &format!("ec2:{instance_type}"));
+                        // The subnet maps a public IPv4 address to the instance.
+                        cost.add(Cost::item(self, "ec2:public-ipv4"));
+                        cost
+                    }
+                    (ResourceConfig::SageMakerEndpoint { .. }, Some(t)) => Cost::item(self, &format!("sagemaker:{t}")),
+                    _ => Cost::zero(),
                 };
                 (spec.role, cost)
             })

@@ -568,10 +568,6 @@ impl World {
         let format = LogFormat::parse(&log_format).expect("checked at CreateFlowLogs");
         let window = std::mem::take(self.net.windows.entry(flow_log.to_string()).or_default());
         let start = window.start.unwrap_or(Timestamp(at.0 - interval_s as i64 * 1000));
-        let subnet_of = |w: &World, inst: &str| match w.get(inst).map(|r| &r.detail) {
-            Some(Detail::Instance { subnet, .. }) => Some(subnet.clone()),
-            _ => None,
-        };
         // Interfaces in the VPC that were up during the window.
         let interfaces: Vec<(String, String, String)> =
             self.live_resources()
@@ -591,7 +587,7 @@ impl World {
                 account_id: Some(self.account_id.clone()),
                 interface_id: Some(eni.clone()),
                 vpc_id: Some(vpc.clone()),
-                subnet_id: subnet_of(self, &instance).or(Some(subnet.clone())),
+                subnet_id: Some(subnet.clone()),
                 instance_id: Some(instance.clone()),
                 ..Default::default()
             };

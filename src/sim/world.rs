@@ -579,7 +579,6 @@ impl World {
             Detail::Instance { state: InstanceState::ShuttingDown, .. } => ResourceStatus::Deleting("shutting-down".into()),
             Detail::Endpoint { status: EndpointStatus::Creating, .. } => ResourceStatus::Pending("Creating".into()),
             Detail::Endpoint { status: EndpointStatus::Deleting, .. } => ResourceStatus::Deleting("Deleting".into()),
-            Detail::FlowLog { capturing: false, .. } => ResourceStatus::Ready,
             _ => ResourceStatus::Ready,
         })
     }
@@ -666,12 +665,6 @@ impl World {
         let children: Vec<String> = self.resources.values().filter(|r| r.parent.as_deref() == Some(id)).map(|r| r.id.clone()).collect();
         for c in children {
             self.remove_with_children(&c);
-        }
-        // Roles leave their instance profiles when deleted through the profile.
-        if let Some(SimResource { detail: Detail::InstanceProfile { .. }, .. }) = self.resources.get(id) {
-            if let Some(Detail::InstanceProfile { role, .. }) = self.resources.get_mut(id).map(|r| &mut r.detail) {
-                *role = None;
-            }
         }
         self.resources.remove(id);
     }
