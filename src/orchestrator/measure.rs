@@ -1,7 +1,7 @@
 //! Measurement: runs a scenario against an up lab and turns what the pipeline did into a
 //! timeline and latencies. The same code measures the simulator and AWS.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use crate::clock::Timestamp;
 use crate::cloud::{LabTarget, Observation};
 use crate::error::{Error, Result};
 use crate::lab::LabName;
-use crate::ledger::check_header;
+use crate::ledger::{check_header, Ledger};
 use crate::scenario::Scenario;
 use crate::state::{json_error_message, write_atomic};
 
@@ -166,38 +166,41 @@ impl RunRecord {
     }
 }
 
-/// Every run of a lab, in run order.
-pub fn load_runs(dir: &Path) -> Result<Vec<RunRecord>> {
-    let mut paths: Vec<_> = match std::fs::read_dir(dir) {
+/// The lab's run files (`run-NNNN.json`), by run number.
+fn run_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let mut runs: Vec<(u32, PathBuf)> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "json") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let n = e.file_name().to_str()?.strip_prefix("run-")?.strip_suffix(".json")?.parse::<u32>().ok()?;
+                Some((n, e.path()))
             })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
         Err(e) => return Err(Error::io(dir, e)),
     };
-    paths.sort();
-    paths.iter().map(|p| RunRecord::load(p)).collect()
+    runs.sort();
+    Ok(runs)
+}
+
+/// Every run of a lab, in run order.
+pub fn load_runs(dir: &Path) -> Result<Vec<RunRecord>> {
+    run_files(dir)?.iter().map(|(_, p)| RunRecord::load(p)).collect()
 }
 
 fn next_run_id(dir: &Path) -> Result<String> {
-    let highest = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("run-")?.strip_suffix(".json")?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(Error::io(dir, e)),
-    };
+    let highest = run_files(dir)?.last().map_or(0, |(n, _)| *n);
     Ok(format!("run-{:04}", highest + 1))
 }
 
+fn target_of(ledger: &Ledger) -> LabTarget {
+    let refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
+    LabTarget { lab: ledger.lab.clone(), refs }
+}
+
 impl Orchestrator<'_> {
-    /// The lab's resources, if it is up and complete.
-    pub fn target(&self, lab: &LabName) -> Result<LabTarget> {
+    /// The ledger of a lab that is up and complete.
+    fn complete_ledger(&self, lab: &LabName) -> Result<Ledger> {
         let cloud = self.cloud.kind().name();
         let ledger = self
             .load_ledger(lab)?
@@ -205,13 +208,18 @@ impl Orchestrator<'_> {
         if !ledger.complete {
             return Err(Error::LabState(format!("lab '{lab}' on {cloud} is only partly created: run `cis up --lab {lab}` to finish it")));
         }
-        let refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
-        Ok(LabTarget { lab: lab.clone(), refs })
+        Ok(ledger)
+    }
+
+    /// The lab's resources, if it is up and complete.
+    pub fn target(&self, lab: &LabName) -> Result<LabTarget> {
+        Ok(target_of(&self.complete_ledger(lab)?))
     }
 
     /// Runs one scenario and records its timeline in the lab's `runs/` directory.
     pub async fn attack(&self, lab: &LabName, scenario: &Scenario) -> Result<RunRecord> {
-        let target = self.target(lab)?;
+        let ledger = self.complete_ledger(lab)?;
+        let target = target_of(&ledger);
         let clock = self.cloud.clock();
         let label = "attack";
 
@@ -233,7 +241,7 @@ impl Orchestrator<'_> {
         let run_id = next_run_id(&runs_dir)?;
         self.progress.begin(label, &run_id, &format!("running {}", scenario.id));
         let handle = self.cloud.start_attack(&target, scenario, &run_id).await?;
-        let window = Duration::from_secs(self.load_ledger(lab)?.map_or(600, |l| l.options.window_s as u64));
+        let window = Duration::from_secs(ledger.options.window_s as u64);
         let span = Duration::from_secs_f64(scenario.span_s());
         let hard_deadline = handle.started_at.plus(span + window + DELIVERY_ALLOWANCE + Duration::from_secs(15 * 60));
 
