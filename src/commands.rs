@@ -116,8 +116,11 @@ fn run(args: &Args) -> Result<()> {
         _ => {}
     }
     eprintln!("cis {} · cloud: {} · lab: {}", verb(&args.command), args.cloud.name(), args.lab);
-    if let Command::Plan(l) = &args.command {
-        return plan(args, l, &state);
+    // Plan and report need no cloud: the graph, the ledger and the run files are local.
+    match &args.command {
+        Command::Plan(l) => return plan(args, l, &state),
+        Command::Report => return report(args, &state),
+        _ => {}
     }
     if args.cloud == CloudKind::Aws {
         return Err(Error::Usage(
@@ -154,14 +157,14 @@ fn run(args: &Args) -> Result<()> {
             OutputFormat::Text => Box::new(Lines::new(false)),
         };
         let orch = Orchestrator::new(&cloud, progress.as_ref(), &state);
-        let result = dispatch(args, &orch, &state).await;
+        let result = dispatch(args, &orch).await;
         drop(progress);
         cloud.checkpoint().await?;
         result
     })
 }
 
-async fn dispatch(args: &Args, orch: &Orchestrator<'_>, state: &StateDir) -> Result<()> {
+async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
     let lab = &args.lab;
     let kind = orch.cloud.kind();
     match &args.command {
@@ -200,19 +203,6 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>, state: &StateDir) -> Res
                 OutputFormat::Text => Report::build(kind.name(), lab.as_str(), records).to_text(),
             });
         }
-        Command::Report => {
-            let runs = load_runs(&state.runs_dir(kind, lab))?;
-            if runs.is_empty() {
-                return Err(
-                    Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into()
-                );
-            }
-            let report = Report::build(kind.name(), lab.as_str(), runs);
-            print(&match args.output {
-                OutputFormat::Json => report.to_json(),
-                OutputFormat::Text => report.to_text(),
-            });
-        }
         Command::Down => {
             let report = orch.down(lab).await?;
             print(&match args.output {
@@ -235,7 +225,9 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>, state: &StateDir) -> Res
                 OutputFormat::Text => format!("{}\n{}", report.to_text(), down_text(&down)),
             });
         }
-        Command::Plan(_) | Command::Scenarios(_) | Command::Completions { .. } => unreachable!("handled before the runtime"),
+        Command::Plan(_) | Command::Report | Command::Scenarios(_) | Command::Completions { .. } => {
+            unreachable!("handled before the runtime")
+        }
     }
     Ok(())
 }
@@ -263,6 +255,20 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
         o.notify_email = Some(email.clone());
     }
     Ok(o)
+}
+
+fn report(args: &Args, state: &StateDir) -> Result<()> {
+    let (kind, lab) = (args.cloud, &args.lab);
+    let runs = load_runs(&state.runs_dir(kind, lab))?;
+    if runs.is_empty() {
+        return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into());
+    }
+    let report = Report::build(kind.name(), lab.as_str(), runs);
+    print(&match args.output {
+        OutputFormat::Json => report.to_json(),
+        OutputFormat::Text => report.to_text(),
+    });
+    Ok(())
 }
 
 fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
