@@ -13,6 +13,7 @@ pub mod containment;
 pub mod detector;
 pub mod error;
 pub mod flowlog;
+pub mod forest;
 pub mod lab;
 pub mod ledger;
 pub mod orchestrator;

@@ -2,12 +2,19 @@
 //! with v3-v5 fields, written by the simulator and read by the detector.
 //!
 //! Field names and meanings: docs.aws.amazon.com/vpc/latest/userguide/flow-log-records.html.
-//! A field the record lacks is written `-`, as AWS does.
+//! A field the record lacks is written `-`, as AWS does. Fields of later versions (the ECS
+//! fields of v7, `reject-reason`) are accepted in a format and skipped, so newer logs still
+//! read. Reading streams: [`FlowLogReader`] takes any `BufRead`, holds one line at a time,
+//! follows a header line to the format it names, and reports a malformed line with its
+//! number instead of failing the whole input. [`envelope`] opens what CloudWatch Logs
+//! wraps records in.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+pub mod envelope;
 
 /// The default (version 2) format.
 pub const DEFAULT_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
@@ -37,10 +44,19 @@ pub enum Field {
     PktDstAddr,
     FlowDirection,
     TrafficPath,
+    Region,
+    AzId,
+    SublocationType,
+    SublocationId,
+    PktSrcAwsService,
+    PktDstAwsService,
+    /// A well-formed field this version does not interpret (the v7 ECS fields,
+    /// `reject-reason`): read and skipped, written `-`.
+    Skipped,
 }
 
 impl Field {
-    const NAMES: [(&'static str, Field); 23] = [
+    const NAMES: [(&'static str, Field); 29] = [
         ("version", Field::Version),
         ("account-id", Field::AccountId),
         ("interface-id", Field::InterfaceId),
@@ -64,10 +80,31 @@ impl Field {
         ("pkt-dstaddr", Field::PktDstAddr),
         ("flow-direction", Field::FlowDirection),
         ("traffic-path", Field::TrafficPath),
+        ("region", Field::Region),
+        ("az-id", Field::AzId),
+        ("sublocation-type", Field::SublocationType),
+        ("sublocation-id", Field::SublocationId),
+        ("pkt-src-aws-service", Field::PktSrcAwsService),
+        ("pkt-dst-aws-service", Field::PktDstAwsService),
+    ];
+
+    /// Fields of later versions than this reader interprets: known by name, skipped.
+    const SKIPPED: [&'static str; 11] = [
+        "ecs-cluster-arn",
+        "ecs-cluster-name",
+        "ecs-container-instance-arn",
+        "ecs-container-instance-id",
+        "ecs-container-id",
+        "ecs-second-container-id",
+        "ecs-service-name",
+        "ecs-task-definition-arn",
+        "ecs-task-arn",
+        "ecs-task-id",
+        "reject-reason",
     ];
 
     pub fn from_name(name: &str) -> Option<Field> {
-        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+        Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).or_else(|| Self::SKIPPED.contains(&name).then_some(Field::Skipped))
     }
 }
 
@@ -117,18 +154,126 @@ impl LogFormat {
     /// Parses one record line. Header lines (the field names, as exports carry them) are
     /// `Ok(None)`.
     pub fn read(&self, line: &str) -> Result<Option<FlowRecord>, String> {
-        let tokens: Vec<&str> = line.split_whitespace().collect();
-        if tokens.first() == Some(&"version") || tokens.first().is_some_and(|t| Field::from_name(t).is_some() && t.contains('-')) {
+        if is_header(line) {
             return Ok(None);
         }
-        if tokens.len() != self.fields.len() {
-            return Err(format!("expected {} fields, found {}", self.fields.len(), tokens.len()));
-        }
         let mut r = FlowRecord::default();
-        for (f, tok) in self.fields.iter().zip(tokens) {
+        let mut tokens = line.split_ascii_whitespace();
+        for (i, f) in self.fields.iter().enumerate() {
+            let tok = tokens.next().ok_or_else(|| format!("expected {} fields, found {i}", self.fields.len()))?;
             r.read_field(*f, tok)?;
         }
+        if tokens.next().is_some() {
+            let n = self.fields.len() + 1 + tokens.count();
+            return Err(format!("expected {} fields, found {n}", self.fields.len()));
+        }
         Ok(Some(r))
+    }
+}
+
+/// Whether a line is a header: the names of the fields rather than values.
+fn is_header(line: &str) -> bool {
+    line.split_ascii_whitespace().next().is_some_and(|t| t.as_bytes()[0].is_ascii_lowercase() && Field::from_name(t).is_some())
+}
+
+/// A line that could not be read, with its 1-based number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Reads records one line at a time from any buffered input, in constant memory.
+///
+/// A header line switches the reader to the format it names (exported logs carry one). A
+/// line prefixed with the ISO-8601 timestamp CloudWatch Logs adds on export to S3 is read
+/// without it. Blank lines are skipped; a malformed line is an `Err` with its number, and
+/// reading goes on with the next.
+pub struct FlowLogReader<R> {
+    input: R,
+    format: LogFormat,
+    line: String,
+    number: usize,
+}
+
+impl<R: std::io::BufRead> FlowLogReader<R> {
+    pub fn new(input: R, format: LogFormat) -> Self {
+        FlowLogReader { input, format, line: String::with_capacity(256), number: 0 }
+    }
+
+    /// The format in force (a header may have changed it).
+    pub fn format(&self) -> &LogFormat {
+        &self.format
+    }
+
+    /// The next record or malformed line; `None` at the end of the input. An I/O error
+    /// (including bytes that are not UTF-8) is a line error too.
+    pub fn next_record(&mut self) -> Option<Result<FlowRecord, LineError>> {
+        loop {
+            self.line.clear();
+            self.number += 1;
+            match self.input.read_line(&mut self.line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                // read_line has consumed the bad line, so reading goes on with the next.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Some(Err(LineError { line: self.number, message: "not UTF-8 text".into() }));
+                }
+                Err(e) => return Some(Err(LineError { line: self.number, message: e.to_string() })),
+            }
+            let text = strip_export_timestamp(self.line.trim());
+            if text.is_empty() {
+                continue;
+            }
+            if is_header(text) {
+                match LogFormat::from_header(text) {
+                    Ok(f) => self.format = f,
+                    Err(message) => return Some(Err(LineError { line: self.number, message })),
+                }
+                continue;
+            }
+            return Some(match self.format.read(text) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => continue,
+                Err(message) => Err(LineError { line: self.number, message }),
+            });
+        }
+    }
+}
+
+impl<R: std::io::BufRead> Iterator for FlowLogReader<R> {
+    type Item = Result<FlowRecord, LineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record()
+    }
+}
+
+/// `2026-01-01T00:00:00.000Z 2 123456789010 eni-...` (CloudWatch Logs' export to S3) ->
+/// the record after the timestamp.
+fn strip_export_timestamp(line: &str) -> &str {
+    let b = line.as_bytes();
+    if b.len() > 21 && b[4] == b'-' && b[10] == b'T' && b[0].is_ascii_digit() {
+        if let Some((first, rest)) = line.split_once(' ') {
+            if first.ends_with('Z') {
+                return rest.trim_start();
+            }
+        }
+    }
+    line
+}
+
+impl LogFormat {
+    /// The format a header line names (`version account-id ...`).
+    pub fn from_header(line: &str) -> Result<LogFormat, String> {
+        let spec: Vec<String> = line.split_ascii_whitespace().map(|n| format!("${{{n}}}")).collect();
+        LogFormat::parse(&spec.join(" ")).map_err(|e| format!("header line: {e}"))
     }
 }
 
@@ -158,6 +303,12 @@ pub struct FlowRecord {
     pub pkt_dstaddr: Option<IpAddr>,
     pub flow_direction: Option<Direction>,
     pub traffic_path: Option<u8>,
+    pub region: Option<String>,
+    pub az_id: Option<String>,
+    pub sublocation_type: Option<String>,
+    pub sublocation_id: Option<String>,
+    pub pkt_src_aws_service: Option<String>,
+    pub pkt_dst_aws_service: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +385,13 @@ impl FlowRecord {
                 None => "-",
             }),
             Field::TrafficPath => opt(out, &self.traffic_path),
+            Field::Region => opt(out, &self.region),
+            Field::AzId => opt(out, &self.az_id),
+            Field::SublocationType => opt(out, &self.sublocation_type),
+            Field::SublocationId => opt(out, &self.sublocation_id),
+            Field::PktSrcAwsService => opt(out, &self.pkt_src_aws_service),
+            Field::PktDstAwsService => opt(out, &self.pkt_dst_aws_service),
+            Field::Skipped => out.push('-'),
         }
     }
 
@@ -285,6 +443,13 @@ impl FlowRecord {
                 }
             }
             Field::TrafficPath => self.traffic_path = parse_opt(tok, "traffic-path")?,
+            Field::Region => self.region = s(tok),
+            Field::AzId => self.az_id = s(tok),
+            Field::SublocationType => self.sublocation_type = s(tok),
+            Field::SublocationId => self.sublocation_id = s(tok),
+            Field::PktSrcAwsService => self.pkt_src_aws_service = s(tok),
+            Field::PktDstAwsService => self.pkt_dst_aws_service = s(tok),
+            Field::Skipped => {}
         }
         Ok(())
     }
@@ -338,6 +503,40 @@ mod tests {
         assert!(LogFormat::default_v2().read("2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1 2 MAYBE OK").is_err());
         assert!(LogFormat::parse("${version} ${nonsense}").is_err());
         assert!(LogFormat::default_v2().read("version account-id interface-id").unwrap().is_none());
+    }
+
+    #[test]
+    fn reader_follows_headers_skips_bad_lines_and_reads_exports() {
+        let input = b"version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n\
+2 123456789010 eni-1 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK\n\
+\n\
+2 123456789010 eni-1 172.31.16.139 truncated\n\
+2026-01-01T00:01:00.000Z 2 123456789010 eni-1 2001:db8::1 2600:1f18::5 443 50000 6 3 180 1418530010 1418530070 REJECT OK\n\
+2 123456789010 eni-1 - - - - - - - 1431280876 1431280934 - SKIPDATA\n\
+2 123456789010 eni-1 \xff\xfe - - - - - - 1431280876 1431280934 - NODATA\n\
+interface-id flow-direction traffic-path pkt-dst-aws-service ecs-task-id\n\
+eni-9 egress 8 S3 -\n";
+        let mut reader = FlowLogReader::new(&input[..], LogFormat::parse(LAB_LOG_FORMAT).unwrap());
+        let items: Vec<_> = reader.by_ref().collect();
+        let ok: Vec<&FlowRecord> = items.iter().filter_map(|i| i.as_ref().ok()).collect();
+        let bad: Vec<usize> = items.iter().filter_map(|i| i.as_ref().err().map(|e| e.line)).collect();
+        assert_eq!(bad, vec![4, 7], "{items:?}");
+        assert_eq!(ok.len(), 4);
+        assert_eq!(ok[1].srcaddr, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(ok[1].action, Some(Action::Reject));
+        assert_eq!(ok[2].log_status, Some(LogStatus::SkipData));
+        assert_eq!(ok[3].flow_direction, Some(Direction::Egress));
+        assert_eq!(ok[3].pkt_dst_aws_service.as_deref(), Some("S3"));
+        assert_eq!(reader.format().fields().len(), 5);
+    }
+
+    #[test]
+    fn v4_and_v5_fields_round_trip() {
+        let f = LogFormat::parse("${region} ${az-id} ${sublocation-type} ${sublocation-id} ${pkt-src-aws-service} ${pkt-dst-aws-service} ${reject-reason}").unwrap();
+        let line = "us-east-1 use1-az1 outpost op-123 AMAZON - -";
+        let r = f.read(line).unwrap().unwrap();
+        assert_eq!(r.az_id.as_deref(), Some("use1-az1"));
+        assert_eq!(f.write(&r), line);
     }
 
     #[test]
