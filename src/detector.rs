@@ -1,169 +1,384 @@
-//! The first detector: a rate rule over flow-log records.
+//! The detector: an isolation forest over per-window features, trained on a baseline and
+//! frozen, with its threshold calibrated to a target false-positive rate on that baseline.
 //!
-//! Named for what it is: a threshold on connections and bytes from one interface to one
-//! external destination within any span of `span_s` seconds (the aggregation window). A
-//! sliding span, because records carry their first-packet second, not their window, and
-//! windows are not aligned to the minute. The anomaly model (issue: the
-//! detector) replaces it; the pipeline around it (subscription, event, containment) stays.
+//! Frozen on purpose: a model that kept learning would learn a long burst of exfiltration
+//! as normal. An isolation forest cannot see a deviation in a feature that never varied in
+//! its training data (it never splits on it), and scores points far outside the training
+//! range about as it scores the baseline's most extreme points; so the model also keeps
+//! each feature's baseline percentiles and maximum, and a window that more than doubles
+//! the baseline's maximum on a volume, fan-out or failure feature is anomalous whatever its
+//! score. Every alert names the features that made it so, against those percentiles.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::flowlog::{is_external, Action, FlowRecord, LogStatus};
+use crate::features::{WindowFeatures, N_FEATURES, WINDOW_FEATURES};
+use crate::forest::{ForestParams, IsolationForest, Matrix};
 
-/// What the detector reports itself as, in events and reports.
-pub const RATE_RULE_NAME: &str = "rate-rule (first detector: connections/bytes per destination per window)";
+pub const MODEL_FORMAT: &str = "cis-model";
+pub const MODEL_VERSION: u32 = 1;
+
+/// What detections are attributed to, in events and reports.
+pub const DETECTOR_NAME: &str = "isolation-forest (per-window flow features, frozen baseline model)";
+
+/// A window is anomalous whatever its score when a guarded feature reaches
+/// `ln(1 + max) + ln 2` (more than double the baseline's maximum, for a log-scaled one).
+const GUARD_MARGIN_LOG: f64 = std::f64::consts::LN_2;
+/// The same for a share (a rejected-flow share 0.25 above the baseline's maximum).
+const GUARD_MARGIN_SHARE: f64 = 0.25;
+/// Features the guard watches: volume, fan-out and failure. Not packets (bytes say it),
+/// not periodicity (agents poll like metronomes).
+const GUARDED: [&str; 8] =
+    ["bytes_out", "connections", "destinations", "ports", "new_destinations", "reject_share", "top_destination_bytes", "top_destination_connections"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RateRule {
-    /// Distinct connections (source ports) to one external destination in one window.
-    pub max_connections: u32,
-    /// Bytes sent to one external destination in one window.
-    pub max_bytes: u64,
-    /// The span, in seconds, that counts as one window.
-    pub span_s: i64,
+pub struct TrainOptions {
+    pub forest: ForestParams,
+    /// The share of baseline windows allowed above the threshold.
+    pub target_fpr: f64,
+    /// The flow-log aggregation window the features are computed over, in seconds.
+    pub window_s: i64,
 }
 
-impl Default for RateRule {
+impl Default for TrainOptions {
     fn default() -> Self {
-        RateRule { max_connections: 8, max_bytes: 1 << 20, span_s: 60 }
+        // One false alarm in about 70 days of one interface's 60-second windows: an alarm
+        // here isolates a machine.
+        TrainOptions { forest: ForestParams::default(), target_fpr: 1e-5, window_s: 60 }
     }
 }
 
-/// One anomalous (interface, destination, window).
+/// Per-feature statistics of the baseline, in model units (log-scaled where the feature is).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    pub instance_id: Option<String>,
+pub struct BaselineStats {
+    pub windows: usize,
+    pub p50: Vec<f64>,
+    pub p99: Vec<f64>,
+    pub max: Vec<f64>,
+    /// The share of baseline windows at or above the threshold.
+    pub achieved_fpr: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub format: String,
+    pub version: u32,
+    pub features: Vec<String>,
+    pub options: TrainOptions,
+    pub threshold: f64,
+    pub baseline: BaselineStats,
+    /// Every destination the baseline sent to: anything else counts as new.
+    pub known_destinations: BTreeSet<IpAddr>,
+    /// Where the baseline came from, for people reading the file.
+    pub trained_on: String,
+    forest: IsolationForest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("the baseline has {0} window(s) with traffic; the model needs at least 32: give it more flow logs (an hour of 60-second windows is enough to start)")]
+    TooLittleBaseline(usize),
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// Why a window is anomalous: one feature against the baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    pub feature: String,
+    pub meaning: String,
+    /// In natural units (bytes, counts, a share).
+    pub value: f64,
+    pub baseline_p99: f64,
+    pub baseline_max: f64,
+    /// Over the guard's limit: anomalous whatever the score.
+    pub beyond_limit: bool,
+}
+
+/// One scored window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
     pub interface_id: String,
+    pub instance_id: Option<String>,
     pub window_start: i64,
-    pub destination: IpAddr,
-    pub connections: u32,
-    pub bytes: u64,
-    pub reason: String,
+    pub score: f64,
+    pub threshold: f64,
+    pub anomalous: bool,
+    pub top_destination: Option<IpAddr>,
+    /// Features above the baseline's 99th percentile, the most unusual first.
+    pub reasons: Vec<Reason>,
 }
 
-#[derive(Default)]
-struct Tally {
-    /// (start second, source port, bytes) of each record.
-    flows: Vec<(i64, u16, u64)>,
-    instance_id: Option<String>,
-}
-
-impl Tally {
-    /// The busiest span: (its first second, distinct connections, bytes).
-    fn busiest(&mut self, span: i64) -> (i64, u32, u64) {
-        self.flows.sort_unstable();
-        let mut best = (0, 0, 0);
-        let mut lo = 0;
-        for hi in 0..self.flows.len() {
-            while self.flows[hi].0 - self.flows[lo].0 >= span {
-                lo += 1;
-            }
-            let slice = &self.flows[lo..=hi];
-            let mut ports: Vec<u16> = slice.iter().map(|f| f.1).collect();
-            ports.sort_unstable();
-            ports.dedup();
-            let bytes = slice.iter().map(|f| f.2).sum();
-            let conns = ports.len() as u32;
-            if (conns, bytes) > (best.1, best.2) {
-                best = (self.flows[lo].0, conns, bytes);
-            }
-        }
-        best
+impl Verdict {
+    /// One line a person can act on.
+    pub fn summary(&self) -> String {
+        let why: Vec<String> = self.reasons.iter().map(Reason::describe).collect();
+        format!(
+            "score {:.3} (threshold {:.3}){}{}",
+            self.score,
+            self.threshold,
+            self.top_destination.map(|d| format!(", top destination {d}")).unwrap_or_default(),
+            if why.is_empty() { String::new() } else { format!(": {}", why.join("; ")) }
+        )
     }
 }
 
-impl RateRule {
-    /// Findings for a batch of records, in a stable order (interface, destination).
-    pub fn evaluate(&self, records: &[FlowRecord]) -> Vec<Finding> {
-        let mut tallies: BTreeMap<(String, IpAddr), Tally> = BTreeMap::new();
-        for r in records {
-            let (Some(eni), Some(src), Some(dst), Some(start)) = (&r.interface_id, r.srcaddr, r.dstaddr, r.start) else {
-                continue;
-            };
-            let outbound = !is_external(src) && is_external(dst);
-            if r.action != Some(Action::Accept) || r.log_status != Some(LogStatus::Ok) || !outbound {
-                continue;
+impl Reason {
+    pub fn describe(&self) -> String {
+        let n = |v: f64| {
+            if self.feature.ends_with("share") || self.feature == "periodicity" {
+                format!("{v:.2}")
+            } else if self.feature.contains("bytes") {
+                crate::report::human_bytes(v as u64)
+            } else {
+                format!("{v:.0}")
             }
-            let t = tallies.entry((eni.clone(), dst)).or_default();
-            t.flows.push((start, r.srcport.unwrap_or(0), r.bytes.unwrap_or(0)));
-            if t.instance_id.is_none() {
-                t.instance_id = r.instance_id.clone();
-            }
+        };
+        format!(
+            "{} {} (baseline p99 {}, max {}){}",
+            self.meaning,
+            n(self.value),
+            n(self.baseline_p99),
+            n(self.baseline_max),
+            if self.beyond_limit { ", over twice the baseline's maximum" } else { "" }
+        )
+    }
+}
+
+/// The value at quantile `q` of sorted data (nearest rank, the higher one).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// The score that `target_fpr` of the baseline exceeds. Where the baseline holds at
+/// least ten windows above it, that is the empirical quantile. Beyond the data (a day of
+/// 60-second windows cannot show a one-in-100,000 rate) the tail is extrapolated, peaks over
+/// a threshold: the top 1% of scores (at least ten) over their lowest, `u`, are taken as
+/// exponential with their mean excess `b`, so `P(score > u + x) = (k / n) e^(-x / b)` and
+/// the threshold is `u + b ln(k / (n * target_fpr))`.
+fn calibrate(sorted: &[f64], target_fpr: f64) -> f64 {
+    let n = sorted.len();
+    if n as f64 * target_fpr >= 10.0 {
+        return quantile(sorted, 1.0 - target_fpr);
+    }
+    let k = (n / 100).max(10).min(n - 1);
+    let u = sorted[n - 1 - k];
+    let excess = sorted[n - k..].iter().map(|s| s - u).sum::<f64>() / k as f64;
+    let t = u + excess * (k as f64 / (n as f64 * target_fpr)).ln();
+    // Never below what the baseline itself reached.
+    t.max(sorted[n - 1])
+}
+
+/// Natural units from model units.
+fn natural(feature: usize, v: f64) -> f64 {
+    if WINDOW_FEATURES[feature].log_scaled {
+        v.exp_m1()
+    } else {
+        v
+    }
+}
+
+impl Model {
+    /// Trains on baseline windows. Destinations are learned in time order: the first
+    /// quarter of the baseline only learns them, and from then on a window counts the
+    /// destinations no earlier window sent to, so the model knows how often new ones appear.
+    pub fn train(mut windows: Vec<WindowFeatures>, options: &TrainOptions, trained_on: &str) -> Result<Model, ModelError> {
+        let busy = windows.iter().filter(|w| w.raw[2] > 0.0).count();
+        if busy < 32 {
+            return Err(ModelError::TooLittleBaseline(busy));
         }
-        tallies
-            .into_iter()
-            .filter_map(|((eni, dst), mut t)| {
-                let (window, conns, bytes) = t.busiest(self.span_s);
-                let mut why = Vec::new();
-                if conns >= self.max_connections {
-                    why.push(format!("{conns} connections to {dst} in one window (threshold {})", self.max_connections));
-                }
-                if bytes >= self.max_bytes {
-                    why.push(format!("{bytes} bytes to {dst} in one window (threshold {})", self.max_bytes));
-                }
-                (!why.is_empty()).then(|| Finding {
-                    instance_id: t.instance_id,
-                    interface_id: eni,
-                    window_start: window,
-                    destination: dst,
-                    connections: conns,
-                    bytes,
-                    reason: why.join("; "),
-                })
-            })
-            .collect()
+        windows.sort_by(|a, b| (a.window_start, &a.interface_id).cmp(&(b.window_start, &b.interface_id)));
+        let first = windows.first().map(|w| w.window_start).unwrap_or(0);
+        let last = windows.last().map(|w| w.window_start).unwrap_or(0);
+        let warm_up_end = first + (last - first) / 4;
+        let mut known = BTreeSet::new();
+        for w in &mut windows {
+            if w.window_start > warm_up_end {
+                w.set_new_destinations(&known);
+            }
+            known.extend(w.destinations.iter().copied());
+        }
+        let data: Vec<f64> = windows.iter().flat_map(|w| w.vector()).collect();
+        let x = Matrix::new(&data, N_FEATURES);
+        let forest = IsolationForest::fit(x, &options.forest);
+        let mut scores = forest.score(x);
+        scores.sort_by(f64::total_cmp);
+        let threshold = calibrate(&scores, options.target_fpr);
+        // Strictly above the threshold alerts, so the baseline's own top score does not.
+        let achieved_fpr = scores.iter().filter(|&&s| s > threshold).count() as f64 / scores.len() as f64;
+        let column = |f: usize| {
+            let mut c: Vec<f64> = (0..x.rows()).map(|r| x.row(r)[f]).collect();
+            c.sort_by(f64::total_cmp);
+            c
+        };
+        let columns: Vec<Vec<f64>> = (0..N_FEATURES).map(column).collect();
+        Ok(Model {
+            format: MODEL_FORMAT.into(),
+            version: MODEL_VERSION,
+            features: WINDOW_FEATURES.iter().map(|f| f.name.to_string()).collect(),
+            options: options.clone(),
+            threshold,
+            baseline: BaselineStats {
+                windows: windows.len(),
+                p50: columns.iter().map(|c| quantile(c, 0.5)).collect(),
+                p99: columns.iter().map(|c| quantile(c, 0.99)).collect(),
+                max: columns.iter().map(|c| c.last().copied().unwrap_or(0.0)).collect(),
+                achieved_fpr,
+            },
+            known_destinations: known,
+            trained_on: trained_on.to_string(),
+            forest,
+        })
+    }
+
+    /// Scores windows (their new-destination counts are set against the baseline).
+    pub fn score(&self, windows: &mut [WindowFeatures]) -> Vec<Verdict> {
+        for w in windows.iter_mut() {
+            w.set_new_destinations(&self.known_destinations);
+        }
+        let data: Vec<f64> = windows.iter().flat_map(|w| w.vector()).collect();
+        if data.is_empty() {
+            return Vec::new();
+        }
+        let scores = self.forest.score(Matrix::new(&data, N_FEATURES));
+        windows.iter().zip(scores).map(|(w, score)| self.verdict(w, score)).collect()
+    }
+
+    fn verdict(&self, w: &WindowFeatures, score: f64) -> Verdict {
+        let v = w.vector();
+        let mut reasons: Vec<(f64, Reason)> = Vec::new();
+        for (f, spec) in WINDOW_FEATURES.iter().enumerate() {
+            let (p50, p99, max) = (self.baseline.p50[f], self.baseline.p99[f], self.baseline.max[f]);
+            if v[f] <= p99 {
+                continue;
+            }
+            let margin = if spec.log_scaled { GUARD_MARGIN_LOG } else { GUARD_MARGIN_SHARE };
+            let beyond_limit = GUARDED.contains(&spec.name) && v[f] >= max + margin;
+            // How unusual, in units of the baseline's own spread.
+            let spread = (p99 - p50).max(0.05);
+            reasons.push((
+                (v[f] - p99) / spread + if beyond_limit { 1e6 } else { 0.0 },
+                Reason {
+                    feature: spec.name.to_string(),
+                    meaning: spec.meaning.to_string(),
+                    value: w.raw[f],
+                    baseline_p99: natural(f, p99),
+                    baseline_max: natural(f, max),
+                    beyond_limit,
+                },
+            ));
+        }
+        reasons.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let anomalous = score > self.threshold || reasons.iter().any(|(_, r)| r.beyond_limit);
+        Verdict {
+            interface_id: w.interface_id.clone(),
+            instance_id: w.instance_id.clone(),
+            window_start: w.window_start,
+            score,
+            threshold: self.threshold,
+            anomalous,
+            top_destination: w.top_destination,
+            reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("models serialize")
+    }
+
+    /// Reads a model file, refusing one of another format or a newer version.
+    pub fn from_json(text: &str) -> Result<Model, ModelError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ModelError::Unreadable(format!("not a cis model: {e}")))?;
+        crate::ledger::check_header(&value, MODEL_FORMAT, MODEL_VERSION).map_err(ModelError::Unreadable)?;
+        let model: Model = serde_json::from_value(value).map_err(|e| ModelError::Unreadable(format!("damaged model: {e}")))?;
+        let names: Vec<&str> = WINDOW_FEATURES.iter().map(|f| f.name).collect();
+        if model.features != names || model.forest.features() != N_FEATURES {
+            return Err(ModelError::Unreadable(format!(
+                "the model's features ({}) are not this version's ({}): train it again with `cis train`",
+                model.features.join(", "),
+                names.join(", ")
+            )));
+        }
+        Ok(model)
+    }
+
+    pub fn load(path: &Path) -> crate::Result<Model> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+        Model::from_json(&text).map_err(|e| crate::Error::BadState { path: path.to_path_buf(), message: e.to_string() })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flowlog::{Action, FlowRecord, LogStatus};
+    use crate::rng::Rng;
 
-    fn rec(srcport: u16, dst: &str, bytes: u64, action: Action) -> FlowRecord {
+    fn flow(start: i64, srcport: u16, dst: &str, bytes: u64) -> FlowRecord {
         FlowRecord {
             interface_id: Some("eni-1".into()),
             instance_id: Some("i-1".into()),
             srcaddr: Some("10.42.1.10".parse().unwrap()),
             dstaddr: Some(dst.parse().unwrap()),
             srcport: Some(srcport),
-            dstport: Some(80),
+            dstport: Some(443),
+            packets: Some(bytes / 1400 + 2),
             bytes: Some(bytes),
-            start: Some(1_767_225_610),
-            action: Some(action),
+            start: Some(start),
+            action: Some(Action::Accept),
             log_status: Some(LogStatus::Ok),
             ..Default::default()
         }
     }
 
+    /// An agent polling one of three hosts every 30 s or so, for `hours`.
+    fn baseline(hours: i64, seed: u64) -> Vec<FlowRecord> {
+        let mut rng = Rng::seeded(seed);
+        let hosts = ["52.46.141.10", "52.46.141.11", "52.46.141.12"];
+        let mut t = 1_767_225_600.0;
+        let mut out = Vec::new();
+        while t < 1_767_225_600.0 + hours as f64 * 3600.0 {
+            out.push(flow(t as i64, 32768 + rng.below(28000) as u16, hosts[rng.below(3) as usize], 2400 + rng.below(600)));
+            t += rng.range_f64(25.0, 35.0);
+        }
+        out
+    }
+
     #[test]
-    fn fires_on_many_connections_or_bytes_to_one_external_host_only() {
-        let rule = RateRule::default();
-        let beacon: Vec<_> = (0..12).map(|p| rec(40000 + p, "203.0.113.50", 16_000, Action::Accept)).collect();
-        let f = rule.evaluate(&beacon);
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0].connections, 12);
-        assert_eq!(f[0].instance_id.as_deref(), Some("i-1"));
+    fn trained_on_polling_it_flags_a_beacon_and_explains_why() {
+        let model = Model::train(crate::features::windows(&baseline(24, 1), 60), &TrainOptions::default(), "test").unwrap();
+        assert!(model.threshold > 0.3 && model.threshold < 1.0);
+        assert_eq!(model.baseline.achieved_fpr, 0.0, "extrapolated past the baseline's maximum");
 
-        let spread: Vec<_> = (0..12).map(|p| rec(40000 + p, &format!("203.0.113.{p}"), 1000, Action::Accept)).collect();
-        assert!(rule.evaluate(&spread).is_empty());
-        let rejected: Vec<_> = (0..12).map(|p| rec(40000 + p, "203.0.113.50", 1000, Action::Reject)).collect();
-        assert!(rule.evaluate(&rejected).is_empty());
-        let internal: Vec<_> = (0..12).map(|p| rec(40000 + p, "10.42.1.20", 1000, Action::Accept)).collect();
-        assert!(rule.evaluate(&internal).is_empty());
-        assert_eq!(rule.evaluate(&[rec(1, "198.51.100.9", 5 << 20, Action::Accept)]).len(), 1);
+        // A day of the same polling, another seed: nothing.
+        let mut benign = crate::features::windows(&baseline(24, 2), 60);
+        let flagged: Vec<_> = model.score(&mut benign).into_iter().filter(|v| v.anomalous).collect();
+        assert!(flagged.is_empty(), "{flagged:?}");
 
-        // Ten connections 5 s apart straddling a minute boundary are one window's worth.
-        let straddling: Vec<_> = (0..10)
-            .map(|i| FlowRecord { start: Some(1_767_225_630 + 5 * i as i64), ..rec(41000 + i, "203.0.113.50", 1000, Action::Accept) })
-            .collect();
-        assert_eq!(rule.evaluate(&straddling).len(), 1);
-        // Ten connections 20 s apart: three a minute.
-        let sparse: Vec<_> = (0..10)
-            .map(|i| FlowRecord { start: Some(1_767_225_600 + 20 * i as i64), ..rec(42000 + i, "203.0.113.50", 1000, Action::Accept) })
-            .collect();
-        assert!(rule.evaluate(&sparse).is_empty(), "3 connections per minute stay under the threshold");
+        let t0 = 1_767_312_000;
+        let beacon: Vec<FlowRecord> = (0..12).map(|i| flow(t0 + 5 * i, 40000 + i as u16, "203.0.113.50", 16_000)).collect();
+        let v = model.score(&mut crate::features::windows(&beacon, 60)).remove(0);
+        assert!(v.anomalous, "{v:?}");
+        assert_eq!(v.top_destination, Some("203.0.113.50".parse().unwrap()));
+        let named: Vec<&str> = v.reasons.iter().map(|r| r.feature.as_str()).collect();
+        assert!(named.contains(&"new_destinations") && named.contains(&"connections"), "{named:?}");
+        assert!(v.summary().contains("destinations never seen in the baseline 1"), "{}", v.summary());
+    }
+
+    #[test]
+    fn saves_loads_and_refuses_other_files() {
+        let model = Model::train(crate::features::windows(&baseline(2, 3), 60), &TrainOptions::default(), "test").unwrap();
+        assert_eq!(Model::from_json(&model.to_json()).unwrap(), model);
+        assert!(Model::from_json("{}").is_err());
+        let newer = model.to_json().replacen("\"version\":1", "\"version\":99", 1);
+        assert!(Model::from_json(&newer).unwrap_err().to_string().contains("newer"), "{}", Model::from_json(&newer).unwrap_err());
+        assert!(matches!(Model::train(vec![], &TrainOptions::default(), "x"), Err(ModelError::TooLittleBaseline(0))));
     }
 }

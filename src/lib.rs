@@ -12,6 +12,7 @@ pub mod commands;
 pub mod containment;
 pub mod detector;
 pub mod error;
+pub mod features;
 pub mod flowlog;
 pub mod forest;
 pub mod lab;

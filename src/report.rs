@@ -131,9 +131,9 @@ impl Report {
             let _ = writeln!(
                 o,
                 "  bytes exfiltrated {} ({} before isolation), blocked {}",
-                bytes(m.bytes_exfiltrated),
-                bytes(m.bytes_before_isolation),
-                bytes(m.bytes_blocked)
+                human_bytes(m.bytes_exfiltrated),
+                human_bytes(m.bytes_before_isolation),
+                human_bytes(m.bytes_blocked)
             );
             if let Some(d) = &r.detector {
                 let _ = writeln!(o, "  detector: {d}");
@@ -170,7 +170,7 @@ impl Report {
             }
         }
         if let Some(b) = &s.bytes_before_isolation {
-            let _ = writeln!(o, "  bytes before isolation  mean {}  max {}", bytes(b.mean as u64), bytes(b.max as u64));
+            let _ = writeln!(o, "  bytes before isolation  mean {}  max {}", human_bytes(b.mean as u64), human_bytes(b.max as u64));
         }
         o
     }
@@ -184,7 +184,8 @@ fn secs(s: Option<f64>) -> String {
     }
 }
 
-fn bytes(b: u64) -> String {
+/// A byte count as people read it (B, KiB, MiB, GiB).
+pub fn human_bytes(b: u64) -> String {
     match b {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),

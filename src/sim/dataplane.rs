@@ -18,7 +18,9 @@ use super::world::{Detail, EndpointStatus, InstanceState, World};
 use crate::clock::Timestamp;
 use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
 use crate::containment::ContainmentConfig;
-use crate::detector::{RateRule, RATE_RULE_NAME};
+use super::baseline::LabModels;
+use crate::detector::DETECTOR_NAME;
+use crate::features::WindowAggregator;
 use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};
 use crate::lab::{FunctionCode, Rule, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
 use crate::scenario::{Arrival, BaselineProfile, Direction, Scenario, Stream};
@@ -143,7 +145,7 @@ pub struct AttackState {
 pub struct Context<'a> {
     pub latency: &'a LatencyModel,
     pub baselines: &'a [BaselineProfile],
-    pub detector: &'a RateRule,
+    pub models: &'a LabModels,
 }
 
 /// A containment function invocation for the caller to run as a task.
@@ -310,6 +312,9 @@ impl World {
                 };
                 *records += lines.len() as u64;
                 first_delivery_at.get_or_insert(at);
+                if let Some(capture) = &mut self.capture {
+                    capture.extend(lines.iter().cloned());
+                }
                 for run in attack_runs {
                     if let Some(a) = self.attacks.get_mut(&run) {
                         a.first_records_delivered_at.get_or_insert(at);
@@ -642,26 +647,29 @@ impl World {
         };
         let lab = environment.get("CIS_LAB").cloned().unwrap_or_default();
         let format = environment.get("CIS_LOG_FORMAT").and_then(|f| LogFormat::parse(f).ok()).unwrap_or_else(LogFormat::default_v2);
-        let records: Vec<FlowRecord> = lines.iter().filter_map(|l| format.read(l).ok().flatten()).collect();
-        let findings = ctx.detector.evaluate(&records);
-        // One detection per instance and window: the reasons are joined.
-        let mut by_instance: Vec<(String, i64, Vec<String>)> = Vec::new();
-        for f in findings {
-            let Some(instance) = f.instance_id.clone() else { continue };
-            match by_instance.iter_mut().find(|(i, w, _)| *i == instance && *w == f.window_start) {
-                Some((_, _, reasons)) => reasons.push(f.reason),
-                None => by_instance.push((instance, f.window_start, vec![f.reason])),
+        let window_s: u32 = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
+        let model = match ctx.models.get(window_s, ctx.latency, ctx.baselines) {
+            Ok(m) => m,
+            Err(e) => {
+                self.pipeline.failures.push(format!("{at}: detector {function} has no model: {e}"));
+                return;
             }
+        };
+        let mut windows = WindowAggregator::new(i64::from(window_s));
+        for r in lines.iter().filter_map(|l| format.read(l).ok().flatten()) {
+            windows.add(&r, false);
         }
-        for (instance, window, reasons) in by_instance {
+        // One detection per instance and window.
+        for verdict in model.score(&mut windows.finish()).into_iter().filter(|v| v.anomalous) {
+            let Some(instance) = verdict.instance_id.clone() else { continue };
             let put_at = at.plus(ctx.latency.draw(Delay::ApiCall, &mut self.rng));
             let detection = DetectionEvent {
                 at: put_at,
                 lab: lab.clone(),
                 instance_id: instance,
-                detector: RATE_RULE_NAME.to_string(),
-                window_start: Timestamp::from_unix_seconds(window),
-                reason: reasons.join("; "),
+                detector: DETECTOR_NAME.to_string(),
+                window_start: Timestamp::from_unix_seconds(verdict.window_start),
+                reason: verdict.summary(),
             };
             self.pipeline.detections.push(detection.clone());
             self.put_event(put_at, detection, ctx);

@@ -7,6 +7,7 @@
 //! processes the data plane's events as virtual time reaches them. One seed gives one
 //! history.
 
+pub mod baseline;
 pub mod dataplane;
 pub mod latency;
 pub mod world;
@@ -25,7 +26,7 @@ use self::world::{Detail, InstanceState, World};
 use crate::clock::{Clock, Timestamp};
 use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
 use crate::containment::{contain, ContainmentApi, InstanceView, InterfaceView};
-use crate::detector::RateRule;
+use self::baseline::LabModels;
 use crate::error::{Error, Result};
 use crate::lab::{LabName, Refs, ResourceKind, ResourceSpec, Role, Tags};
 use crate::ledger::check_header;
@@ -44,7 +45,6 @@ struct Shared {
     path: PathBuf,
     latency: LatencyModel,
     baselines: Vec<BaselineProfile>,
-    detector: RateRule,
     clock: Clock,
     wake: Notify,
     mutations: AtomicU64,
@@ -55,7 +55,7 @@ impl Shared {
     /// Locks the world with every event due by now processed; spawns what they invoke.
     fn world_now(self: &Arc<Self>) -> MutexGuard<'_, World> {
         let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
-        let ctx = Context { latency: &self.latency, baselines: &self.baselines, detector: &self.detector };
+        let ctx = Context { latency: &self.latency, baselines: &self.baselines, models: LabModels::shared() };
         let invocations = w.advance(self.clock.now(), &ctx);
         for inv in invocations {
             self.spawn_containment(inv);
@@ -133,7 +133,6 @@ impl SimCloud {
             path,
             latency: LatencyModel::embedded(),
             baselines: crate::scenario::baselines(),
-            detector: RateRule::default(),
             wake: Notify::new(),
             mutations: AtomicU64::new(0),
             crash_after,

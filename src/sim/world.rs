@@ -188,6 +188,9 @@ pub struct World {
     pub net: Network,
     pub pipeline: PipelineLog,
     pub attacks: BTreeMap<String, AttackState>,
+    /// When set, every flow-log line delivered is kept here too (baseline captures).
+    #[serde(skip)]
+    pub capture: Option<Vec<String>>,
 }
 
 fn invalid(msg: impl Into<String>) -> CloudError {
@@ -218,6 +221,7 @@ impl World {
             net: Network::default(),
             pipeline: PipelineLog::default(),
             attacks: BTreeMap::new(),
+            capture: None,
         }
     }
 

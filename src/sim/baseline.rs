@@ -1,0 +1,115 @@
+//! The simulated lab's anomaly model, trained the way a real lab's is: on flow logs of the
+//! target's benign traffic alone.
+//!
+//! The baseline is captured by the simulator's own data plane, not synthesised beside it:
+//! a scratch account gets the lab's network, target and flow log (created through the same
+//! control plane, waiting out propagation as AWS makes one wait), runs the baseline profile
+//! for [`BASELINE_HOURS`] of virtual time with a training seed of its own, and the records
+//! its flow log delivers train the model. A model depends only on the window length, so
+//! each is trained once per process and shared.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use super::dataplane::Context;
+use super::latency::LatencyModel;
+use super::world::World;
+use crate::clock::Timestamp;
+use crate::cloud::CloudError;
+use crate::detector::{Model, TrainOptions};
+use crate::features::WindowAggregator;
+use crate::flowlog::{FlowLogReader, LogFormat};
+use crate::lab::{rendered, DetectorMode, LabGraph, LabName, LabOptions, Refs, Role, LAB_LOG_FORMAT};
+use crate::scenario::BaselineProfile;
+
+/// Virtual hours of benign traffic a model is trained on.
+pub const BASELINE_HOURS: u64 = 72;
+/// The training capture's own seed: the model is the same whatever the account's seed.
+const TRAINING_SEED: u64 = 0x7EA1_BA5E;
+
+/// The roles a capture needs: the network, the target and its flow log.
+const CAPTURE_ROLES: [Role; 12] = [
+    Role::Vpc,
+    Role::Subnet,
+    Role::InternetGateway,
+    Role::RouteTable,
+    Role::TargetSecurityGroup,
+    Role::InstanceRole,
+    Role::InstanceRolePolicy,
+    Role::InstanceProfile,
+    Role::TargetInstance,
+    Role::LogGroup,
+    Role::FlowLogRole,
+    Role::FlowLog,
+];
+
+/// The flow-log lines a target running the baseline profile produces over `hours`.
+pub fn capture(window_s: u32, hours: u64, seed: u64, latency: &LatencyModel, baselines: &[BaselineProfile]) -> Result<Vec<String>, CloudError> {
+    let lab: LabName = "baseline".parse().expect("a valid lab name");
+    let options = LabOptions { detector: DetectorMode::Lambda, window_s, ..Default::default() };
+    let graph = LabGraph::build(&lab, &options, "baseline");
+    let mut world = World::new(seed, &options.region);
+    world.capture = Some(Vec::new());
+    let models = LabModels::default();
+    let ctx = Context { latency, baselines, models: &models };
+    let mut now = Timestamp::SIM_EPOCH;
+    let mut refs = Refs::new();
+    for spec in graph.resources.iter().filter(|s| CAPTURE_ROLES.contains(&s.role)) {
+        let spec = rendered(spec, &lab, &world.region.clone(), &world.account_id.clone(), &refs).map_err(|e| CloudError::Other(e.to_string()))?;
+        // Wait out propagation (roles, instance profiles) as the orchestration would.
+        let id = loop {
+            match world.create(&spec, &refs, now, latency) {
+                Ok(id) => break id,
+                Err(e) if e.is_transient() && now.0 < Timestamp::SIM_EPOCH.0 + 600_000 => {
+                    now = now.plus(Duration::from_secs(1));
+                    world.advance(now, &ctx);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        refs.insert(spec.role, id);
+    }
+    let end = now.plus(Duration::from_secs(hours * 3600));
+    world.advance(end, &ctx);
+    Ok(world.capture.take().unwrap_or_default())
+}
+
+/// Trained models by window length, shared by every simulated account in the process.
+#[derive(Default)]
+pub struct LabModels {
+    by_window: Mutex<BTreeMap<u32, Arc<Model>>>,
+}
+
+impl LabModels {
+    /// The process's models.
+    pub fn shared() -> &'static LabModels {
+        static MODELS: OnceLock<LabModels> = OnceLock::new();
+        MODELS.get_or_init(LabModels::default)
+    }
+
+    /// The model for `window_s`-second windows, trained on first use.
+    pub fn get(&self, window_s: u32, latency: &LatencyModel, baselines: &[BaselineProfile]) -> Result<Arc<Model>, CloudError> {
+        let mut by_window = self.by_window.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = by_window.get(&window_s) {
+            return Ok(Arc::clone(m));
+        }
+        let lines = capture(window_s, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
+        let format = LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses");
+        let mut agg = WindowAggregator::new(i64::from(window_s));
+        let text = lines.join("\n");
+        for r in FlowLogReader::new(text.as_bytes(), format).flatten() {
+            agg.add(&r, false);
+        }
+        let options = TrainOptions { window_s: i64::from(window_s), ..Default::default() };
+        let model = Model::train(
+            agg.finish(),
+            &options,
+            &format!("simulator: {BASELINE_HOURS} h of the idle-server baseline, {window_s}-second windows, training seed {TRAINING_SEED:#x}"),
+        )
+        .map_err(|e| CloudError::Other(format!("training the simulated lab's model: {e}")))?;
+        let model = Arc::new(model);
+        by_window.insert(window_s, Arc::clone(&model));
+        Ok(model)
+    }
+}
