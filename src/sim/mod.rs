@@ -177,6 +177,11 @@ pub fn load_world(text: &str, path: &Path) -> Result<World> {
         .map_err(|e| bad(format!("damaged simulated account: {e}; it was left as it is: move it aside to start a fresh account")))
 }
 
+/// Where an attack run is kept in the account.
+fn attack_key(lab: &LabName, run_id: &str) -> String {
+    format!("{lab}/{run_id}")
+}
+
 /// Processes data-plane events as virtual time reaches them.
 async fn pump(shared: Arc<Shared>) {
     loop {
@@ -275,11 +280,13 @@ impl Cloud for SimCloud {
             Some(_) => return Err(CloudError::Invalid(format!("target {instance} is not running"))),
             None => return Err(CloudError::NotFound { kind: ResourceKind::Instance, id: instance }),
         }
-        if w.attacks.contains_key(run_id) {
+        // Run ids count per lab; the account holds every lab's runs.
+        let key = attack_key(&target.lab, run_id);
+        if w.attacks.contains_key(&key) {
             return Err(CloudError::AlreadyExists { kind: ResourceKind::Instance, name: format!("attack run {run_id}") });
         }
         w.attacks.insert(
-            run_id.to_string(),
+            key.clone(),
             AttackState {
                 run_id: run_id.to_string(),
                 lab: target.lab.to_string(),
@@ -294,7 +301,7 @@ impl Cloud for SimCloud {
             },
         );
         for (i, s) in scenario.streams.iter().enumerate() {
-            let source = dataplane::Source::Attack { run: run_id.to_string(), stream: i };
+            let source = dataplane::Source::Attack { run: key.clone(), stream: i };
             w.schedule(now.plus_secs_f64(s.start_s), dataplane::Event::OpenConnection { instance: instance.clone(), source, index: 0 });
         }
         self.shared.commit(&w)?;
@@ -311,7 +318,7 @@ impl Cloud for SimCloud {
         let w = self.shared.world_now();
         let a = w
             .attacks
-            .get(&attack.run_id)
+            .get(&attack_key(&target.lab, &attack.run_id))
             .ok_or_else(|| CloudError::NotFound { kind: ResourceKind::Instance, id: format!("attack run {}", attack.run_id) })?;
         let since = a.started_at;
         let instance = a.instance.clone();
