@@ -63,6 +63,11 @@ pub enum Command {
     Plan(LabArgs),
     /// List the lab's resources with their live state, drift from the ledger and cost.
     Status(StatusArgs),
+    /// Train the anomaly model on flow logs of benign traffic.
+    Train(TrainArgs),
+    /// Score flow logs with the anomaly model and print the anomalous windows; or evaluate
+    /// the isolation forest on a labelled CSV table.
+    Detect(DetectArgs),
     /// Run a scenario against the lab and record its timeline.
     Attack(AttackArgs),
     /// Latencies, bytes lost and detection rate over the lab's runs.
@@ -98,6 +103,71 @@ pub struct LabArgs {
     /// E-mail address the alerts topic notifies.
     #[arg(long, value_name = "EMAIL")]
     pub notify: Option<String>,
+}
+
+/// How the isolation forest is grown and calibrated.
+#[derive(Clone, Debug, ClapArgs)]
+pub struct ForestArgs {
+    /// Trees in the forest.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub trees: u32,
+    /// Rows each tree is grown on.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub sample_size: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// VPC Flow Logs: text (any log format, a header line, CloudWatch export lines), gzip, or CloudWatch Logs JSON.
+    Flowlog,
+    /// A CSV table with a header: numeric columns are features (evaluation of the forest on public data sets).
+    Csv,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct TrainArgs {
+    /// Flow logs of benign traffic (files, or - for standard input).
+    #[arg(long, required = true, num_args = 1.., value_name = "FLOWS")]
+    pub baseline: Vec<String>,
+    /// Where to write the model [default: <state-dir>/models/<lab>.json].
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Aggregation window of the flow logs, in seconds (60 or 600 on AWS).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub window: i64,
+    /// The share of baseline windows allowed to alert (each alert isolates a machine).
+    #[arg(long, default_value_t = 1e-5)]
+    pub target_fpr: f64,
+    /// The records' format, as given to CreateFlowLogs [default: from a header line, else the default or the lab's format by field count].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    #[command(flatten)]
+    pub forest: ForestArgs,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct DetectArgs {
+    /// Files to score, or - (the default) for standard input.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<String>,
+    /// The model: a file from `cis train`, or `sim` for the simulated lab's [default: <state-dir>/models/<lab>.json].
+    #[arg(long, value_name = "PATH|sim")]
+    pub model: Option<String>,
+    #[arg(long, value_enum, default_value = "flowlog")]
+    pub format: InputFormat,
+    /// The records' format, as given to CreateFlowLogs [default: from a header line, else the default or the lab's format by field count].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Report ROC AUC, PR AUC and recall at 1% false positives. Flow logs: a file with one
+    /// label (1/0, malicious/benign) per record line, in order. CSV: the label column.
+    #[arg(long, value_name = "LABELS")]
+    pub eval: Option<String>,
+    /// Print every window, not only the anomalous ones.
+    #[arg(long)]
+    pub all: bool,
+    /// CSV only: the forest grown on the table itself.
+    #[command(flatten)]
+    pub forest: ForestArgs,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -24,5 +24,6 @@ pub mod rng;
 pub mod scenario;
 pub mod sim;
 pub mod state;
+pub mod table;
 
 pub use error::{Error, Result};

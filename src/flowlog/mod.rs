@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub mod envelope;
+pub mod input;
 
 /// The default (version 2) format.
 pub const DEFAULT_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
@@ -171,6 +172,9 @@ impl LogFormat {
     }
 }
 
+/// Fields in the lab's own format.
+const LAB_FIELDS: usize = 23;
+
 /// Whether a line is a header: the names of the fields rather than values.
 fn is_header(line: &str) -> bool {
     line.split_ascii_whitespace().next().is_some_and(|t| t.as_bytes()[0].is_ascii_lowercase() && Field::from_name(t).is_some())
@@ -200,11 +204,19 @@ pub struct FlowLogReader<R> {
     format: LogFormat,
     line: String,
     number: usize,
+    /// Until the first record: pick the format by the number of fields.
+    guess: bool,
 }
 
 impl<R: std::io::BufRead> FlowLogReader<R> {
     pub fn new(input: R, format: LogFormat) -> Self {
-        FlowLogReader { input, format, line: String::with_capacity(256), number: 0 }
+        FlowLogReader { input, format, line: String::with_capacity(256), number: 0, guess: false }
+    }
+
+    /// A reader that takes its format from a header line or, failing one, from the first
+    /// record's number of fields: the default v2 format (14) or the lab's (23).
+    pub fn guessing(input: R) -> Self {
+        FlowLogReader { guess: true, ..FlowLogReader::new(input, LogFormat::default_v2()) }
     }
 
     /// The format in force (a header may have changed it).
@@ -230,6 +242,12 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
             let text = strip_export_timestamp(self.line.trim());
             if text.is_empty() {
                 continue;
+            }
+            if self.guess {
+                self.guess = false;
+                if !is_header(text) && text.split_ascii_whitespace().count() == LAB_FIELDS {
+                    self.format = LogFormat::parse(crate::lab::LAB_LOG_FORMAT).expect("the lab's format parses");
+                }
             }
             if is_header(text) {
                 match LogFormat::from_header(text) {

@@ -7,6 +7,8 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser};
 
+mod detection;
+
 use crate::cli::{Args, Command, LabArgs, OutputFormat, ScenariosAction, ScenariosArgs};
 use crate::cloud::{Cloud, CloudKind};
 use crate::error::Error;
@@ -86,6 +88,8 @@ fn verb(c: &Command) -> &'static str {
         Command::Status(_) => "status",
         Command::Attack(_) => "attack",
         Command::Report => "report",
+        Command::Train(_) => "train",
+        Command::Detect(_) => "detect",
         Command::Down => "down",
         Command::Scenarios(_) => "scenarios",
         Command::Demo(_) => "demo",
@@ -113,6 +117,9 @@ fn run(args: &Args) -> Result<()> {
             return Ok(());
         }
         Command::Scenarios(s) => return scenarios(s, args.output),
+        // Files in, results out: no cloud.
+        Command::Train(t) => return detection::train(args, t, &state),
+        Command::Detect(d) => return detection::detect(args, d, &state),
         _ => {}
     }
     eprintln!("cis {} · cloud: {} · lab: {}", verb(&args.command), args.cloud.name(), args.lab);
@@ -225,7 +232,12 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
                 OutputFormat::Text => format!("{}\n{}", report.to_text(), down_text(&down)),
             });
         }
-        Command::Plan(_) | Command::Report | Command::Scenarios(_) | Command::Completions { .. } => {
+        Command::Plan(_)
+        | Command::Report
+        | Command::Scenarios(_)
+        | Command::Train(_)
+        | Command::Detect(_)
+        | Command::Completions { .. } => {
             unreachable!("handled before the runtime")
         }
     }

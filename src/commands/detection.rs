@@ -1,0 +1,289 @@
+//! The detector's verbs on files: `cis train` writes a model from baseline flow logs,
+//! `cis detect` scores flow logs with one (or evaluates the forest on a labelled table).
+//! No cloud is opened.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::{json, print};
+use crate::cli::{Args, DetectArgs, ForestArgs, InputFormat, OutputFormat, TrainArgs};
+use crate::detector::{Model, TrainOptions, Verdict};
+use crate::error::Error;
+use crate::features::WindowAggregator;
+use crate::flowlog::input::Input;
+use crate::flowlog::LogFormat;
+use crate::forest::{average_precision, recall_at_fpr, roc_auc, ForestParams, IsolationForest, Matrix};
+use crate::state::{write_atomic, StateDir};
+
+/// Malformed lines reported one by one before the rest are only counted.
+const SHOWN_ERRORS: usize = 10;
+
+fn forest_params(f: &ForestArgs, seed: Option<u64>) -> ForestParams {
+    ForestParams { trees: f.trees as usize, sample_size: f.sample_size as usize, seed: seed.unwrap_or(1) }
+}
+
+fn log_format(arg: &Option<String>) -> Result<Option<LogFormat>, Error> {
+    arg.as_deref().map(|f| LogFormat::parse(f).map_err(|e| Error::Usage(format!("--log-format: {e}")))).transpose()
+}
+
+fn inputs(files: &[String]) -> Vec<Input> {
+    if files.is_empty() {
+        vec![Input::Stdin]
+    } else {
+        files.iter().map(|f| Input::parse(f)).collect()
+    }
+}
+
+fn default_model_path(state: &StateDir, args: &Args) -> PathBuf {
+    state.root().join("models").join(format!("{}.json", args.lab))
+}
+
+/// Reads every input into per-window features; malformed lines go to stderr.
+/// `labels`, when given, label the record lines in order.
+struct Reading {
+    records: u64,
+    malformed: u64,
+    windows: Vec<crate::features::WindowFeatures>,
+}
+
+fn read_windows(inputs: &[Input], format: Option<&LogFormat>, window_s: i64, labels: Option<&[bool]>) -> Result<Reading> {
+    let mut agg = WindowAggregator::new(window_s);
+    let (mut records, mut malformed, mut line_index) = (0u64, 0u64, 0usize);
+    for input in inputs {
+        let name = input.name();
+        input.for_each_record(format, |r| {
+            let positive = labels.and_then(|l| l.get(line_index)).copied().unwrap_or(false);
+            line_index += 1;
+            match r {
+                Ok(r) => {
+                    records += 1;
+                    agg.add(&r, positive);
+                }
+                Err(e) => {
+                    malformed += 1;
+                    if malformed as usize <= SHOWN_ERRORS {
+                        eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
+                    }
+                }
+            }
+        })?;
+    }
+    if malformed as usize > SHOWN_ERRORS {
+        eprintln!("cis: ... and {} more malformed lines skipped", malformed as usize - SHOWN_ERRORS);
+    }
+    if let Some(l) = labels {
+        if l.len() != line_index {
+            return Err(Error::Usage(format!("--eval: {} labels for {line_index} record lines; give one label per record line, in order", l.len())).into());
+        }
+    }
+    Ok(Reading { records, malformed, windows: agg.finish() })
+}
+
+pub(super) fn train(args: &Args, t: &TrainArgs, state: &StateDir) -> Result<()> {
+    if !(t.target_fpr > 0.0 && t.target_fpr < 1.0) {
+        return Err(Error::Usage(format!("--target-fpr {}: give a share between 0 and 1, such as 0.00001", t.target_fpr)).into());
+    }
+    let format = log_format(&t.log_format)?;
+    let inputs = inputs(&t.baseline);
+    let reading = read_windows(&inputs, format.as_ref(), t.window, None)?;
+    let options = TrainOptions { forest: forest_params(&t.forest, args.seed), target_fpr: t.target_fpr, window_s: t.window };
+    let names: Vec<String> = inputs.iter().map(|i| i.name().display().to_string()).collect();
+    let model = Model::train(reading.windows, &options, &names.join(", "))
+        .map_err(|e| Error::Usage(format!("--baseline {}: {e}", names.join(" "))))?;
+    let out = t.out.clone().unwrap_or_else(|| default_model_path(state, args));
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)).context("creating the model's folder")?;
+    }
+    write_atomic(&out, model.to_json().as_bytes()).context("writing the model")?;
+    let summary = serde_json::json!({
+        "model": out, "records": reading.records, "malformed_lines": reading.malformed, "windows": model.baseline.windows,
+        "threshold": model.threshold, "target_fpr": t.target_fpr, "baseline_fpr": model.baseline.achieved_fpr,
+        "known_destinations": model.known_destinations.len(), "trees": options.forest.trees, "sample_size": options.forest.sample_size,
+    });
+    print(&match args.output {
+        OutputFormat::Json => json(&summary),
+        OutputFormat::Text => format!(
+            "model written to {}: {} windows of {} s from {} records ({} malformed lines skipped), {} known destinations; threshold {:.4} for a target false-positive rate of {} (baseline windows over it: {:.4}%)",
+            out.display(),
+            model.baseline.windows,
+            t.window,
+            reading.records,
+            reading.malformed,
+            model.known_destinations.len(),
+            model.threshold,
+            t.target_fpr,
+            model.baseline.achieved_fpr * 100.0
+        ),
+    });
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Evaluation {
+    positives: usize,
+    negatives: usize,
+    roc_auc: Option<f64>,
+    pr_auc: Option<f64>,
+    recall_at_1pct_fpr: Option<f64>,
+}
+
+fn evaluate(scores: &[f64], labels: &[bool]) -> Evaluation {
+    let positives = labels.iter().filter(|&&l| l).count();
+    Evaluation {
+        positives,
+        negatives: labels.len() - positives,
+        roc_auc: roc_auc(scores, labels),
+        pr_auc: average_precision(scores, labels),
+        recall_at_1pct_fpr: recall_at_fpr(scores, labels, 0.01),
+    }
+}
+
+fn evaluation_text(e: &Evaluation) -> String {
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a (one class is empty)".into());
+    format!(
+        "evaluation over {} positive and {} negative: ROC AUC {}, PR AUC {}, recall at 1% false positives {}",
+        e.positives,
+        e.negatives,
+        f(e.roc_auc),
+        f(e.pr_auc),
+        f(e.recall_at_1pct_fpr)
+    )
+}
+
+fn read_labels(path: &str) -> Result<Vec<bool>> {
+    let path = PathBuf::from(path);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e)).context("reading --eval labels")?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            crate::table::label(l.trim()).ok_or_else(|| {
+                Error::BadFile { path: path.clone(), line: i + 1, message: format!("'{}' is not a label: use 1/0, malicious/benign", l.trim()) }.into()
+            })
+        })
+        .collect()
+}
+
+pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()> {
+    if d.format == InputFormat::Csv {
+        return detect_table(args, d);
+    }
+    let model = match d.model.as_deref() {
+        Some("sim") => {
+            let m = crate::sim::baseline::LabModels::shared()
+                .get(60, &crate::sim::latency::LatencyModel::embedded(), &crate::scenario::baselines())
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            (*m).clone()
+        }
+        Some(path) => Model::load(&PathBuf::from(path))?,
+        None => {
+            let path = default_model_path(state, args);
+            if !path.exists() {
+                return Err(Error::Usage(format!(
+                    "no model at {}: train one with `cis train --baseline FLOWS`, or use the simulated lab's with --model sim",
+                    path.display()
+                ))
+                .into());
+            }
+            Model::load(&path)?
+        }
+    };
+    let labels = d.eval.as_deref().map(read_labels).transpose()?;
+    let format = log_format(&d.log_format)?;
+    let reading = read_windows(&inputs(&d.files), format.as_ref(), model.options.window_s, labels.as_deref())?;
+    let mut windows = reading.windows;
+    let window_labels: Vec<bool> = windows.iter().map(|w| w.labelled_positive).collect();
+    let verdicts = model.score(&mut windows);
+    let evaluation = labels.as_ref().map(|_| evaluate(&verdicts.iter().map(|v| v.score).collect::<Vec<_>>(), &window_labels));
+    let anomalous = verdicts.iter().filter(|v| v.anomalous).count();
+    let shown: Vec<&Verdict> = verdicts.iter().filter(|v| d.all || v.anomalous).collect();
+    match args.output {
+        OutputFormat::Json => print(&json(&serde_json::json!({
+            "format": "cis-detections", "version": 1, "detector": crate::detector::DETECTOR_NAME, "model": model.trained_on,
+            "records": reading.records, "malformed_lines": reading.malformed, "windows": verdicts.len(), "anomalous": anomalous,
+            "verdicts": shown, "evaluation": evaluation,
+        }))),
+        OutputFormat::Text => {
+            let mut o = String::new();
+            for v in &shown {
+                let _ = writeln!(
+                    o,
+                    "{} {} {} ({}): {}",
+                    if v.anomalous { "ALERT" } else { "ok   " },
+                    crate::clock::Timestamp::from_unix_seconds(v.window_start),
+                    v.interface_id,
+                    v.instance_id.as_deref().unwrap_or("-"),
+                    v.summary()
+                );
+            }
+            let _ = write!(
+                o,
+                "{} records ({} malformed lines skipped), {} windows, {} anomalous",
+                reading.records,
+                reading.malformed,
+                verdicts.len(),
+                anomalous
+            );
+            if let Some(e) = &evaluation {
+                let _ = write!(o, "\n{} (per window)", evaluation_text(e));
+            }
+            print(&o);
+        }
+    }
+    Ok(())
+}
+
+/// Fits a forest on the table itself and scores it: how isolation forests are evaluated
+/// on public data sets, and what the benchmark compares with scikit-learn.
+fn detect_table(args: &Args, d: &DetectArgs) -> Result<()> {
+    let [file] = d.files.as_slice() else {
+        return Err(Error::Usage("--format csv takes exactly one FILE".into()).into());
+    };
+    let path = PathBuf::from(file);
+    let table = crate::table::read_csv(&path, d.eval.as_deref())?;
+    if table.rows() == 0 {
+        return Err(Error::BadFile { path, line: 2, message: "no rows to score".into() }.into());
+    }
+    let params = forest_params(&d.forest, args.seed);
+    let x = Matrix::new(&table.data, table.columns.len());
+    let started = tokio::time::Instant::now();
+    let forest = IsolationForest::fit(x, &params);
+    let fitted = tokio::time::Instant::now();
+    let scores = forest.score(x);
+    let scored = tokio::time::Instant::now();
+    let (fit_s, score_s) = ((fitted - started).as_secs_f64(), (scored - fitted).as_secs_f64());
+    let evaluation = table.labels.as_ref().map(|l| evaluate(&scores, l));
+    let summary = serde_json::json!({
+        "format": "cis-table-evaluation", "version": 1, "file": path, "rows": table.rows(), "features": table.columns,
+        "ignored_columns": table.ignored, "skipped_rows": table.skipped_rows, "empty_cells": table.empty_cells,
+        "trees": params.trees, "sample_size": params.sample_size, "seed": params.seed,
+        "fit_s": fit_s, "score_s": score_s, "rows_per_s": table.rows() as f64 / (fit_s + score_s).max(1e-9),
+        "evaluation": evaluation,
+    });
+    print(&match args.output {
+        OutputFormat::Json => json(&summary),
+        OutputFormat::Text => {
+            let mut o = format!(
+                "{}: {} rows x {} features ({}){}; {} trees of {} samples: fit {:.3} s, score {:.3} s, {:.0} rows/s",
+                path.display(),
+                table.rows(),
+                table.columns.len(),
+                table.columns.join(", "),
+                if table.skipped_rows > 0 { format!(", {} rows skipped for their label", table.skipped_rows) } else { String::new() },
+                params.trees,
+                params.sample_size,
+                fit_s,
+                score_s,
+                table.rows() as f64 / (fit_s + score_s).max(1e-9)
+            );
+            if let Some(e) = &evaluation {
+                let _ = write!(o, "\n{}", evaluation_text(e));
+            }
+            o
+        }
+    });
+    Ok(())
+}
