@@ -11,7 +11,10 @@
 //! Trees are flat arrays (a node is 16 bytes; children sit next to each other), every
 //! tree draws from its own generator seeded by the forest's seed and its index, so one
 //! seed gives one forest whatever the number of threads, and fitting and scoring spread
-//! over the machine's cores with scoped threads.
+//! over the machine's cores with scoped threads. In memory a leaf is a node that leads to
+//! itself (threshold +inf), so scoring walks every tree a fixed number of steps (its depth)
+//! with no test for leaves, and eight rows go down a tree side by side: no mispredicted
+//! branch, and eight independent chains of loads for the processor to overlap.
 
 use serde::{Deserialize, Serialize};
 
@@ -72,14 +75,107 @@ struct Node {
     value: f64,
 }
 
+/// The forest as it is stored: leaves marked with [`LEAF`] and holding their path length.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct StoredForest {
+    features: usize,
+    sample_size: usize,
+    nodes: Vec<Node>,
+    roots: Vec<u32>,
+}
+
+/// The forest ready to walk: a leaf leads to itself, its path length is in `path`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredForest", into = "StoredForest")]
 pub struct IsolationForest {
     features: usize,
     sample_size: usize,
     /// Every tree's nodes, one after another.
     nodes: Vec<Node>,
+    /// Path length of each leaf (0 for splits), by node.
+    path: Vec<f64>,
     /// Where each tree's root is in `nodes`.
     roots: Vec<u32>,
+    /// Each tree's depth: the steps a walk takes to reach any leaf.
+    depths: Vec<u32>,
+}
+
+impl TryFrom<StoredForest> for IsolationForest {
+    type Error = String;
+
+    fn try_from(s: StoredForest) -> Result<Self, String> {
+        // Leaves first become self-loops, so check the stored links before converting.
+        let n = s.nodes.len();
+        for (i, node) in s.nodes.iter().enumerate() {
+            if node.feature != LEAF && (node.left as usize + 1 >= n || node.left as usize == i) {
+                return Err(format!("node {i} points outside the forest"));
+            }
+        }
+        let mut path = vec![0.0; s.nodes.len()];
+        let mut nodes = s.nodes;
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if n.feature == LEAF {
+                path[i] = n.value;
+                *n = Node { feature: 0, left: i as u32, value: f64::INFINITY };
+            }
+        }
+        let is_leaf = |i: usize| nodes[i].left as usize == i;
+        let depths = s
+            .roots
+            .iter()
+            .map(|&root| {
+                let (mut deepest, mut stack) = (0, vec![(root as usize, 0u32)]);
+                while let Some((i, d)) = stack.pop() {
+                    if i >= nodes.len() || d > 64 {
+                        continue;
+                    }
+                    if is_leaf(i) {
+                        deepest = deepest.max(d);
+                    } else {
+                        stack.push((nodes[i].left as usize, d + 1));
+                        stack.push((nodes[i].left as usize + 1, d + 1));
+                    }
+                }
+                deepest
+            })
+            .collect();
+        let forest = IsolationForest { features: s.features, sample_size: s.sample_size, nodes, path, roots: s.roots, depths };
+        forest.check()?;
+        Ok(forest)
+    }
+}
+
+impl IsolationForest {
+    /// The invariants scoring relies on: every root and child index is a node, every
+    /// split's feature is a column. A forest that breaks them is refused, never walked.
+    fn check(&self) -> Result<(), String> {
+        let n = self.nodes.len();
+        if self.features == 0 || self.roots.is_empty() || self.roots.iter().any(|&r| r as usize >= n) {
+            return Err("a forest needs features and trees whose roots are nodes".into());
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let leaf = node.left as usize == i;
+            if !leaf && (node.left as usize + 1 >= n || node.feature as usize >= self.features) {
+                return Err(format!("node {i} points outside the forest"));
+            }
+            if leaf && node.feature as usize >= self.features {
+                return Err(format!("leaf {i} names a feature the forest does not have"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<IsolationForest> for StoredForest {
+    fn from(f: IsolationForest) -> Self {
+        let nodes = f
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| if n.left as usize == i { Node { feature: LEAF, left: 0, value: f.path[i] } } else { *n })
+            .collect();
+        StoredForest { features: f.features, sample_size: f.sample_size, nodes, roots: f.roots }
+    }
 }
 
 /// Average path length of an unsuccessful search in a binary search tree of `n` nodes:
@@ -130,7 +226,7 @@ impl IsolationForest {
             roots.push(base);
             nodes.extend(tree.into_iter().map(|n| if n.feature == LEAF { n } else { Node { left: n.left + base, ..n } }));
         }
-        IsolationForest { features: x.cols(), sample_size, nodes, roots }
+        StoredForest { features: x.cols(), sample_size, nodes, roots }.try_into().expect("a grown forest is well formed")
     }
 
     pub fn features(&self) -> usize {
@@ -141,16 +237,41 @@ impl IsolationForest {
         self.roots.len()
     }
 
-    /// Path length of `row` in the tree rooted at `root`.
+    /// Path length of `row` in tree `t`.
     #[inline]
-    fn path(&self, root: u32, row: &[f64]) -> f64 {
-        let mut i = root as usize;
-        loop {
+    fn path(&self, t: usize, row: &[f64]) -> f64 {
+        let mut i = self.roots[t] as usize;
+        for _ in 0..self.depths[t] {
             let n = self.nodes[i];
-            if n.feature == LEAF {
-                return n.value;
-            }
             i = n.left as usize + usize::from(row[n.feature as usize] > n.value);
+        }
+        self.path[i]
+    }
+
+    /// Adds the path lengths in tree `t` of eight consecutive rows starting at `first`.
+    /// The hot loop of scoring: its indexing is unchecked, on the invariants [`Self::check`]
+    /// establishes for every forest that exists.
+    #[inline]
+    fn paths8(&self, t: usize, x: Matrix<'_>, first: usize, acc: &mut [f64]) {
+        let cols = x.cols();
+        assert_eq!(cols, self.features);
+        let rows = &x.data[first * cols..(first + 8) * cols];
+        let mut at = [self.roots[t] as usize; 8];
+        for _ in 0..self.depths[t] {
+            for (k, i) in at.iter_mut().enumerate() {
+                // SAFETY: `check` guarantees every node index reachable from a root (each
+                // split's `left` and `left + 1`, each leaf's own index) is within `nodes`,
+                // and every split's feature is below `features`, which is `cols`; so
+                // `k * cols + feature < 8 * cols = rows.len()`.
+                unsafe {
+                    let n = *self.nodes.get_unchecked(*i);
+                    let v = *rows.get_unchecked(k * cols + n.feature as usize);
+                    *i = n.left as usize + usize::from(v > n.value);
+                }
+            }
+        }
+        for (a, i) in acc.iter_mut().zip(at) {
+            *a += self.path[i];
         }
     }
 
@@ -162,7 +283,7 @@ impl IsolationForest {
     /// The anomaly score of one row: near 1 is anomalous.
     pub fn score_one(&self, row: &[f64]) -> f64 {
         debug_assert_eq!(row.len(), self.features);
-        self.normalise(self.roots.iter().map(|&r| self.path(r, row)).sum())
+        self.normalise((0..self.roots.len()).map(|t| self.path(t, row)).sum())
     }
 
     /// Scores every row, on every core. Rows are taken in blocks and each block goes
@@ -179,9 +300,13 @@ impl IsolationForest {
                     let first = t * per_thread;
                     for (b, block) in chunk.chunks_mut(BLOCK).enumerate() {
                         let start = first + b * BLOCK;
-                        for &root in &self.roots {
-                            for (k, acc) in block.iter_mut().enumerate() {
-                                *acc += self.path(root, x.row(start + k));
+                        let whole = block.len() / 8 * 8;
+                        for t in 0..self.roots.len() {
+                            for (k, acc) in block[..whole].chunks_mut(8).enumerate() {
+                                self.paths8(t, x, start + 8 * k, acc);
+                            }
+                            for (k, acc) in block[whole..].iter_mut().enumerate() {
+                                *acc += self.path(t, x.row(start + whole + k));
                             }
                         }
                         for acc in block.iter_mut() {
@@ -387,7 +512,7 @@ mod tests {
         assert!(auc > 0.99, "auc {auc}");
         assert!(scores[2000] > 0.6 && scores[0] < 0.55, "outlier {} normal {}", scores[2000], scores[0]);
         // Scoring in blocks on threads gives what one row at a time gives.
-        for i in [0, 511, 512, 2019] {
+        for i in [0, 7, 8, 511, 512, 2019] {
             assert!((scores[i] - forest.score_one(x.row(i))).abs() < 1e-12);
         }
         assert_eq!(forest, IsolationForest::fit(x, &ForestParams::default()));
@@ -401,10 +526,20 @@ mod tests {
         // A tree of 64 rows and depth 6 has at most 127 nodes.
         let sizes: Vec<usize> = forest.roots.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
         assert!(sizes.iter().all(|&s| s <= 127 && s >= 3), "{sizes:?}");
+        assert!(forest.depths.iter().all(|&d| d <= 6));
+        // Stored and loaded, it is the same forest.
+        let json = serde_json::to_string(&forest).unwrap();
+        assert!(!json.contains("null"), "no infinities in the file");
+        assert_eq!(serde_json::from_str::<IsolationForest>(&json).unwrap(), forest);
+        // A damaged file is refused, never walked out of bounds.
+        let damaged = json.replacen("\"left\":1,", "\"left\":99999,", 1);
+        assert_ne!(damaged, json);
+        assert!(serde_json::from_str::<IsolationForest>(&damaged).unwrap_err().to_string().contains("outside the forest"));
         // Constant data cannot be split: one leaf per tree.
         let flat = vec![1.0; 300];
         let f = IsolationForest::fit(Matrix::new(&flat, 3), &ForestParams { trees: 5, sample_size: 50, seed: 1 });
         assert_eq!(f.nodes.len(), 5);
+        assert_eq!(f.score_one(&[f64::INFINITY, f64::NAN, 1.0]), f.score_one(&[1.0, 1.0, 1.0]));
         assert!((f.score_one(&[1.0, 1.0, 1.0]) - 0.5).abs() < 1e-9);
     }
 
