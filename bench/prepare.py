@@ -3,8 +3,8 @@
 - synthetic.csv: 1,000,000 rows x 6 features, 1% anomalies (seeded);
 - luflow.csv: the four LUFlow days from ../shared/data, benign and malicious rows, numeric
   columns without the timestamps, empty cells as 0;
-- flows-100mb.log: VPC Flow Log records in the default v2 format (the script that runs the
-  benchmark concatenates copies of it into the 1 GB file), and baseline.log to train on.
+- flows-1gb.log: ten days of VPC Flow Log records in the default v2 format, in time order
+  as CloudWatch Logs exports them (about 1 GB), and baseline.log, the day before (same traffic), to train on.
 """
 import pathlib
 import sys
@@ -56,7 +56,10 @@ def flow_lines(rows, t0, hosts, seed):
     return frame
 
 hosts = np.array([f"52.46.{i // 256}.{i % 256}" for i in range(2000)])
-if not (out / "flows-100mb.log").exists():
-    flow_lines(1_000_000, 1_767_225_600, hosts, 1).to_csv(out / "flows-100mb.log", sep=" ", header=False, index=False)
+if not (out / "flows-1gb.log").exists():
+    with open(out / "flows-1gb.log.tmp", "w") as f:
+        for day in range(10):
+            flow_lines(1_000_000, 1_767_225_600 + 86_400 * day, hosts, 1 + day).to_csv(f, sep=" ", header=False, index=False)
+    (out / "flows-1gb.log.tmp").rename(out / "flows-1gb.log")
 if not (out / "baseline.log").exists():
-    flow_lines(200_000, 1_767_225_600 - 86_400, hosts, 2).to_csv(out / "baseline.log", sep=" ", header=False, index=False)
+    flow_lines(1_000_000, 1_767_225_600 - 86_400, hosts, 0).to_csv(out / "baseline.log", sep=" ", header=False, index=False)

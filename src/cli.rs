@@ -68,6 +68,9 @@ pub enum Command {
     /// Score flow logs with the anomaly model and print the anomalous windows; or evaluate
     /// the isolation forest on a labelled CSV table.
     Detect(DetectArgs),
+    /// Read flow logs and summarise them: records, malformed lines (with their numbers),
+    /// time span, interfaces, accepted and rejected traffic. Checks files before `cis train`.
+    Flows(FlowsArgs),
     /// Run a scenario against the lab and record its timeline.
     Attack(AttackArgs),
     /// Latencies, bytes lost and detection rate over the lab's runs.
@@ -141,6 +144,9 @@ pub struct TrainArgs {
     /// The records' format, as given to CreateFlowLogs [default: from a header line, else the default or the lab's format by field count].
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Also write the baseline's window features as the CSV SageMaker's Random Cut Forest trains on.
+    #[arg(long, value_name = "PATH")]
+    pub rcf_csv: Option<PathBuf>,
     #[command(flatten)]
     pub forest: ForestArgs,
 }
@@ -165,9 +171,23 @@ pub struct DetectArgs {
     /// Print every window, not only the anomalous ones.
     #[arg(long)]
     pub all: bool,
+    /// CSV only: scale every column as the detector scales flow volumes, sign(x) ln(1 + |x|),
+    /// before growing the forest (heavy-tailed counts and bytes then spread over their orders of magnitude).
+    #[arg(long)]
+    pub log_scale: bool,
     /// CSV only: the forest grown on the table itself.
     #[command(flatten)]
     pub forest: ForestArgs,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct FlowsArgs {
+    /// Files to read, or - (the default) for standard input.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<String>,
+    /// The records' format, as given to CreateFlowLogs [default: from a header line, else the default or the lab's format by field count].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -107,12 +107,20 @@ pub struct Verdict {
     pub score: f64,
     pub threshold: f64,
     pub anomalous: bool,
+    /// Some feature is over the limit learned from the baseline.
+    pub over_limits: bool,
     pub top_destination: Option<IpAddr>,
     /// Features above the baseline's 99th percentile, the most unusual first.
     pub reasons: Vec<Reason>,
 }
 
 impl Verdict {
+    /// Where the window ranks as the detector decides: over a learned limit first, then
+    /// by forest score. What evaluations rank by.
+    pub fn rank(&self) -> f64 {
+        self.score + if self.over_limits { 1.0 } else { 0.0 }
+    }
+
     /// One line a person can act on.
     pub fn summary(&self) -> String {
         let why: Vec<String> = self.reasons.iter().map(Reason::describe).collect();
@@ -160,18 +168,20 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// The score that `target_fpr` of the baseline exceeds. Where the baseline holds at
 /// least ten windows above it, that is the empirical quantile. Beyond the data (a day of
 /// 60-second windows cannot show a one-in-100,000 rate) the tail is extrapolated, peaks over
-/// a threshold: the top 1% of scores (at least ten) over their lowest, `u`, are taken as
-/// exponential with their mean excess `b`, so `P(score > u + x) = (k / n) e^(-x / b)` and
-/// the threshold is `u + b ln(k / (n * target_fpr))`.
+/// a threshold. Scores are bounded by 1, so the tail is fitted to `y = -ln(1 - score)`,
+/// which is not: the top 1% of `y` (at least ten) over their lowest, `u`, are taken as
+/// exponential with their mean excess `b`, so `P(y > u + x) = (k / n) e^(-x / b)`, and
+/// the threshold is the score at `y = u + b ln(k / (n * target_fpr))`.
 fn calibrate(sorted: &[f64], target_fpr: f64) -> f64 {
     let n = sorted.len();
     if n as f64 * target_fpr >= 10.0 {
         return quantile(sorted, 1.0 - target_fpr);
     }
+    let y = |s: f64| -(1.0 - s.min(1.0 - 1e-12)).ln();
     let k = (n / 100).max(10).min(n - 1);
-    let u = sorted[n - 1 - k];
-    let excess = sorted[n - k..].iter().map(|s| s - u).sum::<f64>() / k as f64;
-    let t = u + excess * (k as f64 / (n as f64 * target_fpr)).ln();
+    let u = y(sorted[n - 1 - k]);
+    let excess = sorted[n - k..].iter().map(|&s| y(s) - u).sum::<f64>() / k as f64;
+    let t = 1.0 - (-(u + excess * (k as f64 / (n as f64 * target_fpr)).ln())).exp();
     // Never below what the baseline itself reached.
     t.max(sorted[n - 1])
 }
@@ -201,7 +211,7 @@ impl Model {
         let mut known = BTreeSet::new();
         for w in &mut windows {
             if w.window_start > warm_up_end {
-                w.set_new_destinations(&known);
+                w.set_new_destinations(&|d| known.contains(d));
             }
             known.extend(w.destinations.iter().copied());
         }
@@ -238,29 +248,45 @@ impl Model {
         })
     }
 
-    /// Scores windows (their new-destination counts are set against the baseline).
-    pub fn score(&self, windows: &mut [WindowFeatures]) -> Vec<Verdict> {
+    /// Scores windows (their new-destination counts are set against the baseline); the
+    /// anomalous ones come with their reasons, the others too when `explain_all`.
+    pub fn score(&self, windows: &mut [WindowFeatures], explain_all: bool) -> Vec<Verdict> {
+        if windows.is_empty() {
+            return Vec::new();
+        }
+        let known: crate::features::HashSet<IpAddr> = self.known_destinations.iter().copied().collect();
         for w in windows.iter_mut() {
-            w.set_new_destinations(&self.known_destinations);
+            w.set_new_destinations(&|d| known.contains(d));
         }
         let data: Vec<f64> = windows.iter().flat_map(|w| w.vector()).collect();
         if data.is_empty() {
             return Vec::new();
         }
         let scores = self.forest.score(Matrix::new(&data, N_FEATURES));
-        windows.iter().zip(scores).map(|(w, score)| self.verdict(w, score)).collect()
+        windows.iter().zip(scores).map(|(w, score)| self.verdict(w, score, explain_all)).collect()
     }
 
-    fn verdict(&self, w: &WindowFeatures, score: f64) -> Verdict {
+    /// Whether feature `f` at `value` (model units) is over the guard's limit.
+    fn beyond_limit(&self, f: usize, value: f64) -> bool {
+        let spec = &WINDOW_FEATURES[f];
+        let margin = if spec.log_scaled { GUARD_MARGIN_LOG } else { GUARD_MARGIN_SHARE };
+        GUARDED.contains(&spec.name) && value >= self.baseline.max[f] + margin
+    }
+
+    /// The verdict on one window. Reasons are worked out for anomalous windows, and for
+    /// the others only when `explain_all` asks (most windows are quiet, and a detector
+    /// reading a gigabyte should not spend its time explaining them).
+    fn verdict(&self, w: &WindowFeatures, score: f64, explain_all: bool) -> Verdict {
         let v = w.vector();
+        let over_limits = (0..N_FEATURES).any(|f| self.beyond_limit(f, v[f]));
+        let anomalous = score > self.threshold || over_limits;
         let mut reasons: Vec<(f64, Reason)> = Vec::new();
-        for (f, spec) in WINDOW_FEATURES.iter().enumerate() {
+        for (f, spec) in WINDOW_FEATURES.iter().enumerate().filter(|_| anomalous || explain_all) {
             let (p50, p99, max) = (self.baseline.p50[f], self.baseline.p99[f], self.baseline.max[f]);
             if v[f] <= p99 {
                 continue;
             }
-            let margin = if spec.log_scaled { GUARD_MARGIN_LOG } else { GUARD_MARGIN_SHARE };
-            let beyond_limit = GUARDED.contains(&spec.name) && v[f] >= max + margin;
+            let beyond_limit = self.beyond_limit(f, v[f]);
             // How unusual, in units of the baseline's own spread.
             let spread = (p99 - p50).max(0.05);
             reasons.push((
@@ -276,7 +302,6 @@ impl Model {
             ));
         }
         reasons.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let anomalous = score > self.threshold || reasons.iter().any(|(_, r)| r.beyond_limit);
         Verdict {
             interface_id: w.interface_id.clone(),
             instance_id: w.instance_id.clone(),
@@ -284,6 +309,7 @@ impl Model {
             score,
             threshold: self.threshold,
             anomalous,
+            over_limits,
             top_destination: w.top_destination,
             reasons: reasons.into_iter().map(|(_, r)| r).collect(),
         }
@@ -313,6 +339,37 @@ impl Model {
         let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
         Model::from_json(&text).map_err(|e| crate::Error::BadState { path: path.to_path_buf(), message: e.to_string() })
     }
+}
+
+/// SageMaker's built-in Random Cut Forest sees the same window features: one window a
+/// line, model units, no header, as its training jobs and CSV inference take them.
+pub fn rcf_csv(windows: &[WindowFeatures]) -> String {
+    let mut out = String::with_capacity(windows.len() * 96);
+    for w in windows {
+        let line: Vec<String> = w.vector().iter().map(|v| format!("{v:.6}")).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// A Random Cut Forest endpoint's answer, `{"scores": [{"score": 0.02}, ...]}`, one score
+/// a window sent; anything else is an error that says what came back.
+pub fn rcf_scores(answer: &[u8], windows: usize) -> Result<Vec<f64>, String> {
+    #[derive(Deserialize)]
+    struct Score {
+        score: f64,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        scores: Vec<Score>,
+    }
+    let shown = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
+    let a: Answer = serde_json::from_slice(answer).map_err(|e| format!("the anomaly endpoint answered '{shown}': {e}; expected {{\"scores\": [{{\"score\": ...}}]}}"))?;
+    if a.scores.len() != windows {
+        return Err(format!("the anomaly endpoint scored {} windows of the {windows} sent", a.scores.len()));
+    }
+    Ok(a.scores.into_iter().map(|s| s.score).collect())
 }
 
 #[cfg(test)]
@@ -359,17 +416,28 @@ mod tests {
 
         // A day of the same polling, another seed: nothing.
         let mut benign = crate::features::windows(&baseline(24, 2), 60);
-        let flagged: Vec<_> = model.score(&mut benign).into_iter().filter(|v| v.anomalous).collect();
+        let flagged: Vec<_> = model.score(&mut benign, false).into_iter().filter(|v| v.anomalous).collect();
         assert!(flagged.is_empty(), "{flagged:?}");
 
         let t0 = 1_767_312_000;
         let beacon: Vec<FlowRecord> = (0..12).map(|i| flow(t0 + 5 * i, 40000 + i as u16, "203.0.113.50", 16_000)).collect();
-        let v = model.score(&mut crate::features::windows(&beacon, 60)).remove(0);
+        let v = model.score(&mut crate::features::windows(&beacon, 60), false).remove(0);
         assert!(v.anomalous, "{v:?}");
         assert_eq!(v.top_destination, Some("203.0.113.50".parse().unwrap()));
         let named: Vec<&str> = v.reasons.iter().map(|r| r.feature.as_str()).collect();
         assert!(named.contains(&"new_destinations") && named.contains(&"connections"), "{named:?}");
         assert!(v.summary().contains("destinations never seen in the baseline 1"), "{}", v.summary());
+    }
+
+    #[test]
+    fn random_cut_forest_formats() {
+        let w = crate::features::windows(&baseline(1, 4), 60);
+        let csv = rcf_csv(&w[..2]);
+        assert_eq!(csv.lines().count(), 2);
+        assert_eq!(csv.lines().next().unwrap().split(',').count(), N_FEATURES);
+        assert_eq!(rcf_scores(br#"{"scores":[{"score":0.5},{"score":2.25}]}"#, 2).unwrap(), vec![0.5, 2.25]);
+        assert!(rcf_scores(br#"{"scores":[{"score":0.5}]}"#, 2).unwrap_err().contains("scored 1 windows of the 2"));
+        assert!(rcf_scores(b"<html>busy</html>", 1).unwrap_err().contains("answered '<html>busy</html>'"));
     }
 
     #[test]

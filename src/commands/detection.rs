@@ -9,10 +9,10 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::{json, print};
-use crate::cli::{Args, DetectArgs, ForestArgs, InputFormat, OutputFormat, TrainArgs};
+use crate::cli::{Args, DetectArgs, FlowsArgs, ForestArgs, InputFormat, OutputFormat, TrainArgs};
 use crate::detector::{Model, TrainOptions, Verdict};
 use crate::error::Error;
-use crate::features::WindowAggregator;
+use crate::features::{Flow, WindowAggregator};
 use crate::flowlog::input::Input;
 use crate::flowlog::LogFormat;
 use crate::forest::{average_precision, recall_at_fpr, roc_auc, ForestParams, IsolationForest, Matrix};
@@ -41,26 +41,41 @@ fn default_model_path(state: &StateDir, args: &Args) -> PathBuf {
     state.root().join("models").join(format!("{}.json", args.lab))
 }
 
-/// Reads every input into per-window features; malformed lines go to stderr.
-/// `labels`, when given, label the record lines in order.
+/// What reading the inputs came to.
 struct Reading {
     records: u64,
     malformed: u64,
-    windows: Vec<crate::features::WindowFeatures>,
 }
 
-fn read_windows(inputs: &[Input], format: Option<&LogFormat>, window_s: i64, labels: Option<&[bool]>) -> Result<Reading> {
+/// Records between looks for windows that time has closed.
+const DRAIN_EVERY: u64 = 1 << 16;
+
+/// Reads every input into per-window features, handing `sink` each batch of windows as
+/// time closes them (so memory holds only the open ones) and the rest at the end.
+/// Malformed lines go to stderr. `labels`, when given, label the record lines in order.
+fn read_windows(
+    inputs: &[Input],
+    format: Option<&LogFormat>,
+    window_s: i64,
+    labels: Option<&[bool]>,
+    mut sink: impl FnMut(Vec<crate::features::WindowFeatures>),
+) -> Result<Reading> {
     let mut agg = WindowAggregator::new(window_s);
     let (mut records, mut malformed, mut line_index) = (0u64, 0u64, 0usize);
     for input in inputs {
         let name = input.name();
-        input.for_each_record(format, |r| {
+        input.for_each_flow(format, |r| Flow::of(&r), |r| {
             let positive = labels.and_then(|l| l.get(line_index)).copied().unwrap_or(false);
             line_index += 1;
             match r {
-                Ok(r) => {
+                Ok(flow) => {
                     records += 1;
-                    agg.add(&r, positive);
+                    if let Some(flow) = flow {
+                        agg.add_flow(&flow, positive);
+                    }
+                    if records % DRAIN_EVERY == 0 {
+                        sink(agg.drain_closed());
+                    }
                 }
                 Err(e) => {
                     malformed += 1;
@@ -71,6 +86,7 @@ fn read_windows(inputs: &[Input], format: Option<&LogFormat>, window_s: i64, lab
             }
         })?;
     }
+    sink(agg.finish());
     if malformed as usize > SHOWN_ERRORS {
         eprintln!("cis: ... and {} more malformed lines skipped", malformed as usize - SHOWN_ERRORS);
     }
@@ -79,7 +95,7 @@ fn read_windows(inputs: &[Input], format: Option<&LogFormat>, window_s: i64, lab
             return Err(Error::Usage(format!("--eval: {} labels for {line_index} record lines; give one label per record line, in order", l.len())).into());
         }
     }
-    Ok(Reading { records, malformed, windows: agg.finish() })
+    Ok(Reading { records, malformed })
 }
 
 pub(super) fn train(args: &Args, t: &TrainArgs, state: &StateDir) -> Result<()> {
@@ -88,10 +104,14 @@ pub(super) fn train(args: &Args, t: &TrainArgs, state: &StateDir) -> Result<()> 
     }
     let format = log_format(&t.log_format)?;
     let inputs = inputs(&t.baseline);
-    let reading = read_windows(&inputs, format.as_ref(), t.window, None)?;
+    let mut windows = Vec::new();
+    let reading = read_windows(&inputs, format.as_ref(), t.window, None, |w| windows.extend(w))?;
     let options = TrainOptions { forest: forest_params(&t.forest, args.seed), target_fpr: t.target_fpr, window_s: t.window };
     let names: Vec<String> = inputs.iter().map(|i| i.name().display().to_string()).collect();
-    let model = Model::train(reading.windows, &options, &names.join(", "))
+    if let Some(path) = &t.rcf_csv {
+        write_atomic(path, crate::detector::rcf_csv(&windows).as_bytes()).context("writing --rcf-csv")?;
+    }
+    let model = Model::train(windows, &options, &names.join(", "))
         .map_err(|e| Error::Usage(format!("--baseline {}: {e}", names.join(" "))))?;
     let out = t.out.clone().unwrap_or_else(|| default_model_path(state, args));
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -193,17 +213,29 @@ pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()
     };
     let labels = d.eval.as_deref().map(read_labels).transpose()?;
     let format = log_format(&d.log_format)?;
-    let reading = read_windows(&inputs(&d.files), format.as_ref(), model.options.window_s, labels.as_deref())?;
-    let mut windows = reading.windows;
-    let window_labels: Vec<bool> = windows.iter().map(|w| w.labelled_positive).collect();
-    let verdicts = model.score(&mut windows);
-    let evaluation = labels.as_ref().map(|_| evaluate(&verdicts.iter().map(|v| v.score).collect::<Vec<_>>(), &window_labels));
-    let anomalous = verdicts.iter().filter(|v| v.anomalous).count();
-    let shown: Vec<&Verdict> = verdicts.iter().filter(|v| d.all || v.anomalous).collect();
+    // Windows are scored as they close; only what is shown (and, to evaluate, each
+    // window's score and label) is kept.
+    let (mut shown, mut scores, mut window_labels, mut windows, mut anomalous) = (Vec::<Verdict>::new(), vec![], vec![], 0usize, 0usize);
+    let reading = read_windows(&inputs(&d.files), format.as_ref(), model.options.window_s, labels.as_deref(), |mut batch| {
+        if labels.is_some() {
+            window_labels.extend(batch.iter().map(|w| w.labelled_positive));
+        }
+        for v in model.score(&mut batch, d.all) {
+            windows += 1;
+            anomalous += usize::from(v.anomalous);
+            if labels.is_some() {
+                scores.push(v.rank());
+            }
+            if d.all || v.anomalous {
+                shown.push(v);
+            }
+        }
+    })?;
+    let evaluation = labels.as_ref().map(|_| evaluate(&scores, &window_labels));
     match args.output {
         OutputFormat::Json => print(&json(&serde_json::json!({
             "format": "cis-detections", "version": 1, "detector": crate::detector::DETECTOR_NAME, "model": model.trained_on,
-            "records": reading.records, "malformed_lines": reading.malformed, "windows": verdicts.len(), "anomalous": anomalous,
+            "records": reading.records, "malformed_lines": reading.malformed, "windows": windows, "anomalous": anomalous,
             "verdicts": shown, "evaluation": evaluation,
         }))),
         OutputFormat::Text => {
@@ -224,7 +256,7 @@ pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()
                 "{} records ({} malformed lines skipped), {} windows, {} anomalous",
                 reading.records,
                 reading.malformed,
-                verdicts.len(),
+                windows,
                 anomalous
             );
             if let Some(e) = &evaluation {
@@ -243,7 +275,10 @@ fn detect_table(args: &Args, d: &DetectArgs) -> Result<()> {
         return Err(Error::Usage("--format csv takes exactly one FILE".into()).into());
     };
     let path = PathBuf::from(file);
-    let table = crate::table::read_csv(&path, d.eval.as_deref())?;
+    let mut table = crate::table::read_csv(&path, d.eval.as_deref())?;
+    if d.log_scale {
+        table.data.iter_mut().for_each(|x| *x = x.signum() * x.abs().ln_1p());
+    }
     if table.rows() == 0 {
         return Err(Error::BadFile { path, line: 2, message: "no rows to score".into() }.into());
     }
@@ -259,7 +294,7 @@ fn detect_table(args: &Args, d: &DetectArgs) -> Result<()> {
     let summary = serde_json::json!({
         "format": "cis-table-evaluation", "version": 1, "file": path, "rows": table.rows(), "features": table.columns,
         "ignored_columns": table.ignored, "skipped_rows": table.skipped_rows, "empty_cells": table.empty_cells,
-        "trees": params.trees, "sample_size": params.sample_size, "seed": params.seed,
+        "trees": params.trees, "sample_size": params.sample_size, "seed": params.seed, "log_scale": d.log_scale,
         "fit_s": fit_s, "score_s": score_s, "rows_per_s": table.rows() as f64 / (fit_s + score_s).max(1e-9),
         "evaluation": evaluation,
     });
@@ -284,6 +319,85 @@ fn detect_table(args: &Args, d: &DetectArgs) -> Result<()> {
             }
             o
         }
+    });
+    Ok(())
+}
+
+/// What `cis flows` counts of one record: only what the summary needs, so reading stays
+/// as fast as parsing.
+struct Glance {
+    start: Option<i64>,
+    end: Option<i64>,
+    interface: Option<crate::features::Id>,
+    bytes: u64,
+    status: Option<crate::flowlog::LogStatus>,
+    action: Option<crate::flowlog::Action>,
+}
+
+pub(super) fn flows(args: &Args, f: &FlowsArgs) -> Result<()> {
+    use crate::flowlog::{Action, LogStatus};
+    let format = log_format(&f.log_format)?;
+    let (mut records, mut malformed, mut bytes) = (0u64, 0u64, 0u64);
+    let (mut accepted, mut rejected, mut nodata, mut skipdata) = (0u64, 0u64, 0u64, 0u64);
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let mut interfaces: crate::features::HashSet<Box<str>> = Default::default();
+    // Records come in runs of one interface: only a new one is looked up.
+    let mut previous: Option<crate::features::Id> = None;
+    for input in inputs(&f.files) {
+        let name = input.name();
+        let glance = |r: crate::flowlog::FlowRecordOf<&str>| Glance {
+            start: r.start,
+            end: r.end,
+            interface: r.interface_id.map(crate::features::Id::new),
+            bytes: r.bytes.unwrap_or(0),
+            status: r.log_status,
+            action: r.action,
+        };
+        input.for_each_flow(format.as_ref(), glance, |g| match g {
+            Ok(g) => {
+                records += 1;
+                bytes += g.bytes;
+                first = first.min(g.start.unwrap_or(i64::MAX));
+                last = last.max(g.end.or(g.start).unwrap_or(i64::MIN));
+                if let Some(i) = g.interface {
+                    if previous.as_ref() != Some(&i) {
+                        if !interfaces.contains(i.as_str()) {
+                            interfaces.insert(i.as_str().into());
+                        }
+                        previous = Some(i);
+                    }
+                }
+                match (g.status, g.action) {
+                    (Some(LogStatus::NoData), _) => nodata += 1,
+                    (Some(LogStatus::SkipData), _) => skipdata += 1,
+                    (_, Some(Action::Reject)) => rejected += 1,
+                    _ => accepted += 1,
+                }
+            }
+            Err(e) => {
+                malformed += 1;
+                if malformed as usize <= SHOWN_ERRORS {
+                    eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
+                }
+            }
+        })?;
+    }
+    if malformed as usize > SHOWN_ERRORS {
+        eprintln!("cis: ... and {} more malformed lines skipped", malformed as usize - SHOWN_ERRORS);
+    }
+    let span = (records > 0 && first <= last).then(|| (crate::clock::Timestamp::from_unix_seconds(first), crate::clock::Timestamp::from_unix_seconds(last)));
+    print(&match args.output {
+        OutputFormat::Json => json(&serde_json::json!({
+            "records": records, "malformed_lines": malformed, "interfaces": interfaces.len(), "bytes": bytes,
+            "accepted": accepted, "rejected": rejected, "nodata": nodata, "skipdata": skipdata,
+            "first": span.map(|s| s.0.to_string()), "last": span.map(|s| s.1.to_string()),
+        })),
+        OutputFormat::Text => format!(
+            "{records} records ({malformed} malformed lines skipped) from {} interfaces{}: {accepted} accepted, {rejected} rejected, {nodata} NODATA, {skipdata} SKIPDATA; {} recorded",
+            interfaces.len(),
+            span.map(|(a, b)| format!(", {a} to {b}")).unwrap_or_default(),
+            crate::report::human_bytes(bytes)
+        ),
     });
     Ok(())
 }

@@ -90,6 +90,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Report => "report",
         Command::Train(_) => "train",
         Command::Detect(_) => "detect",
+        Command::Flows(_) => "flows",
         Command::Down => "down",
         Command::Scenarios(_) => "scenarios",
         Command::Demo(_) => "demo",
@@ -120,6 +121,7 @@ fn run(args: &Args) -> Result<()> {
         // Files in, results out: no cloud.
         Command::Train(t) => return detection::train(args, t, &state),
         Command::Detect(d) => return detection::detect(args, d, &state),
+        Command::Flows(f) => return detection::flows(args, f),
         _ => {}
     }
     eprintln!("cis {} · cloud: {} · lab: {}", verb(&args.command), args.cloud.name(), args.lab);
@@ -237,6 +239,7 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
         | Command::Scenarios(_)
         | Command::Train(_)
         | Command::Detect(_)
+        | Command::Flows(_)
         | Command::Completions { .. } => {
             unreachable!("handled before the runtime")
         }

@@ -141,7 +141,7 @@ impl LogFormat {
         &self.fields
     }
 
-    pub fn write(&self, r: &FlowRecord) -> String {
+    pub fn write<S: std::fmt::Display>(&self, r: &FlowRecordOf<S>) -> String {
         let mut out = String::with_capacity(160);
         for (i, f) in self.fields.iter().enumerate() {
             if i > 0 {
@@ -155,10 +155,15 @@ impl LogFormat {
     /// Parses one record line. Header lines (the field names, as exports carry them) are
     /// `Ok(None)`.
     pub fn read(&self, line: &str) -> Result<Option<FlowRecord>, String> {
+        self.read_as(line)
+    }
+
+    /// [`LogFormat::read`] into a record with text of type `S` (`&str` borrows the line).
+    pub fn read_as<'a, S: From<&'a str> + Default>(&self, line: &'a str) -> Result<Option<FlowRecordOf<S>>, String> {
         if is_header(line) {
             return Ok(None);
         }
-        let mut r = FlowRecord::default();
+        let mut r = FlowRecordOf::<S>::default();
         let mut tokens = line.split_ascii_whitespace();
         for (i, f) in self.fields.iter().enumerate() {
             let tok = tokens.next().ok_or_else(|| format!("expected {} fields, found {i}", self.fields.len()))?;
@@ -177,6 +182,10 @@ const LAB_FIELDS: usize = 23;
 
 /// Whether a line is a header: the names of the fields rather than values.
 fn is_header(line: &str) -> bool {
+    // Records start with a number or `-`: the common case costs one comparison.
+    if !line.as_bytes().first().is_some_and(u8::is_ascii_lowercase) {
+        return false;
+    }
     line.split_ascii_whitespace().next().is_some_and(|t| t.as_bytes()[0].is_ascii_lowercase() && Field::from_name(t).is_some())
 }
 
@@ -203,20 +212,14 @@ pub struct FlowLogReader<R> {
     input: R,
     format: LogFormat,
     line: String,
+    /// Where the current record's text is in `line`.
+    text: std::ops::Range<usize>,
     number: usize,
-    /// Until the first record: pick the format by the number of fields.
-    guess: bool,
 }
 
 impl<R: std::io::BufRead> FlowLogReader<R> {
     pub fn new(input: R, format: LogFormat) -> Self {
-        FlowLogReader { input, format, line: String::with_capacity(256), number: 0, guess: false }
-    }
-
-    /// A reader that takes its format from a header line or, failing one, from the first
-    /// record's number of fields: the default v2 format (14) or the lab's (23).
-    pub fn guessing(input: R) -> Self {
-        FlowLogReader { guess: true, ..FlowLogReader::new(input, LogFormat::default_v2()) }
+        FlowLogReader { input, format, line: String::with_capacity(256), text: 0..0, number: 0 }
     }
 
     /// The format in force (a header may have changed it).
@@ -224,9 +227,9 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
         &self.format
     }
 
-    /// The next record or malformed line; `None` at the end of the input. An I/O error
-    /// (including bytes that are not UTF-8) is a line error too.
-    pub fn next_record(&mut self) -> Option<Result<FlowRecord, LineError>> {
+    /// Reads up to the next line holding a record, switching formats at header lines;
+    /// the record's text is then `self.line[self.text]`. `None` at the end of the input.
+    fn next_line(&mut self) -> Option<Result<(), LineError>> {
         loop {
             self.line.clear();
             self.number += 1;
@@ -243,12 +246,6 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
             if text.is_empty() {
                 continue;
             }
-            if self.guess {
-                self.guess = false;
-                if !is_header(text) && text.split_ascii_whitespace().count() == LAB_FIELDS {
-                    self.format = LogFormat::parse(crate::lab::LAB_LOG_FORMAT).expect("the lab's format parses");
-                }
-            }
             if is_header(text) {
                 match LogFormat::from_header(text) {
                     Ok(f) => self.format = f,
@@ -256,11 +253,39 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
                 }
                 continue;
             }
-            return Some(match self.format.read(text) {
-                Ok(Some(r)) => Ok(r),
+            let start = text.as_ptr() as usize - self.line.as_ptr() as usize;
+            self.text = start..start + text.len();
+            return Some(Ok(()));
+        }
+    }
+
+    /// The next record or malformed line; `None` at the end of the input. An I/O error
+    /// (including bytes that are not UTF-8) is a line error too.
+    pub fn next_record(&mut self) -> Option<Result<FlowRecord, LineError>> {
+        loop {
+            if let Err(e) = self.next_line()? {
+                return Some(Err(e));
+            }
+            match self.format.read(&self.line[self.text.clone()]) {
+                Ok(Some(r)) => return Some(Ok(r)),
                 Ok(None) => continue,
-                Err(message) => Err(LineError { line: self.number, message }),
-            });
+                Err(message) => return Some(Err(LineError { line: self.number, message })),
+            }
+        }
+    }
+
+    /// Calls `each` with every record, its text borrowed from the line (no allocation), or
+    /// malformed line.
+    pub fn for_each_borrowed(&mut self, mut each: impl FnMut(Result<FlowRecordOf<&str>, LineError>)) {
+        while let Some(line) = self.next_line() {
+            match line {
+                Err(e) => each(Err(e)),
+                Ok(()) => match self.format.read_as::<&str>(&self.line[self.text.clone()]) {
+                    Ok(Some(r)) => each(Ok(r)),
+                    Ok(None) => {}
+                    Err(message) => each(Err(LineError { line: self.number, message })),
+                },
+            }
         }
     }
 }
@@ -288,6 +313,20 @@ fn strip_export_timestamp(line: &str) -> &str {
 }
 
 impl LogFormat {
+    /// The format a file's first line implies: the one a header line names, the lab's for a
+    /// record of its 23 fields, else the default v2 format.
+    pub fn guess(first_line: &str) -> LogFormat {
+        if is_header(first_line) {
+            if let Ok(f) = LogFormat::from_header(first_line) {
+                return f;
+            }
+        }
+        if first_line.split_ascii_whitespace().count() == LAB_FIELDS {
+            return LogFormat::parse(crate::lab::LAB_LOG_FORMAT).expect("the lab's format parses");
+        }
+        LogFormat::default_v2()
+    }
+
     /// The format a header line names (`version account-id ...`).
     pub fn from_header(line: &str) -> Result<LogFormat, String> {
         let spec: Vec<String> = line.split_ascii_whitespace().map(|n| format!("${{{n}}}")).collect();
@@ -295,12 +334,14 @@ impl LogFormat {
     }
 }
 
-/// One flow-log record; `None` is AWS's `-`.
+/// One flow-log record; `None` is AWS's `-`. Text fields are `S`: owned `String`s in a
+/// [`FlowRecord`], or `&str` borrowed from the line while a hot loop reads it (no
+/// allocation per record).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowRecord {
+pub struct FlowRecordOf<S> {
     pub version: Option<u8>,
-    pub account_id: Option<String>,
-    pub interface_id: Option<String>,
+    pub account_id: Option<S>,
+    pub interface_id: Option<S>,
     pub srcaddr: Option<IpAddr>,
     pub dstaddr: Option<IpAddr>,
     pub srcport: Option<u16>,
@@ -312,21 +353,62 @@ pub struct FlowRecord {
     pub end: Option<i64>,
     pub action: Option<Action>,
     pub log_status: Option<LogStatus>,
-    pub vpc_id: Option<String>,
-    pub subnet_id: Option<String>,
-    pub instance_id: Option<String>,
+    pub vpc_id: Option<S>,
+    pub subnet_id: Option<S>,
+    pub instance_id: Option<S>,
     pub tcp_flags: Option<u16>,
-    pub traffic_type: Option<String>,
+    pub traffic_type: Option<S>,
     pub pkt_srcaddr: Option<IpAddr>,
     pub pkt_dstaddr: Option<IpAddr>,
     pub flow_direction: Option<Direction>,
     pub traffic_path: Option<u8>,
-    pub region: Option<String>,
-    pub az_id: Option<String>,
-    pub sublocation_type: Option<String>,
-    pub sublocation_id: Option<String>,
-    pub pkt_src_aws_service: Option<String>,
-    pub pkt_dst_aws_service: Option<String>,
+    pub region: Option<S>,
+    pub az_id: Option<S>,
+    pub sublocation_type: Option<S>,
+    pub sublocation_id: Option<S>,
+    pub pkt_src_aws_service: Option<S>,
+    pub pkt_dst_aws_service: Option<S>,
+}
+
+/// A record that owns its text.
+pub type FlowRecord = FlowRecordOf<String>;
+
+impl<'a> FlowRecordOf<&'a str> {
+    /// The record with its text copied out of the line.
+    pub fn to_owned_record(&self) -> FlowRecord {
+        let o = |v: &Option<&str>| v.map(str::to_string);
+        FlowRecordOf {
+            version: self.version,
+            account_id: o(&self.account_id),
+            interface_id: o(&self.interface_id),
+            srcaddr: self.srcaddr,
+            dstaddr: self.dstaddr,
+            srcport: self.srcport,
+            dstport: self.dstport,
+            protocol: self.protocol,
+            packets: self.packets,
+            bytes: self.bytes,
+            start: self.start,
+            end: self.end,
+            action: self.action,
+            log_status: self.log_status,
+            vpc_id: o(&self.vpc_id),
+            subnet_id: o(&self.subnet_id),
+            instance_id: o(&self.instance_id),
+            tcp_flags: self.tcp_flags,
+            traffic_type: o(&self.traffic_type),
+            pkt_srcaddr: self.pkt_srcaddr,
+            pkt_dstaddr: self.pkt_dstaddr,
+            flow_direction: self.flow_direction,
+            traffic_path: self.traffic_path,
+            region: o(&self.region),
+            az_id: o(&self.az_id),
+            sublocation_type: o(&self.sublocation_type),
+            sublocation_id: o(&self.sublocation_id),
+            pkt_src_aws_service: o(&self.pkt_src_aws_service),
+            pkt_dst_aws_service: o(&self.pkt_dst_aws_service),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,7 +446,7 @@ fn parse_opt<T: std::str::FromStr>(tok: &str, what: &str) -> Result<Option<T>, S
     tok.parse().map(Some).map_err(|_| format!("{what} '{tok}' is not valid"))
 }
 
-impl FlowRecord {
+impl<S: std::fmt::Display> FlowRecordOf<S> {
     fn write_field(&self, f: Field, out: &mut String) {
         match f {
             Field::Version => opt(out, &self.version),
@@ -413,8 +495,11 @@ impl FlowRecord {
         }
     }
 
-    fn read_field(&mut self, f: Field, tok: &str) -> Result<(), String> {
-        let s = |tok: &str| (tok != "-").then(|| tok.to_string());
+}
+
+impl<'a, S: From<&'a str>> FlowRecordOf<S> {
+    fn read_field(&mut self, f: Field, tok: &'a str) -> Result<(), String> {
+        let s = |tok: &'a str| (tok != "-").then(|| S::from(tok));
         match f {
             Field::Version => self.version = parse_opt(tok, "version")?,
             Field::AccountId => self.account_id = s(tok),

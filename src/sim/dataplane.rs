@@ -660,7 +660,7 @@ impl World {
             windows.add(&r, false);
         }
         // One detection per instance and window.
-        for verdict in model.score(&mut windows.finish()).into_iter().filter(|v| v.anomalous) {
+        for verdict in model.score(&mut windows.finish(), false).into_iter().filter(|v| v.anomalous) {
             let Some(instance) = verdict.instance_id.clone() else { continue };
             let put_at = at.plus(ctx.latency.draw(Delay::ApiCall, &mut self.rng));
             let detection = DetectionEvent {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod detector;
 mod fuzz;
 mod lifecycle;
 mod simulator;
