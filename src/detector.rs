@@ -31,8 +31,16 @@ const GUARD_MARGIN_LOG: f64 = std::f64::consts::LN_2;
 const GUARD_MARGIN_SHARE: f64 = 0.25;
 /// Features the guard watches: volume, fan-out and failure. Not packets (bytes say it),
 /// not periodicity (agents poll like metronomes).
-const GUARDED: [&str; 8] =
-    ["bytes_out", "connections", "destinations", "ports", "new_destinations", "reject_share", "top_destination_bytes", "top_destination_connections"];
+const GUARDED: [&str; 8] = [
+    "bytes_out",
+    "connections",
+    "destinations",
+    "ports",
+    "new_destinations",
+    "reject_share",
+    "top_destination_bytes",
+    "top_destination_connections",
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
@@ -365,7 +373,8 @@ pub fn rcf_scores(answer: &[u8], windows: usize) -> Result<Vec<f64>, String> {
         scores: Vec<Score>,
     }
     let shown = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
-    let a: Answer = serde_json::from_slice(answer).map_err(|e| format!("the anomaly endpoint answered '{shown}': {e}; expected {{\"scores\": [{{\"score\": ...}}]}}"))?;
+    let a: Answer = serde_json::from_slice(answer)
+        .map_err(|e| format!("the anomaly endpoint answered '{shown}': {e}; expected {{\"scores\": [{{\"score\": ...}}]}}"))?;
     if a.scores.len() != windows {
         return Err(format!("the anomaly endpoint scored {} windows of the {windows} sent", a.scores.len()));
     }
@@ -375,24 +384,11 @@ pub fn rcf_scores(answer: &[u8], windows: usize) -> Result<Vec<f64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flowlog::{Action, FlowRecord, LogStatus};
+    use crate::flowlog::{Action, FlowRecord};
     use crate::rng::Rng;
 
     fn flow(start: i64, srcport: u16, dst: &str, bytes: u64) -> FlowRecord {
-        FlowRecord {
-            interface_id: Some("eni-1".into()),
-            instance_id: Some("i-1".into()),
-            srcaddr: Some("10.42.1.10".parse().unwrap()),
-            dstaddr: Some(dst.parse().unwrap()),
-            srcport: Some(srcport),
-            dstport: Some(443),
-            packets: Some(bytes / 1400 + 2),
-            bytes: Some(bytes),
-            start: Some(start),
-            action: Some(Action::Accept),
-            log_status: Some(LogStatus::Ok),
-            ..Default::default()
-        }
+        crate::features::tests::out(start, srcport, dst, 443, bytes, Action::Accept)
     }
 
     /// An agent polling one of three hosts every 30 s or so, for `hours`.

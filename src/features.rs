@@ -364,11 +364,8 @@ impl WindowAggregator {
 
     /// The windows, in (interface, start) order.
     pub fn finish(self) -> Vec<WindowFeatures> {
-        let mut tallies: Vec<((Box<str>, i64), Tally)> = self
-            .interfaces
-            .into_iter()
-            .flat_map(|(eni, windows)| windows.into_iter().map(move |(w, t)| ((eni.clone(), w), t)))
-            .collect();
+        let mut tallies: Vec<((Box<str>, i64), Tally)> =
+            self.interfaces.into_iter().flat_map(|(eni, windows)| windows.into_iter().map(move |(w, t)| ((eni.clone(), w), t))).collect();
         features_of(&mut tallies)
     }
 }
@@ -441,10 +438,11 @@ pub fn windows<'a>(records: impl IntoIterator<Item = &'a FlowRecord>, window_s: 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn out(start: i64, srcport: u16, dst: &str, dstport: u16, bytes: u64, action: Action) -> FlowRecord {
+    /// An outbound record from the lab's usual interface, for tests here and beside.
+    pub(crate) fn out(start: i64, srcport: u16, dst: &str, dstport: u16, bytes: u64, action: Action) -> FlowRecord {
         FlowRecord {
             interface_id: Some("eni-1".into()),
             instance_id: Some("i-1".into()),
@@ -466,11 +464,16 @@ mod tests {
     #[test]
     fn a_beacon_window_and_a_quiet_one() {
         let t0 = 1_767_225_600;
-        let mut records: Vec<FlowRecord> = (0..12).map(|i| out(t0 + 5 * i, 40000 + i as u16, "203.0.113.50", 80, 16_000, Action::Accept)).collect();
+        let mut records: Vec<FlowRecord> =
+            (0..12).map(|i| out(t0 + 5 * i, 40000 + i as u16, "203.0.113.50", 80, 16_000, Action::Accept)).collect();
         records.push(out(t0 + 3, 50000, "52.46.141.10", 443, 2400, Action::Accept));
         records.push(FlowRecord { flow_direction: Some(Direction::Egress), ..out(t0 + 4, 50001, "10.42.1.20", 22, 60, Action::Reject) });
         // Inbound traffic is not the interface's doing.
-        records.push(FlowRecord { srcaddr: Some("45.83.64.12".parse().unwrap()), dstaddr: Some("10.42.1.10".parse().unwrap()), ..out(t0, 1, "10.0.0.1", 22, 60, Action::Reject) });
+        records.push(FlowRecord {
+            srcaddr: Some("45.83.64.12".parse().unwrap()),
+            dstaddr: Some("10.42.1.10".parse().unwrap()),
+            ..out(t0, 1, "10.0.0.1", 22, 60, Action::Reject)
+        });
         records.push(out(t0 + 70, 50002, "52.46.141.10", 443, 2400, Action::Accept));
         let w = windows(&records, 60);
         assert_eq!(w.len(), 2);

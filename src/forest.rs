@@ -30,7 +30,7 @@ pub struct Matrix<'a> {
 impl<'a> Matrix<'a> {
     /// `data.len()` must be a multiple of `cols`.
     pub fn new(data: &'a [f64], cols: usize) -> Matrix<'a> {
-        assert!(cols > 0 && data.len() % cols == 0, "a matrix of {} values cannot have {cols} columns", data.len());
+        assert!(cols > 0 && data.len().is_multiple_of(cols), "a matrix of {} values cannot have {cols} columns", data.len());
         Matrix { data, cols }
     }
 
@@ -525,7 +525,7 @@ mod tests {
         let forest = IsolationForest::fit(Matrix::new(&data, 3), &ForestParams { trees: 10, sample_size: 64, seed: 9 });
         // A tree of 64 rows and depth 6 has at most 127 nodes.
         let sizes: Vec<usize> = forest.roots.windows(2).map(|w| (w[1] - w[0]) as usize).collect();
-        assert!(sizes.iter().all(|&s| s <= 127 && s >= 3), "{sizes:?}");
+        assert!(sizes.iter().all(|&s| (3..=127).contains(&s)), "{sizes:?}");
         assert!(forest.depths.iter().all(|&d| d <= 6));
         // Stored and loaded, it is the same forest.
         let json = serde_json::to_string(&forest).unwrap();

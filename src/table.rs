@@ -57,12 +57,16 @@ pub fn read_csv(path: &Path, label_column: Option<&str>) -> Result<Table> {
     };
     let names: Vec<String> = header.split(',').map(|n| unquote(n).to_string()).collect();
     let label_at = match label_column {
-        Some(l) => Some(names.iter().position(|n| n == l).ok_or_else(|| {
-            bad(1, format!("no column '{l}' for the labels; the columns are: {}", names.join(", ")))
-        })?),
+        Some(l) => Some(
+            names
+                .iter()
+                .position(|n| n == l)
+                .ok_or_else(|| bad(1, format!("no column '{l}' for the labels; the columns are: {}", names.join(", "))))?,
+        ),
         None => None,
     };
-    let mut table = Table { columns: vec![], ignored: vec![], data: vec![], labels: label_at.map(|_| vec![]), skipped_rows: 0, empty_cells: 0 };
+    let mut table =
+        Table { columns: vec![], ignored: vec![], data: vec![], labels: label_at.map(|_| vec![]), skipped_rows: 0, empty_cells: 0 };
     // Decided on the first data row: which columns are features.
     let mut features: Option<Vec<usize>> = None;
     for (i, line) in lines.enumerate() {

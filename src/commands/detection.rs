@@ -64,27 +64,31 @@ fn read_windows(
     let (mut records, mut malformed, mut line_index) = (0u64, 0u64, 0usize);
     for input in inputs {
         let name = input.name();
-        input.for_each_flow(format, |r| Flow::of(&r), |r| {
-            let positive = labels.and_then(|l| l.get(line_index)).copied().unwrap_or(false);
-            line_index += 1;
-            match r {
-                Ok(flow) => {
-                    records += 1;
-                    if let Some(flow) = flow {
-                        agg.add_flow(&flow, positive);
+        input.for_each_flow(
+            format,
+            |r| Flow::of(&r),
+            |r| {
+                let positive = labels.and_then(|l| l.get(line_index)).copied().unwrap_or(false);
+                line_index += 1;
+                match r {
+                    Ok(flow) => {
+                        records += 1;
+                        if let Some(flow) = flow {
+                            agg.add_flow(&flow, positive);
+                        }
+                        if records % DRAIN_EVERY == 0 {
+                            sink(agg.drain_closed());
+                        }
                     }
-                    if records % DRAIN_EVERY == 0 {
-                        sink(agg.drain_closed());
+                    Err(e) => {
+                        malformed += 1;
+                        if malformed as usize <= SHOWN_ERRORS {
+                            eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
+                        }
                     }
                 }
-                Err(e) => {
-                    malformed += 1;
-                    if malformed as usize <= SHOWN_ERRORS {
-                        eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
-                    }
-                }
-            }
-        })?;
+            },
+        )?;
     }
     sink(agg.finish());
     if malformed as usize > SHOWN_ERRORS {
@@ -92,7 +96,11 @@ fn read_windows(
     }
     if let Some(l) = labels {
         if l.len() != line_index {
-            return Err(Error::Usage(format!("--eval: {} labels for {line_index} record lines; give one label per record line, in order", l.len())).into());
+            return Err(Error::Usage(format!(
+                "--eval: {} labels for {line_index} record lines; give one label per record line, in order",
+                l.len()
+            ))
+            .into());
         }
     }
     Ok(Reading { records, malformed })
@@ -111,8 +119,8 @@ pub(super) fn train(args: &Args, t: &TrainArgs, state: &StateDir) -> Result<()> 
     if let Some(path) = &t.rcf_csv {
         write_atomic(path, crate::detector::rcf_csv(&windows).as_bytes()).context("writing --rcf-csv")?;
     }
-    let model = Model::train(windows, &options, &names.join(", "))
-        .map_err(|e| Error::Usage(format!("--baseline {}: {e}", names.join(" "))))?;
+    let model =
+        Model::train(windows, &options, &names.join(", ")).map_err(|e| Error::Usage(format!("--baseline {}: {e}", names.join(" "))))?;
     let out = t.out.clone().unwrap_or_else(|| default_model_path(state, args));
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)).context("creating the model's folder")?;
@@ -181,7 +189,12 @@ fn read_labels(path: &str) -> Result<Vec<bool>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             crate::table::label(l.trim()).ok_or_else(|| {
-                Error::BadFile { path: path.clone(), line: i + 1, message: format!("'{}' is not a label: use 1/0, malicious/benign", l.trim()) }.into()
+                Error::BadFile {
+                    path: path.clone(),
+                    line: i + 1,
+                    message: format!("'{}' is not a label: use 1/0, malicious/benign", l.trim()),
+                }
+                .into()
             })
         })
         .collect()
@@ -254,10 +267,7 @@ pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()
             let _ = write!(
                 o,
                 "{} records ({} malformed lines skipped), {} windows, {} anomalous",
-                reading.records,
-                reading.malformed,
-                windows,
-                anomalous
+                reading.records, reading.malformed, windows, anomalous
             );
             if let Some(e) = &evaluation {
                 let _ = write!(o, "\n{} (per window)", evaluation_text(e));
@@ -385,7 +395,8 @@ pub(super) fn flows(args: &Args, f: &FlowsArgs) -> Result<()> {
     if malformed as usize > SHOWN_ERRORS {
         eprintln!("cis: ... and {} more malformed lines skipped", malformed as usize - SHOWN_ERRORS);
     }
-    let span = (records > 0 && first <= last).then(|| (crate::clock::Timestamp::from_unix_seconds(first), crate::clock::Timestamp::from_unix_seconds(last)));
+    let span = (records > 0 && first <= last)
+        .then(|| (crate::clock::Timestamp::from_unix_seconds(first), crate::clock::Timestamp::from_unix_seconds(last)));
     print(&match args.output {
         OutputFormat::Json => json(&serde_json::json!({
             "records": records, "malformed_lines": malformed, "interfaces": interfaces.len(), "bytes": bytes,

@@ -125,9 +125,9 @@ pub fn messages_from_json(json: &[u8]) -> Result<Vec<String>, EnvelopeError> {
         return Ok(doc.messages().map(str::to_string).collect());
     }
     let events = value.get("events").or_else(|| value.get("logEvents")).unwrap_or(&value);
-    let events = events
-        .as_array()
-        .ok_or_else(|| EnvelopeError::Json("expected awslogs.data, a subscription document, {\"events\": [...]} or an array of events".into()))?;
+    let events = events.as_array().ok_or_else(|| {
+        EnvelopeError::Json("expected awslogs.data, a subscription document, {\"events\": [...]} or an array of events".into())
+    })?;
     events
         .iter()
         .map(|e| {
@@ -150,7 +150,11 @@ mod tests {
             log_group: "/cis/lab/flow-logs".into(),
             log_stream: "eni-0abc-all".into(),
             subscription_filters: vec!["cis-lab-detector-subscription".into()],
-            log_events: vec![LogEvent { id: "1".into(), timestamp: 1_767_225_660_000, message: "2 123 eni-1 - - - - - - - 1 2 - NODATA".into() }],
+            log_events: vec![LogEvent {
+                id: "1".into(),
+                timestamp: 1_767_225_660_000,
+                message: "2 123 eni-1 - - - - - - - 1 2 - NODATA".into(),
+            }],
         }
     }
 

@@ -94,20 +94,18 @@ impl Input {
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let (job_rx, done_tx, format, convert) = (&job_rx, done_tx.clone(), &format, &convert);
-                s.spawn(move || {
-                    loop {
-                        let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((seq, first_line, block)) = job else { return };
-                        let mut parsed = Vec::with_capacity(block.len() / 100);
-                        FlowLogReader::new(&block[..], format.clone()).for_each_borrowed(|r| {
-                            parsed.push(match r {
-                                Ok(r) => Ok(convert(r)),
-                                Err(e) => Err(LineError { line: first_line + e.line - 1, message: e.message }),
-                            })
-                        });
-                        if done_tx.send((seq, parsed)).is_err() {
-                            return;
-                        }
+                s.spawn(move || loop {
+                    let job = job_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((seq, first_line, block)) = job else { return };
+                    let mut parsed = Vec::with_capacity(block.len() / 100);
+                    FlowLogReader::new(&block[..], format.clone()).for_each_borrowed(|r| {
+                        parsed.push(match r {
+                            Ok(r) => Ok(convert(r)),
+                            Err(e) => Err(LineError { line: first_line + e.line - 1, message: e.message }),
+                        })
+                    });
+                    if done_tx.send((seq, parsed)).is_err() {
+                        return;
                     }
                 });
             }
@@ -176,10 +174,14 @@ mod tests {
         let count = |p: &Path| {
             let (mut ok, mut bad) = (0, vec![]);
             Input::File(p.to_path_buf())
-                .for_each_flow(None, |r| r.to_owned_record(), |r| match r {
-                    Ok(_) => ok += 1,
-                    Err(e) => bad.push(e.line),
-                })
+                .for_each_flow(
+                    None,
+                    |r| r.to_owned_record(),
+                    |r| match r {
+                        Ok(_) => ok += 1,
+                        Err(e) => bad.push(e.line),
+                    },
+                )
                 .unwrap();
             (ok, bad)
         };

@@ -373,7 +373,7 @@ pub struct FlowRecordOf<S> {
 /// A record that owns its text.
 pub type FlowRecord = FlowRecordOf<String>;
 
-impl<'a> FlowRecordOf<&'a str> {
+impl FlowRecordOf<&str> {
     /// The record with its text copied out of the line.
     pub fn to_owned_record(&self) -> FlowRecord {
         let o = |v: &Option<&str>| v.map(str::to_string);
@@ -494,7 +494,6 @@ impl<S: std::fmt::Display> FlowRecordOf<S> {
             Field::Skipped => out.push('-'),
         }
     }
-
 }
 
 impl<'a, S: From<&'a str>> FlowRecordOf<S> {
@@ -635,7 +634,10 @@ eni-9 egress 8 S3 -\n";
 
     #[test]
     fn v4_and_v5_fields_round_trip() {
-        let f = LogFormat::parse("${region} ${az-id} ${sublocation-type} ${sublocation-id} ${pkt-src-aws-service} ${pkt-dst-aws-service} ${reject-reason}").unwrap();
+        let f = LogFormat::parse(
+            "${region} ${az-id} ${sublocation-type} ${sublocation-id} ${pkt-src-aws-service} ${pkt-dst-aws-service} ${reject-reason}",
+        )
+        .unwrap();
         let line = "us-east-1 use1-az1 outpost op-123 AMAZON - -";
         let r = f.read(line).unwrap().unwrap();
         assert_eq!(r.az_id.as_deref(), Some("use1-az1"));

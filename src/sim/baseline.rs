@@ -45,7 +45,13 @@ const CAPTURE_ROLES: [Role; 12] = [
 ];
 
 /// The flow-log lines a target running the baseline profile produces over `hours`.
-pub fn capture(window_s: u32, hours: u64, seed: u64, latency: &LatencyModel, baselines: &[BaselineProfile]) -> Result<Vec<String>, CloudError> {
+pub fn capture(
+    window_s: u32,
+    hours: u64,
+    seed: u64,
+    latency: &LatencyModel,
+    baselines: &[BaselineProfile],
+) -> Result<Vec<String>, CloudError> {
     let lab: LabName = "baseline".parse().expect("a valid lab name");
     let options = LabOptions { detector: DetectorMode::Lambda, window_s, ..Default::default() };
     let graph = LabGraph::build(&lab, &options, "baseline");
@@ -56,7 +62,8 @@ pub fn capture(window_s: u32, hours: u64, seed: u64, latency: &LatencyModel, bas
     let mut now = Timestamp::SIM_EPOCH;
     let mut refs = Refs::new();
     for spec in graph.resources.iter().filter(|s| CAPTURE_ROLES.contains(&s.role)) {
-        let spec = rendered(spec, &lab, &world.region.clone(), &world.account_id.clone(), &refs).map_err(|e| CloudError::Other(e.to_string()))?;
+        let spec =
+            rendered(spec, &lab, &world.region.clone(), &world.account_id.clone(), &refs).map_err(|e| CloudError::Other(e.to_string()))?;
         // Wait out propagation (roles, instance profiles) as the orchestration would.
         let id = loop {
             match world.create(&spec, &refs, now, latency) {
@@ -105,7 +112,9 @@ impl LabModels {
         let model = Model::train(
             agg.finish(),
             &options,
-            &format!("simulator: {BASELINE_HOURS} h of the idle-server baseline, {window_s}-second windows, training seed {TRAINING_SEED:#x}"),
+            &format!(
+                "simulator: {BASELINE_HOURS} h of the idle-server baseline, {window_s}-second windows, training seed {TRAINING_SEED:#x}"
+            ),
         )
         .map_err(|e| CloudError::Other(format!("training the simulated lab's model: {e}")))?;
         let model = Arc::new(model);

@@ -13,12 +13,12 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::baseline::LabModels;
 use super::latency::{Delay, LatencyModel};
 use super::world::{Detail, EndpointStatus, InstanceState, World};
 use crate::clock::Timestamp;
 use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
 use crate::containment::ContainmentConfig;
-use super::baseline::LabModels;
 use crate::detector::DETECTOR_NAME;
 use crate::features::WindowAggregator;
 use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};

@@ -20,13 +20,13 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use self::baseline::LabModels;
 use self::dataplane::{AttackState, Context, Invocation};
 use self::latency::{Delay, LatencyModel};
 use self::world::{Detail, InstanceState, World};
 use crate::clock::{Clock, Timestamp};
 use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
 use crate::containment::{contain, ContainmentApi, InstanceView, InterfaceView};
-use self::baseline::LabModels;
 use crate::error::{Error, Result};
 use crate::lab::{LabName, Refs, ResourceKind, ResourceSpec, Role, Tags};
 use crate::ledger::check_header;

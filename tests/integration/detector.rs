@@ -79,7 +79,8 @@ fn train_then_detect_finds_the_beacon_and_says_why() {
     std::fs::write(dir.join("day.log"), &day_text).unwrap();
     std::fs::write(dir.join("labels.txt"), labels.join("\n")).unwrap();
 
-    let out = lab.run(&["detect", dir.join("day.log").to_str().unwrap(), "--eval", dir.join("labels.txt").to_str().unwrap(), "--output", "json"]);
+    let out =
+        lab.run(&["detect", dir.join("day.log").to_str().unwrap(), "--eval", dir.join("labels.txt").to_str().unwrap(), "--output", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let bad_line = records.len() + 1;
@@ -128,7 +129,11 @@ fn bad_input_names_the_file_line_or_flag() {
     std::fs::write(dir.join("t.csv"), "a,b,label\n1,2,0\n3,x,1\n").unwrap();
     let csv = lab.run(&["detect", "--format", "csv", "--eval", "label", dir.join("t.csv").to_str().unwrap()]);
     assert_eq!(csv.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&csv.stderr).contains("t.csv:3: column 'b': 'x' is not a number"), "{}", String::from_utf8_lossy(&csv.stderr));
+    assert!(
+        String::from_utf8_lossy(&csv.stderr).contains("t.csv:3: column 'b': 'x' is not a number"),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
 }
 
 #[test]
@@ -138,7 +143,8 @@ fn csv_tables_evaluate_the_forest() {
     let mut csv = String::from("x,y,host,label\n");
     for i in 0..3000 {
         let outlier = i % 100 == 0;
-        let (x, y) = if outlier { (rng.range_f64(5.0, 9.0), rng.range_f64(5.0, 9.0)) } else { (rng.range_f64(-1.0, 1.0), rng.range_f64(-1.0, 1.0)) };
+        let (x, y) =
+            if outlier { (rng.range_f64(5.0, 9.0), rng.range_f64(5.0, 9.0)) } else { (rng.range_f64(-1.0, 1.0), rng.range_f64(-1.0, 1.0)) };
         let _ = writeln!(csv, "{x},{y},h{i},{}", if outlier { "malicious" } else { "benign" });
     }
     let path = lab.state().join("blobs.csv");
@@ -149,4 +155,28 @@ fn csv_tables_evaluate_the_forest() {
     assert_eq!(v["ignored_columns"][0], "host");
     assert!(v["evaluation"]["roc_auc"].as_f64().unwrap() > 0.99, "{v:#}");
     assert_eq!(v["evaluation"]["recall_at_1pct_fpr"], 1.0);
+    let scaled = lab.ok(&["detect", "--format", "csv", "--eval", "label", "--log-scale", path.to_str().unwrap(), "--output", "json"]);
+    let scaled: serde_json::Value = serde_json::from_str(&scaled).unwrap();
+    assert_eq!(scaled["log_scale"], true);
+    assert!(scaled["evaluation"]["roc_auc"].as_f64().unwrap() > 0.99, "{scaled:#}");
+}
+
+#[test]
+fn train_writes_random_cut_forest_features() {
+    let lab = Lab::new();
+    let dir = lab.state();
+    std::fs::write(dir.join("baseline.log"), text(&polling(1_767_225_600, 6, 9))).unwrap();
+    let rcf = dir.join("rcf.csv");
+    lab.ok(&[
+        "train",
+        "--baseline",
+        dir.join("baseline.log").to_str().unwrap(),
+        "--rcf-csv",
+        rcf.to_str().unwrap(),
+        "--out",
+        dir.join("m.json").to_str().unwrap(),
+    ]);
+    let csv = std::fs::read_to_string(&rcf).unwrap();
+    assert_eq!(csv.lines().count(), 360, "one line a window of six hours");
+    assert!(csv.lines().all(|l| l.split(',').count() == cis::features::N_FEATURES && l.split(',').all(|v| v.parse::<f64>().is_ok())));
 }

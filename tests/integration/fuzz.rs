@@ -20,8 +20,30 @@ const SEEDS: &[&str] = &[
     "2026-01-01T00:01:00.000Z 2 1 eni-1 - - - - - - - 1 2 - SKIPDATA",
 ];
 
-const TOKENS: &[&str] =
-    &["-", "", "0", "-1", "65536", "4294967296", "18446744073709551616", "::", "999.1.1.1", "1.2.3", "ACCEPT", "OK", "NODATA", "${x}", "egress", "\u{feff}", "é", "\t", "version", "1e9", "+5", "0x10"];
+const TOKENS: &[&str] = &[
+    "-",
+    "",
+    "0",
+    "-1",
+    "65536",
+    "4294967296",
+    "18446744073709551616",
+    "::",
+    "999.1.1.1",
+    "1.2.3",
+    "ACCEPT",
+    "OK",
+    "NODATA",
+    "${x}",
+    "egress",
+    "\u{feff}",
+    "é",
+    "\t",
+    "version",
+    "1e9",
+    "+5",
+    "0x10",
+];
 
 /// One mutated copy of `seed`: a few byte- and token-level edits.
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {

@@ -70,7 +70,10 @@ fn a_benign_day_isolates_nothing_and_every_visible_scenario_is_detected() {
             let lab = format!("s-{}", scenario.id).chars().take(20).collect::<String>().trim_end_matches('-').parse().unwrap();
             orch.up(&lab, &options).await.unwrap();
             let run = orch.attack(&lab, &scenario).await.unwrap();
-            println!("{}: detected {}, isolated {}, latency {:?} s", scenario.id, run.metrics.detected, run.metrics.isolated, run.metrics.detection_latency_s);
+            println!(
+                "{}: detected {}, isolated {}, latency {:?} s",
+                scenario.id, run.metrics.detected, run.metrics.isolated, run.metrics.detection_latency_s
+            );
             if scenario.expect.visible_in_flow_logs {
                 assert_eq!(run.metrics.detected, scenario.expect.detected, "{}: {:?}", scenario.id, run.notes);
                 assert_eq!(run.metrics.isolated, scenario.expect.isolated, "{}: {:?}", scenario.id, run.notes);
