@@ -175,6 +175,14 @@ pub struct DetectArgs {
     /// before growing the forest (heavy-tailed counts and bytes then spread over their orders of magnitude).
     #[arg(long)]
     pub log_scale: bool,
+    /// Rank single flow-log records instead of windows: a forest grown on the input's own
+    /// records (no model needed), the most anomalous shown with their line numbers; with
+    /// --eval, one label per record line is evaluated per record. Hunting, not isolation.
+    #[arg(long)]
+    pub per_flow: bool,
+    /// With --per-flow: how many of the most anomalous records to show.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
     /// CSV only: the forest grown on the table itself.
     #[command(flatten)]
     pub forest: ForestArgs,

@@ -85,6 +85,45 @@ pub const WINDOW_FEATURES: [FeatureSpec; 10] = [
 ];
 
 pub const N_FEATURES: usize = WINDOW_FEATURES.len();
+
+/// The features of one flow-log record, for ranking flows against each other.
+pub const FLOW_FEATURES: [FeatureSpec; 9] = [
+    spec("bytes", "bytes in the record", true),
+    spec("packets", "packets in the record", true),
+    spec("bytes_per_packet", "bytes per packet", true),
+    spec("duration", "seconds from first to last packet", true),
+    spec("dst_port", "destination port", true),
+    spec("src_port", "source port", true),
+    spec("protocol", "IANA protocol number", false),
+    spec("rejected", "1 when the record was rejected", false),
+    spec("outbound", "1 when the interface sent it", false),
+];
+
+/// A record's flow features (log-scaled where the spec says); `None` for a record
+/// without traffic (NODATA, SKIPDATA).
+pub fn flow_vector<S>(r: &FlowRecordOf<S>) -> Option<[f64; FLOW_FEATURES.len()]> {
+    if r.log_status != Some(LogStatus::Ok) {
+        return None;
+    }
+    let (bytes, packets) = (r.bytes.unwrap_or(0) as f64, r.packets.unwrap_or(0) as f64);
+    let mut v = [
+        bytes,
+        packets,
+        if packets > 0.0 { bytes / packets } else { 0.0 },
+        r.end.zip(r.start).map(|(e, s)| (e - s).max(0) as f64).unwrap_or(0.0),
+        f64::from(r.dstport.unwrap_or(0)),
+        f64::from(r.srcport.unwrap_or(0)),
+        f64::from(r.protocol.unwrap_or(0)),
+        f64::from(u8::from(r.action == Some(Action::Reject))),
+        f64::from(u8::from(is_outbound(r))),
+    ];
+    for (x, s) in v.iter_mut().zip(FLOW_FEATURES.iter()) {
+        if s.log_scaled {
+            *x = x.ln_1p();
+        }
+    }
+    Some(v)
+}
 const NEW_DESTINATIONS: usize = 5;
 
 /// One interface's traffic in one window.
@@ -495,6 +534,17 @@ pub(crate) mod tests {
         b.set_new_destinations(&|d| known.contains(d));
         assert_eq!(b.raw[NEW_DESTINATIONS], 1.0);
         assert!((b.vector()[2] - 15f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn flow_features_of_a_record() {
+        let r = FlowRecord { end: Some(1010), packets: Some(10), ..out(1000, 40000, "203.0.113.9", 443, 15_000, Action::Accept) };
+        let v = flow_vector(&r).unwrap();
+        assert_eq!(v[0], 15_000f64.ln_1p());
+        assert_eq!(v[2], 1500f64.ln_1p());
+        assert_eq!(v[3], 10f64.ln_1p());
+        assert_eq!((v[7], v[8]), (0.0, 1.0));
+        assert!(flow_vector(&FlowRecord { log_status: Some(LogStatus::NoData), ..r }).is_none());
     }
 
     #[test]

@@ -71,7 +71,7 @@ fn read_windows(
                 let positive = labels.and_then(|l| l.get(line_index)).copied().unwrap_or(false);
                 line_index += 1;
                 match r {
-                    Ok(flow) => {
+                    Ok((_, flow)) => {
                         records += 1;
                         if let Some(flow) = flow {
                             agg.add_flow(&flow, positive);
@@ -203,6 +203,9 @@ fn read_labels(path: &str) -> Result<Vec<bool>> {
 pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()> {
     if d.format == InputFormat::Csv {
         return detect_table(args, d);
+    }
+    if d.per_flow {
+        return detect_flows(args, d);
     }
     let model = match d.model.as_deref() {
         Some("sim") => {
@@ -364,7 +367,7 @@ pub(super) fn flows(args: &Args, f: &FlowsArgs) -> Result<()> {
             action: r.action,
         };
         input.for_each_flow(format.as_ref(), glance, |g| match g {
-            Ok(g) => {
+            Ok((_, g)) => {
                 records += 1;
                 bytes += g.bytes;
                 first = first.min(g.start.unwrap_or(i64::MAX));
@@ -409,6 +412,111 @@ pub(super) fn flows(args: &Args, f: &FlowsArgs) -> Result<()> {
             span.map(|(a, b)| format!(", {a} to {b}")).unwrap_or_default(),
             crate::report::human_bytes(bytes)
         ),
+    });
+    Ok(())
+}
+
+/// One record as `--per-flow` shows it.
+#[derive(Serialize)]
+struct FlowLine {
+    file: PathBuf,
+    line: usize,
+    interface_id: Option<String>,
+    srcaddr: Option<std::net::IpAddr>,
+    dstaddr: Option<std::net::IpAddr>,
+    dstport: Option<u16>,
+    bytes: Option<u64>,
+    packets: Option<u64>,
+    score: f64,
+}
+
+/// Ranks the input's records with a forest grown on them: which single flows stand out.
+fn detect_flows(args: &Args, d: &DetectArgs) -> Result<()> {
+    use crate::features::{flow_vector, FLOW_FEATURES};
+    let labels = d.eval.as_deref().map(read_labels).transpose()?;
+    let format = log_format(&d.log_format)?;
+    // Per record with traffic: its vector, where it came from and what it was.
+    let (mut data, mut lines, mut kept_labels) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut records, mut malformed, mut line_index) = (0u64, 0u64, 0usize);
+    for input in inputs(&d.files) {
+        let name = input.name();
+        let convert = |r: crate::flowlog::FlowRecordOf<&str>| {
+            flow_vector(&r).map(|v| (v, r.interface_id.map(str::to_string), r.srcaddr, r.dstaddr, r.dstport, r.bytes, r.packets))
+        };
+        input.for_each_flow(format.as_ref(), convert, |r| {
+            let label = labels.as_ref().and_then(|l| l.get(line_index)).copied();
+            line_index += 1;
+            match r {
+                Ok((line, Some((v, interface_id, srcaddr, dstaddr, dstport, bytes, packets)))) => {
+                    records += 1;
+                    data.extend(v);
+                    kept_labels.push(label.unwrap_or(false));
+                    lines.push(FlowLine { file: name.clone(), line, interface_id, srcaddr, dstaddr, dstport, bytes, packets, score: 0.0 });
+                }
+                Ok((_, None)) => records += 1,
+                Err(e) => {
+                    malformed += 1;
+                    if malformed as usize <= SHOWN_ERRORS {
+                        eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
+                    }
+                }
+            }
+        })?;
+    }
+    if let Some(l) = &labels {
+        if l.len() != line_index {
+            return Err(Error::Usage(format!(
+                "--eval: {} labels for {line_index} record lines; give one label per record line, in order",
+                l.len()
+            ))
+            .into());
+        }
+    }
+    if lines.is_empty() {
+        return Err(Error::Usage("--per-flow: no record with traffic to rank".into()).into());
+    }
+    let x = Matrix::new(&data, FLOW_FEATURES.len());
+    let forest = IsolationForest::fit(x, &forest_params(&d.forest, args.seed));
+    for (l, s) in lines.iter_mut().zip(forest.score(x)) {
+        l.score = s;
+    }
+    let evaluation = labels.as_ref().map(|_| evaluate(&lines.iter().map(|l| l.score).collect::<Vec<_>>(), &kept_labels));
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by(|&a, &b| lines[b].score.total_cmp(&lines[a].score).then(a.cmp(&b)));
+    let top: Vec<&FlowLine> = order.iter().take(d.top).map(|&i| &lines[i]).collect();
+    print(&match args.output {
+        OutputFormat::Json => json(&serde_json::json!({
+            "format": "cis-flow-ranking", "version": 1, "records": records, "malformed_lines": malformed, "scored": lines.len(),
+            "features": FLOW_FEATURES.iter().map(|f| f.name).collect::<Vec<_>>(), "top": top, "evaluation": evaluation,
+        })),
+        OutputFormat::Text => {
+            let mut o = String::new();
+            let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            for l in &top {
+                let _ = writeln!(
+                    o,
+                    "{:.3}  {}:{}  {} {} -> {}:{} {} bytes {} packets",
+                    l.score,
+                    l.file.display(),
+                    l.line,
+                    show(l.interface_id.clone()),
+                    show(l.srcaddr.map(|a| a.to_string())),
+                    show(l.dstaddr.map(|a| a.to_string())),
+                    show(l.dstport.map(|p| p.to_string())),
+                    show(l.bytes.map(|b| b.to_string())),
+                    show(l.packets.map(|p| p.to_string()))
+                );
+            }
+            let _ = write!(
+                o,
+                "{records} records ({malformed} malformed lines skipped), {} with traffic ranked by a forest grown on them",
+                lines.len()
+            );
+            if let Some(e) = &evaluation {
+                let _ = write!(o, "\n{} (per record)", evaluation_text(e));
+            }
+            o
+        }
     });
     Ok(())
 }

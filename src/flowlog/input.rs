@@ -63,7 +63,8 @@ impl Input {
     }
 
     /// Calls `each` with what `convert` makes of every record (read with its text
-    /// borrowed from the line), or with a malformed line, in order;
+    /// borrowed from the line) and the record's line number, or with a malformed line, in
+    /// order;
     /// `format` `None` takes it from the first line ([`LogFormat::guess`]).
     ///
     /// Parsing runs on every core: this thread's reader cuts the text into blocks at line
@@ -74,7 +75,7 @@ impl Input {
         &self,
         format: Option<&LogFormat>,
         convert: impl Fn(FlowRecordOf<&str>) -> T + Sync,
-        mut each: impl FnMut(std::result::Result<T, LineError>),
+        mut each: impl FnMut(std::result::Result<(usize, T), LineError>),
     ) -> Result<()> {
         let name = self.name();
         let mut text = self.open_text()?;
@@ -87,7 +88,7 @@ impl Input {
             }
         };
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
-        type Parsed<T> = Vec<std::result::Result<T, LineError>>;
+        type Parsed<T> = Vec<std::result::Result<(usize, T), LineError>>;
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(u64, usize, Vec<u8>)>(workers);
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u64, Parsed<T>)>(workers * 2);
         let job_rx = std::sync::Mutex::new(job_rx);
@@ -100,7 +101,7 @@ impl Input {
                     let mut parsed = Vec::with_capacity(block.len() / 100);
                     FlowLogReader::new(&block[..], format.clone()).for_each_borrowed(|r| {
                         parsed.push(match r {
-                            Ok(r) => Ok(convert(r)),
+                            Ok((line, r)) => Ok((first_line + line - 1, convert(r))),
                             Err(e) => Err(LineError { line: first_line + e.line - 1, message: e.message }),
                         })
                     });

@@ -274,14 +274,14 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
         }
     }
 
-    /// Calls `each` with every record, its text borrowed from the line (no allocation), or
-    /// malformed line.
-    pub fn for_each_borrowed(&mut self, mut each: impl FnMut(Result<FlowRecordOf<&str>, LineError>)) {
+    /// Calls `each` with every record and its line number, its text borrowed from the
+    /// line (no allocation), or with a malformed line.
+    pub fn for_each_borrowed(&mut self, mut each: impl FnMut(Result<(usize, FlowRecordOf<&str>), LineError>)) {
         while let Some(line) = self.next_line() {
             match line {
                 Err(e) => each(Err(e)),
                 Ok(()) => match self.format.read_as::<&str>(&self.line[self.text.clone()]) {
-                    Ok(Some(r)) => each(Ok(r)),
+                    Ok(Some(r)) => each(Ok((self.number, r))),
                     Ok(None) => {}
                     Err(message) => each(Err(LineError { line: self.number, message })),
                 },

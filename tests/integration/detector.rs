@@ -97,6 +97,23 @@ fn train_then_detect_finds_the_beacon_and_says_why() {
     assert_eq!(eval["positives"], 1);
     assert_eq!(eval["roc_auc"], 1.0, "{eval}");
 
+    // Per flow, with no model: the beacon's records rank first, by line number.
+    let out = lab.ok(&[
+        "detect",
+        "--per-flow",
+        "--top",
+        "12",
+        dir.join("day.log").to_str().unwrap(),
+        "--eval",
+        dir.join("labels.txt").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let ranking: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let lines: Vec<u64> = ranking["top"].as_array().unwrap().iter().map(|f| f["line"].as_u64().unwrap()).collect();
+    assert!(lines.iter().all(|&l| (at as u64 + 1..=at as u64 + 12).contains(&l)), "{lines:?}, beacon at lines {}..{}", at + 1, at + 12);
+    assert!(ranking["evaluation"]["roc_auc"].as_f64().unwrap() > 0.99, "{}", ranking["evaluation"]);
+
     // Text output says the same in a line a person reads; stdin works too.
     let mut child = lab.cmd(&["detect", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), day_text.as_bytes()).unwrap();
