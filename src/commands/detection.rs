@@ -21,6 +21,37 @@ use crate::state::{write_atomic, StateDir};
 /// Malformed lines reported one by one before the rest are only counted.
 const SHOWN_ERRORS: usize = 10;
 
+/// Malformed lines: the first few named on stderr with their file and line, the rest counted.
+#[derive(Default)]
+struct Skipped {
+    count: u64,
+}
+
+impl Skipped {
+    fn line(&mut self, file: &std::path::Path, e: &crate::flowlog::LineError) {
+        self.count += 1;
+        if self.count as usize <= SHOWN_ERRORS {
+            eprintln!("cis: {}:{}: {} (skipped)", file.display(), e.line, e.message);
+        }
+    }
+
+    fn finish(&self) {
+        if self.count as usize > SHOWN_ERRORS {
+            eprintln!("cis: ... and {} more malformed lines skipped", self.count as usize - SHOWN_ERRORS);
+        }
+    }
+}
+
+/// `--eval` gives one label per record line.
+fn check_labels(labels: Option<&[bool]>, lines: usize) -> Result<(), Error> {
+    match labels {
+        Some(l) if l.len() != lines => {
+            Err(Error::Usage(format!("--eval: {} labels for {lines} record lines; give one label per record line, in order", l.len())))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn forest_params(f: &ForestArgs, seed: Option<u64>) -> ForestParams {
     ForestParams { trees: f.trees as usize, sample_size: f.sample_size as usize, seed: seed.unwrap_or(1) }
 }
@@ -61,7 +92,7 @@ fn read_windows(
     mut sink: impl FnMut(Vec<crate::features::WindowFeatures>),
 ) -> Result<Reading> {
     let mut agg = WindowAggregator::new(window_s);
-    let (mut records, mut malformed, mut line_index) = (0u64, 0u64, 0usize);
+    let (mut records, mut skipped, mut line_index) = (0u64, Skipped::default(), 0usize);
     for input in inputs {
         let name = input.name();
         input.for_each_flow(
@@ -80,30 +111,15 @@ fn read_windows(
                             sink(agg.drain_closed());
                         }
                     }
-                    Err(e) => {
-                        malformed += 1;
-                        if malformed as usize <= SHOWN_ERRORS {
-                            eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
-                        }
-                    }
+                    Err(e) => skipped.line(&name, &e),
                 }
             },
         )?;
     }
     sink(agg.finish());
-    if malformed as usize > SHOWN_ERRORS {
-        eprintln!("cis: ... and {} more malformed lines skipped", malformed as usize - SHOWN_ERRORS);
-    }
-    if let Some(l) = labels {
-        if l.len() != line_index {
-            return Err(Error::Usage(format!(
-                "--eval: {} labels for {line_index} record lines; give one label per record line, in order",
-                l.len()
-            ))
-            .into());
-        }
-    }
-    Ok(Reading { records, malformed })
+    skipped.finish();
+    check_labels(labels, line_index)?;
+    Ok(Reading { records, malformed: skipped.count })
 }
 
 pub(super) fn train(args: &Args, t: &TrainArgs, state: &StateDir) -> Result<()> {
@@ -350,7 +366,7 @@ struct Glance {
 pub(super) fn flows(args: &Args, f: &FlowsArgs) -> Result<()> {
     use crate::flowlog::{Action, LogStatus};
     let format = log_format(&f.log_format)?;
-    let (mut records, mut malformed, mut bytes) = (0u64, 0u64, 0u64);
+    let (mut records, mut skipped, mut bytes) = (0u64, Skipped::default(), 0u64);
     let (mut accepted, mut rejected, mut nodata, mut skipdata) = (0u64, 0u64, 0u64, 0u64);
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     let mut interfaces: crate::features::HashSet<Box<str>> = Default::default();
@@ -387,27 +403,21 @@ pub(super) fn flows(args: &Args, f: &FlowsArgs) -> Result<()> {
                     _ => accepted += 1,
                 }
             }
-            Err(e) => {
-                malformed += 1;
-                if malformed as usize <= SHOWN_ERRORS {
-                    eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
-                }
-            }
+            Err(e) => skipped.line(&name, &e),
         })?;
     }
-    if malformed as usize > SHOWN_ERRORS {
-        eprintln!("cis: ... and {} more malformed lines skipped", malformed as usize - SHOWN_ERRORS);
-    }
+    skipped.finish();
     let span = (records > 0 && first <= last)
         .then(|| (crate::clock::Timestamp::from_unix_seconds(first), crate::clock::Timestamp::from_unix_seconds(last)));
     print(&match args.output {
         OutputFormat::Json => json(&serde_json::json!({
-            "records": records, "malformed_lines": malformed, "interfaces": interfaces.len(), "bytes": bytes,
+            "records": records, "malformed_lines": skipped.count, "interfaces": interfaces.len(), "bytes": bytes,
             "accepted": accepted, "rejected": rejected, "nodata": nodata, "skipdata": skipdata,
             "first": span.map(|s| s.0.to_string()), "last": span.map(|s| s.1.to_string()),
         })),
         OutputFormat::Text => format!(
-            "{records} records ({malformed} malformed lines skipped) from {} interfaces{}: {accepted} accepted, {rejected} rejected, {nodata} NODATA, {skipdata} SKIPDATA; {} recorded",
+            "{records} records ({} malformed lines skipped) from {} interfaces{}: {accepted} accepted, {rejected} rejected, {nodata} NODATA, {skipdata} SKIPDATA; {} recorded",
+            skipped.count,
             interfaces.len(),
             span.map(|(a, b)| format!(", {a} to {b}")).unwrap_or_default(),
             crate::report::human_bytes(bytes)
@@ -437,7 +447,7 @@ fn detect_flows(args: &Args, d: &DetectArgs) -> Result<()> {
     let format = log_format(&d.log_format)?;
     // Per record with traffic: its vector, where it came from and what it was.
     let (mut data, mut lines, mut kept_labels) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut records, mut malformed, mut line_index) = (0u64, 0u64, 0usize);
+    let (mut records, mut skipped, mut line_index) = (0u64, Skipped::default(), 0usize);
     for input in inputs(&d.files) {
         let name = input.name();
         let convert = |r: crate::flowlog::FlowRecordOf<&str>| {
@@ -454,24 +464,12 @@ fn detect_flows(args: &Args, d: &DetectArgs) -> Result<()> {
                     lines.push(FlowLine { file: name.clone(), line, interface_id, srcaddr, dstaddr, dstport, bytes, packets, score: 0.0 });
                 }
                 Ok((_, None)) => records += 1,
-                Err(e) => {
-                    malformed += 1;
-                    if malformed as usize <= SHOWN_ERRORS {
-                        eprintln!("cis: {}:{}: {} (skipped)", name.display(), e.line, e.message);
-                    }
-                }
+                Err(e) => skipped.line(&name, &e),
             }
         })?;
     }
-    if let Some(l) = &labels {
-        if l.len() != line_index {
-            return Err(Error::Usage(format!(
-                "--eval: {} labels for {line_index} record lines; give one label per record line, in order",
-                l.len()
-            ))
-            .into());
-        }
-    }
+    skipped.finish();
+    check_labels(labels.as_deref(), line_index)?;
     if lines.is_empty() {
         return Err(Error::Usage("--per-flow: no record with traffic to rank".into()).into());
     }
@@ -486,7 +484,7 @@ fn detect_flows(args: &Args, d: &DetectArgs) -> Result<()> {
     let top: Vec<&FlowLine> = order.iter().take(d.top).map(|&i| &lines[i]).collect();
     print(&match args.output {
         OutputFormat::Json => json(&serde_json::json!({
-            "format": "cis-flow-ranking", "version": 1, "records": records, "malformed_lines": malformed, "scored": lines.len(),
+            "format": "cis-flow-ranking", "version": 1, "records": records, "malformed_lines": skipped.count, "scored": lines.len(),
             "features": FLOW_FEATURES.iter().map(|f| f.name).collect::<Vec<_>>(), "top": top, "evaluation": evaluation,
         })),
         OutputFormat::Text => {
@@ -509,7 +507,8 @@ fn detect_flows(args: &Args, d: &DetectArgs) -> Result<()> {
             }
             let _ = write!(
                 o,
-                "{records} records ({malformed} malformed lines skipped), {} with traffic ranked by a forest grown on them",
+                "{records} records ({} malformed lines skipped), {} with traffic ranked by a forest grown on them",
+                skipped.count,
                 lines.len()
             );
             if let Some(e) = &evaluation {
