@@ -208,7 +208,7 @@ impl Model {
     /// quarter of the baseline only learns them, and from then on a window counts the
     /// destinations no earlier window sent to, so the model knows how often new ones appear.
     pub fn train(mut windows: Vec<WindowFeatures>, options: &TrainOptions, trained_on: &str) -> Result<Model, ModelError> {
-        let busy = windows.iter().filter(|w| w.raw[2] > 0.0).count();
+        let busy = windows.iter().filter(|w| w.raw[crate::features::CONNECTIONS] > 0.0).count();
         if busy < 32 {
             return Err(ModelError::TooLittleBaseline(busy));
         }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::flowlog::{is_external, Action, Direction, FlowRecord, FlowRecordOf, LogStatus};
+use crate::flowlog::{is_external, Action, Direction, FlowRecord, FlowRecordOf, LogFormat, LogStatus};
 
 /// The Fx hash (rustc's): a multiply and a rotate per word. The maps it keys are filled
 /// from our own parsing and only ever sorted out, never iterated in their order.
@@ -124,6 +124,8 @@ pub fn flow_vector<S>(r: &FlowRecordOf<S>) -> Option<[f64; FLOW_FEATURES.len()]>
     }
     Some(v)
 }
+/// Columns other modules read by position.
+pub const CONNECTIONS: usize = 2;
 const NEW_DESTINATIONS: usize = 5;
 
 /// One interface's traffic in one window.
@@ -411,44 +413,41 @@ impl WindowAggregator {
 
 fn features_of(tallies: &mut [((Box<str>, i64), Tally)]) -> Vec<WindowFeatures> {
     tallies.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    {
-        tallies
-            .iter()
-            .map(|((interface_id, window_start), t)| {
-                let window_start = *window_start;
-                let top = t.per_destination.iter().max_by_key(|(ip, d)| (d.bytes, d.flows, std::cmp::Reverse(**ip)));
-                let (top_destination, top_bytes, top_flows, rhythm) = match top {
-                    Some((ip, d)) => (Some(*ip), d.bytes, d.flows, periodicity(&d.starts[..d.kept])),
-                    None => (None, 0, 0, 0.0),
-                };
-                let raw = [
-                    t.bytes as f64,
-                    t.packets as f64,
-                    t.flows as f64,
-                    t.per_destination.len() as f64,
-                    t.ports.len() as f64,
-                    0.0,
-                    if t.flows == 0 { 0.0 } else { t.rejected as f64 / t.flows as f64 },
-                    top_bytes as f64,
-                    top_flows as f64,
-                    rhythm,
-                ];
-                WindowFeatures {
-                    interface_id: interface_id.to_string(),
-                    instance_id: t.instance_id.as_ref().map(|i| i.to_string()),
-                    window_start,
-                    raw,
-                    destinations: {
-                        let mut d: Vec<IpAddr> = t.per_destination.keys().copied().collect();
-                        d.sort_unstable();
-                        d
-                    },
-                    top_destination,
-                    labelled_positive: t.positive,
-                }
-            })
-            .collect()
-    }
+    tallies
+        .iter()
+        .map(|((interface_id, window_start), t)| {
+            let top = t.per_destination.iter().max_by_key(|(ip, d)| (d.bytes, d.flows, std::cmp::Reverse(**ip)));
+            let (top_destination, top_bytes, top_flows, rhythm) = match top {
+                Some((ip, d)) => (Some(*ip), d.bytes, d.flows, periodicity(&d.starts[..d.kept])),
+                None => (None, 0, 0, 0.0),
+            };
+            let raw = [
+                t.bytes as f64,
+                t.packets as f64,
+                t.flows as f64,
+                t.per_destination.len() as f64,
+                t.ports.len() as f64,
+                0.0,
+                if t.flows == 0 { 0.0 } else { t.rejected as f64 / t.flows as f64 },
+                top_bytes as f64,
+                top_flows as f64,
+                rhythm,
+            ];
+            WindowFeatures {
+                interface_id: interface_id.to_string(),
+                instance_id: t.instance_id.as_ref().map(|i| i.to_string()),
+                window_start: *window_start,
+                raw,
+                destinations: {
+                    let mut d: Vec<IpAddr> = t.per_destination.keys().copied().collect();
+                    d.sort_unstable();
+                    d
+                },
+                top_destination,
+                labelled_positive: t.positive,
+            }
+        })
+        .collect()
 }
 
 /// 1 minus the coefficient of variation of the gaps between connection starts, floored at
@@ -465,6 +464,16 @@ fn periodicity(starts: &[i64]) -> f64 {
     }
     let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
     (1.0 - var.sqrt() / mean).max(0.0)
+}
+
+/// The windows of flow-log lines in `format`, as a detector function receives them from
+/// its subscription (lines that do not parse are left out).
+pub fn windows_of_lines<'a>(lines: impl IntoIterator<Item = &'a str>, format: &LogFormat, window_s: i64) -> Vec<WindowFeatures> {
+    let mut agg = WindowAggregator::new(window_s);
+    for r in lines.into_iter().filter_map(|l| format.read(l).ok().flatten()) {
+        agg.add(&r, false);
+    }
+    agg.finish()
 }
 
 /// The windows of a batch of records.

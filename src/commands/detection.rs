@@ -132,11 +132,13 @@ pub(super) fn train(args: &Args, t: &TrainArgs, state: &StateDir) -> Result<()> 
     let reading = read_windows(&inputs, format.as_ref(), t.window, None, |w| windows.extend(w))?;
     let options = TrainOptions { forest: forest_params(&t.forest, args.seed), target_fpr: t.target_fpr, window_s: t.window };
     let names: Vec<String> = inputs.iter().map(|i| i.name().display().to_string()).collect();
-    if let Some(path) = &t.rcf_csv {
-        write_atomic(path, crate::detector::rcf_csv(&windows).as_bytes()).context("writing --rcf-csv")?;
-    }
+    // Written only once the model trains: a baseline too small for one is too small for both.
+    let rcf_csv = t.rcf_csv.as_ref().map(|path| (path, crate::detector::rcf_csv(&windows)));
     let model =
         Model::train(windows, &options, &names.join(", ")).map_err(|e| Error::Usage(format!("--baseline {}: {e}", names.join(" "))))?;
+    if let Some((path, csv)) = rcf_csv {
+        write_atomic(path, csv.as_bytes()).context("writing --rcf-csv")?;
+    }
     let out = t.out.clone().unwrap_or_else(|| default_model_path(state, args));
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)).context("creating the model's folder")?;

@@ -18,8 +18,8 @@ use super::world::World;
 use crate::clock::Timestamp;
 use crate::cloud::CloudError;
 use crate::detector::{Model, TrainOptions};
-use crate::features::WindowAggregator;
-use crate::flowlog::{FlowLogReader, LogFormat};
+use crate::features::windows_of_lines;
+use crate::flowlog::LogFormat;
 use crate::lab::{rendered, DetectorMode, LabGraph, LabName, LabOptions, Refs, Role, LAB_LOG_FORMAT};
 use crate::scenario::BaselineProfile;
 
@@ -103,14 +103,10 @@ impl LabModels {
         }
         let lines = capture(window_s, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
         let format = LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses");
-        let mut agg = WindowAggregator::new(i64::from(window_s));
-        let text = lines.join("\n");
-        for r in FlowLogReader::new(text.as_bytes(), format).flatten() {
-            agg.add(&r, false);
-        }
+        let windows = windows_of_lines(lines.iter().map(String::as_str), &format, i64::from(window_s));
         let options = TrainOptions { window_s: i64::from(window_s), ..Default::default() };
         let model = Model::train(
-            agg.finish(),
+            windows,
             &options,
             &format!(
                 "simulator: {BASELINE_HOURS} h of the idle-server baseline, {window_s}-second windows, training seed {TRAINING_SEED:#x}"

@@ -20,7 +20,7 @@ use crate::clock::Timestamp;
 use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
 use crate::containment::ContainmentConfig;
 use crate::detector::DETECTOR_NAME;
-use crate::features::WindowAggregator;
+use crate::features::windows_of_lines;
 use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};
 use crate::lab::{FunctionCode, Rule, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
 use crate::scenario::{Arrival, BaselineProfile, Direction, Scenario, Stream};
@@ -655,12 +655,9 @@ impl World {
                 return;
             }
         };
-        let mut windows = WindowAggregator::new(i64::from(window_s));
-        for r in lines.iter().filter_map(|l| format.read(l).ok().flatten()) {
-            windows.add(&r, false);
-        }
+        let mut windows = windows_of_lines(lines.iter().map(String::as_str), &format, i64::from(window_s));
         // One detection per instance and window.
-        for verdict in model.score(&mut windows.finish(), false).into_iter().filter(|v| v.anomalous) {
+        for verdict in model.score(&mut windows, false).into_iter().filter(|v| v.anomalous) {
             let Some(instance) = verdict.instance_id.clone() else { continue };
             let put_at = at.plus(ctx.latency.draw(Delay::ApiCall, &mut self.rng));
             let detection = DetectionEvent {
