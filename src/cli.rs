@@ -106,6 +106,13 @@ pub struct LabArgs {
     /// E-mail address the alerts topic notifies.
     #[arg(long, value_name = "EMAIL")]
     pub notify: Option<String>,
+    /// How containment moves the target's interfaces: two-step (allow-all, then isolation,
+    /// as AWS recommends) or one-step, for training: it leaves tracked connections flowing.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["two-step", "one-step"]))]
+    pub isolation: Option<String>,
+    /// Forensic preservation before isolation: termination protection, volumes kept, snapshots.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["on", "off"]))]
+    pub forensics: Option<String>,
 }
 
 /// How the isolation forest is grown and calibrated.

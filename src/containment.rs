@@ -1,38 +1,60 @@
-//! The containment handler: isolates an instance the way AWS recommends.
+//! The containment function: isolates an instance the way AWS recommends.
 //!
 //! A plain async function over a small trait ([`ContainmentApi`]) for the EC2 and SNS
-//! calls, so the simulator, unit tests and the Lambda run the same code. The procedure
-//! (aws-facts.md, "Isolating an instance"):
-//! 1. refuse an instance that does not carry this lab's tag;
-//! 2. do nothing if it is already isolated (deliveries are at least once);
-//! 3. record the original groups in a tag, so they can be restored;
-//! 4. move every ENI to the allow-all group first, so tracked connections become untracked,
-//!    then every ENI to the isolation group, which cuts them;
-//! 5. on error put the original groups back and report it;
-//! 6. publish one message with the timeline.
+//! calls, so the Lambda (`lambda/`, with the AWS SDK), the simulator and unit tests run
+//! the same code. The procedure (aws-facts.md, "Isolating an instance"):
+//! 1. accept only a `cis.detector` event for this lab, and only an instance that carries
+//!    this lab's tag: the function never acts outside its lab;
+//! 2. do nothing if it is already isolated (EventBridge and Lambda deliver at least once);
+//! 3. record the original groups in a tag, so `cis release` or a failure can restore them;
+//! 4. forensics first (unless turned off): termination protection, volumes kept on
+//!    termination, a snapshot of each volume tagged with the lab; a forensic step that
+//!    fails is reported but does not hold back the isolation;
+//! 5. move every ENI to the allow-all group, so tracked connections become untracked,
+//!    then every ENI to the isolation group, which cuts them (a one-step swap, for
+//!    training only, leaves tracked connections flowing);
+//! 6. on error put the original groups back and report it;
+//! 7. publish one message with the timeline.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::cloud::{CloudError, ContainmentOutcome, DetectionEvent};
-use crate::lab::{Tags, TAG_LAB};
+pub use crate::lab::IsolationSteps;
+use crate::lab::{Tags, DETECTION_DETAIL_TYPE, DETECTION_SOURCE, TAG_LAB};
 
 pub const TAG_ORIGINAL_GROUPS: &str = "cis:original-groups";
 pub const TAG_ISOLATED_AT: &str = "cis:isolated-at";
+/// On the instance: the forensic snapshots taken, so a duplicate delivery takes none.
+pub const TAG_SNAPSHOTS: &str = "cis:forensic-snapshots";
+/// On a snapshot: the instance it preserves.
+pub const TAG_FORENSICS_OF: &str = "cis:forensics-of";
 
 /// An instance as containment sees it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceView {
     pub id: String,
     pub tags: Tags,
     pub interfaces: Vec<InterfaceView>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeView>,
+    #[serde(default)]
+    pub termination_protected: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceView {
     pub id: String,
     pub groups: Vec<String>,
+}
+
+/// An EBS volume attached to the instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeView {
+    pub id: String,
+    pub device: String,
+    pub delete_on_termination: bool,
 }
 
 /// The calls containment makes.
@@ -44,6 +66,12 @@ pub trait ContainmentApi: Send + Sync {
     /// ModifyInstanceAttribute which changes only the primary one.
     async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> Result<(), CloudError>;
     async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> Result<(), CloudError>;
+    /// ModifyInstanceAttribute(DisableApiTermination=true).
+    async fn protect_from_termination(&self, instance_id: &str) -> Result<(), CloudError>;
+    /// ModifyInstanceAttribute(BlockDeviceMappings: DeleteOnTermination=false) for these devices.
+    async fn keep_volumes(&self, instance_id: &str, devices: &[String]) -> Result<(), CloudError>;
+    /// CreateSnapshot with the tags applied at creation; returns the snapshot id.
+    async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> Result<String, CloudError>;
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> Result<(), CloudError>;
 }
 
@@ -54,61 +82,146 @@ pub struct ContainmentConfig {
     pub topic_arn: String,
     pub allow_all_group: String,
     pub isolation_group: String,
+    /// Termination protection, volumes kept, snapshots; on unless `CIS_FORENSICS=off`.
+    pub forensics: bool,
+    pub steps: IsolationSteps,
 }
 
 impl ContainmentConfig {
     /// From the function's environment variables (`CIS_LAB`, `CIS_TOPIC_ARN`,
-    /// `CIS_ALLOW_ALL_SG`, `CIS_ISOLATION_SG`).
+    /// `CIS_ALLOW_ALL_SG`, `CIS_ISOLATION_SG`, and optionally `CIS_FORENSICS=on|off`,
+    /// `CIS_ISOLATION=two-step|one-step`).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let need = |k: &str| get(k).filter(|v| !v.is_empty()).ok_or_else(|| format!("environment variable {k} is not set"));
+        let forensics = match get("CIS_FORENSICS").as_deref() {
+            None | Some("") | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(format!("CIS_FORENSICS={other}: expected on or off")),
+        };
+        let steps = match get("CIS_ISOLATION").as_deref() {
+            None | Some("") | Some("two-step") => IsolationSteps::TwoStep,
+            Some("one-step") => IsolationSteps::OneStep,
+            Some(other) => return Err(format!("CIS_ISOLATION={other}: expected two-step or one-step")),
+        };
         Ok(ContainmentConfig {
             lab: need("CIS_LAB")?,
             topic_arn: need("CIS_TOPIC_ARN")?,
             allow_all_group: need("CIS_ALLOW_ALL_SG")?,
             isolation_group: need("CIS_ISOLATION_SG")?,
+            forensics,
+            steps,
         })
     }
 }
 
-/// Handles one detection event.
+/// The EventBridge event the detector puts and the rule delivers, as Lambda receives it.
+pub fn eventbridge_event(detection: &DetectionEvent, account: &str, region: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("cis-{}-{}-{}", detection.lab, detection.instance_id, detection.window_start.millis()),
+        "detail-type": DETECTION_DETAIL_TYPE,
+        "source": DETECTION_SOURCE,
+        "account": account,
+        "time": detection.at.to_string(),
+        "region": region,
+        "resources": [],
+        "detail": detection,
+    })
+}
+
+/// The detection inside an EventBridge event, or why the event is not one.
+pub fn parse_event(event: &serde_json::Value) -> Result<DetectionEvent, String> {
+    let field = |k: &str| event.get(k).and_then(|v| v.as_str());
+    if field("source") != Some(DETECTION_SOURCE) {
+        return Err(format!(
+            "not a detection: source is {}, expected {DETECTION_SOURCE}",
+            field("source").map_or("missing".to_string(), |s| format!("'{s}'"))
+        ));
+    }
+    if field("detail-type") != Some(DETECTION_DETAIL_TYPE) {
+        return Err(format!("not a detection: detail-type is not '{DETECTION_DETAIL_TYPE}'"));
+    }
+    let detail = event.get("detail").ok_or("the event has no detail")?;
+    serde_json::from_value(detail.clone()).map_err(|e| format!("the detection in the event is malformed: {e}"))
+}
+
+/// Handles one EventBridge delivery. A malformed event is refused, not failed: Lambda
+/// would retry a failure, and the same bytes would fail again.
+pub async fn handle(api: &dyn ContainmentApi, config: &ContainmentConfig, event: &serde_json::Value) -> ContainmentOutcome {
+    match parse_event(event) {
+        Ok(detection) => contain(api, config, &detection).await,
+        Err(why) => {
+            let now = api.now();
+            ContainmentOutcome {
+                invoked_at: now,
+                finished_at: now,
+                detected_at: None,
+                instance_id: String::new(),
+                outcome: "refused".into(),
+                isolated_at: None,
+                snapshots: vec![],
+                detail: why,
+            }
+        }
+    }
+}
+
+/// Handles one detection.
 pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event: &DetectionEvent) -> ContainmentOutcome {
     let invoked_at = api.now();
-    let outcome = |name: &str, isolated_at: Option<Timestamp>, detail: String| ContainmentOutcome {
+    let outcome = |name: &str, isolated_at: Option<Timestamp>, snapshots: Vec<String>, detail: String| ContainmentOutcome {
         invoked_at,
         finished_at: api.now(),
+        detected_at: Some(event.at),
         instance_id: event.instance_id.clone(),
         outcome: name.to_string(),
         isolated_at,
+        snapshots,
         detail,
     };
 
-    let instance = match api.describe_instance(&event.instance_id).await {
-        Ok(i) => i,
-        Err(e) => return outcome("failed", None, format!("could not describe {}: {e}", event.instance_id)),
-    };
-    if instance.tags.get(TAG_LAB) != Some(&config.lab) || event.lab != config.lab {
+    if event.lab != config.lab {
         return outcome(
             "refused",
             None,
+            vec![],
+            format!("the detection is for lab '{}'; this function contains only lab '{}'", event.lab, config.lab),
+        );
+    }
+    let instance = match api.describe_instance(&event.instance_id).await {
+        Ok(i) => i,
+        Err(e) => return outcome("failed", None, vec![], format!("could not describe {}: {e}", event.instance_id)),
+    };
+    if instance.tags.get(TAG_LAB) != Some(&config.lab) {
+        return outcome(
+            "refused",
+            None,
+            vec![],
             format!("{} does not carry {TAG_LAB}={}: containment acts only inside its own lab", instance.id, config.lab),
         );
     }
     let isolated = |i: &InterfaceView| i.groups == [config.isolation_group.clone()];
     if !instance.interfaces.is_empty() && instance.interfaces.iter().all(isolated) {
-        return outcome("already-isolated", None, "duplicate delivery: the instance is already isolated".into());
+        return outcome("already-isolated", None, vec![], "duplicate delivery: the instance is already isolated".into());
     }
 
     // Keep the groups from before any earlier, interrupted attempt.
     let original = instance.tags.get(TAG_ORIGINAL_GROUPS).cloned().unwrap_or_else(|| encode_groups(&instance.interfaces));
     let originals = decode_groups(&original);
     if let Err(e) = api.tag_instance(&instance.id, &Tags::from([(TAG_ORIGINAL_GROUPS.to_string(), original.clone())])).await {
-        return outcome("failed", None, format!("could not record the original groups: {e}"));
+        return outcome("failed", None, vec![], format!("could not record the original groups: {e}"));
     }
 
+    let (snapshots, forensic_problems) = if config.forensics { preserve(api, config, &instance, event).await } else { (vec![], vec![]) };
+
+    let steps: &[&String] = match config.steps {
+        IsolationSteps::TwoStep => &[&config.allow_all_group, &config.isolation_group],
+        IsolationSteps::OneStep => &[&config.isolation_group],
+    };
     let swap = async {
-        for step in [&config.allow_all_group, &config.isolation_group] {
+        for step in steps {
             for i in &instance.interfaces {
-                api.set_interface_groups(&i.id, std::slice::from_ref(step)).await?;
+                api.set_interface_groups(&i.id, std::slice::from_ref(*step)).await?;
             }
         }
         Ok::<_, CloudError>(api.now())
@@ -128,7 +241,7 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
                 format!("isolation failed ({e}); restoring failed too: {}", restore_errors.join(", "))
             };
             let _ = api.publish(&config.topic_arn, &format!("cis: containment of {} FAILED", instance.id), &detail).await;
-            return outcome("failed", None, detail);
+            return outcome("failed", None, snapshots, detail);
         }
     };
     let _ = api.tag_instance(&instance.id, &Tags::from([(TAG_ISOLATED_AT.to_string(), isolated_at.to_string())])).await;
@@ -139,16 +252,92 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
         "detected_at": event.at.to_string(),
         "containment_invoked_at": invoked_at.to_string(),
         "isolated_at": isolated_at.to_string(),
+        "isolation": config.steps.name(),
         "detector": event.detector,
         "evidence": event.reason,
         "original_groups": original,
+        "forensic_snapshots": snapshots,
+        "forensic_problems": forensic_problems,
     });
     let subject = format!("cis: {} isolated in lab {}", instance.id, config.lab);
-    let detail = match api.publish(&config.topic_arn, &subject, &message.to_string()).await {
-        Ok(()) => format!("isolated {} interface(s); notified", instance.interfaces.len()),
-        Err(e) => format!("isolated {} interface(s); notification failed: {e}", instance.interfaces.len()),
+    let mut detail = format!("isolated {} interface(s) ({})", instance.interfaces.len(), config.steps.name());
+    if !snapshots.is_empty() {
+        detail.push_str(&format!("; {} forensic snapshot(s)", snapshots.len()));
+    }
+    if !forensic_problems.is_empty() {
+        detail.push_str(&format!("; forensics incomplete: {}", forensic_problems.join("; ")));
+    }
+    match api.publish(&config.topic_arn, &subject, &message.to_string()).await {
+        Ok(()) => detail.push_str("; notified"),
+        Err(e) => detail.push_str(&format!("; notification failed: {e}")),
+    }
+    outcome("isolated", Some(isolated_at), snapshots, detail)
+}
+
+/// Forensic preservation: the snapshots taken (or taken by an earlier delivery) and what
+/// went wrong. Each step is idempotent: protection and DeleteOnTermination are states,
+/// and the snapshots are recorded on the instance.
+async fn preserve(
+    api: &dyn ContainmentApi,
+    config: &ContainmentConfig,
+    instance: &InstanceView,
+    event: &DetectionEvent,
+) -> (Vec<String>, Vec<String>) {
+    let mut problems = Vec::new();
+    if !instance.termination_protected {
+        if let Err(e) = api.protect_from_termination(&instance.id).await {
+            problems.push(format!("termination protection: {e}"));
+        }
+    }
+    let devices: Vec<String> = instance.volumes.iter().filter(|v| v.delete_on_termination).map(|v| v.device.clone()).collect();
+    if !devices.is_empty() {
+        if let Err(e) = api.keep_volumes(&instance.id, &devices).await {
+            problems.push(format!("keeping volumes: {e}"));
+        }
+    }
+    if let Some(taken) = instance.tags.get(TAG_SNAPSHOTS) {
+        return (taken.split('+').filter(|s| !s.is_empty()).map(String::from).collect(), problems);
+    }
+    let mut snapshots = Vec::new();
+    for v in &instance.volumes {
+        let tags = Tags::from([
+            (TAG_LAB.to_string(), config.lab.clone()),
+            (crate::lab::TAG_MANAGED.to_string(), "true".to_string()),
+            (TAG_FORENSICS_OF.to_string(), instance.id.clone()),
+        ]);
+        let description = format!("cis forensics: {} {} at detection {}", instance.id, v.device, event.at);
+        match api.snapshot_volume(&v.id, &description, &tags).await {
+            Ok(id) => snapshots.push(id),
+            Err(e) => problems.push(format!("snapshot of {}: {e}", v.id)),
+        }
+    }
+    if !snapshots.is_empty() {
+        if let Err(e) = api.tag_instance(&instance.id, &Tags::from([(TAG_SNAPSHOTS.to_string(), snapshots.join("+"))])).await {
+            problems.push(format!("recording the snapshots: {e}"));
+        }
+    }
+    (snapshots, problems)
+}
+
+/// Undoes an isolation: every interface back to the groups recorded before it. What
+/// `cis release` runs; forensic snapshots stay until `cis down`.
+pub async fn release(
+    api: &dyn ContainmentApi,
+    config: &ContainmentConfig,
+    instance_id: &str,
+) -> Result<Vec<(String, Vec<String>)>, CloudError> {
+    let instance = api.describe_instance(instance_id).await?;
+    if instance.tags.get(TAG_LAB) != Some(&config.lab) {
+        return Err(CloudError::Invalid(format!("{instance_id} does not carry {TAG_LAB}={}: not this lab's instance", config.lab)));
+    }
+    let Some(original) = instance.tags.get(TAG_ORIGINAL_GROUPS) else {
+        return Ok(vec![]);
     };
-    outcome("isolated", Some(isolated_at), detail)
+    let originals = decode_groups(original);
+    for (eni, groups) in &originals {
+        api.set_interface_groups(eni, groups).await?;
+    }
+    Ok(originals)
 }
 
 /// `eni-a=sg-1+sg-2;eni-b=sg-3`: fits an EC2 tag value (256 characters) for a few ENIs.
@@ -165,28 +354,64 @@ pub fn decode_groups(s: &str) -> Vec<(String, Vec<String>)> {
 
 #[cfg(test)]
 mod tests {
+    //! Driven by the JSON fixtures in `lambda/fixtures/`: the event as EventBridge
+    //! delivers it to the Lambda, and instances as DescribeInstances shows them.
     use super::*;
     use std::sync::Mutex;
 
-    /// Records calls; fails the n-th interface change when asked.
+    const EVENT: &str = include_str!("../lambda/fixtures/detection-event.json");
+    const OTHER_SOURCE: &str = include_str!("../lambda/fixtures/other-source-event.json");
+    const IN_LAB: &str = include_str!("../lambda/fixtures/instance-in-lab.json");
+    const FOREIGN: &str = include_str!("../lambda/fixtures/instance-foreign.json");
+    const OTHER_LAB: &str = include_str!("../lambda/fixtures/instance-other-lab.json");
+
+    /// EC2 and SNS as a list of calls on one instance; fails the n-th interface change,
+    /// or every call of one name, when asked.
     struct Recorder {
         instance: Mutex<InstanceView>,
         calls: Mutex<Vec<String>>,
         fail_set_call: Option<usize>,
+        fail_call: Option<&'static str>,
+        next_snapshot: Mutex<u32>,
+    }
+
+    impl Recorder {
+        fn new(instance: &str) -> Recorder {
+            Recorder {
+                instance: Mutex::new(serde_json::from_str(instance).unwrap()),
+                calls: Mutex::new(vec![]),
+                fail_set_call: None,
+                fail_call: None,
+                next_snapshot: Mutex::new(1),
+            }
+        }
+        fn call(&self, name: &'static str, detail: String) -> Result<(), CloudError> {
+            self.calls.lock().unwrap().push(format!("{name} {detail}").trim_end().to_string());
+            if self.fail_call == Some(name) {
+                return Err(CloudError::Unavailable(format!("{name} injected")));
+            }
+            Ok(())
+        }
+        fn calls(&self, prefix: &str) -> Vec<String> {
+            self.calls.lock().unwrap().iter().filter(|c| c.starts_with(prefix)).cloned().collect()
+        }
+        fn all(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
     }
 
     #[async_trait]
     impl ContainmentApi for Recorder {
         fn now(&self) -> Timestamp {
-            Timestamp(self.calls.lock().unwrap().len() as i64)
+            Timestamp(1_767_226_040_000 + self.calls.lock().unwrap().len() as i64 * 100)
         }
-        async fn describe_instance(&self, _: &str) -> Result<InstanceView, CloudError> {
+        async fn describe_instance(&self, id: &str) -> Result<InstanceView, CloudError> {
+            self.call("describe", id.into())?;
             Ok(self.instance.lock().unwrap().clone())
         }
         async fn set_interface_groups(&self, eni: &str, groups: &[String]) -> Result<(), CloudError> {
-            let mut calls = self.calls.lock().unwrap();
-            let n = calls.iter().filter(|c| c.starts_with("set")).count();
-            calls.push(format!("set {eni} {}", groups.join(",")));
+            let n = self.calls("set").len();
+            self.call("set", format!("{eni} {}", groups.join(",")))?;
             if self.fail_set_call == Some(n) {
                 return Err(CloudError::Unavailable("injected".into()));
             }
@@ -195,86 +420,213 @@ mod tests {
             Ok(())
         }
         async fn tag_instance(&self, _: &str, tags: &Tags) -> Result<(), CloudError> {
-            self.calls.lock().unwrap().push(format!("tag {}", tags.keys().cloned().collect::<Vec<_>>().join(",")));
+            self.call("tag", tags.keys().cloned().collect::<Vec<_>>().join(","))?;
             self.instance.lock().unwrap().tags.extend(tags.clone());
             Ok(())
         }
-        async fn publish(&self, _: &str, subject: &str, _: &str) -> Result<(), CloudError> {
-            self.calls.lock().unwrap().push(format!("publish {subject}"));
+        async fn protect_from_termination(&self, _: &str) -> Result<(), CloudError> {
+            self.call("protect", String::new())?;
+            self.instance.lock().unwrap().termination_protected = true;
             Ok(())
         }
-    }
-
-    fn setup(lab: &str, fail: Option<usize>) -> Recorder {
-        Recorder {
-            instance: Mutex::new(InstanceView {
-                id: "i-1".into(),
-                tags: Tags::from([(TAG_LAB.to_string(), lab.to_string())]),
-                interfaces: vec![
-                    InterfaceView { id: "eni-a".into(), groups: vec!["sg-target".into()] },
-                    InterfaceView { id: "eni-b".into(), groups: vec!["sg-target".into(), "sg-extra".into()] },
-                ],
-            }),
-            calls: Mutex::new(vec![]),
-            fail_set_call: fail,
+        async fn keep_volumes(&self, _: &str, devices: &[String]) -> Result<(), CloudError> {
+            self.call("keep", devices.join(","))?;
+            for v in self.instance.lock().unwrap().volumes.iter_mut().filter(|v| devices.contains(&v.device)) {
+                v.delete_on_termination = false;
+            }
+            Ok(())
+        }
+        async fn snapshot_volume(&self, volume: &str, _: &str, tags: &Tags) -> Result<String, CloudError> {
+            self.call("snapshot", format!("{volume} {}", tags[TAG_FORENSICS_OF]))?;
+            let mut n = self.next_snapshot.lock().unwrap();
+            *n += 1;
+            Ok(format!("snap-{}", *n - 1))
+        }
+        async fn publish(&self, _: &str, subject: &str, message: &str) -> Result<(), CloudError> {
+            self.call("publish", format!("{subject} {message}"))
         }
     }
 
     fn config() -> ContainmentConfig {
-        ContainmentConfig {
-            lab: "lab".into(),
-            topic_arn: "arn:topic".into(),
-            allow_all_group: "sg-all".into(),
-            isolation_group: "sg-iso".into(),
+        ContainmentConfig::from_env(|k| {
+            Some(
+                match k {
+                    "CIS_LAB" => "lab",
+                    "CIS_TOPIC_ARN" => "arn:aws:sns:us-east-1:123456789012:cis-lab-alerts",
+                    "CIS_ALLOW_ALL_SG" => "sg-all",
+                    "CIS_ISOLATION_SG" => "sg-iso",
+                    _ => return None,
+                }
+                .to_string(),
+            )
+        })
+        .unwrap()
+    }
+
+    fn event() -> serde_json::Value {
+        serde_json::from_str(EVENT).unwrap()
+    }
+
+    #[tokio::test]
+    async fn forensics_then_the_two_step_swap_in_order_on_every_interface_then_one_message() {
+        let r = Recorder::new(IN_LAB);
+        let out = handle(&r, &config(), &event()).await;
+        assert_eq!(out.outcome, "isolated", "{}", out.detail);
+        assert_eq!(
+            r.calls("set"),
+            [
+                "set eni-0aa sg-all",
+                "set eni-0bb sg-all",
+                "set eni-0cc sg-all",
+                "set eni-0aa sg-iso",
+                "set eni-0bb sg-iso",
+                "set eni-0cc sg-iso"
+            ]
+        );
+        // Forensics come before the first group change; the notification last.
+        let all = r.all();
+        let first_set = all.iter().position(|c| c.starts_with("set")).unwrap();
+        for step in ["protect", "keep /dev/xvda", "snapshot vol-0root i-0a1b2c3d4e5f60718", "snapshot vol-0data"] {
+            let at = all.iter().position(|c| c.starts_with(step)).unwrap_or_else(|| panic!("no {step} in {all:?}"));
+            assert!(at < first_set, "{step} after the swap began: {all:?}");
         }
-    }
+        assert_eq!(r.calls("keep"), ["keep /dev/xvda"], "only volumes that would be deleted are changed");
+        assert!(all.last().unwrap().starts_with("publish cis: i-0a1b2c3d4e5f60718 isolated"));
+        assert_eq!(r.calls("publish").len(), 1);
 
-    fn event() -> DetectionEvent {
-        DetectionEvent {
-            at: Timestamp(0),
-            lab: "lab".into(),
-            instance_id: "i-1".into(),
-            detector: "d".into(),
-            window_start: Timestamp(0),
-            reason: "r".into(),
-        }
-    }
-
-    fn sets(r: &Recorder) -> Vec<String> {
-        r.calls.lock().unwrap().iter().filter(|c| c.starts_with("set")).cloned().collect()
-    }
-
-    #[tokio::test]
-    async fn swaps_every_interface_to_allow_all_then_isolation() {
-        let r = setup("lab", None);
-        let out = contain(&r, &config(), &event()).await;
-        assert_eq!(out.outcome, "isolated");
-        assert!(out.isolated_at.is_some());
-        assert_eq!(sets(&r), ["set eni-a sg-all", "set eni-b sg-all", "set eni-a sg-iso", "set eni-b sg-iso"]);
-        let tags = r.instance.lock().unwrap().tags.clone();
-        assert_eq!(tags[TAG_ORIGINAL_GROUPS], "eni-a=sg-target;eni-b=sg-target+sg-extra");
-        assert!(r.calls.lock().unwrap().last().unwrap().starts_with("publish cis: i-1 isolated"));
-
-        let again = contain(&r, &config(), &event()).await;
-        assert_eq!(again.outcome, "already-isolated");
-        assert_eq!(sets(&r).len(), 4, "a duplicate delivery changes nothing");
-    }
-
-    #[tokio::test]
-    async fn refuses_instances_outside_its_lab() {
-        let r = setup("other-lab", None);
-        let out = contain(&r, &config(), &event()).await;
-        assert_eq!(out.outcome, "refused");
-        assert!(sets(&r).is_empty());
-    }
-
-    #[tokio::test]
-    async fn restores_original_groups_when_a_step_fails() {
-        let r = setup("lab", Some(2));
-        let out = contain(&r, &config(), &event()).await;
-        assert_eq!(out.outcome, "failed");
         let inst = r.instance.lock().unwrap().clone();
-        assert_eq!(inst.interfaces[0].groups, ["sg-target"]);
-        assert_eq!(inst.interfaces[1].groups, ["sg-target", "sg-extra"]);
+        assert_eq!(inst.tags[TAG_ORIGINAL_GROUPS], "eni-0aa=sg-target;eni-0bb=sg-target+sg-extra;eni-0cc=sg-extra");
+        assert_eq!(inst.tags[TAG_SNAPSHOTS], "snap-1+snap-2");
+        assert!(inst.termination_protected);
+        assert!(inst.volumes.iter().all(|v| !v.delete_on_termination));
+
+        // The result carries the report's timestamps, and the message the timeline.
+        assert_eq!(out.detected_at, Some(Timestamp(1_767_226_032_000)));
+        let isolated_at = out.isolated_at.unwrap();
+        assert!(out.invoked_at < isolated_at && isolated_at <= out.finished_at);
+        assert_eq!(out.snapshots, ["snap-1", "snap-2"]);
+        let message: serde_json::Value =
+            serde_json::from_str(r.calls("publish")[0].split_once(" {").map(|(_, m)| format!("{{{m}")).unwrap().as_str()).unwrap();
+        assert_eq!(message["detected_at"], Timestamp(1_767_226_032_000).to_string());
+        assert_eq!(message["isolated_at"], isolated_at.to_string());
+        assert_eq!(message["instance"], "i-0a1b2c3d4e5f60718");
+        assert!(message["evidence"].as_str().unwrap().contains("bytes_out"));
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_delivery_is_a_no_op() {
+        let r = Recorder::new(IN_LAB);
+        assert_eq!(handle(&r, &config(), &event()).await.outcome, "isolated");
+        let before = r.all().len();
+        let again = handle(&r, &config(), &event()).await;
+        assert_eq!(again.outcome, "already-isolated");
+        assert_eq!(r.all()[before..], ["describe i-0a1b2c3d4e5f60718"], "a duplicate only looks");
+    }
+
+    #[tokio::test]
+    async fn an_instance_outside_the_lab_is_refused_untouched() {
+        for instance in [FOREIGN, OTHER_LAB] {
+            let r = Recorder::new(instance);
+            let out = handle(&r, &config(), &event()).await;
+            assert_eq!(out.outcome, "refused");
+            assert!(out.detail.contains("cis:lab=lab"), "{}", out.detail);
+            assert_eq!(r.all(), ["describe i-0a1b2c3d4e5f60718"], "nothing but the look");
+        }
+    }
+
+    #[tokio::test]
+    async fn events_that_are_not_this_labs_detections_are_refused_without_a_call() {
+        let mut for_other_lab = event();
+        for_other_lab["detail"]["lab"] = "trainee-07".into();
+        let mut malformed = event();
+        malformed["detail"]["instance_id"] = 7.into();
+        for (e, why) in [
+            (serde_json::from_str(OTHER_SOURCE).unwrap(), "source is 'aws.ec2'"),
+            (for_other_lab, "lab 'trainee-07'"),
+            (malformed, "malformed"),
+            (serde_json::json!({"hello": "world"}), "source is missing"),
+        ] {
+            let r = Recorder::new(IN_LAB);
+            let out = handle(&r, &config(), &e).await;
+            assert_eq!(out.outcome, "refused");
+            assert!(out.detail.contains(why), "{} lacks {why}", out.detail);
+            assert!(r.all().is_empty(), "{:?}", r.all());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_midway_puts_the_original_groups_back_and_says_so() {
+        let mut r = Recorder::new(IN_LAB);
+        r.fail_set_call = Some(4); // the second interface's isolation step
+        let out = handle(&r, &config(), &event()).await;
+        assert_eq!(out.outcome, "failed");
+        assert!(out.detail.contains("original groups were restored"), "{}", out.detail);
+        let inst = r.instance.lock().unwrap().clone();
+        let groups: Vec<Vec<String>> = inst.interfaces.iter().map(|i| i.groups.clone()).collect();
+        assert_eq!(groups, [vec!["sg-target"], vec!["sg-target", "sg-extra"], vec!["sg-extra"]]);
+        assert_eq!(r.calls("publish").len(), 1);
+        assert!(r.calls("publish")[0].contains("FAILED"));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_an_interrupted_attempt_keeps_the_first_original_groups() {
+        // A first attempt died after moving eni-0aa to allow-all.
+        let r = Recorder::new(IN_LAB);
+        {
+            let mut inst = r.instance.lock().unwrap();
+            let original = encode_groups(&inst.interfaces);
+            inst.tags.insert(TAG_ORIGINAL_GROUPS.into(), original);
+            inst.interfaces[0].groups = vec!["sg-all".into()];
+        }
+        assert_eq!(handle(&r, &config(), &event()).await.outcome, "isolated");
+        let tags = r.instance.lock().unwrap().tags.clone();
+        assert_eq!(tags[TAG_ORIGINAL_GROUPS], "eni-0aa=sg-target;eni-0bb=sg-target+sg-extra;eni-0cc=sg-extra");
+        let restored = release(&r, &config(), "i-0a1b2c3d4e5f60718").await.unwrap();
+        assert_eq!(restored.len(), 3);
+        assert_eq!(r.instance.lock().unwrap().interfaces[0].groups, ["sg-target"]);
+    }
+
+    #[tokio::test]
+    async fn a_forensic_step_that_fails_does_not_hold_back_isolation() {
+        let mut r = Recorder::new(IN_LAB);
+        r.fail_call = Some("snapshot");
+        let out = handle(&r, &config(), &event()).await;
+        assert_eq!(out.outcome, "isolated");
+        assert!(out.detail.contains("forensics incomplete: snapshot of vol-0root"), "{}", out.detail);
+        assert!(out.snapshots.is_empty());
+        assert_eq!(r.calls("set").len(), 6);
+    }
+
+    #[tokio::test]
+    async fn forensics_off_and_the_one_step_swap_for_training() {
+        let r = Recorder::new(IN_LAB);
+        let config = ContainmentConfig { forensics: false, steps: IsolationSteps::OneStep, ..config() };
+        assert_eq!(handle(&r, &config, &event()).await.outcome, "isolated");
+        assert_eq!(r.calls("set"), ["set eni-0aa sg-iso", "set eni-0bb sg-iso", "set eni-0cc sg-iso"]);
+        assert!(r.calls("protect").is_empty() && r.calls("snapshot").is_empty() && r.calls("keep").is_empty());
+    }
+
+    #[test]
+    fn configuration_errors_name_the_variable() {
+        let e = ContainmentConfig::from_env(|_| None).unwrap_err();
+        assert!(e.contains("CIS_LAB"), "{e}");
+        let e = ContainmentConfig::from_env(|k| match k {
+            "CIS_ISOLATION" => Some("three-step".into()),
+            "CIS_FORENSICS" => None,
+            _ => Some("x".into()),
+        })
+        .unwrap_err();
+        assert!(e.contains("CIS_ISOLATION=three-step"), "{e}");
+    }
+
+    #[test]
+    fn the_simulators_event_is_the_fixtures_shape() {
+        let detection = parse_event(&event()).unwrap();
+        let rebuilt = eventbridge_event(&detection, "123456789012", "us-east-1");
+        assert_eq!(parse_event(&rebuilt).unwrap(), detection);
+        let fixture = event();
+        for key in ["version", "detail-type", "source", "account", "region", "resources"] {
+            assert_eq!(rebuilt[key], fixture[key], "{key}");
+        }
     }
 }

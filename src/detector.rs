@@ -259,19 +259,51 @@ impl Model {
     /// Scores windows (their new-destination counts are set against the baseline); the
     /// anomalous ones come with their reasons, the others too when `explain_all`.
     pub fn score(&self, windows: &mut [WindowFeatures], explain_all: bool) -> Vec<Verdict> {
-        if windows.is_empty() {
-            return Vec::new();
-        }
+        self.prepare(windows);
+        let scores = self.forest_scores(windows);
+        self.judge(windows, &scores, self.threshold, explain_all)
+    }
+
+    /// Sets each window's new-destination count against the baseline: what scoring needs,
+    /// here or on an endpoint.
+    pub fn prepare(&self, windows: &mut [WindowFeatures]) {
         let known: crate::features::HashSet<IpAddr> = self.known_destinations.iter().copied().collect();
         for w in windows.iter_mut() {
             w.set_new_destinations(&|d| known.contains(d));
         }
-        let data: Vec<f64> = windows.iter().flat_map(|w| w.vector()).collect();
-        if data.is_empty() {
+    }
+
+    /// The forest's score of each prepared window.
+    pub fn forest_scores(&self, windows: &[WindowFeatures]) -> Vec<f64> {
+        if windows.is_empty() {
             return Vec::new();
         }
-        let scores = self.forest.score(Matrix::new(&data, N_FEATURES));
-        windows.iter().zip(scores).map(|(w, score)| self.verdict(w, score, explain_all)).collect()
+        let data: Vec<f64> = windows.iter().flat_map(|w| w.vector()).collect();
+        self.forest.score(Matrix::new(&data, N_FEATURES))
+    }
+
+    /// The forest's score of each row of a CSV as [`rcf_csv`] writes it: how the
+    /// simulator's SageMaker endpoint serves the lab's model.
+    pub fn score_csv(&self, csv: &str) -> Result<Vec<f64>, String> {
+        let mut data = Vec::new();
+        for (n, line) in csv.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row: Vec<f64> =
+                line.split(',').map(|v| v.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("row {}: {e}", n + 1))?;
+            if row.len() != N_FEATURES {
+                return Err(format!("row {} has {} values; the model takes {N_FEATURES}", n + 1, row.len()));
+            }
+            data.extend(row);
+        }
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.forest.score(Matrix::new(&data, N_FEATURES)))
+    }
+
+    /// Verdicts on prepared windows from their scores (this model's, or an endpoint's with
+    /// that scorer's threshold); the learned limits apply either way.
+    pub fn judge(&self, windows: &[WindowFeatures], scores: &[f64], threshold: f64, explain_all: bool) -> Vec<Verdict> {
+        windows.iter().zip(scores).map(|(w, &score)| self.verdict(w, score, threshold, explain_all)).collect()
     }
 
     /// Whether feature `f` at `value` (model units) is over the guard's limit.
@@ -284,10 +316,10 @@ impl Model {
     /// The verdict on one window. Reasons are worked out for anomalous windows, and for
     /// the others only when `explain_all` asks (most windows are quiet, and a detector
     /// reading a gigabyte should not spend its time explaining them).
-    fn verdict(&self, w: &WindowFeatures, score: f64, explain_all: bool) -> Verdict {
+    fn verdict(&self, w: &WindowFeatures, score: f64, threshold: f64, explain_all: bool) -> Verdict {
         let v = w.vector();
         let over_limits = (0..N_FEATURES).any(|f| self.beyond_limit(f, v[f]));
-        let anomalous = score > self.threshold || over_limits;
+        let anomalous = score > threshold || over_limits;
         let mut reasons: Vec<(f64, Reason)> = Vec::new();
         for (f, spec) in WINDOW_FEATURES.iter().enumerate().filter(|_| anomalous || explain_all) {
             let (p50, p99, max) = (self.baseline.p50[f], self.baseline.p99[f], self.baseline.max[f]);
@@ -315,7 +347,7 @@ impl Model {
             instance_id: w.instance_id.clone(),
             window_start: w.window_start,
             score,
-            threshold: self.threshold,
+            threshold,
             anomalous,
             over_limits,
             top_destination: w.top_destination,

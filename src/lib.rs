@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cloud;
 pub mod commands;
 pub mod containment;
+pub mod detection;
 pub mod detector;
 pub mod error;
 pub mod features;

@@ -152,11 +152,17 @@ pub struct DetectionEvent {
 pub struct ContainmentOutcome {
     pub invoked_at: Timestamp,
     pub finished_at: Timestamp,
+    /// The detection's time, as the event carried it.
+    #[serde(default)]
+    pub detected_at: Option<Timestamp>,
     pub instance_id: String,
     /// `isolated`, `already-isolated`, `refused` or `failed`.
     pub outcome: String,
     /// When the instance's last network interface reached the isolation group.
     pub isolated_at: Option<Timestamp>,
+    /// Forensic snapshots of the instance's volumes.
+    #[serde(default)]
+    pub snapshots: Vec<String>,
     pub detail: String,
 }
 

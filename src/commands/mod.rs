@@ -13,7 +13,7 @@ use crate::cli::{Args, Command, LabArgs, OutputFormat, ScenariosAction, Scenario
 use crate::cloud::{Cloud, CloudKind};
 use crate::error::Error;
 use crate::lab::pricing::PriceTable;
-use crate::lab::{LabGraph, LabOptions};
+use crate::lab::{IsolationSteps, LabGraph, LabOptions};
 use crate::ledger::Ledger;
 use crate::orchestrator::measure::load_runs;
 use crate::orchestrator::{DownReport, Orchestrator, StatusReport, UpReport};
@@ -261,6 +261,12 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
     }
     if let Some(s) = &l.ssh_from {
         o.ssh_from = Some(s.clone());
+    }
+    if let Some(i) = &l.isolation {
+        o.isolation = if i == "one-step" { IsolationSteps::OneStep } else { IsolationSteps::TwoStep };
+    }
+    if let Some(f) = &l.forensics {
+        o.forensics = f == "on";
     }
     if let Some(email) = &l.notify {
         let valid = email.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !email.contains(char::is_whitespace));

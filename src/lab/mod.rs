@@ -120,6 +120,27 @@ impl From<SshSource> for String {
     }
 }
 
+/// How interfaces reach the isolation group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsolationSteps {
+    /// Allow-all first, then isolation: what AWS recommends; cuts tracked connections.
+    #[default]
+    TwoStep,
+    /// Straight to the isolation group: tracked connections go on. For training only,
+    /// to show why the recommendation exists.
+    OneStep,
+}
+
+impl IsolationSteps {
+    pub fn name(self) -> &'static str {
+        match self {
+            IsolationSteps::TwoStep => "two-step",
+            IsolationSteps::OneStep => "one-step",
+        }
+    }
+}
+
 /// What the operator chose for this lab; recorded in the ledger so that a resumed `up`
 /// and `down` rebuild exactly the same graph.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +153,14 @@ pub struct LabOptions {
     pub window_s: u32,
     pub ssh_from: Option<SshSource>,
     pub notify_email: Option<String>,
+    #[serde(default)]
+    pub isolation: IsolationSteps,
+    #[serde(default = "forensics_on")]
+    pub forensics: bool,
+}
+
+fn forensics_on() -> bool {
+    true
 }
 
 impl Default for LabOptions {
@@ -144,6 +173,8 @@ impl Default for LabOptions {
             window_s: 60,
             ssh_from: None,
             notify_email: None,
+            isolation: IsolationSteps::TwoStep,
+            forensics: true,
         }
     }
 }
@@ -344,6 +375,13 @@ pub enum ResourceKind {
     EventRule,
     #[serde(rename = "events:target")]
     EventTarget,
+    /// Not created by the graph: an instance's EBS volume, tagged at launch, kept after
+    /// termination once containment has preserved it.
+    #[serde(rename = "ec2:volume")]
+    Volume,
+    /// Not created by the graph: a forensic snapshot taken by containment.
+    #[serde(rename = "ec2:snapshot")]
+    Snapshot,
 }
 
 impl ResourceKind {
@@ -370,6 +408,8 @@ impl ResourceKind {
             ResourceKind::SubscriptionFilter => "logs:subscription-filter",
             ResourceKind::EventRule => "events:rule",
             ResourceKind::EventTarget => "events:target",
+            ResourceKind::Volume => "ec2:volume",
+            ResourceKind::Snapshot => "ec2:snapshot",
         }
     }
 
@@ -748,6 +788,8 @@ impl LabGraph {
                     ("CIS_TOPIC_ARN".to_string(), "${ref:alerts}".to_string()),
                     ("CIS_ALLOW_ALL_SG".to_string(), "${ref:allow-all-sg}".to_string()),
                     ("CIS_ISOLATION_SG".to_string(), "${ref:isolation-sg}".to_string()),
+                    ("CIS_ISOLATION".to_string(), o.isolation.name().to_string()),
+                    ("CIS_FORENSICS".to_string(), if o.forensics { "on" } else { "off" }.to_string()),
                 ]),
             },
         );

@@ -24,6 +24,9 @@ const WARMUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// "best effort", typically 5 minutes, sometimes 10 or more (aws-facts.md).
 const DELIVERY_ALLOWANCE: Duration = Duration::from_secs(15 * 60);
 const POLL: Duration = Duration::from_secs(5);
+/// How long the attack is watched after isolation: long enough for a tracked connection
+/// that isolation failed to cut to show itself (a stream's chunks are seconds apart).
+const AFTER_ISOLATION_WATCH: Duration = Duration::from_secs(60);
 
 /// The instants of one run; absent where it did not happen.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -55,6 +58,10 @@ pub struct RunMetrics {
     pub bytes_before_isolation: u64,
     /// Attack bytes the groups dropped.
     pub bytes_blocked: u64,
+    /// Attack bytes let out after isolation: zero unless a tracked connection survived
+    /// it (the one-step swap AWS warns against).
+    #[serde(default)]
+    pub bytes_after_isolation: u64,
 }
 
 /// One attack run, as stored in the lab's `runs/` directory (schema: README, "Run records").
@@ -111,6 +118,7 @@ impl RunRecord {
             bytes_exfiltrated: accepted().map(|t| t.bytes_out).sum(),
             bytes_before_isolation: accepted().filter(|t| isolated.is_none_or(|i| t.at < i)).map(|t| t.bytes_out).sum(),
             bytes_blocked: obs.transfers.iter().filter(|t| !t.accepted).map(|t| t.bytes_out).sum(),
+            bytes_after_isolation: accepted().filter(|t| isolated.is_some_and(|i| t.at >= i)).map(|t| t.bytes_out).sum(),
         };
         let e = &scenario.expect;
         let verdict = match (e.detected || e.isolated, metrics.detected, metrics.isolated) {
@@ -124,6 +132,12 @@ impl RunRecord {
             notes.push(
                 "flow logs cannot see this traffic (for example DNS to the VPC resolver): no flow-log detector can catch it".to_string(),
             );
+        }
+        if metrics.bytes_after_isolation > 0 {
+            notes.push(format!(
+                "{} byte(s) left after isolation: a tracked connection outlived the group change (containment's two-step swap exists to cut it)",
+                metrics.bytes_after_isolation
+            ));
         }
         if isolated.is_some() && !obs.instance_isolated {
             notes.push("containment reported isolation but the instance's groups no longer show it".to_string());
@@ -249,12 +263,13 @@ impl Orchestrator<'_> {
             tokio::time::sleep(POLL).await;
             let obs = self.cloud.observe(&target, &handle).await?;
             let now = clock.now();
-            let contained = obs.containments.iter().any(|c| c.outcome == "isolated");
+            let isolated_at = obs.containments.iter().filter(|c| c.outcome == "isolated").filter_map(|c| c.isolated_at).min();
+            let contained = isolated_at.is_some_and(|i| now >= i.plus(AFTER_ISOLATION_WATCH));
             let notified = !obs.notifications.is_empty();
             let settled = obs.containments.iter().any(|c| c.outcome != "isolated" && c.outcome != "already-isolated");
             let quiet_since = obs.attack_finished_at.map(|end| end.plus(window + DELIVERY_ALLOWANCE));
-            let msg = match (&obs.detections.first(), contained) {
-                (_, true) => "isolated; waiting for the notification".to_string(),
+            let msg = match (&obs.detections.first(), isolated_at.is_some()) {
+                (_, true) => "isolated; watching the attack and waiting for the notification".to_string(),
                 (Some(_), false) => "detected; waiting for containment".to_string(),
                 (None, _) if obs.attack_finished_at.is_some() => "attack over; waiting for detection".to_string(),
                 (None, _) => "attack running; waiting for detection".to_string(),
@@ -301,9 +316,11 @@ mod tests {
             containments: vec![ContainmentOutcome {
                 invoked_at: t(341),
                 finished_at: t(342),
+                detected_at: Some(t(340)),
                 instance_id: "i".into(),
                 outcome: "isolated".into(),
                 isolated_at: Some(t(342)),
+                snapshots: vec![],
                 detail: String::new(),
             }],
             notifications: vec![Notification { at: t(343), subject: "s".into() }],

@@ -464,8 +464,15 @@ impl<'a> Orchestrator<'a> {
         }
 
         // The sweep: whatever still carries the lab's tag, deepest dependents first.
+        // Volumes and snapshots play no role: they go right after the instance they belong
+        // to (a volume is in use until its instance has terminated).
         let order = |r: &crate::cloud::CloudResource| {
-            std::cmp::Reverse(r.role.and_then(|role| Role::ALL.iter().position(|x| *x == role)).unwrap_or(usize::MAX))
+            let position = |role: Role| Role::ALL.iter().position(|x| *x == role);
+            std::cmp::Reverse(match (r.role, r.kind) {
+                (Some(role), _) => (position(role).unwrap_or(usize::MAX), 1),
+                (None, ResourceKind::Volume | ResourceKind::Snapshot) => (position(Role::TargetInstance).unwrap_or(0), 0),
+                (None, _) => (usize::MAX, 1),
+            })
         };
         for pass in 0..2 {
             let mut leftovers = self.cloud.list_lab(lab).await?;
@@ -546,13 +553,19 @@ impl<'a> Orchestrator<'a> {
         }
         let known: BTreeSet<&str> = ledger.iter().flat_map(|l| l.entries.iter().filter_map(|e| e.id.as_deref())).collect();
         for r in tagged.iter().filter(|r| !known.contains(r.id.as_str())) {
+            // The instance's volumes and containment's snapshots are expected, not drift.
+            let (state, drift) = match r.kind {
+                ResourceKind::Volume => ("volume of the target (kept if containment preserved it)", false),
+                ResourceKind::Snapshot => ("forensic snapshot (deleted by down)", false),
+                _ => ("untracked", true),
+            };
             resources.push(StatusEntry {
                 role: r.role,
                 kind: r.kind,
                 name: r.name.clone(),
                 id: Some(r.id.clone()),
-                state: "untracked".into(),
-                drift: true,
+                state: state.into(),
+                drift,
             });
         }
         let (usd_per_hour, created_at) = match &ledger {

@@ -19,8 +19,7 @@ use super::world::{Detail, EndpointStatus, InstanceState, World};
 use crate::clock::Timestamp;
 use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
 use crate::containment::ContainmentConfig;
-use crate::detector::DETECTOR_NAME;
-use crate::features::windows_of_lines;
+use crate::detection::DetectorConfig;
 use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};
 use crate::lab::{FunctionCode, Rule, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
 use crate::scenario::{Arrival, BaselineProfile, Direction, Scenario, Stream};
@@ -148,12 +147,12 @@ pub struct Context<'a> {
     pub models: &'a LabModels,
 }
 
-/// A containment function invocation for the caller to run as a task.
+/// A function invocation for the caller to run as a task: the functions are the same
+/// async code the Lambdas run, over the simulator's side of their small traits.
 #[derive(Clone, Debug)]
-pub struct Invocation {
-    pub at: Timestamp,
-    pub config: ContainmentConfig,
-    pub detection: DetectionEvent,
+pub enum Invocation {
+    Containment { at: Timestamp, config: ContainmentConfig, detection: DetectionEvent },
+    Detector { at: Timestamp, function: String, config: DetectorConfig, lines: Vec<String> },
 }
 
 fn rule_matches(rule: &Rule, remote: IpAddr, port: u16, protocol: u8) -> bool {
@@ -334,7 +333,17 @@ impl World {
                     self.schedule(at.plus(delay), Event::InvokeDetector { function, lines: lines.clone() });
                 }
             }
-            Event::InvokeDetector { function, lines } => self.run_detector(at, &function, &lines, ctx),
+            Event::InvokeDetector { function, lines } => {
+                let Some(Detail::Function { code: FunctionCode::Detector, environment, .. }) = self.get(&function).map(|r| &r.detail)
+                else {
+                    self.pipeline.failures.push(format!("{at}: flow-log batch not processed: detector {function} is gone"));
+                    return;
+                };
+                match DetectorConfig::from_env(|k| environment.get(k).cloned()) {
+                    Ok(config) => out.push(Invocation::Detector { at, function, config, lines }),
+                    Err(e) => self.pipeline.failures.push(format!("{at}: detector function misconfigured: {e}")),
+                }
+            }
             Event::DeliverDetection { function, detection } => {
                 let Some(Detail::Function { code: FunctionCode::Containment, environment, .. }) = self.get(&function).map(|r| &r.detail)
                 else {
@@ -342,7 +351,7 @@ impl World {
                     return;
                 };
                 match ContainmentConfig::from_env(|k| environment.get(k).cloned()) {
-                    Ok(config) => out.push(Invocation { at, config, detection }),
+                    Ok(config) => out.push(Invocation::Containment { at, config, detection }),
                     Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
                 }
             }
@@ -640,37 +649,31 @@ impl World {
         self.schedule(at.plus_secs_f64(interval_s as f64), Event::WindowClose { flow_log: flow_log.to_string() });
     }
 
-    fn run_detector(&mut self, at: Timestamp, function: &str, lines: &[String], ctx: &Context) {
-        let Some(Detail::Function { code: FunctionCode::Detector, environment, .. }) = self.get(function).map(|r| r.detail.clone()) else {
-            self.pipeline.failures.push(format!("{at}: flow-log batch not processed: detector {function} is gone"));
-            return;
-        };
-        let lab = environment.get("CIS_LAB").cloned().unwrap_or_default();
-        let format = environment.get("CIS_LOG_FORMAT").and_then(|f| LogFormat::parse(f).ok()).unwrap_or_else(LogFormat::default_v2);
-        let window_s: u32 = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
-        let model = match ctx.models.get(window_s, ctx.latency, ctx.baselines) {
-            Ok(m) => m,
-            Err(e) => {
-                self.pipeline.failures.push(format!("{at}: detector {function} has no model: {e}"));
-                return;
-            }
-        };
-        let mut windows = windows_of_lines(lines.iter().map(String::as_str), &format, i64::from(window_s));
-        // One detection per instance and window.
-        for verdict in model.score(&mut windows, false).into_iter().filter(|v| v.anomalous) {
-            let Some(instance) = verdict.instance_id.clone() else { continue };
-            let put_at = at.plus(ctx.latency.draw(Delay::ApiCall, &mut self.rng));
-            let detection = DetectionEvent {
-                at: put_at,
-                lab: lab.clone(),
-                instance_id: instance,
-                detector: DETECTOR_NAME.to_string(),
-                window_start: Timestamp::from_unix_seconds(verdict.window_start),
-                reason: verdict.summary(),
-            };
-            self.pipeline.detections.push(detection.clone());
-            self.put_event(put_at, detection, ctx);
+    /// PutEvents from the detector function: recorded, then routed by the rules.
+    pub fn put_detections(&mut self, at: Timestamp, detections: &[DetectionEvent], ctx: &Context) {
+        for d in detections {
+            self.pipeline.detections.push(d.clone());
+            self.put_event(at, d.clone(), ctx);
         }
+    }
+
+    /// InvokeEndpoint: the simulated Random Cut Forest endpoint serves the lab's model.
+    pub fn invoke_endpoint(&self, name: &str, csv: &str, model: &crate::detector::Model) -> Result<Vec<u8>, crate::cloud::CloudError> {
+        use crate::cloud::CloudError;
+        let endpoint = self
+            .live_resources()
+            .into_iter()
+            .find(|r| r.kind == crate::lab::ResourceKind::SageMakerEndpoint && r.name == name)
+            .map(|r| r.detail.clone());
+        match endpoint {
+            Some(Detail::Endpoint { status: EndpointStatus::InService, .. }) => {}
+            Some(_) => return Err(CloudError::Invalid(format!("ValidationError: Endpoint {name} is not in service"))),
+            None => return Err(CloudError::NotFound { kind: crate::lab::ResourceKind::SageMakerEndpoint, id: name.to_string() }),
+        }
+        let scores = model.score_csv(csv).map_err(|e| CloudError::Invalid(format!("ModelError: {e}")))?;
+        Ok(serde_json::json!({"scores": scores.iter().map(|s| serde_json::json!({"score": s})).collect::<Vec<_>>()})
+            .to_string()
+            .into_bytes())
     }
 
     /// PutEvents: every rule whose pattern matches sends the event to its targets, if the

@@ -25,8 +25,11 @@ use self::dataplane::{AttackState, Context, Invocation};
 use self::latency::{Delay, LatencyModel};
 use self::world::{Detail, InstanceState, World};
 use crate::clock::{Clock, Timestamp};
-use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
-use crate::containment::{contain, ContainmentApi, InstanceView, InterfaceView};
+use crate::cloud::{
+    AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, DetectionEvent, LabTarget, Observation, ResourceStatus,
+};
+use crate::containment::{ContainmentApi, InstanceView, InterfaceView, VolumeView};
+use crate::detection::DetectorApi;
 use crate::error::{Error, Result};
 use crate::lab::{LabName, Refs, ResourceKind, ResourceSpec, Role, Tags};
 use crate::ledger::check_header;
@@ -58,20 +61,51 @@ impl Shared {
         let ctx = Context { latency: &self.latency, baselines: &self.baselines, models: LabModels::shared() };
         let invocations = w.advance(self.clock.now(), &ctx);
         for inv in invocations {
-            self.spawn_containment(inv);
+            self.spawn_function(inv);
         }
         w
     }
 
-    fn spawn_containment(self: &Arc<Self>, inv: Invocation) {
+    /// Runs a Lambda invocation as a task: the functions' own code over the simulator's
+    /// side of their traits, fed the payloads AWS would send.
+    fn spawn_function(self: &Arc<Self>, inv: Invocation) {
         let shared = Arc::clone(self);
-        tokio::spawn(async move {
-            shared.clock.sleep_until(inv.at).await;
-            let api = SimContainment { shared: Arc::clone(&shared) };
-            let outcome = contain(&api, &inv.config, &inv.detection).await;
-            shared.world_now().pipeline.containments.push(outcome);
-            shared.wake.notify_one();
-        });
+        match inv {
+            Invocation::Containment { at, config, detection } => {
+                tokio::spawn(async move {
+                    shared.clock.sleep_until(at).await;
+                    let api = SimContainment { shared: Arc::clone(&shared) };
+                    let event = {
+                        let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
+                        crate::containment::eventbridge_event(&detection, &w.account_id, &w.region)
+                    };
+                    let outcome = crate::containment::handle(&api, &config, &event).await;
+                    shared.world_now().pipeline.containments.push(outcome);
+                    shared.wake.notify_one();
+                });
+            }
+            Invocation::Detector { at, function, config, lines } => {
+                tokio::spawn(async move {
+                    shared.clock.sleep_until(at).await;
+                    let model = match LabModels::shared().get(config.window_s, &shared.latency, &shared.baselines) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            shared.world_now().pipeline.failures.push(format!("{at}: detector {function} has no model: {e}"));
+                            return;
+                        }
+                    };
+                    let event = {
+                        let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
+                        subscription_event(&w, &function, lines)
+                    };
+                    let api = SimDetector { shared: Arc::clone(&shared), model: Arc::clone(&model) };
+                    if let Err(e) = crate::detection::handle(&api, &config, &model, event.as_bytes()).await {
+                        shared.world_now().pipeline.failures.push(format!("{at}: detector {function} failed: {e}"));
+                    }
+                    shared.wake.notify_one();
+                });
+            }
+        }
     }
 
     fn save(&self, world: &World) -> Result<()> {
@@ -244,6 +278,19 @@ impl Cloud for SimCloud {
 
     async fn delete(&self, kind: ResourceKind, id: &str) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        let protected = kind == ResourceKind::Instance && {
+            let w = self.shared.world_now();
+            matches!(w.get(id).map(|r| &r.detail), Some(Detail::Instance { termination_protected: true, .. }))
+        };
+        if protected {
+            // Containment protected it for forensics: lift that first, as the AWS backend does.
+            {
+                let mut w = self.shared.world_now();
+                w.set_termination_protection(id, false)?;
+                self.shared.commit(&w)?;
+            }
+            self.shared.api_latency().await;
+        }
         let mut w = self.shared.world_now();
         w.delete(kind, id, self.shared.clock.now(), &self.shared.latency)?;
         self.shared.commit(&w)
@@ -353,6 +400,59 @@ impl Cloud for SimCloud {
     }
 }
 
+/// The Lambda event CloudWatch Logs sends a subscribed function, for these lines.
+fn subscription_event(w: &World, function: &str, lines: Vec<String>) -> String {
+    use crate::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
+    let filter = w.live_resources().into_iter().find_map(|r| match &r.detail {
+        Detail::SubscriptionFilter { log_group, function: f, .. } if f == function => Some((log_group.clone(), r.name.clone())),
+        _ => None,
+    });
+    let (log_group, filter) = filter.unwrap_or_default();
+    let stream =
+        lines.first().and_then(|l| l.split(' ').find(|f| f.starts_with("eni-"))).map(|eni| format!("{eni}-all")).unwrap_or_default();
+    encode_lambda_event(&LogsData {
+        message_type: "DATA_MESSAGE".into(),
+        owner: w.account_id.clone(),
+        log_group: log_group.rsplit(':').next().unwrap_or_default().to_string(),
+        log_stream: stream,
+        subscription_filters: vec![filter],
+        log_events: lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, message)| LogEvent { id: i.to_string(), timestamp: w.now.millis(), message })
+            .collect(),
+    })
+}
+
+/// The detector function's view of the simulated SageMaker runtime and EventBridge.
+struct SimDetector {
+    shared: Arc<Shared>,
+    model: Arc<crate::detector::Model>,
+}
+
+#[async_trait]
+impl DetectorApi for SimDetector {
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    async fn invoke_endpoint(&self, endpoint: &str, csv: &str) -> std::result::Result<Vec<u8>, CloudError> {
+        self.shared.api_latency().await;
+        self.shared.world_now().invoke_endpoint(endpoint, csv, &self.model)
+    }
+
+    async fn put_detections(&self, detections: &[DetectionEvent]) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        let now = self.shared.clock.now();
+        let mut w = self.shared.world_now();
+        let ctx = Context { latency: &self.shared.latency, baselines: &self.shared.baselines, models: LabModels::shared() };
+        w.put_detections(now, detections, &ctx);
+        drop(w);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+}
+
 /// The containment function's view of the simulated EC2 and SNS.
 struct SimContainment {
     shared: Arc<Shared>,
@@ -369,10 +469,16 @@ impl ContainmentApi for SimContainment {
         let w = self.shared.world_now();
         match w.get(instance_id) {
             Some(r) => match &r.detail {
-                Detail::Instance { interfaces, .. } => Ok(InstanceView {
+                Detail::Instance { interfaces, termination_protected, .. } => Ok(InstanceView {
                     id: r.id.clone(),
                     tags: r.tags.clone(),
                     interfaces: interfaces.iter().map(|i| InterfaceView { id: i.id.clone(), groups: i.groups.clone() }).collect(),
+                    volumes: w
+                        .volumes_of(instance_id)
+                        .into_iter()
+                        .map(|(id, device, delete_on_termination)| VolumeView { id, device, delete_on_termination })
+                        .collect(),
+                    termination_protected: *termination_protected,
                 }),
                 _ => Err(CloudError::NotFound { kind: ResourceKind::Instance, id: instance_id.to_string() }),
             },
@@ -398,6 +504,22 @@ impl ContainmentApi for SimContainment {
             }
             _ => Err(CloudError::NotFound { kind: ResourceKind::Instance, id: instance_id.to_string() }),
         }
+    }
+
+    async fn protect_from_termination(&self, instance_id: &str) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        self.shared.world_now().set_termination_protection(instance_id, true)
+    }
+
+    async fn keep_volumes(&self, instance_id: &str, devices: &[String]) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        self.shared.world_now().keep_volumes(instance_id, devices)
+    }
+
+    async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> std::result::Result<String, CloudError> {
+        self.shared.api_latency().await;
+        let now = self.shared.clock.now();
+        self.shared.world_now().snapshot_volume(volume_id, description, tags, now)
     }
 
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> std::result::Result<(), CloudError> {

@@ -94,6 +94,20 @@ pub enum Detail {
         profile: String,
         imdsv2_required: bool,
         encrypted_root: bool,
+        /// DisableApiTermination: TerminateInstances fails until it is lifted.
+        #[serde(default)]
+        termination_protected: bool,
+    },
+    /// An EBS volume; `instance` while attached.
+    Volume {
+        instance: Option<String>,
+        device: String,
+        delete_on_termination: bool,
+        encrypted: bool,
+    },
+    Snapshot {
+        volume: String,
+        description: String,
     },
     LogGroup {
         retention_days: u32,
@@ -399,8 +413,32 @@ impl World {
                     profile,
                     imdsv2_required: *imdsv2_required,
                     encrypted_root: *root_volume_encrypted,
+                    termination_protected: false,
                 };
                 let id = self.insert(id, spec, None, now, detail);
+                // The root volume, tagged at launch like the instance (but playing no role
+                // of its own). Its id follows the instance's, so it draws nothing from the
+                // account's generator.
+                let volume = format!("vol-{}", &id[2..]);
+                let mut tags = spec.tags.clone();
+                tags.remove(TAG_ROLE);
+                self.resources.insert(
+                    volume.clone(),
+                    SimResource {
+                        id: volume,
+                        kind: ResourceKind::Volume,
+                        name: format!("{}-root", spec.name),
+                        tags,
+                        parent: None,
+                        created_at: now,
+                        detail: Detail::Volume {
+                            instance: Some(id.clone()),
+                            device: "/dev/xvda".into(),
+                            delete_on_termination: true,
+                            encrypted: *root_volume_encrypted,
+                        },
+                    },
+                );
                 self.schedule(running_at, Event::InstanceRunning { instance: id.clone() });
                 Ok(id)
             }
@@ -636,6 +674,14 @@ impl World {
                     return Err(in_use(id, "DeleteConflict: Cannot delete entity, must remove roles from instance profile first."));
                 }
             }
+            Detail::Instance { termination_protected: true, .. } => {
+                return Err(invalid(format!(
+                    "OperationNotPermitted: The instance '{id}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again."
+                )));
+            }
+            Detail::Volume { instance: Some(instance), .. } if self.get(instance).is_some() => {
+                return Err(in_use(id, format!("VolumeInUse: {id} is attached to {instance}")));
+            }
             Detail::Instance { state, .. } => {
                 match state {
                     InstanceState::Pending | InstanceState::Running => {
@@ -677,6 +723,87 @@ impl World {
         if let Some(Detail::Instance { state, .. }) = self.resources.get_mut(id).map(|r| &mut r.detail) {
             *state = new;
         }
+        if new == InstanceState::Terminated {
+            // Volumes go with the instance unless kept; kept ones are detached.
+            let volumes: Vec<(String, bool)> = self
+                .resources
+                .values()
+                .filter_map(|r| match &r.detail {
+                    Detail::Volume { instance: Some(i), delete_on_termination, .. } if i == id => {
+                        Some((r.id.clone(), *delete_on_termination))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (volume, delete) in volumes {
+                if delete {
+                    self.resources.remove(&volume);
+                } else if let Some(Detail::Volume { instance, .. }) = self.resources.get_mut(&volume).map(|r| &mut r.detail) {
+                    *instance = None;
+                }
+            }
+        }
+    }
+
+    /// The instance's attached volumes: (id, device, delete on termination).
+    pub fn volumes_of(&self, instance: &str) -> Vec<(String, String, bool)> {
+        self.live()
+            .filter_map(|r| match &r.detail {
+                Detail::Volume { instance: Some(i), device, delete_on_termination, .. } if i == instance => {
+                    Some((r.id.clone(), device.clone(), *delete_on_termination))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// ModifyInstanceAttribute(DisableApiTermination).
+    pub fn set_termination_protection(&mut self, instance: &str, on: bool) -> Result<(), CloudError> {
+        match self.resources.get_mut(instance).map(|r| &mut r.detail) {
+            Some(Detail::Instance { termination_protected, state, .. }) if *state != InstanceState::Terminated => {
+                *termination_protected = on;
+                Ok(())
+            }
+            _ => Err(CloudError::NotFound { kind: ResourceKind::Instance, id: instance.to_string() }),
+        }
+    }
+
+    /// ModifyInstanceAttribute(BlockDeviceMappings: DeleteOnTermination=false).
+    pub fn keep_volumes(&mut self, instance: &str, devices: &[String]) -> Result<(), CloudError> {
+        if self.get(instance).is_none_or(|r| r.kind != ResourceKind::Instance) {
+            return Err(CloudError::NotFound { kind: ResourceKind::Instance, id: instance.to_string() });
+        }
+        for d in devices {
+            let volume = self.volumes_of(instance).into_iter().find(|(_, dev, _)| dev == d).map(|(v, _, _)| v);
+            let Some(volume) = volume else {
+                return Err(invalid(format!("The device '{d}' is not attached to {instance}")));
+            };
+            if let Some(Detail::Volume { delete_on_termination, .. }) = self.resources.get_mut(&volume).map(|r| &mut r.detail) {
+                *delete_on_termination = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// CreateSnapshot with TagSpecifications.
+    pub fn snapshot_volume(&mut self, volume: &str, description: &str, tags: &Tags, now: Timestamp) -> Result<String, CloudError> {
+        if self.get(volume).is_none_or(|r| r.kind != ResourceKind::Volume) {
+            return Err(CloudError::NotFound { kind: ResourceKind::Volume, id: volume.to_string() });
+        }
+        let id = self.new_id("snap");
+        self.resources.insert(
+            id.clone(),
+            SimResource {
+                id: id.clone(),
+                kind: ResourceKind::Snapshot,
+                name: description.to_string(),
+                tags: tags.clone(),
+                parent: None,
+                created_at: now,
+                detail: Detail::Snapshot { volume: volume.to_string(), description: description.to_string() },
+            },
+        );
+        Ok(id)
     }
 
     pub fn list_lab(&self, lab: &str) -> Vec<CloudResource> {

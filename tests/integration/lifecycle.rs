@@ -12,7 +12,8 @@ fn up_then_down_leaves_nothing_in_the_account() {
     let up = json(&lab.ok(&["up", "--output", "json"]));
     let n = up["resources"].as_array().unwrap().len();
     assert_eq!(n, 31, "the default lab has 31 resources");
-    assert_eq!(lab.live_resources().len(), n);
+    assert_eq!(lab.graph_resources().len(), n);
+    assert_eq!(lab.live_resources().len(), n + 1, "and the target's root volume");
     let down = json(&lab.ok(&["down", "--output", "json"]));
     assert_eq!(down["deleted"].as_array().unwrap().len(), n);
     assert_eq!(lab.live_resources(), vec![]);
@@ -106,19 +107,39 @@ fn attack_report_and_status_across_invocations() {
 }
 
 #[test]
-fn a_long_lived_stream_stops_at_isolation() {
+fn a_long_lived_stream_is_cut_by_the_two_step_swap_and_outlives_a_one_step_one() {
     // Connection tracking: only the two-step swap (allow-all, then isolation) cuts a
-    // tracked stream; the report must show bytes blocked after isolation, none let out.
-    let lab = Lab::new();
-    lab.ok(&["up", "--detector", "lambda"]);
-    let runs = json(&lab.ok(&["attack", "exfil-long-stream", "--output", "json"]));
+    // tracked stream; moving straight to the isolation group leaves it flowing.
+    let two_step = Lab::new();
+    two_step.ok(&["up", "--detector", "lambda"]);
+    let runs = json(&two_step.ok(&["attack", "exfil-long-stream", "--output", "json"]));
     let run = &runs[0];
     let isolated = run["timeline"]["isolated"].as_i64().expect("isolated");
     let last = run["timeline"]["last_exfil_byte"].as_i64().unwrap();
     assert!(last <= isolated, "bytes left after isolation: last {last}, isolated {isolated}");
-    assert!(run["metrics"]["bytes_blocked"].as_u64().unwrap() > 0, "{run}");
+    assert_eq!(run["metrics"]["bytes_after_isolation"], 0, "{run}");
+    assert!(run["metrics"]["bytes_blocked"].as_u64().unwrap() > 0, "the next chunk is dropped: {run}");
     assert!(run["metrics"]["bytes_before_isolation"].as_u64().unwrap() < 78_643_200, "the stream was cut short");
-    lab.ok(&["down"]);
+    // Forensics: a snapshot of the root volume, kept by status as expected (not drift),
+    // and down lifts termination protection and removes the kept volume and the snapshot.
+    let kinds: Vec<String> = two_step.live_resources().into_iter().map(|(k, _)| k).collect();
+    assert!(kinds.contains(&"ec2:snapshot".to_string()) && kinds.contains(&"ec2:volume".to_string()), "{kinds:?}");
+    let status = json(&two_step.ok(&["status", "--output", "json"]));
+    let snapshot = status["resources"].as_array().unwrap().iter().find(|r| r["kind"] == "ec2:snapshot").expect("snapshot listed").clone();
+    assert_eq!(snapshot["drift"], false, "{snapshot}");
+    two_step.ok(&["down"]);
+    assert_eq!(two_step.live_resources(), vec![], "down leaves no forensic leftovers");
+
+    let one_step = Lab::new();
+    one_step.ok(&["up", "--detector", "lambda", "--isolation", "one-step"]);
+    let runs = json(&one_step.ok(&["attack", "exfil-long-stream", "--output", "json"]));
+    let run = &runs[0];
+    assert_eq!(run["metrics"]["isolated"], true, "{run}");
+    assert!(run["metrics"]["bytes_after_isolation"].as_u64().unwrap() > 0, "a one-step swap leaves the stream flowing: {run}");
+    assert_eq!(run["metrics"]["bytes_blocked"], 0, "{run}");
+    assert!(run["notes"].to_string().contains("outlived the group change"), "{run}");
+    one_step.ok(&["down"]);
+    assert_eq!(one_step.live_resources(), vec![]);
 }
 
 #[test]

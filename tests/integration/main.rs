@@ -65,4 +65,10 @@ impl Lab {
         let world = cis::sim::load_world(&text, &path).expect("account loads");
         world.live_resources().iter().map(|r| (r.kind.name().to_string(), r.id.clone())).collect()
     }
+
+    /// The live resources the lab graph creates: all but the instance's volumes and
+    /// containment's snapshots.
+    pub fn graph_resources(&self) -> Vec<(String, String)> {
+        self.live_resources().into_iter().filter(|(kind, _)| kind != "ec2:volume" && kind != "ec2:snapshot").collect()
+    }
 }

@@ -1,0 +1,266 @@
+//! The AWS side of the functions' traits: EC2 and SNS for containment, the SageMaker
+//! runtime and EventBridge for the detector, and the mapping of SDK errors to the
+//! boundary's kinds.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, EbsInstanceBlockDeviceSpecification, InstanceAttributeName, InstanceBlockDeviceMappingSpecification,
+    ResourceType, Tag, TagSpecification,
+};
+use cis::clock::{Clock, Timestamp};
+use cis::cloud::{CloudError, DetectionEvent};
+use cis::containment::{ContainmentApi, InstanceView, InterfaceView, VolumeView};
+use cis::detection::DetectorApi;
+use cis::lab::{ResourceKind, Tags, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
+
+/// An SDK error as one of the boundary's kinds, by the service's error code.
+pub fn cloud_error<E, R>(kind: ResourceKind, id: &str, e: SdkError<E, R>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().unwrap_or_default().to_string();
+    let message = match e.message() {
+        Some(m) => format!("{code}: {m}"),
+        None => format!("{code}: {}", aws_sdk_ec2::error::DisplayErrorContext(&e)),
+    };
+    match code.as_str() {
+        c if c.ends_with(".NotFound") || c.ends_with("NotFoundException") || c == "NotFound" => {
+            CloudError::NotFound { kind, id: id.to_string() }
+        }
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "ThrottledException" => {
+            CloudError::Throttled(message)
+        }
+        "DependencyViolation" | "VolumeInUse" | "ResourceInUseException" => {
+            CloudError::DependencyViolation { what: id.to_string(), detail: message }
+        }
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" | "InternalException" => {
+            CloudError::Unavailable(message)
+        }
+        "" => CloudError::Unavailable(message),
+        _ => CloudError::Other(message),
+    }
+}
+
+/// EC2 and SNS for the containment function.
+pub struct AwsContainment {
+    ec2: aws_sdk_ec2::Client,
+    sns: aws_sdk_sns::Client,
+    clock: Clock,
+}
+
+impl AwsContainment {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        AwsContainment { ec2: aws_sdk_ec2::Client::new(config), sns: aws_sdk_sns::Client::new(config), clock: Clock::system() }
+    }
+}
+
+fn ec2_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+#[async_trait]
+impl ContainmentApi for AwsContainment {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    async fn describe_instance(&self, instance_id: &str) -> Result<InstanceView, CloudError> {
+        let err = |e| cloud_error(ResourceKind::Instance, instance_id, e);
+        let out = self.ec2.describe_instances().instance_ids(instance_id).send().await.map_err(err)?;
+        let instance = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance_id))
+            .ok_or_else(|| CloudError::NotFound { kind: ResourceKind::Instance, id: instance_id.to_string() })?;
+        let protection = self
+            .ec2
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Instance, instance_id, e))?;
+        Ok(InstanceView {
+            id: instance_id.to_string(),
+            tags: instance.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect(),
+            interfaces: instance
+                .network_interfaces()
+                .iter()
+                .filter_map(|n| {
+                    Some(InterfaceView {
+                        id: n.network_interface_id()?.to_string(),
+                        groups: n.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect(),
+                    })
+                })
+                .collect(),
+            volumes: instance
+                .block_device_mappings()
+                .iter()
+                .filter_map(|m| {
+                    let ebs = m.ebs()?;
+                    Some(VolumeView {
+                        id: ebs.volume_id()?.to_string(),
+                        device: m.device_name()?.to_string(),
+                        delete_on_termination: ebs.delete_on_termination().unwrap_or(true),
+                    })
+                })
+                .collect(),
+            termination_protected: protection.disable_api_termination().and_then(|v| v.value()).unwrap_or(false),
+        })
+    }
+
+    async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> Result<(), CloudError> {
+        self.ec2
+            .modify_network_interface_attribute()
+            .network_interface_id(interface_id)
+            .set_groups(Some(groups.to_vec()))
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Instance, interface_id, e))?;
+        Ok(())
+    }
+
+    async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> Result<(), CloudError> {
+        self.ec2
+            .create_tags()
+            .resources(instance_id)
+            .set_tags(Some(ec2_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Instance, instance_id, e))?;
+        Ok(())
+    }
+
+    async fn protect_from_termination(&self, instance_id: &str) -> Result<(), CloudError> {
+        self.ec2
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Instance, instance_id, e))?;
+        Ok(())
+    }
+
+    async fn keep_volumes(&self, instance_id: &str, devices: &[String]) -> Result<(), CloudError> {
+        let mappings = devices
+            .iter()
+            .map(|d| {
+                InstanceBlockDeviceMappingSpecification::builder()
+                    .device_name(d)
+                    .ebs(EbsInstanceBlockDeviceSpecification::builder().delete_on_termination(false).build())
+                    .build()
+            })
+            .collect();
+        self.ec2
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .set_block_device_mappings(Some(mappings))
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Instance, instance_id, e))?;
+        Ok(())
+    }
+
+    async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> Result<String, CloudError> {
+        let out = self
+            .ec2
+            .create_snapshot()
+            .volume_id(volume_id)
+            .description(description)
+            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Snapshot).set_tags(Some(ec2_tags(tags))).build())
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Volume, volume_id, e))?;
+        out.snapshot_id().map(String::from).ok_or_else(|| CloudError::Other(format!("CreateSnapshot of {volume_id} returned no id")))
+    }
+
+    async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> Result<(), CloudError> {
+        // SNS subjects are at most 100 printable ASCII characters.
+        let subject: String = subject.chars().filter(|c| c.is_ascii() && !c.is_ascii_control()).take(100).collect();
+        self.sns
+            .publish()
+            .topic_arn(topic_arn)
+            .subject(subject)
+            .message(message)
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::SnsTopic, topic_arn, e))?;
+        Ok(())
+    }
+}
+
+/// The SageMaker runtime and EventBridge for the detector function.
+pub struct AwsDetector {
+    sagemaker: aws_sdk_sagemakerruntime::Client,
+    events: aws_sdk_eventbridge::Client,
+    clock: Clock,
+}
+
+impl AwsDetector {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        AwsDetector {
+            sagemaker: aws_sdk_sagemakerruntime::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// PutEvents takes at most 10 entries a call.
+const PUT_EVENTS_BATCH: usize = 10;
+
+#[async_trait]
+impl DetectorApi for AwsDetector {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    async fn invoke_endpoint(&self, endpoint: &str, csv: &str) -> Result<Vec<u8>, CloudError> {
+        let out = self
+            .sagemaker
+            .invoke_endpoint()
+            .endpoint_name(endpoint)
+            .content_type("text/csv")
+            .accept("application/json")
+            .body(aws_sdk_sagemakerruntime::primitives::Blob::new(csv.as_bytes()))
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::SageMakerEndpoint, endpoint, e))?;
+        Ok(out.body().map(|b| b.as_ref().to_vec()).unwrap_or_default())
+    }
+
+    async fn put_detections(&self, detections: &[DetectionEvent]) -> Result<(), CloudError> {
+        for batch in detections.chunks(PUT_EVENTS_BATCH) {
+            let entries = batch
+                .iter()
+                .map(|d| {
+                    aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                        .source(DETECTION_SOURCE)
+                        .detail_type(DETECTION_DETAIL_TYPE)
+                        .detail(serde_json::to_string(d).expect("detections serialize"))
+                        .build()
+                })
+                .collect();
+            let out = self
+                .events
+                .put_events()
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| cloud_error(ResourceKind::EventRule, "default event bus", e))?;
+            if out.failed_entry_count() > 0 {
+                let why: Vec<String> = out
+                    .entries()
+                    .iter()
+                    .filter_map(|e| e.error_code().map(|c| format!("{c}: {}", e.error_message().unwrap_or_default())))
+                    .collect();
+                return Err(CloudError::Unavailable(format!("{} detection(s) not put: {}", out.failed_entry_count(), why.join("; "))));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,37 @@
+//! The detector function: `bootstrap` of the lab's detector Lambda, subscribed to the
+//! flow-log group.
+
+use cis::detection::{handle, DetectorConfig, DetectorError};
+use cis::detector::Model;
+use cis_lambda::aws::AwsDetector;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    cis_lambda::init_logging();
+    let get = |k: &str| std::env::var(k).ok();
+    let config = DetectorConfig::from_env(get)?;
+    let path = cis_lambda::model_path(get);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}: the deployment package carries model.json beside bootstrap (cis up adds it)", path.display()))?;
+    let model = Model::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let api = AwsDetector::new(&sdk);
+    let (api, config, model) = (&api, &config, &model);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
+        let payload = serde_json::to_vec(&event.payload)?;
+        match handle(api, config, model, &payload).await {
+            Ok(report) => {
+                tracing::info!(stream = %report.log_stream, records = report.records, windows = report.windows, scored_by = %report.scored_by, detections = report.detections.len(), "batch");
+                Ok::<_, Error>(serde_json::to_value(&report)?)
+            }
+            // Not a subscription payload: retrying the same bytes cannot help.
+            Err(e @ DetectorError::Envelope(_)) => {
+                tracing::warn!(error = %e, "refused");
+                Ok(serde_json::json!({"refused": e.to_string()}))
+            }
+            Err(e) => Err(Error::from(e.to_string())),
+        }
+    }))
+    .await
+}
