@@ -357,6 +357,19 @@ fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
     let _ = writeln!(o, "prices: assets/prices.toml ({}, read {}; {})", prices.region, prices.read_on, prices.source);
     if args.cloud == CloudKind::Sim {
         let _ = writeln!(o, "on the simulator nothing is billed: these are what the same lab costs on AWS");
+    } else {
+        // The functions' code is uploaded by `up`: say now whether it is there.
+        let dirs = crate::lab::package::default_search_dirs();
+        for code in [crate::lab::FunctionCode::Detector, crate::lab::FunctionCode::Containment] {
+            match crate::lab::package::locate(code, &dirs) {
+                Ok(p) => {
+                    let _ = writeln!(o, "function package: {} ({:.1} MiB)", p.path.display(), p.bytes as f64 / 1_048_576.0);
+                }
+                Err(e) => {
+                    let _ = writeln!(o, "function package: {e}");
+                }
+            }
+        }
     }
     print(&o);
     Ok(())

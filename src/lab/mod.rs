@@ -5,6 +5,7 @@
 //! depends on by [`Role`], and the orchestration resolves those roles to the ids the cloud
 //! returned before handing the spec over.
 
+pub mod package;
 pub mod pricing;
 
 use std::collections::BTreeMap;
@@ -909,8 +910,10 @@ pub fn render(template: &str, lab: &LabName, region: &str, account: &str, refs: 
             "lab" => lab.to_string(),
             "region" => region.to_string(),
             "account" => account.to_string(),
-            _ => match key.strip_prefix("ref:").and_then(Role::from_name) {
-                Some(role) => {
+            _ => match key.strip_prefix("ref:") {
+                Some(name) => {
+                    let role =
+                        Role::from_name(name).ok_or_else(|| Error::Internal(format!("placeholder ${{{key}}} names no role of the lab")))?;
                     refs.get(&role).cloned().ok_or_else(|| Error::Internal(format!("placeholder ${{{key}}} used before {role} exists")))?
                 }
                 // Not ours (a flow-log format's `${srcaddr}`): left as it is.
@@ -947,6 +950,23 @@ mod tests {
 
     fn lab() -> LabName {
         "demo".parse().unwrap()
+    }
+
+    #[test]
+    fn a_placeholder_naming_no_role_is_an_error_not_left_in_a_policy() {
+        let refs = Refs::from([(Role::Topic, "arn:aws:sns:us-east-1:1:t".to_string())]);
+        assert_eq!(render("${ref:alerts} ${srcaddr}", &lab(), "r", "a", &refs).unwrap(), "arn:aws:sns:us-east-1:1:t ${srcaddr}");
+        let e = render("${ref:topic}", &lab(), "r", "a", &refs).unwrap_err().to_string();
+        assert!(e.contains("${ref:topic} names no role"), "{e}");
+        // Every template the graph uses renders once its references exist.
+        for detector in [DetectorMode::Endpoint, DetectorMode::Lambda] {
+            let g = LabGraph::build(&lab(), &LabOptions { detector, ..Default::default() }, "up-1");
+            let refs: Refs = g.resources.iter().map(|r| (r.role, format!("id-of-{}", r.role.name()))).collect();
+            for spec in &g.resources {
+                let text = format!("{:?}", rendered(spec, &lab(), "us-east-1", "123456789012", &refs).unwrap().config);
+                assert!(!text.contains("${ref:") && !text.contains("${lab}"), "{}: {text}", spec.role.name());
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod crash;
 mod detector;
 mod fuzz;
 mod lifecycle;
+mod policies;
 mod simulator;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,159 @@
+//! The IAM policies the lab creates, as it renders them, checked by parliament (PyPI,
+//! installed by `.ci/run` into `.venv/ci`) with its community auditors, and the trust
+//! policies by hand (parliament reads identity policies only).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use cis::lab::{rendered, DetectorMode, LabGraph, LabName, LabOptions, Refs, ResourceConfig, ResourceKind};
+
+const REGION: &str = "us-east-1";
+const ACCOUNT: &str = "123456789012";
+
+fn parliament() -> std::path::PathBuf {
+    let path = std::env::var_os("CIS_PARLIAMENT")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/ci/bin/parliament"));
+    assert!(path.exists(), "{} is missing: run .ci/run once (it installs parliament into .venv/ci), or set CIS_PARLIAMENT", path.display());
+    path
+}
+
+/// Every policy document the lab creates with these options: (what, permissions?, text).
+fn documents(options: &LabOptions) -> Vec<(String, bool, String)> {
+    let lab: LabName = "lab".parse().unwrap();
+    let graph = LabGraph::build(&lab, options, "run-1");
+    // Ids of the shape AWS gives each kind, so rendered ARNs are real ARNs.
+    let refs: Refs = graph
+        .resources
+        .iter()
+        .map(|s| {
+            let id = match s.kind {
+                ResourceKind::SnsTopic => format!("arn:aws:sns:{REGION}:{ACCOUNT}:{}", s.name),
+                ResourceKind::LogGroup => format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{}", s.name),
+                ResourceKind::SageMakerEndpoint => format!("arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{}", s.name),
+                ResourceKind::LambdaFunction => format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{}", s.name),
+                ResourceKind::IamRole => format!("arn:aws:iam::{ACCOUNT}:role/{}", s.name),
+                ResourceKind::EventRule => format!("arn:aws:events:{REGION}:{ACCOUNT}:rule/{}", s.name),
+                _ => format!("{}-0123456789abcdef0", s.kind.name().rsplit(':').next().unwrap()),
+            };
+            (s.role, id)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for spec in &graph.resources {
+        let spec = rendered(spec, &lab, REGION, ACCOUNT, &refs).unwrap();
+        match &spec.config {
+            ResourceConfig::InlinePolicy { document, .. } => out.push((spec.role.name().to_string(), true, document.clone())),
+            ResourceConfig::IamRole { trust_policy, .. } => out.push((spec.role.name().to_string(), false, trust_policy.clone())),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn option_sets() -> Vec<LabOptions> {
+    vec![LabOptions::default(), LabOptions { detector: DetectorMode::Lambda, ..Default::default() }]
+}
+
+#[test]
+fn parliament_finds_nothing_in_the_labs_permission_policies() {
+    let parliament = parliament();
+    let mut checked = 0;
+    for options in option_sets() {
+        for (what, _, document) in documents(&options).into_iter().filter(|(_, permissions, _)| *permissions) {
+            assert!(!document.contains("${"), "{what}: unrendered placeholder in {document}");
+            // parliament reads the policy on standard input when no --file is given.
+            let mut child = Command::new(&parliament)
+                .args(["--json", "--include-community-auditors"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("parliament starts");
+            child.stdin.take().unwrap().write_all(document.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let findings = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && findings.trim().is_empty(),
+                "parliament on {what} ({:?} detector): {findings}{}\n{document}",
+                options.detector,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    // flow-log, detector and containment in both modes (the endpoint mode's detector
+    // policy has the InvokeEndpoint statement too).
+    assert_eq!(checked, 6, "every permission policy was checked");
+}
+
+#[test]
+fn parliament_does_flag_a_broad_policy() {
+    // The check above can fail: the same run on an allow-everything policy reports it.
+    let mut child = Command::new(parliament())
+        .args(["--json", "--include-community-auditors"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:ModifyInstanceAttribute","sns:Publish"],"Resource":"*"}]}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RESOURCE_STAR"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn containment_acts_only_on_its_labs_tagged_resources_and_topic() {
+    let docs = documents(&LabOptions::default());
+    let (_, _, containment) = docs.iter().find(|(what, p, _)| what == "containment-policy" && *p).expect("the containment policy");
+    let policy: serde_json::Value = serde_json::from_str(containment).unwrap();
+    for st in policy["Statement"].as_array().unwrap() {
+        let actions: Vec<String> = match &st["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            a => a.as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+        };
+        let resource = st["Resource"].to_string();
+        let writes = actions.iter().any(|a| !a.starts_with("ec2:Describe") && a.starts_with("ec2:"));
+        if writes && st["Effect"] == "Allow" {
+            let condition = st["Condition"].to_string();
+            assert!(
+                condition.contains("\"aws:ResourceTag/cis:lab\":\"lab\"") || condition.contains("\"aws:RequestTag/cis:lab\":\"lab\""),
+                "an EC2 change without the lab's tag condition: {st}"
+            );
+            assert!(!resource.contains("\"*\""), "{st}");
+        }
+        if actions.iter().any(|a| a == "sns:Publish") {
+            assert_eq!(st["Resource"], format!("arn:aws:sns:{REGION}:{ACCOUNT}:cis-lab-alerts"), "{st}");
+        }
+    }
+    let flow_log =
+        docs.iter().find(|(what, p, _)| what == "flow-log-policy" && *p).map(|(_, _, d)| d.clone()).expect("the flow-log policy");
+    assert!(
+        flow_log.contains(&format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:cis-lab-flow-logs"))
+            || flow_log.contains("log-group:/cis/lab"),
+        "{flow_log}"
+    );
+    assert!(!flow_log.contains("\"Resource\":\"*\"") && !flow_log.contains("\"Resource\": \"*\""), "{flow_log}");
+}
+
+#[test]
+fn trust_policies_name_one_service_and_only_assume_role() {
+    let mut seen = 0;
+    for options in option_sets() {
+        for (what, _, document) in documents(&options).into_iter().filter(|(_, permissions, _)| !*permissions) {
+            let policy: serde_json::Value = serde_json::from_str(&document).unwrap();
+            for st in policy["Statement"].as_array().unwrap() {
+                assert_eq!(st["Effect"], "Allow", "{what}");
+                assert_eq!(st["Action"], "sts:AssumeRole", "{what}");
+                let service = st["Principal"]["Service"].as_str().unwrap_or_else(|| panic!("{what}: not a single service principal: {st}"));
+                assert!(service.ends_with(".amazonaws.com") && !service.contains('*'), "{what}: {service}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 7, "{seen} trust policies");
+}

@@ -1,0 +1,8 @@
+//! What `cargo xtask` needs and the tests check: reading the glibc versions an ELF
+//! binary requires, and writing the zip archives Lambda deploys.
+
+pub mod elf;
+pub mod zip;
+
+/// The newest glibc on Amazon Linux 2023, the `provided.al2023` runtime's OS.
+pub const AL2023_GLIBC: (u32, u32) = (2, 34);
