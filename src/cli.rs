@@ -75,6 +75,9 @@ pub enum Command {
     Attack(AttackArgs),
     /// Latencies, bytes lost and detection rate over the lab's runs.
     Report,
+    /// Undo containment: put the target's interfaces back in the groups they had before
+    /// isolation (forensic snapshots stay until `down`).
+    Release,
     /// Delete every resource of the lab, even without a ledger.
     Down,
     /// List the scenario catalogue, or explain one scenario.

@@ -83,19 +83,30 @@ impl ContainmentApi for AwsContainment {
             .send()
             .await
             .map_err(|e| cloud_error(ResourceKind::Instance, instance_id, e))?;
+        // The interfaces' groups as the interfaces themselves report them: the record a
+        // group change writes (moto, unlike AWS, leaves DescribeInstances' copy stale).
+        let enis = self
+            .ec2
+            .describe_network_interfaces()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("attachment.instance-id").values(instance_id).build())
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Instance, instance_id, e))?;
+        let mut interfaces: Vec<InterfaceView> = enis
+            .network_interfaces()
+            .iter()
+            .filter_map(|n| {
+                Some(InterfaceView {
+                    id: n.network_interface_id()?.to_string(),
+                    groups: n.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect(),
+                })
+            })
+            .collect();
+        interfaces.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(InstanceView {
             id: instance_id.to_string(),
             tags: instance.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect(),
-            interfaces: instance
-                .network_interfaces()
-                .iter()
-                .filter_map(|n| {
-                    Some(InterfaceView {
-                        id: n.network_interface_id()?.to_string(),
-                        groups: n.groups().iter().filter_map(|g| g.group_id().map(String::from)).collect(),
-                    })
-                })
-                .collect(),
+            interfaces,
             volumes: instance
                 .block_device_mappings()
                 .iter()

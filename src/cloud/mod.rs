@@ -233,4 +233,8 @@ pub trait Cloud: Send + Sync {
 
     /// Makes everything done so far durable (the simulator's account); nothing on AWS.
     async fn checkpoint(&self) -> Result<(), CloudError>;
+
+    /// EC2 and SNS as the containment function sees them: `cis release` undoes an
+    /// isolation with the function's own code.
+    fn containment_api(&self) -> Box<dyn crate::containment::ContainmentApi + '_>;
 }

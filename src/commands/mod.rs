@@ -91,6 +91,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Train(_) => "train",
         Command::Detect(_) => "detect",
         Command::Flows(_) => "flows",
+        Command::Release => "release",
         Command::Down => "down",
         Command::Scenarios(_) => "scenarios",
         Command::Demo(_) => "demo",
@@ -210,6 +211,20 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
             print(&match args.output {
                 OutputFormat::Json => json(&records),
                 OutputFormat::Text => Report::build(kind.name(), lab.as_str(), records).to_text(),
+            });
+        }
+        Command::Release => {
+            let report = orch.release(lab).await?;
+            print(&match args.output {
+                OutputFormat::Json => json(&report),
+                OutputFormat::Text if report.restored.is_empty() => {
+                    format!("{} was not isolated by containment: nothing to release", report.instance)
+                }
+                OutputFormat::Text => {
+                    let lines: Vec<String> =
+                        report.restored.iter().map(|r| format!("  {} -> {}", r.interface, r.groups.join(", "))).collect();
+                    format!("released {}: interfaces back in their original groups\n{}", report.instance, lines.join("\n"))
+                }
             });
         }
         Command::Down => {

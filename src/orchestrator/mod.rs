@@ -71,6 +71,22 @@ pub struct Deleted {
     pub via: String,
 }
 
+/// What `release` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReleaseReport {
+    pub lab: String,
+    pub cloud: String,
+    pub instance: String,
+    /// Empty when the instance was never isolated.
+    pub restored: Vec<RestoredInterface>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoredInterface {
+    pub interface: String,
+    pub groups: Vec<String>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct DownReport {
     pub lab: String,
@@ -517,6 +533,41 @@ impl<'a> Orchestrator<'a> {
             deleted: deleted.into_inner().expect("not poisoned"),
             had_ledger,
             seconds: clock.now().seconds_since(started),
+        })
+    }
+
+    /// Undoes containment's isolation of the target: every interface back to the groups
+    /// recorded before it, with the containment function's own code. Forensic snapshots
+    /// stay until `down`.
+    pub async fn release(&self, lab: &LabName) -> Result<ReleaseReport> {
+        self.cloud.account().await?;
+        let _lock = self.lock_lab(lab)?;
+        let ledger = self
+            .load_ledger(lab)?
+            .ok_or_else(|| Error::LabState(format!("lab '{lab}' has no ledger on {}: nothing to release", self.cloud.kind().name())))?;
+        let id = |role: Role| {
+            ledger
+                .entry(role)
+                .and_then(|e| e.id.clone())
+                .ok_or_else(|| Error::LabState(format!("lab '{lab}' has no {role} yet: run `cis up --lab {lab}` first")))
+        };
+        let instance = id(Role::TargetInstance)?;
+        let config = crate::containment::ContainmentConfig {
+            lab: lab.to_string(),
+            topic_arn: id(Role::Topic)?,
+            allow_all_group: id(Role::AllowAllSecurityGroup)?,
+            isolation_group: id(Role::IsolationSecurityGroup)?,
+            forensics: ledger.options.forensics,
+            steps: ledger.options.isolation,
+        };
+        let api = self.cloud.containment_api();
+        let restored = self.retrying("release", DELETE_RETRY_FOR, || crate::containment::release(api.as_ref(), &config, &instance)).await?;
+        self.cloud.checkpoint().await?;
+        Ok(ReleaseReport {
+            lab: lab.to_string(),
+            cloud: self.cloud.kind().name().into(),
+            instance,
+            restored: restored.into_iter().map(|(interface, groups)| RestoredInterface { interface, groups }).collect(),
         })
     }
 

@@ -394,6 +394,10 @@ impl Cloud for SimCloud {
         })
     }
 
+    fn containment_api(&self) -> Box<dyn ContainmentApi + '_> {
+        Box::new(SimContainment { shared: Arc::clone(&self.shared) })
+    }
+
     async fn checkpoint(&self) -> std::result::Result<(), CloudError> {
         let w = self.shared.world_now();
         self.shared.save(&w).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))

@@ -1,0 +1,9 @@
+//! The functions' one integration-test binary: their release-shaped binaries as Lambda
+//! runs them. `bootstrap` checks what they need from glibc; `containment` runs the real
+//! containment bootstrap against a Lambda Runtime API on loopback, with EC2 and SNS served
+//! by a real moto server (installed by `.ci/run` into `.venv/ci`).
+
+mod bootstrap;
+mod containment;
+mod moto;
+mod runtime_api;
