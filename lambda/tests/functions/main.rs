@@ -5,5 +5,6 @@
 
 mod bootstrap;
 mod containment;
+mod detector;
 mod moto;
 mod runtime_api;

@@ -1,0 +1,150 @@
+//! The detector bootstrap, run as Lambda runs it with the model in its package, against
+//! EventBridge in moto: a subscription batch holding an exfiltration window becomes one
+//! `cis.detector` event, which a rule routes to an SQS queue the test reads (moto's
+//! PutEvents fails when a rule targets Lambda: aws-facts.md); a control message puts
+//! nothing. This is `--detector lambda`: no SageMaker.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cis::detector::{Model, TrainOptions};
+use cis::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
+use cis::flowlog::{Action, Direction, FlowRecord, LogFormat, LogStatus};
+use cis::lab::LAB_LOG_FORMAT;
+
+use crate::moto::Moto;
+use crate::runtime_api::RuntimeApi;
+
+const BASE: i64 = 1_767_225_600;
+
+fn record(start: i64, dst: &str, bytes: u64) -> FlowRecord {
+    FlowRecord {
+        version: Some(5),
+        account_id: Some("123456789012".into()),
+        interface_id: Some("eni-0aa".into()),
+        srcaddr: Some("10.42.1.10".parse().unwrap()),
+        dstaddr: Some(dst.parse().unwrap()),
+        srcport: Some(40_000 + (start % 20_000) as u16),
+        dstport: Some(443),
+        protocol: Some(6),
+        packets: Some(bytes / 1400 + 1),
+        bytes: Some(bytes),
+        start: Some(start),
+        end: Some(start + 2),
+        action: Some(Action::Accept),
+        log_status: Some(LogStatus::Ok),
+        vpc_id: Some("vpc-0a".into()),
+        subnet_id: Some("subnet-0a".into()),
+        instance_id: Some("i-0a1b2c3d4e5f60718".into()),
+        flow_direction: Some(Direction::Egress),
+        ..Default::default()
+    }
+}
+
+fn subscription(message_type: &str, lines: Vec<String>) -> serde_json::Value {
+    let event = encode_lambda_event(&LogsData {
+        message_type: message_type.into(),
+        owner: "123456789012".into(),
+        log_group: "cis-lab-flow-logs".into(),
+        log_stream: "eni-0aa-all".into(),
+        subscription_filters: vec!["cis-lab-detector-subscription".into()],
+        log_events: lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, message)| LogEvent { id: i.to_string(), timestamp: BASE * 1000, message })
+            .collect(),
+    });
+    serde_json::from_str(&event).unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbridge() {
+    // The model the package carries: twelve quiet hours of one agent.
+    let quiet: Vec<FlowRecord> = (0..12 * 60).map(|m| record(BASE + m * 60, "52.46.141.10", 2_000 + (m as u64 * 37) % 900)).collect();
+    let model = Model::train(cis::features::windows(&quiet, 60), &TrainOptions::default(), "functions test").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.json"), model.to_json()).unwrap();
+
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = sqs.create_queue().queue_name("detections").send().await.unwrap().queue_url.unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name("cis-lab-detection-rule")
+        .event_pattern(r#"{"source":["cis.detector"],"detail-type":["cis detection"],"detail":{"lab":["lab"]}}"#)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("cis-lab-detection-rule")
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(queue_arn).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let format = LogFormat::parse(LAB_LOG_FORMAT).unwrap();
+    let attack_at = BASE + 13 * 3600;
+    let attack =
+        vec![format.write(&record(attack_at, "52.46.141.10", 2_400)), format.write(&record(attack_at + 5, "203.0.113.50", 1 << 30))];
+    let control = vec!["CWL CONTROL MESSAGE: Checking health of destination Lambda.".to_string()];
+    let api = RuntimeApi::serve(vec![subscription("DATA_MESSAGE", attack), subscription("CONTROL_MESSAGE", control)]);
+    let mut function = Command::new(env!("CARGO_BIN_EXE_cis-detector"))
+        .envs(moto.env())
+        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "cis-lab-detector-function")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("LAMBDA_TASK_ROOT", dir.path())
+        .env("CIS_LAB", "lab")
+        .env("CIS_WINDOW_S", "60")
+        .env("CIS_LOG_FORMAT", LAB_LOG_FORMAT)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the bootstrap starts");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        match api.answers.recv_timeout(Duration::from_secs(300)) {
+            Ok(a) => answers.push(a),
+            Err(e) => {
+                let _ = function.kill();
+                let out = function.wait_with_output().unwrap();
+                panic!("no answer from the function ({e}): {answers:?}\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+    let _ = function.kill();
+    let _ = function.wait();
+
+    assert!(answers.iter().all(|a| a.kind == "response"), "{answers:#?}");
+    let batch = &answers[0].body;
+    assert_eq!(
+        (batch["records"].as_u64(), batch["windows"].as_u64(), batch["scored_by"].as_str()),
+        (Some(2), Some(1), Some("model")),
+        "{batch}"
+    );
+    assert_eq!(batch["detections"].as_array().unwrap().len(), 1, "{batch}");
+    assert_eq!(answers[1].body["windows"], 0, "a control message carries no records: {}", answers[1].body);
+
+    // From outside: the event EventBridge routed, as the containment function receives it.
+    let received = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.unwrap();
+    let bodies: Vec<serde_json::Value> = received.messages().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let detection = cis::containment::parse_event(&bodies[0]).unwrap_or_else(|e| panic!("{e}: {}", bodies[0]));
+    assert_eq!((detection.lab.as_str(), detection.instance_id.as_str()), ("lab", "i-0a1b2c3d4e5f60718"));
+    assert_eq!(detection.window_start.unix_seconds(), attack_at - attack_at % 60);
+    assert!(detection.reason.contains("203.0.113.50") || detection.reason.contains("bytes"), "{}", detection.reason);
+}
