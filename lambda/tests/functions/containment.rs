@@ -4,7 +4,6 @@
 //! describe calls.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, IpPermission, IpRange, ResourceType, Tag, TagSpecification};
 
@@ -80,7 +79,7 @@ async fn the_bootstrap_isolates_its_labs_instance_in_moto_once_and_refuses_other
 
     // Lambda delivers at least once: the detection twice, then one naming the foreign instance.
     let api = RuntimeApi::serve(vec![detection(&ours), detection(&ours), detection(&foreign)]);
-    let mut function = Command::new(env!("CARGO_BIN_EXE_cis-containment"))
+    let function = Command::new(env!("CARGO_BIN_EXE_cis-containment"))
         .envs(moto.env())
         .env("AWS_LAMBDA_RUNTIME_API", &api.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "cis-lab-containment-function")
@@ -94,19 +93,7 @@ async fn the_bootstrap_isolates_its_labs_instance_in_moto_once_and_refuses_other
         .stderr(Stdio::piped())
         .spawn()
         .expect("the bootstrap starts");
-    let mut answers = Vec::new();
-    for _ in 0..3 {
-        match api.answers.recv_timeout(Duration::from_secs(300)) {
-            Ok(a) => answers.push(a),
-            Err(e) => {
-                let _ = function.kill();
-                let out = function.wait_with_output().unwrap();
-                panic!("no answer from the function ({e}): {answers:?}\n{}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-    }
-    let _ = function.kill();
-    let _ = function.wait();
+    let answers = api.collect(3, function);
 
     let outcome = |i: usize| answers[i].body["outcome"].as_str().unwrap_or_default().to_string();
     assert!(answers.iter().all(|a| a.kind == "response"), "{answers:#?}");

@@ -5,7 +5,6 @@
 //! nothing. This is `--detector lambda`: no SageMaker.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use cis::detector::{Model, TrainOptions};
 use cis::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
@@ -101,7 +100,7 @@ async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbr
         vec![format.write(&record(attack_at, "52.46.141.10", 2_400)), format.write(&record(attack_at + 5, "203.0.113.50", 1 << 30))];
     let control = vec!["CWL CONTROL MESSAGE: Checking health of destination Lambda.".to_string()];
     let api = RuntimeApi::serve(vec![subscription("DATA_MESSAGE", attack), subscription("CONTROL_MESSAGE", control)]);
-    let mut function = Command::new(env!("CARGO_BIN_EXE_cis-detector"))
+    let function = Command::new(env!("CARGO_BIN_EXE_cis-detector"))
         .envs(moto.env())
         .env("AWS_LAMBDA_RUNTIME_API", &api.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "cis-lab-detector-function")
@@ -115,19 +114,7 @@ async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbr
         .stderr(Stdio::piped())
         .spawn()
         .expect("the bootstrap starts");
-    let mut answers = Vec::new();
-    for _ in 0..2 {
-        match api.answers.recv_timeout(Duration::from_secs(300)) {
-            Ok(a) => answers.push(a),
-            Err(e) => {
-                let _ = function.kill();
-                let out = function.wait_with_output().unwrap();
-                panic!("no answer from the function ({e}): {answers:?}\n{}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-    }
-    let _ = function.kill();
-    let _ = function.wait();
+    let answers = api.collect(2, function);
 
     assert!(answers.iter().all(|a| a.kind == "response"), "{answers:#?}");
     let batch = &answers[0].body;

@@ -24,6 +24,27 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// Waits for `n` answers from the function, then stops it; on a missing answer, fails
+    /// with what the function printed.
+    pub fn collect(&self, n: usize, mut function: std::process::Child) -> Vec<Answer> {
+        let mut answers = Vec::new();
+        while answers.len() < n {
+            // A readiness bound, not a timing assertion: a cold debug binary on a busy
+            // machine may take a while.
+            match self.answers.recv_timeout(std::time::Duration::from_secs(300)) {
+                Ok(a) => answers.push(a),
+                Err(e) => {
+                    let _ = function.kill();
+                    let out = function.wait_with_output().unwrap();
+                    panic!("no answer from the function ({e}): {answers:?}\n{}", String::from_utf8_lossy(&out.stderr));
+                }
+            }
+        }
+        let _ = function.kill();
+        let _ = function.wait();
+        answers
+    }
+
     pub fn serve(events: Vec<serde_json::Value>) -> RuntimeApi {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
