@@ -41,6 +41,15 @@ pub struct Args {
     #[arg(long, global = true, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
 
+    /// AWS named profile, from the shared config and credentials files (--cloud aws).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// One endpoint for every AWS service, such as a moto or LocalStack server (--cloud aws;
+    /// the SDK also reads AWS_ENDPOINT_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
     /// More detail on stderr (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

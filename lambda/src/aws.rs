@@ -1,47 +1,17 @@
 //! The AWS side of the functions' traits: EC2 and SNS for containment, the SageMaker
-//! runtime and EventBridge for the detector, and the mapping of SDK errors to the
-//! boundary's kinds.
+//! runtime and EventBridge for the detector (SDK errors mapped by `cis::aws::error`).
 
 use async_trait::async_trait;
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, EbsInstanceBlockDeviceSpecification, InstanceAttributeName, InstanceBlockDeviceMappingSpecification,
     ResourceType, Tag, TagSpecification,
 };
+use cis::aws::error::cloud_error;
 use cis::clock::{Clock, Timestamp};
 use cis::cloud::{CloudError, DetectionEvent};
 use cis::containment::{ContainmentApi, InstanceView, InterfaceView, VolumeView};
 use cis::detection::DetectorApi;
 use cis::lab::{ResourceKind, Tags, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
-
-/// An SDK error as one of the boundary's kinds, by the service's error code.
-pub fn cloud_error<E, R>(kind: ResourceKind, id: &str, e: SdkError<E, R>) -> CloudError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    let code = e.code().unwrap_or_default().to_string();
-    let message = match e.message() {
-        Some(m) => format!("{code}: {m}"),
-        None => format!("{code}: {}", aws_sdk_ec2::error::DisplayErrorContext(&e)),
-    };
-    match code.as_str() {
-        c if c.ends_with(".NotFound") || c.ends_with("NotFoundException") || c == "NotFound" => {
-            CloudError::NotFound { kind, id: id.to_string() }
-        }
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "ThrottledException" => {
-            CloudError::Throttled(message)
-        }
-        "DependencyViolation" | "VolumeInUse" | "ResourceInUseException" => {
-            CloudError::DependencyViolation { what: id.to_string(), detail: message }
-        }
-        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" | "InternalException" => {
-            CloudError::Unavailable(message)
-        }
-        "" => CloudError::Unavailable(message),
-        _ => CloudError::Other(message),
-    }
-}
 
 /// EC2 and SNS for the containment function.
 pub struct AwsContainment {

@@ -73,7 +73,9 @@ fn clap_error(e: clap::Error) -> i32 {
 
 fn init_tracing(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
+        // The SDK warns about every credential source it tries; cis says what matters in
+        // one line of its own.
+        0 => "warn,aws_config=error,aws_smithy_runtime=error",
         1 => "info",
         _ => "debug",
     };
@@ -133,10 +135,7 @@ fn run(args: &Args) -> Result<()> {
         _ => {}
     }
     if args.cloud == CloudKind::Aws {
-        return Err(Error::Usage(
-            "--cloud aws: the AWS backend is not in this build yet; everything runs on the simulator (--cloud sim, the default)".into(),
-        )
-        .into());
+        return aws(args);
     }
 
     // The demo gets a fresh simulated account of its own, so one seed gives one report.
@@ -171,6 +170,39 @@ fn run(args: &Args) -> Result<()> {
         drop(progress);
         cloud.checkpoint().await?;
         result
+    })
+}
+
+/// `--cloud aws`: connects and checks the credentials first, so a machine without them is
+/// told how to configure them before anything happens. The backend's resource operations
+/// are not built yet: only listing labs works; the verbs that would change the account
+/// are refused after the check.
+fn aws(args: &Args) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let options = crate::aws::AwsOptions {
+            profile: args.profile.clone(),
+            region: Some(args.region.clone()),
+            endpoint_url: args.endpoint_url.clone(),
+        };
+        let session = crate::aws::connect(&options).await.map_err(Error::Cloud)?;
+        eprintln!("cis: acting on the {}", session.account.description);
+        match &args.command {
+            Command::Status(s) if s.all => {
+                let labs = crate::aws::list_labs(&session).await.map_err(Error::Cloud)?;
+                print(&match args.output {
+                    OutputFormat::Json => json(&serde_json::json!({"cloud": "aws", "labs": labs})),
+                    OutputFormat::Text if labs.is_empty() => "no labs on aws".to_string(),
+                    OutputFormat::Text => labs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"),
+                });
+                Ok(())
+            }
+            other => Err(Error::Usage(format!(
+                "--cloud aws: `cis {}` needs the AWS backend's resource operations, which are not built yet (the credentials check passed and nothing was created); `cis status --all`, `cis plan` and `cis report` work, and everything else runs on the simulator (--cloud sim, the default)",
+                verb(other)
+            ))
+            .into()),
+        }
     })
 }
 

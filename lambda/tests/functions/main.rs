@@ -6,5 +6,6 @@
 mod bootstrap;
 mod containment;
 mod detector;
+#[path = "../../../tests/support/moto.rs"]
 mod moto;
 mod runtime_api;

@@ -1,4 +1,5 @@
-//! A moto server on a free loopback port for one test, stopped when dropped.
+//! A moto server on a free loopback port for one test, stopped when dropped. Shared by
+//! the cis integration tests and the functions' tests (`#[path]`-included by both).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -11,15 +12,17 @@ pub struct Moto {
 }
 
 fn moto_server() -> PathBuf {
-    let path = std::env::var_os("CIS_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/ci/bin/moto_server"));
-    assert!(
-        path.exists(),
-        "{} is missing: run .ci/run once (it installs moto[server] into .venv/ci), or set CIS_MOTO_SERVER",
-        path.display()
-    );
-    path
+    if let Some(path) = std::env::var_os("CIS_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    // The workspace's .venv/ci, from this crate's folder or an ancestor's.
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join(".venv/ci/bin/moto_server"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("moto_server is missing from .venv/ci: run .ci/run once (it installs moto[server] there), or set CIS_MOTO_SERVER")
+        })
 }
 
 impl Moto {
@@ -43,6 +46,8 @@ impl Moto {
     }
 
     /// SDK configuration for this server, with moto's dummy credentials.
+    #[allow(dead_code)] // each including test binary uses its own part
+    #[allow(dead_code)] // not every test binary talks to moto through the SDK
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)

@@ -1,0 +1,80 @@
+//! SDK errors as the boundary's kinds, by the service's error code: the one place that
+//! knows AWS's codes.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::cloud::CloudError;
+use crate::lab::ResourceKind;
+
+/// An SDK error as one of the boundary's kinds.
+pub fn cloud_error<E, R>(kind: ResourceKind, id: &str, e: SdkError<E, R>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let code = e.code().unwrap_or_default().to_string();
+    let message = match e.message() {
+        Some(m) => format!("{code}: {m}"),
+        None => format!("{code}: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+    };
+    match &e {
+        // Nothing came back: the endpoint is unreachable or timed out.
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => return CloudError::Unavailable(message),
+        _ => {}
+    }
+    classify(kind, id, &code, message)
+}
+
+/// The kind for an error code.
+pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> CloudError {
+    match code {
+        c if c.ends_with(".NotFound") || c.ends_with("NotFoundException") || c == "NotFound" || c == "NoSuchEntity" => {
+            CloudError::NotFound { kind, id: id.to_string() }
+        }
+        c if c.ends_with(".Duplicate")
+            || c == "EntityAlreadyExists"
+            || c == "ResourceAlreadyExistsException"
+            || c == "ResourceConflictException" =>
+        {
+            CloudError::AlreadyExists { kind, name: id.to_string() }
+        }
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "ThrottledException" => {
+            CloudError::Throttled(message)
+        }
+        "DependencyViolation" | "VolumeInUse" | "ResourceInUseException" | "DeleteConflict" => {
+            CloudError::DependencyViolation { what: id.to_string(), detail: message }
+        }
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" | "InternalException" | "ServiceException" => {
+            CloudError::Unavailable(message)
+        }
+        "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "UnrecognizedClientException"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "AuthFailure"
+        | "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation" => CloudError::Credentials(message),
+        _ => CloudError::Other(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_kinds() {
+        let k = ResourceKind::Instance;
+        assert!(classify(k, "i-1", "InvalidInstanceID.NotFound", "m".into()).is_not_found());
+        assert!(classify(k, "i-1", "NoSuchEntity", "m".into()).is_not_found());
+        assert!(matches!(classify(k, "sg", "InvalidGroup.Duplicate", "m".into()), CloudError::AlreadyExists { .. }));
+        assert!(matches!(classify(k, "vpc", "DependencyViolation", "m".into()), CloudError::DependencyViolation { .. }));
+        assert!(matches!(classify(k, "x", "RequestLimitExceeded", "m".into()), CloudError::Throttled(_)));
+        assert!(matches!(classify(k, "x", "ExpiredToken", "m".into()), CloudError::Credentials(_)));
+        assert!(matches!(classify(k, "x", "InvalidParameterValue", "m".into()), CloudError::Other(_)));
+        assert!(classify(k, "x", "InternalError", "m".into()).is_transient());
+    }
+}

@@ -1,0 +1,110 @@
+//! The AWS backend's connection: the standard credential chain, `--profile`, `--region`
+//! and `--endpoint-url` / `AWS_ENDPOINT_URL`, checked before anything is done, and the
+//! account-wide look at labs by tag.
+//!
+//! The backend's resource operations (create, find, status, delete, attacks through SSM)
+//! are not built yet; until they are, the CLI lets `--cloud aws` connect, check
+//! credentials and list labs, and refuses the verbs that would change the account.
+
+pub mod error;
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::ProvideCredentials;
+
+use crate::cloud::{AccountInfo, CloudError};
+use crate::lab::{LabName, TAG_LAB, TAG_MANAGED};
+
+/// How long finding credentials may take. The default chain ends with the EC2 instance
+/// metadata service, which off EC2 only times out: without a bound, a machine with no
+/// credentials waits on it instead of being told what to do.
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where and as whom to connect.
+#[derive(Clone, Debug, Default)]
+pub struct AwsOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    /// An AWS-compatible endpoint (moto, LocalStack); `AWS_ENDPOINT_URL` works too.
+    pub endpoint_url: Option<String>,
+}
+
+/// A checked connection to one account and region.
+pub struct AwsSession {
+    pub sdk: aws_config::SdkConfig,
+    pub account: AccountInfo,
+}
+
+/// Loads the configuration, finds credentials (bounded in time) and asks STS who we are.
+pub async fn connect(options: &AwsOptions) -> Result<AwsSession, CloudError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &options.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &options.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(e) = &options.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    let sdk = loader.load().await;
+    let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+        CloudError::Credentials("no AWS region: pass --region, set AWS_REGION, or give the profile a region (`aws configure`)".into())
+    })?;
+    let profile = options.profile.clone().or_else(|| std::env::var("AWS_PROFILE").ok()).unwrap_or_else(|| "default".into());
+    let how = format!(
+        "configure them with `aws configure` (profile '{profile}'), `aws sso login`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; choose a profile with --profile; nothing was created"
+    );
+    let provider = sdk.credentials_provider().ok_or_else(|| CloudError::Credentials(format!("no credential provider: {how}")))?;
+    match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(CloudError::Credentials(format!("no AWS credentials found ({e}): {how}"))),
+        Err(_) => {
+            return Err(CloudError::Credentials(format!(
+                "no AWS credentials found within {} s (the last place looked, the EC2 instance metadata service, did not answer): {how}",
+                CREDENTIALS_TIMEOUT.as_secs()
+            )))
+        }
+    }
+    let sts = aws_sdk_sts::Client::new(&sdk);
+    let me =
+        sts.get_caller_identity().send().await.map_err(|e| match error::cloud_error(crate::lab::ResourceKind::IamRole, "caller", e) {
+            CloudError::Other(m) | CloudError::Invalid(m) => CloudError::Credentials(format!("the credentials were refused ({m}): {how}")),
+            other => other,
+        })?;
+    let account_id = me.account().unwrap_or_default().to_string();
+    let endpoint = options.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    let description = format!(
+        "AWS account {account_id} in {region} as {}{}",
+        me.arn().unwrap_or("an unknown principal"),
+        endpoint.map(|e| format!(" (endpoint {e})")).unwrap_or_default()
+    );
+    Ok(AwsSession { sdk, account: AccountInfo { account_id, region, description } })
+}
+
+/// Every lab with resources tagged `cis:managed=true` in the region, by the Resource
+/// Groups Tagging API (IAM roles, which it does not list, always come with tagged
+/// resources of their lab).
+pub async fn list_labs(session: &AwsSession) -> Result<Vec<LabName>, CloudError> {
+    let client = aws_sdk_resourcegroupstagging::Client::new(&session.sdk);
+    let mut pages = client
+        .get_resources()
+        .tag_filters(aws_sdk_resourcegroupstagging::types::TagFilter::builder().key(TAG_MANAGED).values("true").build())
+        .into_paginator()
+        .send();
+    let mut labs = std::collections::BTreeSet::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| error::cloud_error(crate::lab::ResourceKind::Vpc, "tagged resources", e))?;
+        for mapping in page.resource_tag_mapping_list() {
+            for tag in mapping.tags() {
+                if tag.key() == TAG_LAB {
+                    if let Ok(lab) = tag.value().parse::<LabName>() {
+                        labs.insert(lab);
+                    }
+                }
+            }
+        }
+    }
+    Ok(labs.into_iter().collect())
+}

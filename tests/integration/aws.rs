@@ -1,0 +1,92 @@
+//! `--cloud aws`: the connection and its credential check, against a real moto server and
+//! against a machine with no credentials at all. (The backend's resource operations are
+//! not built yet; these tests pin down what is.)
+
+use std::process::Command;
+
+use crate::moto::Moto;
+use crate::Lab;
+
+/// `cis` with no AWS configuration whatsoever: no AWS_* variables, an empty home.
+fn without_aws(lab: &Lab, home: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = lab.cmd(args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", home).env_remove("XDG_CONFIG_HOME");
+    c
+}
+
+#[test]
+fn up_without_credentials_says_how_to_configure_them_and_creates_nothing() {
+    let lab = Lab::new();
+    let home = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = without_aws(&lab, home.path(), &["--cloud", "aws", "up"]).output().unwrap();
+    // Reported, not asserted: timing assertions are flaky on shared machines. The check is
+    // bounded at 3 s by `aws::connect`; the bar is 5 s.
+    eprintln!("no-credentials failure after {:.2} s", started.elapsed().as_secs_f64());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no AWS credentials") && stderr.contains("aws configure") && stderr.contains("--profile"), "{stderr}");
+    assert!(stderr.contains("nothing was created"), "{stderr}");
+    assert!(!lab.state().join("aws").exists(), "no ledger, no lab directory");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn status_all_lists_the_labs_tagged_in_the_account_and_up_changes_nothing_yet() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let lab = Lab::new();
+    let cis = |args: &[&str]| {
+        let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint][..], args].concat());
+        c.envs(moto.env());
+        c.output().unwrap()
+    };
+
+    let empty = cis(&["status", "--all"]);
+    assert!(empty.status.success(), "{}", String::from_utf8_lossy(&empty.stderr));
+    assert_eq!(String::from_utf8_lossy(&empty.stdout).trim(), "no labs on aws");
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("acting on the AWS account 123456789012 in us-east-1"));
+
+    for lab in ["trainee-07", "trainee-03"] {
+        let tags = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("cis:lab").value(lab).build())
+            .tags(aws_sdk_ec2::types::Tag::builder().key("cis:managed").value("true").build())
+            .build();
+        ec2.create_vpc().cidr_block("10.42.0.0/16").tag_specifications(tags).send().await.unwrap();
+    }
+    // Someone else's VPC, tagged with a lab but not managed by cis.
+    let foreign = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("cis:lab").value("not-ours").build())
+        .build();
+    ec2.create_vpc().cidr_block("10.9.0.0/16").tag_specifications(foreign).send().await.unwrap();
+    let listed = cis(&["status", "--all", "--output", "json"]);
+    let labs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(labs["labs"], serde_json::json!(["trainee-03", "trainee-07"]), "{labs}");
+
+    let vpcs = || async { ec2.describe_vpcs().send().await.unwrap().vpcs().len() };
+    let before = vpcs().await;
+    let up = cis(&["up"]);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert_eq!(up.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not built yet") && stderr.contains("nothing was created"), "{stderr}");
+    assert_eq!(vpcs().await, before, "up created nothing");
+
+    let home = tempfile::tempdir().unwrap();
+    let wrong = without_aws(
+        &lab,
+        home.path(),
+        &["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--profile", "no-such-profile", "status", "--all"],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no-such-profile"), "the message names the profile: {stderr}");
+}
