@@ -90,3 +90,74 @@ async fn status_all_lists_the_labs_tagged_in_the_account_and_up_changes_nothing_
     assert_eq!(wrong.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no-such-profile"), "the message names the profile: {stderr}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_deleted() {
+    use cis::aws::network;
+    use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, Role};
+
+    let moto = Moto::start();
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
+    let lab: LabName = "net".parse().unwrap();
+    let graph = LabGraph::build(&lab, &LabOptions::default(), "run-1");
+    let roles = [
+        Role::Vpc,
+        Role::Subnet,
+        Role::InternetGateway,
+        Role::RouteTable,
+        Role::TargetSecurityGroup,
+        Role::AllowAllSecurityGroup,
+        Role::IsolationSecurityGroup,
+    ];
+    let mut refs = Refs::new();
+    let mut specs = Vec::new();
+    for role in roles {
+        let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+        let id = network::create(&ec2, &spec, &refs).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        refs.insert(role, id);
+        specs.push(spec);
+    }
+
+    // Tagged with the lab and role, found again by them.
+    for spec in &specs {
+        assert_eq!(network::find(&ec2, spec, &refs).await.unwrap().as_ref(), refs.get(&spec.role), "{}", spec.role);
+    }
+    let group = |id: String| {
+        let ec2 = ec2.clone();
+        async move { ec2.describe_security_groups().group_ids(id).send().await.unwrap().security_groups()[0].clone() }
+    };
+    let isolation = group(refs[&Role::IsolationSecurityGroup].clone()).await;
+    assert!(isolation.ip_permissions().is_empty() && isolation.ip_permissions_egress().is_empty(), "{isolation:?}");
+    let target = group(refs[&Role::TargetSecurityGroup].clone()).await;
+    assert!(target.ip_permissions().is_empty(), "no inbound rule without --ssh-from: {target:?}");
+    let allow_all = group(refs[&Role::AllowAllSecurityGroup].clone()).await;
+    assert_eq!(allow_all.ip_permissions().len(), 1);
+    assert!(allow_all.tags().iter().any(|t| t.key() == Some("cis:lab") && t.value() == Some("net")));
+    let table = ec2.describe_route_tables().route_table_ids(&refs[&Role::RouteTable]).send().await.unwrap().route_tables()[0].clone();
+    assert!(table
+        .routes()
+        .iter()
+        .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0") && r.gateway_id() == Some(refs[&Role::InternetGateway].as_str())));
+    assert!(table.associations().iter().any(|a| a.subnet_id() == Some(refs[&Role::Subnet].as_str())));
+
+    // A crash between CreateSecurityGroup and RevokeSecurityGroupEgress left the isolation
+    // group allowing all egress: finding it again converges its rules.
+    let everything = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("-1")
+        .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build();
+    ec2.authorize_security_group_egress().group_id(&refs[&Role::IsolationSecurityGroup]).ip_permissions(everything).send().await.unwrap();
+    let iso_spec = specs.iter().find(|s| s.role == Role::IsolationSecurityGroup).unwrap();
+    network::find(&ec2, iso_spec, &refs).await.unwrap();
+    assert!(group(refs[&Role::IsolationSecurityGroup].clone()).await.ip_permissions_egress().is_empty());
+
+    // Deleted deepest first; each then NotFound.
+    for spec in specs.iter().rev() {
+        network::delete(&ec2, spec.kind, &refs[&spec.role]).await.unwrap_or_else(|e| panic!("{}: {e}", spec.role));
+        let after = network::status(&ec2, spec.kind, &refs[&spec.role]).await;
+        assert!(matches!(after, Err(ref e) if e.is_not_found()), "{}: {after:?}", spec.role);
+    }
+    let left =
+        ec2.describe_vpcs().filters(aws_sdk_ec2::types::Filter::builder().name("tag:cis:lab").values("net").build()).send().await.unwrap();
+    assert!(left.vpcs().is_empty());
+}
