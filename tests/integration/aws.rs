@@ -161,3 +161,67 @@ async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_
         ec2.describe_vpcs().filters(aws_sdk_ec2::types::Filter::builder().name("tag:cis:lab").values("net").build()).send().await.unwrap();
     assert!(left.vpcs().is_empty());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_roles_policies_and_instance_profile_are_created_found_converged_and_deleted() {
+    use cis::aws::iam;
+    use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, Role};
+
+    let moto = Moto::start();
+    let client = aws_sdk_iam::Client::new(&moto.sdk_config().await);
+    let lab: LabName = "iam".parse().unwrap();
+    let graph = LabGraph::build(&lab, &LabOptions::default(), "run-1");
+    // What the policies refer to, as the other kinds will create them.
+    let mut refs = Refs::from([
+        (Role::LogGroup, "arn:aws:logs:us-east-1:123456789012:log-group:cis-iam-flow-logs".to_string()),
+        (Role::Topic, "arn:aws:sns:us-east-1:123456789012:cis-iam-alerts".to_string()),
+    ]);
+    let roles = [
+        Role::InstanceRole,
+        Role::InstanceRolePolicy,
+        Role::InstanceProfile,
+        Role::FlowLogRole,
+        Role::FlowLogPolicy,
+        Role::ContainmentRole,
+        Role::ContainmentPolicy,
+    ];
+    let mut specs = Vec::new();
+    for role in roles {
+        let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+        let id = iam::create(&client, &spec, &refs).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        refs.insert(role, id);
+        specs.push(spec);
+    }
+    assert!(refs[&Role::InstanceRole].starts_with("arn:aws:iam::123456789012:role/cis-iam-"), "{refs:?}");
+    for spec in &specs {
+        assert_eq!(iam::find(&client, spec, &refs).await.unwrap().as_ref(), refs.get(&spec.role), "{}", spec.role);
+        assert!(iam::status(&client, spec.kind, &refs[&spec.role]).await.is_ok(), "{}", spec.role);
+    }
+    let role_tags = client.list_role_tags().role_name(iam::name_of(&refs[&Role::ContainmentRole])).send().await.unwrap();
+    assert!(role_tags.tags().iter().any(|t| t.key() == "cis:lab" && t.value() == "iam"), "{role_tags:?}");
+
+    // A crash between CreateInstanceProfile and AddRoleToInstanceProfile: found again, the
+    // profile gets its role.
+    let profile = iam::name_of(&refs[&Role::InstanceProfile]).to_string();
+    client
+        .remove_role_from_instance_profile()
+        .instance_profile_name(&profile)
+        .role_name(iam::name_of(&refs[&Role::InstanceRole]))
+        .send()
+        .await
+        .unwrap();
+    let profile_spec = specs.iter().find(|s| s.role == Role::InstanceProfile).unwrap();
+    iam::find(&client, profile_spec, &refs).await.unwrap();
+    let roles_in = client.get_instance_profile().instance_profile_name(&profile).send().await.unwrap();
+    assert_eq!(roles_in.instance_profile().unwrap().roles().len(), 1);
+
+    // A role goes with its policies, attachments and profile membership; then NotFound.
+    for role in [Role::InstanceRole, Role::InstanceProfile, Role::FlowLogRole, Role::ContainmentRole] {
+        let spec = specs.iter().find(|s| s.role == role).unwrap();
+        iam::delete(&client, spec.kind, &refs[&role]).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        assert!(iam::status(&client, spec.kind, &refs[&role]).await.is_err_and(|e| e.is_not_found()), "{role}");
+    }
+    let left = client.list_roles().send().await.unwrap();
+    assert!(left.roles().iter().all(|r| !r.role_name().starts_with("cis-iam-")), "{left:?}");
+    assert!(client.list_instance_profiles().send().await.unwrap().instance_profiles().is_empty());
+}

@@ -31,6 +31,8 @@ impl Moto {
         let child = Command::new(moto_server())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+            // AWS managed policies exist, so attaching AmazonSSMManagedInstanceCore works.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
