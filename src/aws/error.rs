@@ -28,6 +28,12 @@ where
 
 /// The kind for an error code.
 pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> CloudError {
+    // What AWS says while a just-created role or permission has not propagated: the
+    // orchestration retries these.
+    const NOT_YET: [&str; 3] = ["cannot be assumed by Lambda", "Could not execute the lambda function", "Invalid IAM Instance Profile"];
+    if NOT_YET.iter().any(|m| message.contains(m)) {
+        return CloudError::NotPropagatedYet(message);
+    }
     match code {
         c if c.ends_with(".NotFound") || c.ends_with("NotFoundException") || c == "NotFound" || c == "NoSuchEntity" => {
             CloudError::NotFound { kind, id: id.to_string() }
@@ -76,5 +82,7 @@ mod tests {
         assert!(matches!(classify(k, "x", "ExpiredToken", "m".into()), CloudError::Credentials(_)));
         assert!(matches!(classify(k, "x", "InvalidParameterValue", "m".into()), CloudError::Other(_)));
         assert!(classify(k, "x", "InternalError", "m".into()).is_transient());
+        let not_yet = "InvalidParameterValueException: The role defined for the function cannot be assumed by Lambda.";
+        assert!(matches!(classify(k, "f", "InvalidParameterValueException", not_yet.into()), CloudError::NotPropagatedYet(_)));
     }
 }

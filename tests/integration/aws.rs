@@ -225,3 +225,67 @@ async fn the_roles_policies_and_instance_profile_are_created_found_converged_and
     assert!(left.roles().iter().all(|r| !r.role_name().starts_with("cis-iam-")), "{left:?}");
     assert!(client.list_instance_profiles().send().await.unwrap().instance_profiles().is_empty());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_log_group_topic_and_rule_with_their_children_are_created_found_and_deleted() {
+    use cis::aws::pipeline::{self, Clients};
+    use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, Role};
+
+    let moto = Moto::start();
+    let c = Clients::new(&moto.sdk_config().await);
+    let lab: LabName = "pipe".parse().unwrap();
+    let options = LabOptions { notify_email: Some("ops@example.com".into()), ..Default::default() };
+    let graph = LabGraph::build(&lab, &options, "run-1");
+    // CloudWatch Logs checks that a subscription's function exists.
+    let lambda = aws_sdk_lambda::Client::new(&moto.sdk_config().await);
+    aws_sdk_iam::Client::new(&moto.sdk_config().await)
+        .create_role()
+        .role_name("cis-pipe-detector-role")
+        .assume_role_policy_document(include_str!("../../assets/policies/lambda-trust.json"))
+        .send()
+        .await
+        .unwrap();
+    let mut functions = Vec::new();
+    for name in ["cis-pipe-detector-function", "cis-pipe-containment-function"] {
+        let empty_zip = aws_sdk_lambda::primitives::Blob::new(b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec());
+        let out = lambda
+            .create_function()
+            .function_name(name)
+            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role("arn:aws:iam::123456789012:role/cis-pipe-detector-role")
+            .code(aws_sdk_lambda::types::FunctionCode::builder().zip_file(empty_zip).build())
+            .send()
+            .await
+            .unwrap();
+        functions.push(out.function_arn().unwrap().to_string());
+    }
+    let mut refs = Refs::from([(Role::DetectorFunction, functions[0].clone()), (Role::ContainmentFunction, functions[1].clone())]);
+    let roles = [Role::LogGroup, Role::SubscriptionFilter, Role::Topic, Role::TopicSubscription, Role::EventRule, Role::EventTarget];
+    let mut specs = Vec::new();
+    for role in roles {
+        let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+        let id = pipeline::create(&c, &spec, &refs).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        refs.insert(role, id);
+        specs.push(spec);
+    }
+    assert_eq!(refs[&Role::LogGroup], "arn:aws:logs:us-east-1:123456789012:log-group:cis-pipe-flow-logs");
+    for spec in &specs {
+        assert_eq!(pipeline::find(&c, spec, &refs).await.unwrap().as_ref(), refs.get(&spec.role), "{}", spec.role);
+        assert!(pipeline::status(&c, spec.kind, &refs[&spec.role]).await.is_ok(), "{}", spec.role);
+    }
+    let groups = c.logs.describe_log_groups().log_group_name_prefix("cis-pipe").send().await.unwrap();
+    assert_eq!(groups.log_groups()[0].retention_in_days(), Some(7));
+    let tags = c.logs.list_tags_for_resource().resource_arn(&refs[&Role::LogGroup]).send().await.unwrap();
+    assert_eq!(tags.tags().and_then(|t| t.get("cis:lab")).map(String::as_str), Some("pipe"));
+
+    // Children go with their parents: the rule with its target, the group with its filter.
+    for role in [Role::EventRule, Role::TopicSubscription, Role::Topic, Role::LogGroup] {
+        let spec = specs.iter().find(|s| s.role == role).unwrap();
+        pipeline::delete(&c, spec.kind, &refs[&role]).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+    }
+    for spec in &specs {
+        let after = pipeline::status(&c, spec.kind, &refs[&spec.role]).await;
+        assert!(after.as_ref().is_err_and(|e| e.is_not_found()), "{}: {after:?}", spec.role);
+    }
+}
