@@ -289,3 +289,88 @@ async fn the_log_group_topic_and_rule_with_their_children_are_created_found_and_
         assert!(after.as_ref().is_err_and(|e| e.is_not_found()), "{}: {after:?}", spec.role);
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_target_and_its_flow_log_are_launched_as_the_lab_wants_and_removed() {
+    use cis::aws::{compute, iam, network, pipeline};
+    use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, Role, AL2023_PARAMETER, LAB_LOG_FORMAT};
+
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let (ec2, ssm, iam_client, p) =
+        (aws_sdk_ec2::Client::new(&sdk), aws_sdk_ssm::Client::new(&sdk), aws_sdk_iam::Client::new(&sdk), pipeline::Clients::new(&sdk));
+    let lab: LabName = "box".parse().unwrap();
+    let graph = LabGraph::build(&lab, &LabOptions::default(), "run-1");
+    let mut refs = Refs::new();
+    for role in [
+        Role::Vpc,
+        Role::Subnet,
+        Role::TargetSecurityGroup,
+        Role::InstanceRole,
+        Role::InstanceRolePolicy,
+        Role::InstanceProfile,
+        Role::LogGroup,
+        Role::FlowLogRole,
+        Role::FlowLogPolicy,
+        Role::TargetInstance,
+        Role::FlowLog,
+    ] {
+        let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+        let id = match spec.kind {
+            ResourceKind::Vpc | ResourceKind::Subnet | ResourceKind::SecurityGroup => network::create(&ec2, &spec, &refs).await,
+            ResourceKind::IamRole | ResourceKind::IamRolePolicy | ResourceKind::InstanceProfile => {
+                iam::create(&iam_client, &spec, &refs).await
+            }
+            ResourceKind::LogGroup => pipeline::create(&p, &spec, &refs).await,
+            _ => compute::create(&ec2, &ssm, &spec, &refs).await,
+        }
+        .unwrap_or_else(|e| panic!("{role}: {e}"));
+        refs.insert(role, id);
+        if matches!(spec.kind, ResourceKind::Instance | ResourceKind::FlowLog) {
+            assert_eq!(compute::find(&ec2, &spec).await.unwrap().as_ref(), refs.get(&role), "{role}");
+        }
+    }
+
+    let instance_id = refs[&Role::TargetInstance].clone();
+    let described = ec2.describe_instances().instance_ids(&instance_id).send().await.unwrap();
+    let instance = described.reservations()[0].instances()[0].clone();
+    let image = compute::resolve_image(&ssm, AL2023_PARAMETER).await.unwrap();
+    assert_eq!(instance.image_id(), Some(image.as_str()), "Amazon Linux 2023 from the public parameter");
+    assert_eq!(instance.instance_type().map(|t| t.as_str()), Some("t3.micro"));
+    assert_eq!(instance.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"), "IMDSv2 required");
+    assert!(instance.tags().iter().any(|t| t.key() == Some("cis:role") && t.value() == Some("target")));
+    let lab_tagged = |kind: &'static str| {
+        let ec2 = ec2.clone();
+        async move {
+            let out = ec2
+                .describe_tags()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("resource-type").values(kind).build())
+                .filters(aws_sdk_ec2::types::Filter::builder().name("key").values("cis:lab").build())
+                .send()
+                .await
+                .unwrap();
+            out.tags().iter().filter(|t| t.value() == Some("box")).count()
+        }
+    };
+    // The volume is tagged at launch. (So is the network interface on EC2, which the
+    // containment policy's tag condition needs; moto applies RunInstances' tag
+    // specifications to instances and volumes only, so that part is unobservable here.)
+    assert_eq!(lab_tagged("volume").await, 1, "the root volume is tagged at launch");
+    let flow = ec2.describe_flow_logs().flow_log_ids(&refs[&Role::FlowLog]).send().await.unwrap().flow_logs()[0].clone();
+    assert_eq!(flow.max_aggregation_interval(), Some(60));
+    assert_eq!(flow.log_format(), Some(LAB_LOG_FORMAT));
+    assert_eq!(flow.log_group_name(), Some("cis-box-flow-logs"));
+
+    // Containment protected the instance for forensics: deleting it lifts that first.
+    ec2.modify_instance_attribute()
+        .instance_id(&instance_id)
+        .disable_api_termination(aws_sdk_ec2::types::AttributeBooleanValue::builder().value(true).build())
+        .send()
+        .await
+        .unwrap();
+    compute::delete(&ec2, ResourceKind::FlowLog, &refs[&Role::FlowLog]).await.unwrap();
+    compute::delete(&ec2, ResourceKind::Instance, &instance_id).await.unwrap();
+    assert!(compute::status(&ec2, ResourceKind::FlowLog, &refs[&Role::FlowLog]).await.is_err_and(|e| e.is_not_found()));
+    let after = compute::status(&ec2, ResourceKind::Instance, &instance_id).await;
+    assert!(matches!(after, Err(ref e) if e.is_not_found()) || matches!(after, Ok(cis::cloud::ResourceStatus::Deleting(_))), "{after:?}");
+}
