@@ -27,5 +27,6 @@ pub mod scenario;
 pub mod sim;
 pub mod state;
 pub mod table;
+pub mod zip;
 
 pub use error::{Error, Result};

@@ -2,13 +2,14 @@
 //! and `--endpoint-url` / `AWS_ENDPOINT_URL`, checked before anything is done, and the
 //! account-wide look at labs by tag.
 //!
-//! The backend's resource operations are being built kind by kind ([`network`], [`iam`], [`pipeline`] and [`compute`] so far);
+//! The backend's resource operations are being built kind by kind ([`network`], [`iam`], [`pipeline`], [`compute`] and [`lambda`] so far; SageMaker, the `Cloud` implementation and attacks through SSM are next);
 //! until every kind of the lab is there, the CLI lets `--cloud aws` connect, check
 //! credentials and list labs, and refuses the verbs that would change the account.
 
 pub mod compute;
 pub mod error;
 pub mod iam;
+pub mod lambda;
 pub mod network;
 pub mod pipeline;
 

@@ -374,3 +374,90 @@ async fn the_target_and_its_flow_log_are_launched_as_the_lab_wants_and_removed()
     let after = compute::status(&ec2, ResourceKind::Instance, &instance_id).await;
     assert!(matches!(after, Err(ref e) if e.is_not_found()) || matches!(after, Ok(cis::cloud::ResourceStatus::Deleting(_))), "{after:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their_permissions() {
+    use cis::aws::{iam, lambda, pipeline};
+    use cis::lab::{rendered, DetectorMode, FunctionCode, LabGraph, LabName, LabOptions, Refs, ResourceKind, Role};
+
+    // Stand-in packages (moto stores code, it does not run it; the real bootstraps are
+    // tested as Lambda runs them in lambda/tests/functions).
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["containment.zip", "detector.zip"] {
+        let zip = cis::zip::write(&[cis::zip::Entry { name: "bootstrap", data: b"#!/bin/sh\n", mode: 0o755 }]).unwrap();
+        std::fs::write(dir.path().join(name), zip).unwrap();
+    }
+    let dirs = vec![dir.path().to_path_buf()];
+    let detector = lambda::deployment_package(FunctionCode::Detector, 60, &dirs).unwrap();
+    let listed = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile, io, json; z = zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())); assert z.testzip() is None; print(' '.join(z.namelist())); json.loads(z.read('model.json'))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&detector)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "bootstrap model.json", "{}", String::from_utf8_lossy(&listed.stderr));
+
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let (iam_client, lambda_client, p) = (aws_sdk_iam::Client::new(&sdk), aws_sdk_lambda::Client::new(&sdk), pipeline::Clients::new(&sdk));
+    let lab: LabName = "fn".parse().unwrap();
+    let graph = LabGraph::build(&lab, &LabOptions { detector: DetectorMode::Lambda, ..Default::default() }, "run-1");
+    let mut refs = Refs::new();
+    let mut specs = Vec::new();
+    for role in [
+        Role::Topic,
+        Role::AllowAllSecurityGroup,
+        Role::IsolationSecurityGroup,
+        Role::LogGroup,
+        Role::DetectorRole,
+        Role::DetectorPolicy,
+        Role::DetectorFunction,
+        Role::DetectorPermission,
+        Role::ContainmentRole,
+        Role::ContainmentPolicy,
+        Role::ContainmentFunction,
+        Role::EventRule,
+        Role::ContainmentPermission,
+    ] {
+        if matches!(role, Role::AllowAllSecurityGroup | Role::IsolationSecurityGroup) {
+            refs.insert(role, format!("sg-0{role}"));
+            continue;
+        }
+        let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+        let id = match spec.kind {
+            ResourceKind::IamRole | ResourceKind::IamRolePolicy => iam::create(&iam_client, &spec, &refs).await,
+            ResourceKind::LambdaFunction | ResourceKind::LambdaPermission => lambda::create(&lambda_client, &spec, &refs, &dirs).await,
+            _ => pipeline::create(&p, &spec, &refs).await,
+        }
+        .unwrap_or_else(|e| panic!("{role}: {e}"));
+        refs.insert(role, id);
+        specs.push(spec);
+    }
+    for spec in specs.iter().filter(|s| matches!(s.kind, ResourceKind::LambdaFunction | ResourceKind::LambdaPermission)) {
+        assert_eq!(lambda::find(&lambda_client, spec, &refs).await.unwrap().as_ref(), refs.get(&spec.role), "{}", spec.role);
+        assert!(lambda::status(&lambda_client, spec.kind, &refs[&spec.role]).await.is_ok(), "{}", spec.role);
+    }
+    let f = lambda_client.get_function().function_name("cis-fn-containment-function").send().await.unwrap();
+    let config = f.configuration().unwrap();
+    assert_eq!(config.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    assert_eq!(config.handler(), Some("bootstrap"));
+    let env = config.environment().and_then(|e| e.variables()).unwrap();
+    assert_eq!(env.get("CIS_ISOLATION_SG").map(String::as_str), Some("sg-0isolation-sg"), "the environment is rendered: {env:?}");
+    assert_eq!(env.get("CIS_TOPIC_ARN"), Some(&refs[&Role::Topic]));
+
+    for role in [Role::ContainmentPermission, Role::DetectorPermission, Role::ContainmentFunction, Role::DetectorFunction] {
+        let kind = graph.get(role).unwrap().kind;
+        lambda::delete(&lambda_client, kind, &refs[&role]).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        assert!(lambda::status(&lambda_client, kind, &refs[&role]).await.is_err_and(|e| e.is_not_found()), "{role}");
+    }
+
+    // Without a package, the message says how to build one.
+    let empty = tempfile::tempdir().unwrap();
+    let e = lambda::deployment_package(FunctionCode::Containment, 60, &[empty.path().to_path_buf()]).unwrap_err().to_string();
+    assert!(e.contains("cargo xtask lambdas"), "{e}");
+}
