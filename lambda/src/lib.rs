@@ -6,7 +6,8 @@
 //! function's environment, and hands them to `lambda_runtime`. `cargo xtask lambdas`
 //! builds both binaries as `bootstrap` zips for `provided.al2023` on x86_64.
 
-pub mod aws;
+/// The SDK side of the handlers' traits lives in cis, which `cis release` shares.
+pub use cis::aws::functions as aws;
 
 use std::path::PathBuf;
 

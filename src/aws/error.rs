@@ -16,6 +16,8 @@ where
     let code = e.code().unwrap_or_default().to_string();
     let message = match e.message() {
         Some(m) => format!("{code}: {m}"),
+        // No code: an unmodelled answer (an HTTP 500 page, say); name what was asked.
+        None if code.is_empty() => format!("{kind} {id}: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
         None => format!("{code}: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
     };
     match &e {

@@ -6,8 +6,10 @@
 //! until every kind of the lab is there, the CLI lets `--cloud aws` connect, check
 //! credentials and list labs, and refuses the verbs that would change the account.
 
+pub mod cloud;
 pub mod compute;
 pub mod error;
+pub mod functions;
 pub mod iam;
 pub mod lambda;
 pub mod network;

@@ -135,7 +135,7 @@ fn run(args: &Args) -> Result<()> {
         _ => {}
     }
     if args.cloud == CloudKind::Aws {
-        return aws(args);
+        return aws(args, &state);
     }
 
     // The demo gets a fresh simulated account of its own, so one seed gives one report.
@@ -174,10 +174,10 @@ fn run(args: &Args) -> Result<()> {
 }
 
 /// `--cloud aws`: connects and checks the credentials first, so a machine without them is
-/// told how to configure them before anything happens. The backend's resource operations
-/// are not built yet: only listing labs works; the verbs that would change the account
-/// are refused after the check.
-fn aws(args: &Args) -> Result<()> {
+/// told how to configure them before anything happens; then refuses what the AWS backend
+/// cannot do yet (SageMaker endpoints, attacks) before creating anything, and checks the
+/// function packages before `up`.
+fn aws(args: &Args, state: &StateDir) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let options = crate::aws::AwsOptions {
@@ -187,22 +187,37 @@ fn aws(args: &Args) -> Result<()> {
         };
         let session = crate::aws::connect(&options).await.map_err(Error::Cloud)?;
         eprintln!("cis: acting on the {}", session.account.description);
+        let packages = crate::lab::package::default_search_dirs();
         match &args.command {
-            Command::Status(s) if s.all => {
-                let labs = crate::aws::list_labs(&session).await.map_err(Error::Cloud)?;
-                print(&match args.output {
-                    OutputFormat::Json => json(&serde_json::json!({"cloud": "aws", "labs": labs})),
-                    OutputFormat::Text if labs.is_empty() => "no labs on aws".to_string(),
-                    OutputFormat::Text => labs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"),
-                });
-                Ok(())
+            Command::Attack(_) | Command::Demo(_) => {
+                return Err(Error::Usage(format!(
+                    "--cloud aws: `cis {}` needs attacks through SSM Run Command, which are not built yet (the credentials check passed and nothing was created); attack the simulated lab meanwhile (--cloud sim, the default)",
+                    verb(&args.command)
+                ))
+                .into())
             }
-            other => Err(Error::Usage(format!(
-                "--cloud aws: `cis {}` needs the AWS backend's resource operations, which are not built yet (the credentials check passed and nothing was created); `cis status --all`, `cis plan` and `cis report` work, and everything else runs on the simulator (--cloud sim, the default)",
-                verb(other)
-            ))
-            .into()),
+            Command::Up(l) => {
+                let options = lab_options(args, l, Ledger::load(&state.ledger(args.cloud, &args.lab))?.map(|l| l.options).as_ref())?;
+                if options.detector == crate::lab::DetectorMode::Endpoint {
+                    return Err(Error::Usage(
+                        "--cloud aws: the SageMaker endpoint is not built yet: pass --detector lambda (the model scores in the detector function; nothing was created)".into(),
+                    )
+                    .into());
+                }
+                for code in [crate::lab::FunctionCode::Detector, crate::lab::FunctionCode::Containment] {
+                    crate::lab::package::locate(code, &packages)?;
+                }
+            }
+            _ => {}
         }
+        let cloud = crate::aws::cloud::AwsCloud::new(session, packages);
+        let progress: Box<dyn Progress> = match args.output {
+            OutputFormat::Json => Box::new(Lines::new(true)),
+            OutputFormat::Text if std::io::stdout().is_terminal() => Box::new(Bars::default()),
+            OutputFormat::Text => Box::new(Lines::new(false)),
+        };
+        let orch = Orchestrator::new(&cloud, progress.as_ref(), state);
+        dispatch(args, &orch).await
     })
 }
 

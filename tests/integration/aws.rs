@@ -75,7 +75,7 @@ async fn status_all_lists_the_labs_tagged_in_the_account_and_up_changes_nothing_
     let up = cis(&["up"]);
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert_eq!(up.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("not built yet") && stderr.contains("nothing was created"), "{stderr}");
+    assert!(stderr.contains("SageMaker endpoint is not built yet") && stderr.contains("nothing was created"), "{stderr}");
     assert_eq!(vpcs().await, before, "up created nothing");
 
     let home = tempfile::tempdir().unwrap();
@@ -460,4 +460,137 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     let empty = tempfile::tempdir().unwrap();
     let e = lambda::deployment_package(FunctionCode::Containment, 60, &[empty.path().to_path_buf()]).unwrap_err().to_string();
     assert!(e.contains("cargo xtask lambdas"), "{e}");
+}
+
+/// Stand-in packages for `up` (moto stores function code, it does not run it).
+fn stand_in_packages() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["containment.zip", "detector.zip"] {
+        let zip = cis::zip::write(&[cis::zip::Entry { name: "bootstrap", data: b"#!/bin/sh\n", mode: 0o755 }]).unwrap();
+        std::fs::write(dir.path().join(name), zip).unwrap();
+    }
+    dir
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_says_so() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let packages = stand_in_packages();
+    let lab = Lab::new();
+    let cis = |args: &[&str]| {
+        let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", "e2e"][..], args].concat());
+        c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
+        c.output().unwrap()
+    };
+    let up = cis(&["up", "--detector", "lambda", "--output", "json"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    assert_eq!(report["resources"].as_array().unwrap().len(), 27, "{report}");
+
+    let status = cis(&["status", "--output", "json"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let drift: Vec<&serde_json::Value> = status["resources"].as_array().unwrap().iter().filter(|r| r["drift"] == true).collect();
+    assert!(drift.is_empty(), "{drift:?}");
+
+    // Counted from outside, kind by kind.
+    let counted = tagged_with(&sdk, "e2e").await;
+    assert!(counted >= 15, "the lab's tagged resources are there: {counted}");
+
+    let down = cis(&["down"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(tagged_with(&sdk, "e2e").await, 0, "nothing tagged with the lab remains");
+    let again = cis(&["down"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to delete"), "{}", String::from_utf8_lossy(&again.stdout));
+}
+
+/// Live resources tagged cis:lab=LAB, by plain describe calls of every kind the lab creates.
+async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let by_lab = || aws_sdk_ec2::types::Filter::builder().name("tag:cis:lab").values(lab).build();
+    let mut n = ec2.describe_vpcs().filters(by_lab()).send().await.unwrap().vpcs().len();
+    n += ec2.describe_subnets().filters(by_lab()).send().await.unwrap().subnets().len();
+    n += ec2.describe_internet_gateways().filters(by_lab()).send().await.unwrap().internet_gateways().len();
+    n += ec2.describe_route_tables().filters(by_lab()).send().await.unwrap().route_tables().len();
+    n += ec2.describe_security_groups().filters(by_lab()).send().await.unwrap().security_groups().len();
+    let live = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .values("stopping")
+        .values("stopped")
+        .build();
+    n += ec2
+        .describe_instances()
+        .filters(by_lab())
+        .filters(live)
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .map(|r| r.instances().len())
+        .sum::<usize>();
+    n += ec2.describe_volumes().filters(by_lab()).send().await.unwrap().volumes().len();
+    n += ec2.describe_snapshots().filters(by_lab()).owner_ids("self").send().await.unwrap().snapshots().len();
+    n += ec2.describe_flow_logs().filter(by_lab()).send().await.unwrap().flow_logs().len();
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let prefix = format!("cis-{lab}-");
+    n += iam.list_roles().send().await.unwrap().roles().iter().filter(|r| r.role_name().starts_with(&prefix)).count();
+    n += iam
+        .list_instance_profiles()
+        .send()
+        .await
+        .unwrap()
+        .instance_profiles()
+        .iter()
+        .filter(|p| p.instance_profile_name().starts_with(&prefix))
+        .count();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
+    n += logs.describe_log_groups().log_group_name_prefix(&prefix).send().await.unwrap().log_groups().len();
+    let sns = aws_sdk_sns::Client::new(sdk);
+    n += sns.list_topics().send().await.unwrap().topics().iter().filter(|t| t.topic_arn().is_some_and(|a| a.contains(&prefix))).count();
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    n += events.list_rules().name_prefix(&prefix).send().await.unwrap().rules().len();
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    n += lambda
+        .list_functions()
+        .send()
+        .await
+        .unwrap()
+        .functions()
+        .iter()
+        .filter(|f| f.function_name().is_some_and(|x| x.starts_with(&prefix)))
+        .count();
+    n
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn killing_up_at_20_points_then_down_leaves_nothing_tagged_every_time() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let packages = stand_in_packages();
+    let lab = Lab::new();
+    let mut counted = Vec::new();
+    for k in 1..=20u32 {
+        let name = format!("kill{k:02}");
+        let cis = |args: &[&str], crash: Option<u32>| {
+            let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", &name][..], args].concat());
+            c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
+            if let Some(n) = crash {
+                c.env(cis::aws::cloud::CRASH_AFTER_ENV, n.to_string());
+            }
+            c.output().unwrap()
+        };
+        // Killed right after the k-th create returned, before the ledger recorded it.
+        let up = cis(&["up", "--detector", "lambda"], Some(k));
+        assert!(!up.status.success(), "up was to be killed after create {k}");
+        counted.push(tagged_with(&sdk, &name).await);
+        let down = cis(&["down"], None);
+        assert!(down.status.success(), "kill point {k}: down failed: {}", String::from_utf8_lossy(&down.stderr));
+        assert_eq!(tagged_with(&sdk, &name).await, 0, "kill point {k}: resources tagged with the lab remain after down");
+    }
+    eprintln!("tagged resources left by each killed up, all removed by down: {counted:?}");
+    assert!(counted.windows(2).any(|w| w[1] > w[0]), "the kill points reach further into up: {counted:?}");
 }

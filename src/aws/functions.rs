@@ -1,17 +1,17 @@
-//! The AWS side of the functions' traits: EC2 and SNS for containment, the SageMaker
-//! runtime and EventBridge for the detector (SDK errors mapped by `cis::aws::error`).
+//! The AWS side of the functions' traits: EC2 and SNS for containment (the Lambda's, and
+//! `cis release`'s), the SageMaker runtime and EventBridge for the detector.
 
+use super::error::cloud_error;
+use crate::clock::{Clock, Timestamp};
+use crate::cloud::{CloudError, DetectionEvent};
+use crate::containment::{ContainmentApi, InstanceView, InterfaceView, VolumeView};
+use crate::detection::DetectorApi;
+use crate::lab::{ResourceKind, Tags, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, EbsInstanceBlockDeviceSpecification, InstanceAttributeName, InstanceBlockDeviceMappingSpecification,
     ResourceType, Tag, TagSpecification,
 };
-use cis::aws::error::cloud_error;
-use cis::clock::{Clock, Timestamp};
-use cis::cloud::{CloudError, DetectionEvent};
-use cis::containment::{ContainmentApi, InstanceView, InterfaceView, VolumeView};
-use cis::detection::DetectorApi;
-use cis::lab::{ResourceKind, Tags, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
 
 /// EC2 and SNS for the containment function.
 pub struct AwsContainment {

@@ -1,0 +1,390 @@
+//! The `Cloud` boundary on AWS: each kind of the lab handled by its part ([`super::network`],
+//! [`super::iam`], [`super::pipeline`], [`super::compute`], [`super::lambda`]), the lab's
+//! resources listed by tag service by service, and containment's calls for `cis release`.
+//! Not built yet: the SageMaker kinds (a lab on AWS uses `--detector lambda` for now) and
+//! attacks through SSM Run Command.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use super::{compute, iam, lambda, network, pipeline, AwsSession};
+use crate::clock::{Clock, Timestamp};
+use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
+use crate::lab::{LabName, Refs, ResourceKind as K, ResourceSpec, Role, Tags, TAG_LAB, TAG_ROLE};
+use crate::scenario::Scenario;
+
+/// Test hook: abort the process right after this many successful creates, before the
+/// orchestration records the id, as SIGKILL would at the worst moment.
+pub const CRASH_AFTER_ENV: &str = "CIS_AWS_CRASH_AFTER";
+
+pub struct AwsCloud {
+    creates: std::sync::atomic::AtomicU64,
+    crash_after: Option<u64>,
+    session: AwsSession,
+    ec2: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    iam: aws_sdk_iam::Client,
+    lambda: aws_sdk_lambda::Client,
+    pipeline: pipeline::Clients,
+    clock: Clock,
+    packages: Vec<PathBuf>,
+}
+
+impl AwsCloud {
+    pub fn new(session: AwsSession, packages: Vec<PathBuf>) -> AwsCloud {
+        let sdk = &session.sdk;
+        AwsCloud {
+            creates: std::sync::atomic::AtomicU64::new(0),
+            crash_after: std::env::var(CRASH_AFTER_ENV).ok().and_then(|v| v.parse().ok()),
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            pipeline: pipeline::Clients::new(sdk),
+            clock: Clock::system(),
+            packages,
+            session,
+        }
+    }
+}
+
+fn not_built(kind: K) -> CloudError {
+    CloudError::Invalid(format!("{kind} on AWS is not built yet: provision the lab with --detector lambda (no SageMaker endpoint)"))
+}
+
+fn role_of(tags: &Tags) -> Option<Role> {
+    tags.get(TAG_ROLE).and_then(|r| Role::from_name(r))
+}
+
+impl AwsCloud {
+    async fn create_kind(&self, spec: &ResourceSpec, refs: &Refs) -> Result<String, CloudError> {
+        match spec.kind {
+            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::create(&self.ec2, spec, refs).await,
+            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::create(&self.iam, spec, refs).await,
+            K::Instance | K::FlowLog => compute::create(&self.ec2, &self.ssm, spec, refs).await,
+            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
+                pipeline::create(&self.pipeline, spec, refs).await
+            }
+            K::LambdaFunction | K::LambdaPermission => lambda::create(&self.lambda, spec, refs, &self.packages).await,
+            other => Err(not_built(other)),
+        }
+    }
+
+    async fn find_kind(&self, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
+        match spec.kind {
+            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::find(&self.ec2, spec, refs).await,
+            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::find(&self.iam, spec, refs).await,
+            K::Instance | K::FlowLog => compute::find(&self.ec2, spec).await,
+            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
+                pipeline::find(&self.pipeline, spec, refs).await
+            }
+            K::LambdaFunction | K::LambdaPermission => lambda::find(&self.lambda, spec, refs).await,
+            other => Err(not_built(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    fn kind(&self) -> CloudKind {
+        CloudKind::Aws
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    async fn account(&self) -> Result<AccountInfo, CloudError> {
+        Ok(self.session.account.clone())
+    }
+
+    async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> Result<String, CloudError> {
+        let id = self.create_kind(spec, refs).await?;
+        let n = self.creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if self.crash_after == Some(n) {
+            eprintln!("cis: {CRASH_AFTER_ENV}={n}: aborting as if killed, after creating {id}");
+            std::process::abort();
+        }
+        Ok(id)
+    }
+
+    async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
+        self.find_kind(spec, refs).await
+    }
+
+    async fn status(&self, kind: K, id: &str) -> Result<ResourceStatus, CloudError> {
+        match kind {
+            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::status(&self.ec2, kind, id).await,
+            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::status(&self.iam, kind, id).await,
+            K::Instance | K::FlowLog => compute::status(&self.ec2, kind, id).await,
+            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
+                pipeline::status(&self.pipeline, kind, id).await
+            }
+            K::LambdaFunction | K::LambdaPermission => lambda::status(&self.lambda, kind, id).await,
+            K::Volume => {
+                let out = self.ec2.describe_volumes().volume_ids(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
+                out.volumes().first().map(|_| ResourceStatus::Ready).ok_or(CloudError::NotFound { kind, id: id.into() })
+            }
+            K::Snapshot => {
+                let out =
+                    self.ec2.describe_snapshots().snapshot_ids(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
+                out.snapshots().first().map(|_| ResourceStatus::Ready).ok_or(CloudError::NotFound { kind, id: id.into() })
+            }
+            other => Err(not_built(other)),
+        }
+    }
+
+    async fn delete(&self, kind: K, id: &str) -> Result<(), CloudError> {
+        match kind {
+            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::delete(&self.ec2, kind, id).await,
+            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::delete(&self.iam, kind, id).await,
+            K::Instance | K::FlowLog => compute::delete(&self.ec2, kind, id).await,
+            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
+                pipeline::delete(&self.pipeline, kind, id).await
+            }
+            K::LambdaFunction | K::LambdaPermission => lambda::delete(&self.lambda, kind, id).await,
+            // What containment kept for forensics.
+            K::Volume => {
+                self.ec2.delete_volume().volume_id(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
+                Ok(())
+            }
+            K::Snapshot => {
+                self.ec2.delete_snapshot().snapshot_id(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
+                Ok(())
+            }
+            other => Err(not_built(other)),
+        }
+    }
+
+    async fn list_lab(&self, lab: &LabName) -> Result<Vec<CloudResource>, CloudError> {
+        let mut out = Vec::new();
+        let ready = ResourceStatus::Ready;
+        // EC2: every resource with the lab's tag; terminated instances are gone for the lab.
+        let tagged = self
+            .ec2
+            .describe_tags()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("key").values(TAG_LAB).build())
+            .filters(aws_sdk_ec2::types::Filter::builder().name("value").values(lab.as_str()).build())
+            .send()
+            .await
+            .map_err(|e| super::error::cloud_error(K::Vpc, "tags", e))?;
+        for t in tagged.tags() {
+            let (Some(id), Some(kind)) = (t.resource_id(), t.resource_type()) else { continue };
+            let kind = match kind.as_str() {
+                "vpc" => K::Vpc,
+                "subnet" => K::Subnet,
+                "internet-gateway" => K::InternetGateway,
+                "route-table" => K::RouteTable,
+                "security-group" => K::SecurityGroup,
+                "instance" => K::Instance,
+                "volume" => K::Volume,
+                "snapshot" => K::Snapshot,
+                "vpc-flow-log" => K::FlowLog,
+                _ => continue,
+            };
+            let status = match self.status(kind, id).await {
+                Ok(s) => s,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            let all = self
+                .ec2
+                .describe_tags()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("resource-id").values(id).build())
+                .send()
+                .await
+                .map_err(|e| super::error::cloud_error(kind, id, e))?;
+            let tags: Tags = all.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
+            let name = tags.get("Name").cloned().unwrap_or_default();
+            out.push(CloudResource { kind, id: id.to_string(), name, role: role_of(&tags), tags, status });
+        }
+        let prefix = format!("cis-{lab}-");
+        // IAM roles and instance profiles, by name and then tag.
+        let roles = self.iam.list_roles().send().await.map_err(|e| super::error::cloud_error(K::IamRole, "roles", e))?;
+        for r in roles.roles().iter().filter(|r| r.role_name().starts_with(&prefix)) {
+            let t = self
+                .iam
+                .list_role_tags()
+                .role_name(r.role_name())
+                .send()
+                .await
+                .map_err(|e| super::error::cloud_error(K::IamRole, r.role_name(), e))?;
+            let tags: Tags = t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                out.push(CloudResource {
+                    kind: K::IamRole,
+                    id: r.arn().to_string(),
+                    name: r.role_name().to_string(),
+                    role: role_of(&tags),
+                    tags,
+                    status: ready.clone(),
+                });
+            }
+        }
+        let profiles =
+            self.iam.list_instance_profiles().send().await.map_err(|e| super::error::cloud_error(K::InstanceProfile, "profiles", e))?;
+        for p in profiles.instance_profiles().iter().filter(|p| p.instance_profile_name().starts_with(&prefix)) {
+            // GetInstanceProfile carries the tags (and moto lacks ListInstanceProfileTags).
+            let t = self
+                .iam
+                .get_instance_profile()
+                .instance_profile_name(p.instance_profile_name())
+                .send()
+                .await
+                .map_err(|e| super::error::cloud_error(K::InstanceProfile, p.instance_profile_name(), e))?;
+            let tags: Tags = t
+                .instance_profile()
+                .map(|p| p.tags())
+                .unwrap_or_default()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                out.push(CloudResource {
+                    kind: K::InstanceProfile,
+                    id: p.arn().to_string(),
+                    name: p.instance_profile_name().to_string(),
+                    role: role_of(&tags),
+                    tags,
+                    status: ready.clone(),
+                });
+            }
+        }
+        // Log groups, topics, rules and functions, by name and then tag.
+        let groups = self
+            .pipeline
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(&prefix)
+            .send()
+            .await
+            .map_err(|e| super::error::cloud_error(K::LogGroup, "groups", e))?;
+        for g in groups.log_groups() {
+            let (Some(name), Some(arn)) = (g.log_group_name(), g.arn()) else { continue };
+            let arn = arn.trim_end_matches(":*").to_string();
+            let t = self
+                .pipeline
+                .logs
+                .list_tags_for_resource()
+                .resource_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| super::error::cloud_error(K::LogGroup, name, e))?;
+            let tags: Tags = t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                out.push(CloudResource {
+                    kind: K::LogGroup,
+                    id: arn,
+                    name: name.to_string(),
+                    role: role_of(&tags),
+                    tags,
+                    status: ready.clone(),
+                });
+            }
+        }
+        let topics = self.pipeline.sns.list_topics().send().await.map_err(|e| super::error::cloud_error(K::SnsTopic, "topics", e))?;
+        for arn in
+            topics.topics().iter().filter_map(|t| t.topic_arn()).filter(|a| a.rsplit(':').next().is_some_and(|n| n.starts_with(&prefix)))
+        {
+            let t = self
+                .pipeline
+                .sns
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(|e| super::error::cloud_error(K::SnsTopic, arn, e))?;
+            let tags: Tags = t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                let name = arn.rsplit(':').next().unwrap_or_default().to_string();
+                out.push(CloudResource { kind: K::SnsTopic, id: arn.to_string(), name, role: role_of(&tags), tags, status: ready.clone() });
+            }
+        }
+        let rules = self
+            .pipeline
+            .events
+            .list_rules()
+            .name_prefix(&prefix)
+            .send()
+            .await
+            .map_err(|e| super::error::cloud_error(K::EventRule, "rules", e))?;
+        for r in rules.rules() {
+            let (Some(name), Some(arn)) = (r.name(), r.arn()) else { continue };
+            let t = self
+                .pipeline
+                .events
+                .list_tags_for_resource()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(|e| super::error::cloud_error(K::EventRule, name, e))?;
+            let tags: Tags = t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                out.push(CloudResource {
+                    kind: K::EventRule,
+                    id: arn.to_string(),
+                    name: name.to_string(),
+                    role: role_of(&tags),
+                    tags,
+                    status: ready.clone(),
+                });
+            }
+        }
+        let functions =
+            self.lambda.list_functions().send().await.map_err(|e| super::error::cloud_error(K::LambdaFunction, "functions", e))?;
+        for f in functions.functions().iter().filter(|f| f.function_name().is_some_and(|n| n.starts_with(&prefix))) {
+            let (Some(name), Some(arn)) = (f.function_name(), f.function_arn()) else { continue };
+            let t =
+                self.lambda.list_tags().resource(arn).send().await.map_err(|e| super::error::cloud_error(K::LambdaFunction, name, e))?;
+            let tags: Tags = t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                out.push(CloudResource {
+                    kind: K::LambdaFunction,
+                    id: arn.to_string(),
+                    name: name.to_string(),
+                    role: role_of(&tags),
+                    tags,
+                    status: ready.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_labs(&self) -> Result<Vec<LabName>, CloudError> {
+        super::list_labs(&self.session).await
+    }
+
+    async fn first_delivery(&self, target: &LabTarget) -> Result<Option<Timestamp>, CloudError> {
+        let group = target.id(Role::LogGroup).ok_or_else(|| CloudError::Invalid("the lab has no log group".into()))?;
+        let name = group.split_once(":log-group:").map(|(_, n)| n).unwrap_or(group);
+        let out = self
+            .pipeline
+            .logs
+            .describe_log_streams()
+            .log_group_name(name)
+            .send()
+            .await
+            .map_err(|e| super::error::cloud_error(K::LogGroup, name, e))?;
+        Ok(out.log_streams().iter().filter_map(|s| s.first_event_timestamp()).min().map(Timestamp))
+    }
+
+    async fn start_attack(&self, _: &LabTarget, _: &Scenario, _: &str) -> Result<AttackHandle, CloudError> {
+        Err(CloudError::Invalid(
+            "attacks on AWS (SSM Run Command on the target) are not built yet: attack the simulated lab meanwhile".into(),
+        ))
+    }
+
+    async fn observe(&self, _: &LabTarget, _: &AttackHandle) -> Result<Observation, CloudError> {
+        Err(CloudError::Invalid("attacks on AWS are not built yet".into()))
+    }
+
+    async fn checkpoint(&self) -> Result<(), CloudError> {
+        Ok(())
+    }
+
+    fn containment_api(&self) -> Box<dyn crate::containment::ContainmentApi + '_> {
+        Box::new(super::functions::AwsContainment::new(&self.session.sdk))
+    }
+}
