@@ -7,33 +7,15 @@
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, EbsBlockDevice, Filter, FlowLogsResourceType, HttpTokensState,
     IamInstanceProfileSpecification, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, LogDestinationType, ResourceType,
-    Tag, TagSpecification, TrafficType,
+    TrafficType,
 };
 use aws_sdk_ec2::Client as Ec2;
 use aws_sdk_ssm::Client as Ssm;
 
 use super::error::cloud_error;
+use super::{ec2_tag_filters, ec2_tag_spec, referenced};
 use crate::cloud::{CloudError, ResourceStatus};
-use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec, Role, Tags, TAG_LAB, TAG_ROLE};
-
-fn tag_spec(kind: ResourceType, tags: &Tags, name: &str) -> TagSpecification {
-    let mut spec = TagSpecification::builder().resource_type(kind).tags(Tag::builder().key("Name").value(name).build());
-    for (k, v) in tags {
-        spec = spec.tags(Tag::builder().key(k).value(v).build());
-    }
-    spec.build()
-}
-
-fn referenced(refs: &Refs, role: Role) -> Result<&str, CloudError> {
-    refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
-}
-
-fn tag_filters(spec: &ResourceSpec) -> Vec<Filter> {
-    [TAG_LAB, TAG_ROLE]
-        .iter()
-        .filter_map(|k| spec.tags.get(*k).map(|v| Filter::builder().name(format!("tag:{k}")).values(v).build()))
-        .collect()
-}
+use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec, Tags, TAG_ROLE};
 
 /// The image an SSM public parameter names today.
 pub async fn resolve_image(ssm: &Ssm, parameter: &str) -> Result<String, CloudError> {
@@ -89,9 +71,9 @@ pub async fn create(ec2: &Ec2, ssm: &Ssm, spec: &ResourceSpec, refs: &Refs) -> R
                         )
                         .build(),
                 )
-                .tag_specifications(tag_spec(ResourceType::Instance, &spec.tags, &spec.name))
-                .tag_specifications(tag_spec(ResourceType::Volume, &without_role(&spec.tags), &format!("{}-root", spec.name)))
-                .tag_specifications(tag_spec(ResourceType::NetworkInterface, &without_role(&spec.tags), &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::Instance, &spec.tags, &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::Volume, &without_role(&spec.tags), &format!("{}-root", spec.name)))
+                .tag_specifications(ec2_tag_spec(ResourceType::NetworkInterface, &without_role(&spec.tags), &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
@@ -110,7 +92,7 @@ pub async fn create(ec2: &Ec2, ssm: &Ssm, spec: &ResourceSpec, refs: &Refs) -> R
                 .deliver_logs_permission_arn(referenced(refs, *role)?)
                 .max_aggregation_interval(*max_aggregation_interval_s as i32)
                 .log_format(log_format)
-                .tag_specifications(tag_spec(ResourceType::VpcFlowLog, &spec.tags, &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::VpcFlowLog, &spec.tags, &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
@@ -149,13 +131,13 @@ pub async fn find(ec2: &Ec2, spec: &ResourceSpec) -> Result<Option<String>, Clou
                 .values("stopping")
                 .values("stopped")
                 .build();
-            let mut filters = tag_filters(spec);
+            let mut filters = ec2_tag_filters(spec);
             filters.push(live);
             let out = ec2.describe_instances().set_filters(Some(filters)).send().await.map_err(err!())?;
             Ok(out.reservations().iter().flat_map(|r| r.instances()).find_map(|i| i.instance_id()).map(String::from))
         }
         ResourceConfig::FlowLog { .. } => {
-            let out = ec2.describe_flow_logs().set_filter(Some(tag_filters(spec))).send().await.map_err(err!())?;
+            let out = ec2.describe_flow_logs().set_filter(Some(ec2_tag_filters(spec))).send().await.map_err(err!())?;
             Ok(out.flow_logs().first().and_then(|f| f.flow_log_id()).map(String::from))
         }
         other => Err(CloudError::Invalid(format!("not a compute resource: {other:?}"))),

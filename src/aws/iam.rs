@@ -8,16 +8,13 @@ use aws_sdk_iam::types::Tag;
 use aws_sdk_iam::Client;
 
 use super::error::cloud_error;
+use super::{absent, referenced};
 use crate::cloud::{CloudError, ResourceStatus};
-use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec, Role};
+use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec};
 
 /// `arn:aws:iam::123456789012:role/NAME` (or a path) -> `NAME`.
 pub fn name_of(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
-}
-
-fn referenced(refs: &Refs, role: Role) -> Result<&str, CloudError> {
-    refs.get(&role).map(|a| name_of(a)).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
 }
 
 fn tags(spec: &ResourceSpec) -> Vec<Tag> {
@@ -49,12 +46,12 @@ pub async fn create(iam: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
             Ok(out.role().map(|r| r.arn().to_string()).unwrap_or_default())
         }
         ResourceConfig::InlinePolicy { role, policy_name, document } => {
-            let role = referenced(refs, *role)?;
+            let role = name_of(referenced(refs, *role)?);
             iam.put_role_policy().role_name(role).policy_name(policy_name).policy_document(document).send().await.map_err(err!())?;
             Ok(format!("{role}/{policy_name}"))
         }
         ResourceConfig::ManagedPolicyAttachment { role, policy_arn } => {
-            let role = referenced(refs, *role)?;
+            let role = name_of(referenced(refs, *role)?);
             iam.attach_role_policy().role_name(role).policy_arn(policy_arn).send().await.map_err(err!())?;
             Ok(format!("{role}/{policy_arn}"))
         }
@@ -62,7 +59,7 @@ pub async fn create(iam: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
             let out =
                 iam.create_instance_profile().instance_profile_name(&spec.name).set_tags(Some(tags(spec))).send().await.map_err(err!())?;
             let arn = out.instance_profile().map(|p| p.arn().to_string()).unwrap_or_default();
-            converge_profile(iam, &spec.name, referenced(refs, *role)?).await?;
+            converge_profile(iam, &spec.name, name_of(referenced(refs, *role)?)).await?;
             Ok(arn)
         }
         other => Err(CloudError::Invalid(format!("not an IAM resource: {other:?}"))),
@@ -87,15 +84,6 @@ async fn converge_profile(iam: &Client, profile: &str, role: &str) -> Result<(),
             .map_err(|e| cloud_error(ResourceKind::InstanceProfile, profile, e))?;
     }
     Ok(())
-}
-
-/// NotFound as None.
-fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 pub async fn find(iam: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {

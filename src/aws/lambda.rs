@@ -8,13 +8,10 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode as Code, Run
 use aws_sdk_lambda::Client;
 
 use super::error::cloud_error;
+use super::{absent, referenced};
 use crate::cloud::{CloudError, ResourceStatus};
 use crate::lab::package;
-use crate::lab::{FunctionCode, Refs, ResourceConfig, ResourceKind, ResourceSpec, Role};
-
-fn referenced(refs: &Refs, role: Role) -> Result<&str, CloudError> {
-    refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
-}
+use crate::lab::{FunctionCode, Refs, ResourceConfig, ResourceKind, ResourceSpec};
 
 /// A function's name from its ARN (or the name itself).
 pub fn function_name(id: &str) -> &str {
@@ -88,14 +85,6 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
             Ok(format!("{name}/{statement_id}"))
         }
         other => Err(CloudError::Invalid(format!("not a Lambda resource: {other:?}"))),
-    }
-}
-
-fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
     }
 }
 

@@ -23,6 +23,42 @@ use aws_credential_types::provider::ProvideCredentials;
 use crate::cloud::{AccountInfo, CloudError};
 use crate::lab::{LabName, TAG_LAB, TAG_MANAGED};
 
+/// The id of a resource this one needs, or why it cannot be created yet.
+pub(crate) fn referenced(refs: &crate::lab::Refs, role: crate::lab::Role) -> Result<&str, CloudError> {
+    refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
+}
+
+/// NotFound as None: what a `find` wants.
+pub(crate) fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// EC2 tags at creation: the lab's tags and a Name.
+pub(crate) fn ec2_tag_spec(
+    kind: aws_sdk_ec2::types::ResourceType,
+    tags: &crate::lab::Tags,
+    name: &str,
+) -> aws_sdk_ec2::types::TagSpecification {
+    use aws_sdk_ec2::types::Tag;
+    let mut spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(kind).tags(Tag::builder().key("Name").value(name).build());
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(k).value(v).build());
+    }
+    spec.build()
+}
+
+/// EC2 filters for the resource's lab and role tags.
+pub(crate) fn ec2_tag_filters(spec: &crate::lab::ResourceSpec) -> Vec<aws_sdk_ec2::types::Filter> {
+    [TAG_LAB, crate::lab::TAG_ROLE]
+        .iter()
+        .filter_map(|k| spec.tags.get(*k).map(|v| aws_sdk_ec2::types::Filter::builder().name(format!("tag:{k}")).values(v).build()))
+        .collect()
+}
+
 /// How long finding credentials may take. The default chain ends with the EC2 instance
 /// metadata service, which off EC2 only times out: without a bound, a machine with no
 /// credentials waits on it instead of being told what to do.

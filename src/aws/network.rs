@@ -3,32 +3,13 @@
 //! instant), found again by their lab and role tags, probed and deleted. No retries or
 //! waits here: the orchestration owns them.
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, Ipv6Range, ResourceType};
 use aws_sdk_ec2::Client;
 
 use super::error::cloud_error;
+use super::{ec2_tag_filters, ec2_tag_spec, referenced};
 use crate::cloud::{CloudError, ResourceStatus};
-use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec, Role, Rule, Tags, TAG_LAB, TAG_ROLE};
-
-fn tag_spec(kind: ResourceType, tags: &Tags, name: &str) -> TagSpecification {
-    let mut spec = TagSpecification::builder().resource_type(kind).tags(Tag::builder().key("Name").value(name).build());
-    for (k, v) in tags {
-        spec = spec.tags(Tag::builder().key(k).value(v).build());
-    }
-    spec.build()
-}
-
-fn referenced(refs: &Refs, role: Role) -> Result<&str, CloudError> {
-    refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
-}
-
-/// The resource's (lab, role) tag filters.
-fn tag_filters(spec: &ResourceSpec) -> Vec<Filter> {
-    [TAG_LAB, TAG_ROLE]
-        .iter()
-        .filter_map(|k| spec.tags.get(*k).map(|v| Filter::builder().name(format!("tag:{k}")).values(v).build()))
-        .collect()
-}
+use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec, Rule};
 
 fn permission(rule: &Rule) -> IpPermission {
     let mut p = IpPermission::builder().ip_protocol(&rule.protocol);
@@ -55,7 +36,7 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
             let out = ec2
                 .create_vpc()
                 .cidr_block(cidr)
-                .tag_specifications(tag_spec(ResourceType::Vpc, &spec.tags, &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::Vpc, &spec.tags, &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
@@ -66,7 +47,7 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
                 .create_subnet()
                 .vpc_id(referenced(refs, *vpc)?)
                 .cidr_block(cidr)
-                .tag_specifications(tag_spec(ResourceType::Subnet, &spec.tags, &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::Subnet, &spec.tags, &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
@@ -84,7 +65,7 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
         ResourceConfig::InternetGateway { vpc } => {
             let out = ec2
                 .create_internet_gateway()
-                .tag_specifications(tag_spec(ResourceType::InternetGateway, &spec.tags, &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::InternetGateway, &spec.tags, &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
@@ -96,7 +77,7 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
             let out = ec2
                 .create_route_table()
                 .vpc_id(referenced(refs, *vpc)?)
-                .tag_specifications(tag_spec(ResourceType::RouteTable, &spec.tags, &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::RouteTable, &spec.tags, &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
@@ -110,7 +91,7 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
                 .group_name(&spec.name)
                 .description(description)
                 .vpc_id(referenced(refs, *vpc)?)
-                .tag_specifications(tag_spec(ResourceType::SecurityGroup, &spec.tags, &spec.name))
+                .tag_specifications(ec2_tag_spec(ResourceType::SecurityGroup, &spec.tags, &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
@@ -222,7 +203,7 @@ pub async fn find(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<Opti
             |e| cloud_error(spec.kind, &spec.name, e)
         };
     }
-    let filters = tag_filters(spec);
+    let filters = ec2_tag_filters(spec);
     let id = match &spec.config {
         ResourceConfig::Vpc { .. } => ec2
             .describe_vpcs()

@@ -9,8 +9,9 @@ use aws_sdk_eventbridge::Client as Events;
 use aws_sdk_sns::Client as Sns;
 
 use super::error::cloud_error;
+use super::{absent, referenced};
 use crate::cloud::{CloudError, ResourceStatus};
-use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec, Role};
+use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec};
 
 /// The clients this part uses.
 pub struct Clients {
@@ -25,10 +26,6 @@ impl Clients {
     }
 }
 
-fn referenced(refs: &Refs, role: Role) -> Result<&str, CloudError> {
-    refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
-}
-
 /// The last `:`- or `/`-separated part of an ARN: a log group's, topic's or rule's name.
 fn last_part(arn: &str, separator: char) -> &str {
     arn.rsplit(separator).next().unwrap_or(arn)
@@ -40,14 +37,6 @@ fn log_group_name(arn: &str) -> &str {
 
 fn split_child(id: &str) -> Result<(&str, &str), CloudError> {
     id.rsplit_once('/').ok_or_else(|| CloudError::Invalid(format!("'{id}' is not PARENT/NAME")))
-}
-
-fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 async fn log_group_arn(c: &Clients, name: &str) -> Result<Option<String>, CloudError> {
