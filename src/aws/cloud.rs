@@ -201,8 +201,16 @@ impl Cloud for AwsCloud {
         }
         let prefix = format!("cis-{lab}-");
         // IAM roles and instance profiles, by name and then tag.
-        let roles = self.iam.list_roles().send().await.map_err(|e| super::error::cloud_error(K::IamRole, "roles", e))?;
-        for r in roles.roles().iter().filter(|r| r.role_name().starts_with(&prefix)) {
+        let roles: Vec<aws_sdk_iam::types::Role> = self
+            .iam
+            .list_roles()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(|e| super::error::cloud_error(K::IamRole, "roles", e))?;
+        for r in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
             let t = self
                 .iam
                 .list_role_tags()

@@ -498,6 +498,43 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     let counted = tagged_with(&sdk, "e2e").await;
     assert!(counted >= 15, "the lab's tagged resources are there: {counted}");
 
+    // Containment, with the function's own code and its AWS calls, against the lab `up`
+    // made: forensics (protection, kept volume, snapshot) then the isolation group.
+    let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/e2e/ledger.json")).unwrap().expect("a ledger");
+    let id = |role: cis::lab::Role| ledger.entry(role).and_then(|e| e.id.clone()).unwrap();
+    let config = cis::containment::ContainmentConfig {
+        lab: "e2e".into(),
+        topic_arn: id(cis::lab::Role::Topic),
+        allow_all_group: id(cis::lab::Role::AllowAllSecurityGroup),
+        isolation_group: id(cis::lab::Role::IsolationSecurityGroup),
+        forensics: true,
+        steps: cis::containment::IsolationSteps::TwoStep,
+    };
+    let target = id(cis::lab::Role::TargetInstance);
+    let detection = cis::cloud::DetectionEvent {
+        at: cis::clock::Timestamp(1_767_226_032_000),
+        lab: "e2e".into(),
+        instance_id: target.clone(),
+        detector: "test".into(),
+        window_start: cis::clock::Timestamp(1_767_225_980_000),
+        reason: "test".into(),
+    };
+    let api = cis::aws::functions::AwsContainment::new(&sdk);
+    let outcome = cis::containment::contain(&api, &config, &detection).await;
+    assert_eq!(outcome.outcome, "isolated", "{outcome:?}");
+    assert_eq!(outcome.snapshots.len(), 1, "{outcome:?}");
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let protected = ec2
+        .describe_instance_attribute()
+        .instance_id(&target)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(protected.disable_api_termination().and_then(|v| v.value()), Some(true));
+    assert_eq!(tagged_with(&sdk, "e2e").await, counted + 1, "plus the forensic snapshot");
+
+    // Down undoes what containment did for forensics: protection, kept volume, snapshot.
     let down = cis(&["down"]);
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert_eq!(tagged_with(&sdk, "e2e").await, 0, "nothing tagged with the lab remains");
