@@ -1,10 +1,10 @@
-//! The AWS backend's connection: the standard credential chain, `--profile`, `--region`
-//! and `--endpoint-url` / `AWS_ENDPOINT_URL`, checked before anything is done, and the
-//! account-wide look at labs by tag.
-//!
-//! The backend's resource operations are being built kind by kind ([`network`], [`iam`], [`pipeline`], [`compute`] and [`lambda`] so far; SageMaker, the `Cloud` implementation and attacks through SSM are next);
-//! until every kind of the lab is there, the CLI lets `--cloud aws` connect, check
-//! credentials and list labs, and refuses the verbs that would change the account.
+//! The AWS backend. This module: the connection (the standard credential chain,
+//! `--profile`, `--region` and `--endpoint-url` / `AWS_ENDPOINT_URL`, checked before
+//! anything is done), the account-wide look at labs by tag, and the helpers the parts
+//! share. The parts handle groups of kinds ([`network`], [`iam`], [`pipeline`],
+//! [`compute`], [`lambda`]); [`cloud`] is the `Cloud` boundary over them; [`functions`]
+//! the SDK side of the Lambda handlers' traits. Not built yet: the SageMaker kinds and
+//! attacks through SSM Run Command, which the CLI refuses before creating anything.
 
 pub mod cloud;
 pub mod compute;
