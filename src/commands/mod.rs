@@ -135,7 +135,13 @@ fn run(args: &Args) -> Result<()> {
         _ => {}
     }
     if args.cloud == CloudKind::Aws {
+        #[cfg(feature = "aws")]
         return aws(args, &state);
+        #[cfg(not(feature = "aws"))]
+        return Err(Error::Usage(
+            "--cloud aws: this cis was built without the AWS backend (the `aws` feature): build it with `cargo build --release --features aws`; the simulator needs nothing".into(),
+        )
+        .into());
     }
 
     // The demo gets a fresh simulated account of its own, so one seed gives one report.
@@ -173,6 +179,7 @@ fn run(args: &Args) -> Result<()> {
     })
 }
 
+#[cfg(feature = "aws")]
 /// `--cloud aws`: connects and checks the credentials first, so a machine without them is
 /// told how to configure them before anything happens; then refuses what the AWS backend
 /// cannot do yet (SageMaker endpoints, attacks) before creating anything, and checks the

@@ -1,12 +1,14 @@
 //! The one integration-test binary: runs the real `cis` executable against the simulator
 //! in temporary state directories, and checks the simulated account from outside.
 
+#[cfg(feature = "aws")]
 mod aws;
 mod cli;
 mod crash;
 mod detector;
 mod fuzz;
 mod lifecycle;
+#[cfg(feature = "aws")]
 #[path = "../support/moto.rs"]
 mod moto;
 mod policies;
