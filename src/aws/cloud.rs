@@ -57,32 +57,27 @@ fn role_of(tags: &Tags) -> Option<Role> {
     tags.get(TAG_ROLE).and_then(|r| Role::from_name(r))
 }
 
-impl AwsCloud {
-    async fn create_kind(&self, spec: &ResourceSpec, refs: &Refs) -> Result<String, CloudError> {
-        match spec.kind {
-            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::create(&self.ec2, spec, refs).await,
-            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::create(&self.iam, spec, refs).await,
-            K::Instance | K::FlowLog => compute::create(&self.ec2, &self.ssm, spec, refs).await,
-            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
-                pipeline::create(&self.pipeline, spec, refs).await
-            }
-            K::LambdaFunction | K::LambdaPermission => lambda::create(&self.lambda, spec, refs, &self.packages).await,
-            other => Err(not_built(other)),
-        }
-    }
+/// Which part of the backend handles a kind: the one place that groups the kinds.
+enum Part {
+    Network,
+    Iam,
+    Compute,
+    Pipeline,
+    Lambda,
+    /// What containment kept for forensics: volumes and snapshots.
+    Forensics,
+}
 
-    async fn find_kind(&self, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
-        match spec.kind {
-            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::find(&self.ec2, spec, refs).await,
-            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::find(&self.iam, spec, refs).await,
-            K::Instance | K::FlowLog => compute::find(&self.ec2, spec).await,
-            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
-                pipeline::find(&self.pipeline, spec, refs).await
-            }
-            K::LambdaFunction | K::LambdaPermission => lambda::find(&self.lambda, spec, refs).await,
-            other => Err(not_built(other)),
-        }
-    }
+fn part(kind: K) -> Result<Part, CloudError> {
+    Ok(match kind {
+        K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => Part::Network,
+        K::IamRole | K::IamRolePolicy | K::InstanceProfile => Part::Iam,
+        K::Instance | K::FlowLog => Part::Compute,
+        K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => Part::Pipeline,
+        K::LambdaFunction | K::LambdaPermission => Part::Lambda,
+        K::Volume | K::Snapshot => Part::Forensics,
+        K::SageMakerModel | K::SageMakerEndpointConfig | K::SageMakerEndpoint => return Err(not_built(kind)),
+    })
 }
 
 #[async_trait]
@@ -100,7 +95,14 @@ impl Cloud for AwsCloud {
     }
 
     async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> Result<String, CloudError> {
-        let id = self.create_kind(spec, refs).await?;
+        let id = match part(spec.kind)? {
+            Part::Network => network::create(&self.ec2, spec, refs).await,
+            Part::Iam => iam::create(&self.iam, spec, refs).await,
+            Part::Compute => compute::create(&self.ec2, &self.ssm, spec, refs).await,
+            Part::Pipeline => pipeline::create(&self.pipeline, spec, refs).await,
+            Part::Lambda => lambda::create(&self.lambda, spec, refs, &self.packages).await,
+            Part::Forensics => Err(CloudError::Invalid(format!("{} is made by containment, not by the lab graph", spec.kind))),
+        }?;
         let n = self.creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if self.crash_after == Some(n) {
             eprintln!("cis: {CRASH_AFTER_ENV}={n}: aborting as if killed, after creating {id}");
@@ -110,56 +112,55 @@ impl Cloud for AwsCloud {
     }
 
     async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
-        self.find_kind(spec, refs).await
+        match part(spec.kind)? {
+            Part::Network => network::find(&self.ec2, spec, refs).await,
+            Part::Iam => iam::find(&self.iam, spec, refs).await,
+            Part::Compute => compute::find(&self.ec2, spec).await,
+            Part::Pipeline => pipeline::find(&self.pipeline, spec, refs).await,
+            Part::Lambda => lambda::find(&self.lambda, spec, refs).await,
+            Part::Forensics => Ok(None),
+        }
     }
 
     async fn status(&self, kind: K, id: &str) -> Result<ResourceStatus, CloudError> {
-        match kind {
-            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::status(&self.ec2, kind, id).await,
-            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::status(&self.iam, kind, id).await,
-            K::Instance | K::FlowLog => compute::status(&self.ec2, kind, id).await,
-            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
-                pipeline::status(&self.pipeline, kind, id).await
-            }
-            K::LambdaFunction | K::LambdaPermission => lambda::status(&self.lambda, kind, id).await,
-            K::Volume => {
+        match part(kind)? {
+            Part::Network => network::status(&self.ec2, kind, id).await,
+            Part::Iam => iam::status(&self.iam, kind, id).await,
+            Part::Compute => compute::status(&self.ec2, kind, id).await,
+            Part::Pipeline => pipeline::status(&self.pipeline, kind, id).await,
+            Part::Lambda => lambda::status(&self.lambda, kind, id).await,
+            Part::Forensics if kind == K::Volume => {
                 let out = self.ec2.describe_volumes().volume_ids(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 out.volumes().first().map(|_| ResourceStatus::Ready).ok_or(CloudError::NotFound { kind, id: id.into() })
             }
-            K::Snapshot => {
+            Part::Forensics => {
                 let out =
                     self.ec2.describe_snapshots().snapshot_ids(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 out.snapshots().first().map(|_| ResourceStatus::Ready).ok_or(CloudError::NotFound { kind, id: id.into() })
             }
-            other => Err(not_built(other)),
         }
     }
 
     async fn delete(&self, kind: K, id: &str) -> Result<(), CloudError> {
-        match kind {
-            K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => network::delete(&self.ec2, kind, id).await,
-            K::IamRole | K::IamRolePolicy | K::InstanceProfile => iam::delete(&self.iam, kind, id).await,
-            K::Instance | K::FlowLog => compute::delete(&self.ec2, kind, id).await,
-            K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => {
-                pipeline::delete(&self.pipeline, kind, id).await
-            }
-            K::LambdaFunction | K::LambdaPermission => lambda::delete(&self.lambda, kind, id).await,
-            // What containment kept for forensics.
-            K::Volume => {
+        match part(kind)? {
+            Part::Network => network::delete(&self.ec2, kind, id).await,
+            Part::Iam => iam::delete(&self.iam, kind, id).await,
+            Part::Compute => compute::delete(&self.ec2, kind, id).await,
+            Part::Pipeline => pipeline::delete(&self.pipeline, kind, id).await,
+            Part::Lambda => lambda::delete(&self.lambda, kind, id).await,
+            Part::Forensics if kind == K::Volume => {
                 self.ec2.delete_volume().volume_id(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 Ok(())
             }
-            K::Snapshot => {
+            Part::Forensics => {
                 self.ec2.delete_snapshot().snapshot_id(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 Ok(())
             }
-            other => Err(not_built(other)),
         }
     }
 
     async fn list_lab(&self, lab: &LabName) -> Result<Vec<CloudResource>, CloudError> {
         let mut out = Vec::new();
-        let ready = ResourceStatus::Ready;
         // EC2: every resource with the lab's tag; terminated instances are gone for the lab.
         let tagged = self
             .ec2
@@ -200,162 +201,100 @@ impl Cloud for AwsCloud {
             out.push(CloudResource { kind, id: id.to_string(), name, role: role_of(&tags), tags, status });
         }
         let prefix = format!("cis-{lab}-");
-        // IAM roles and instance profiles, by name and then tag.
-        let roles: Vec<aws_sdk_iam::types::Role> = self
+        // The other services: candidates by the lab's name prefix, kept when tagged with it.
+        let mut keep = |kind: K, id: String, name: &str, tags: Tags| {
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                out.push(CloudResource { kind, id, name: name.to_string(), role: role_of(&tags), tags, status: ResourceStatus::Ready });
+            }
+        };
+        use super::error::mapped as err;
+
+        let roles: Vec<aws_sdk_iam::types::Role> =
+            self.iam.list_roles().into_paginator().items().send().collect::<Result<_, _>>().await.map_err(err(K::IamRole, "roles"))?;
+        for r in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
+            let t = self.iam.list_role_tags().role_name(r.role_name()).send().await.map_err(err(K::IamRole, r.role_name()))?;
+            keep(
+                K::IamRole,
+                r.arn().to_string(),
+                r.role_name(),
+                t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+            );
+        }
+        let profiles: Vec<aws_sdk_iam::types::InstanceProfile> = self
             .iam
-            .list_roles()
+            .list_instance_profiles()
             .into_paginator()
             .items()
             .send()
             .collect::<Result<_, _>>()
             .await
-            .map_err(|e| super::error::cloud_error(K::IamRole, "roles", e))?;
-        for r in roles.iter().filter(|r| r.role_name().starts_with(&prefix)) {
-            let t = self
-                .iam
-                .list_role_tags()
-                .role_name(r.role_name())
-                .send()
-                .await
-                .map_err(|e| super::error::cloud_error(K::IamRole, r.role_name(), e))?;
-            let tags: Tags = t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
-            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
-                out.push(CloudResource {
-                    kind: K::IamRole,
-                    id: r.arn().to_string(),
-                    name: r.role_name().to_string(),
-                    role: role_of(&tags),
-                    tags,
-                    status: ready.clone(),
-                });
-            }
-        }
-        let profiles =
-            self.iam.list_instance_profiles().send().await.map_err(|e| super::error::cloud_error(K::InstanceProfile, "profiles", e))?;
-        for p in profiles.instance_profiles().iter().filter(|p| p.instance_profile_name().starts_with(&prefix)) {
+            .map_err(err(K::InstanceProfile, "profiles"))?;
+        for p in profiles.iter().filter(|p| p.instance_profile_name().starts_with(&prefix)) {
             // GetInstanceProfile carries the tags (and moto lacks ListInstanceProfileTags).
-            let t = self
-                .iam
-                .get_instance_profile()
-                .instance_profile_name(p.instance_profile_name())
-                .send()
-                .await
-                .map_err(|e| super::error::cloud_error(K::InstanceProfile, p.instance_profile_name(), e))?;
-            let tags: Tags = t
-                .instance_profile()
-                .map(|p| p.tags())
-                .unwrap_or_default()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect();
-            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
-                out.push(CloudResource {
-                    kind: K::InstanceProfile,
-                    id: p.arn().to_string(),
-                    name: p.instance_profile_name().to_string(),
-                    role: role_of(&tags),
-                    tags,
-                    status: ready.clone(),
-                });
-            }
+            let name = p.instance_profile_name();
+            let t = self.iam.get_instance_profile().instance_profile_name(name).send().await.map_err(err(K::InstanceProfile, name))?;
+            let tags =
+                t.instance_profile().map(|p| p.tags()).unwrap_or_default().iter().map(|t| (t.key().to_string(), t.value().to_string()));
+            keep(K::InstanceProfile, p.arn().to_string(), name, tags.collect());
         }
-        // Log groups, topics, rules and functions, by name and then tag.
-        let groups = self
+        let groups: Vec<aws_sdk_cloudwatchlogs::types::LogGroup> = self
             .pipeline
             .logs
             .describe_log_groups()
             .log_group_name_prefix(&prefix)
+            .into_paginator()
+            .items()
             .send()
+            .collect::<Result<_, _>>()
             .await
-            .map_err(|e| super::error::cloud_error(K::LogGroup, "groups", e))?;
-        for g in groups.log_groups() {
+            .map_err(err(K::LogGroup, "groups"))?;
+        for g in &groups {
             let (Some(name), Some(arn)) = (g.log_group_name(), g.arn()) else { continue };
             let arn = arn.trim_end_matches(":*").to_string();
-            let t = self
-                .pipeline
-                .logs
-                .list_tags_for_resource()
-                .resource_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| super::error::cloud_error(K::LogGroup, name, e))?;
-            let tags: Tags = t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
-            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
-                out.push(CloudResource {
-                    kind: K::LogGroup,
-                    id: arn,
-                    name: name.to_string(),
-                    role: role_of(&tags),
-                    tags,
-                    status: ready.clone(),
-                });
-            }
+            let t = self.pipeline.logs.list_tags_for_resource().resource_arn(&arn).send().await.map_err(err(K::LogGroup, name))?;
+            keep(K::LogGroup, arn, name, t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default());
         }
-        let topics = self.pipeline.sns.list_topics().send().await.map_err(|e| super::error::cloud_error(K::SnsTopic, "topics", e))?;
-        for arn in
-            topics.topics().iter().filter_map(|t| t.topic_arn()).filter(|a| a.rsplit(':').next().is_some_and(|n| n.starts_with(&prefix)))
-        {
-            let t = self
-                .pipeline
-                .sns
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .map_err(|e| super::error::cloud_error(K::SnsTopic, arn, e))?;
-            let tags: Tags = t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
-            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
-                let name = arn.rsplit(':').next().unwrap_or_default().to_string();
-                out.push(CloudResource { kind: K::SnsTopic, id: arn.to_string(), name, role: role_of(&tags), tags, status: ready.clone() });
-            }
-        }
-        let rules = self
+        let topics: Vec<aws_sdk_sns::types::Topic> = self
             .pipeline
-            .events
-            .list_rules()
-            .name_prefix(&prefix)
+            .sns
+            .list_topics()
+            .into_paginator()
+            .items()
             .send()
+            .collect::<Result<_, _>>()
             .await
-            .map_err(|e| super::error::cloud_error(K::EventRule, "rules", e))?;
+            .map_err(err(K::SnsTopic, "topics"))?;
+        for arn in topics.iter().filter_map(|t| t.topic_arn()) {
+            let name = arn.rsplit(':').next().unwrap_or_default();
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            let t = self.pipeline.sns.list_tags_for_resource().resource_arn(arn).send().await.map_err(err(K::SnsTopic, arn))?;
+            keep(K::SnsTopic, arn.to_string(), name, t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect());
+        }
+        // ListRules has no paginator in the SDK: one page (up to 100 rules with the prefix).
+        let rules = self.pipeline.events.list_rules().name_prefix(&prefix).send().await.map_err(err(K::EventRule, "rules"))?;
         for r in rules.rules() {
             let (Some(name), Some(arn)) = (r.name(), r.arn()) else { continue };
-            let t = self
-                .pipeline
-                .events
-                .list_tags_for_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .map_err(|e| super::error::cloud_error(K::EventRule, name, e))?;
-            let tags: Tags = t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
-            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
-                out.push(CloudResource {
-                    kind: K::EventRule,
-                    id: arn.to_string(),
-                    name: name.to_string(),
-                    role: role_of(&tags),
-                    tags,
-                    status: ready.clone(),
-                });
-            }
+            let t = self.pipeline.events.list_tags_for_resource().resource_arn(arn).send().await.map_err(err(K::EventRule, name))?;
+            keep(K::EventRule, arn.to_string(), name, t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect());
         }
-        let functions =
-            self.lambda.list_functions().send().await.map_err(|e| super::error::cloud_error(K::LambdaFunction, "functions", e))?;
-        for f in functions.functions().iter().filter(|f| f.function_name().is_some_and(|n| n.starts_with(&prefix))) {
+        let functions: Vec<aws_sdk_lambda::types::FunctionConfiguration> = self
+            .lambda
+            .list_functions()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(err(K::LambdaFunction, "functions"))?;
+        for f in &functions {
             let (Some(name), Some(arn)) = (f.function_name(), f.function_arn()) else { continue };
-            let t =
-                self.lambda.list_tags().resource(arn).send().await.map_err(|e| super::error::cloud_error(K::LambdaFunction, name, e))?;
-            let tags: Tags = t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
-            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
-                out.push(CloudResource {
-                    kind: K::LambdaFunction,
-                    id: arn.to_string(),
-                    name: name.to_string(),
-                    role: role_of(&tags),
-                    tags,
-                    status: ready.clone(),
-                });
+            if !name.starts_with(&prefix) {
+                continue;
             }
+            let t = self.lambda.list_tags().resource(arn).send().await.map_err(err(K::LambdaFunction, name))?;
+            keep(K::LambdaFunction, arn.to_string(), name, t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default());
         }
         Ok(out)
     }

@@ -28,6 +28,16 @@ where
     classify(kind, id, &code, message)
 }
 
+/// [`cloud_error`] for `map_err`: `.map_err(mapped(kind, id))`.
+pub fn mapped<E, R>(kind: ResourceKind, id: &str) -> impl FnOnce(SdkError<E, R>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let id = id.to_string();
+    move |e| cloud_error(kind, &id, e)
+}
+
 /// The kind for an error code.
 pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> CloudError {
     // What AWS says while a just-created role or permission has not propagated: the
