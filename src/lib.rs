@@ -5,7 +5,7 @@
 //! Dependencies point one way: [`cli`] -> [`commands`] -> [`orchestrator`] -> the
 //! [`cloud::Cloud`] boundary <- [`sim`] (and the AWS backend).
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "aws-functions")]
 pub mod aws;
 pub mod cli;
 pub mod clock;

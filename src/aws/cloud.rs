@@ -1,14 +1,13 @@
 //! The `Cloud` boundary on AWS: each kind of the lab handled by its part ([`super::network`],
 //! [`super::iam`], [`super::pipeline`], [`super::compute`], [`super::lambda`]), the lab's
 //! resources listed by tag service by service, and containment's calls for `cis release`.
-//! Not built yet: the SageMaker kinds (a lab on AWS uses `--detector lambda` for now) and
-//! attacks through SSM Run Command.
+//! Not built yet: attacks through SSM Run Command.
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{compute, iam, lambda, network, pipeline, AwsSession};
+use super::{compute, iam, lambda, network, pipeline, sagemaker, AwsSession};
 use crate::clock::{Clock, Timestamp};
 use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
 use crate::lab::{LabName, Refs, ResourceKind as K, ResourceSpec, Role, Tags, TAG_LAB, TAG_ROLE};
@@ -27,6 +26,7 @@ pub struct AwsCloud {
     iam: aws_sdk_iam::Client,
     lambda: aws_sdk_lambda::Client,
     pipeline: pipeline::Clients,
+    sagemaker: sagemaker::Clients,
     clock: Clock,
     packages: Vec<PathBuf>,
 }
@@ -42,6 +42,7 @@ impl AwsCloud {
             iam: aws_sdk_iam::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
             pipeline: pipeline::Clients::new(sdk),
+            sagemaker: sagemaker::Clients::new(sdk),
             clock: Clock::system(),
             packages,
             session,
@@ -49,8 +50,21 @@ impl AwsCloud {
     }
 }
 
-fn not_built(kind: K) -> CloudError {
-    CloudError::Invalid(format!("{kind} on AWS is not built yet: provision the lab with --detector lambda (no SageMaker endpoint)"))
+impl AwsCloud {
+    /// The detector function's spec with its endpoint's threshold, when it scores with an
+    /// endpoint: the baseline scored by that endpoint (an RCF's scores are on a scale of
+    /// their own). The simulator's endpoint serves the lab's model, whose threshold holds.
+    async fn calibrated(&self, spec: &ResourceSpec) -> Result<ResourceSpec, CloudError> {
+        let mut spec = spec.clone();
+        if let crate::lab::ResourceConfig::LambdaFunction { environment, .. } = &mut spec.config {
+            if let (Some(endpoint), None) = (environment.get("CIS_ENDPOINT").cloned(), environment.get("CIS_ENDPOINT_THRESHOLD")) {
+                let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
+                let threshold = sagemaker::calibrate(&self.sagemaker, &endpoint, &baseline_csv(window_s)?).await?;
+                environment.insert("CIS_ENDPOINT_THRESHOLD".into(), format!("{threshold:.6}"));
+            }
+        }
+        Ok(spec)
+    }
 }
 
 fn role_of(tags: &Tags) -> Option<Role> {
@@ -64,8 +78,18 @@ enum Part {
     Compute,
     Pipeline,
     Lambda,
+    /// The anomaly model: its bucket, training job, model, endpoint config and endpoint.
+    Model,
     /// What containment kept for forensics: volumes and snapshots.
     Forensics,
+}
+
+/// The window features of the baseline every lab's model learns from, as the CSV the
+/// Random Cut Forest reads (and its endpoint scores).
+fn baseline_csv(window_s: u32) -> Result<String, CloudError> {
+    let windows =
+        crate::sim::baseline::baseline_windows(window_s, &crate::sim::latency::LatencyModel::embedded(), &crate::scenario::baselines())?;
+    Ok(crate::detector::rcf_csv(&windows))
 }
 
 fn part(kind: K) -> Result<Part, CloudError> {
@@ -76,7 +100,7 @@ fn part(kind: K) -> Result<Part, CloudError> {
         K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => Part::Pipeline,
         K::LambdaFunction | K::LambdaPermission => Part::Lambda,
         K::Volume | K::Snapshot => Part::Forensics,
-        K::SageMakerModel | K::SageMakerEndpointConfig | K::SageMakerEndpoint => return Err(not_built(kind)),
+        K::S3Bucket | K::SageMakerTrainingJob | K::SageMakerModel | K::SageMakerEndpointConfig | K::SageMakerEndpoint => Part::Model,
     })
 }
 
@@ -100,7 +124,11 @@ impl Cloud for AwsCloud {
             Part::Iam => iam::create(&self.iam, spec, refs).await,
             Part::Compute => compute::create(&self.ec2, &self.ssm, spec, refs).await,
             Part::Pipeline => pipeline::create(&self.pipeline, spec, refs).await,
-            Part::Lambda => lambda::create(&self.lambda, spec, refs, &self.packages).await,
+            Part::Lambda => lambda::create(&self.lambda, &self.calibrated(spec).await?, refs, &self.packages).await,
+            Part::Model => {
+                let account = &self.session.account;
+                sagemaker::create(&self.sagemaker, spec, refs, &account.account_id, &account.region, baseline_csv).await
+            }
             Part::Forensics => Err(CloudError::Invalid(format!("{} is made by containment, not by the lab graph", spec.kind))),
         }?;
         let n = self.creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
@@ -118,6 +146,7 @@ impl Cloud for AwsCloud {
             Part::Compute => compute::find(&self.ec2, spec).await,
             Part::Pipeline => pipeline::find(&self.pipeline, spec, refs).await,
             Part::Lambda => lambda::find(&self.lambda, spec, refs).await,
+            Part::Model => sagemaker::find(&self.sagemaker, spec, &self.session.account.account_id).await,
             Part::Forensics => Ok(None),
         }
     }
@@ -129,6 +158,7 @@ impl Cloud for AwsCloud {
             Part::Compute => compute::status(&self.ec2, kind, id).await,
             Part::Pipeline => pipeline::status(&self.pipeline, kind, id).await,
             Part::Lambda => lambda::status(&self.lambda, kind, id).await,
+            Part::Model => sagemaker::status(&self.sagemaker, kind, id).await,
             Part::Forensics if kind == K::Volume => {
                 let out = self.ec2.describe_volumes().volume_ids(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 out.volumes().first().map(|_| ResourceStatus::Ready).ok_or(CloudError::NotFound { kind, id: id.into() })
@@ -148,6 +178,7 @@ impl Cloud for AwsCloud {
             Part::Compute => compute::delete(&self.ec2, kind, id).await,
             Part::Pipeline => pipeline::delete(&self.pipeline, kind, id).await,
             Part::Lambda => lambda::delete(&self.lambda, kind, id).await,
+            Part::Model => sagemaker::delete(&self.sagemaker, kind, id).await,
             Part::Forensics if kind == K::Volume => {
                 self.ec2.delete_volume().volume_id(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 Ok(())
@@ -237,6 +268,8 @@ impl Cloud for AwsCloud {
                 t.instance_profile().map(|p| p.tags()).unwrap_or_default().iter().map(|t| (t.key().to_string(), t.value().to_string()));
             keep(K::InstanceProfile, p.arn().to_string(), name, tags.collect());
         }
+        let mut model = Vec::new();
+        self.list_model(lab, &prefix, &mut model).await?;
         let groups: Vec<aws_sdk_cloudwatchlogs::types::LogGroup> = self
             .pipeline
             .logs
@@ -296,6 +329,7 @@ impl Cloud for AwsCloud {
             let t = self.lambda.list_tags().resource(arn).send().await.map_err(err(K::LambdaFunction, name))?;
             keep(K::LambdaFunction, arn.to_string(), name, t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default());
         }
+        out.extend(model);
         Ok(out)
     }
 
@@ -333,5 +367,93 @@ impl Cloud for AwsCloud {
 
     fn containment_api(&self) -> Box<dyn crate::containment::ContainmentApi + '_> {
         Box::new(super::functions::AwsContainment::new(&self.session.sdk))
+    }
+}
+
+impl AwsCloud {
+    /// The lab's bucket and SageMaker resources. A training job that `down` let go of (AWS
+    /// keeps every job's record) no longer carries the lab's tag, so it is not listed.
+    async fn list_model(&self, lab: &LabName, prefix: &str, out: &mut Vec<CloudResource>) -> Result<(), CloudError> {
+        use super::error::mapped as err;
+        let sm = &self.sagemaker.sagemaker;
+        let mut keep = |kind: K, id: String, name: &str, tags: Tags| {
+            if tags.get(TAG_LAB).map(String::as_str) == Some(lab.as_str()) {
+                out.push(CloudResource { kind, id, name: name.to_string(), role: role_of(&tags), tags, status: ResourceStatus::Ready });
+            }
+        };
+        let buckets = self.sagemaker.s3.list_buckets().prefix(prefix).send().await.map_err(err(K::S3Bucket, "buckets"))?;
+        for b in buckets.buckets() {
+            let Some(name) = b.name().filter(|n| n.starts_with(prefix)) else { continue };
+            let tags = match self.sagemaker.s3.get_bucket_tagging().bucket(name).send().await {
+                Ok(t) => t.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+                // A bucket created by a run killed before it was tagged: its name is the lab's.
+                Err(e)
+                    if e.as_service_error().map(|s| aws_smithy_types::error::metadata::ProvideErrorMetadata::code(s))
+                        == Some(Some("NoSuchTagSet")) =>
+                {
+                    let role = Role::ModelData.name().to_string();
+                    Tags::from([(TAG_LAB.to_string(), lab.to_string()), (TAG_ROLE.to_string(), role)])
+                }
+                Err(e) => return Err(super::error::cloud_error(K::S3Bucket, name, e)),
+            };
+            keep(K::S3Bucket, name.to_string(), name, tags);
+        }
+        let arn_tags = |arn: String| async move {
+            let t = sm.list_tags().resource_arn(&arn).send().await.map_err(err(K::SageMakerModel, &arn))?;
+            Ok::<Tags, CloudError>(t.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect())
+        };
+        let jobs: Vec<_> = sm
+            .list_training_jobs()
+            .name_contains(prefix)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(err(K::SageMakerTrainingJob, "training jobs"))?;
+        for j in jobs.iter().filter(|j| j.training_job_name().is_some_and(|n| n.starts_with(prefix))) {
+            let (Some(name), Some(arn)) = (j.training_job_name(), j.training_job_arn()) else { continue };
+            keep(K::SageMakerTrainingJob, arn.to_string(), name, arn_tags(arn.to_string()).await?);
+        }
+        let models: Vec<_> = sm
+            .list_models()
+            .name_contains(prefix)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(err(K::SageMakerModel, "models"))?;
+        for m in models.iter().filter(|m| m.model_name().is_some_and(|n| n.starts_with(prefix))) {
+            let (Some(name), Some(arn)) = (m.model_name(), m.model_arn()) else { continue };
+            keep(K::SageMakerModel, arn.to_string(), name, arn_tags(arn.to_string()).await?);
+        }
+        let configs: Vec<_> = sm
+            .list_endpoint_configs()
+            .name_contains(prefix)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(err(K::SageMakerEndpointConfig, "endpoint configs"))?;
+        for c in configs.iter().filter(|c| c.endpoint_config_name().is_some_and(|n| n.starts_with(prefix))) {
+            let (Some(name), Some(arn)) = (c.endpoint_config_name(), c.endpoint_config_arn()) else { continue };
+            keep(K::SageMakerEndpointConfig, arn.to_string(), name, arn_tags(arn.to_string()).await?);
+        }
+        let endpoints: Vec<_> = sm
+            .list_endpoints()
+            .name_contains(prefix)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(err(K::SageMakerEndpoint, "endpoints"))?;
+        for e in endpoints.iter().filter(|e| e.endpoint_name().is_some_and(|n| n.starts_with(prefix))) {
+            let (Some(name), Some(arn)) = (e.endpoint_name(), e.endpoint_arn()) else { continue };
+            keep(K::SageMakerEndpoint, arn.to_string(), name, arn_tags(arn.to_string()).await?);
+        }
+        Ok(())
     }
 }

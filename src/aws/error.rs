@@ -42,7 +42,15 @@ where
 pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> CloudError {
     // What AWS says while a just-created role or permission has not propagated: the
     // orchestration retries these.
-    const NOT_YET: [&str; 3] = ["cannot be assumed by Lambda", "Could not execute the lambda function", "Invalid IAM Instance Profile"];
+    const NOT_YET: [&str; 6] = [
+        "cannot be assumed by Lambda",
+        "Could not execute the lambda function",
+        "Invalid IAM Instance Profile",
+        // SageMaker: a just-created role, or CreateEndpoint racing its config.
+        "Could not assume role",
+        "Could not find endpoint configuration",
+        "Could not find model",
+    ];
     if NOT_YET.iter().any(|m| message.contains(m)) {
         return CloudError::NotPropagatedYet(message);
     }

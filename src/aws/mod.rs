@@ -6,28 +6,45 @@
 //! the SDK side of the Lambda handlers' traits. Not built yet: the SageMaker kinds and
 //! attacks through SSM Run Command, which the CLI refuses before creating anything.
 
+// The Lambda functions build with feature `aws-functions` alone (the error mapping and
+// the SDK side of the handlers' traits); everything else is the backend proper, `aws`.
+#[cfg(feature = "aws")]
 pub mod cloud;
+#[cfg(feature = "aws")]
 pub mod compute;
 pub mod error;
 pub mod functions;
+#[cfg(feature = "aws")]
 pub mod iam;
+#[cfg(feature = "aws")]
 pub mod lambda;
+#[cfg(feature = "aws")]
 pub mod network;
+#[cfg(feature = "aws")]
 pub mod pipeline;
+#[cfg(feature = "aws")]
+pub mod sagemaker;
 
+#[cfg(feature = "aws")]
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use aws_config::BehaviorVersion;
+#[cfg(feature = "aws")]
 use aws_credential_types::provider::ProvideCredentials;
 
+#[cfg(feature = "aws")]
 use crate::cloud::{AccountInfo, CloudError};
+#[cfg(feature = "aws")]
 use crate::lab::{LabName, TAG_LAB, TAG_MANAGED};
 
+#[cfg(feature = "aws")]
 /// The id of a resource this one needs, or why it cannot be created yet.
 pub(crate) fn referenced(refs: &crate::lab::Refs, role: crate::lab::Role) -> Result<&str, CloudError> {
     refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
 }
 
+#[cfg(feature = "aws")]
 /// NotFound as None: what a `find` wants.
 pub(crate) fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
     match r {
@@ -37,6 +54,7 @@ pub(crate) fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudErro
     }
 }
 
+#[cfg(feature = "aws")]
 /// EC2 tags at creation: the lab's tags and a Name.
 pub(crate) fn ec2_tag_spec(
     kind: aws_sdk_ec2::types::ResourceType,
@@ -51,6 +69,7 @@ pub(crate) fn ec2_tag_spec(
     spec.build()
 }
 
+#[cfg(feature = "aws")]
 /// EC2 filters for the resource's lab and role tags.
 pub(crate) fn ec2_tag_filters(spec: &crate::lab::ResourceSpec) -> Vec<aws_sdk_ec2::types::Filter> {
     [TAG_LAB, crate::lab::TAG_ROLE]
@@ -59,11 +78,13 @@ pub(crate) fn ec2_tag_filters(spec: &crate::lab::ResourceSpec) -> Vec<aws_sdk_ec
         .collect()
 }
 
+#[cfg(feature = "aws")]
 /// How long finding credentials may take. The default chain ends with the EC2 instance
 /// metadata service, which off EC2 only times out: without a bound, a machine with no
 /// credentials waits on it instead of being told what to do.
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(3);
 
+#[cfg(feature = "aws")]
 /// Where and as whom to connect.
 #[derive(Clone, Debug, Default)]
 pub struct AwsOptions {
@@ -73,12 +94,14 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
 }
 
+#[cfg(feature = "aws")]
 /// A checked connection to one account and region.
 pub struct AwsSession {
     pub sdk: aws_config::SdkConfig,
     pub account: AccountInfo,
 }
 
+#[cfg(feature = "aws")]
 /// Loads the configuration, finds credentials (bounded in time) and asks STS who we are.
 pub async fn connect(options: &AwsOptions) -> Result<AwsSession, CloudError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -126,6 +149,7 @@ pub async fn connect(options: &AwsOptions) -> Result<AwsSession, CloudError> {
     Ok(AwsSession { sdk, account: AccountInfo { account_id, region, description } })
 }
 
+#[cfg(feature = "aws")]
 /// Every lab with resources tagged `cis:managed=true` in the region, by the Resource
 /// Groups Tagging API (IAM roles, which it does not list, always come with tagged
 /// resources of their lab).

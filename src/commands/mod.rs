@@ -206,10 +206,12 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
             Command::Up(l) => {
                 let options = lab_options(args, l, Ledger::load(&state.ledger(args.cloud, &args.lab))?.map(|l| l.options).as_ref())?;
                 if options.detector == crate::lab::DetectorMode::Endpoint {
-                    return Err(Error::Usage(
-                        "--cloud aws: the SageMaker endpoint is not built yet: pass --detector lambda (the model scores in the detector function; nothing was created)".into(),
-                    )
-                    .into());
+                    // A region without the built-in algorithm fails here, before anything exists.
+                    if let Err(crate::cloud::CloudError::Invalid(why)) =
+                        crate::aws::sagemaker::algorithm_image("randomcutforest", &session.account.region)
+                    {
+                        return Err(Error::Usage(format!("{why}; nothing was created")).into());
+                    }
                 }
                 for code in [crate::lab::FunctionCode::Detector, crate::lab::FunctionCode::Containment] {
                     crate::lab::package::locate(code, &packages)?;

@@ -21,6 +21,8 @@ pub const TAG_LAB: &str = "cis:lab";
 pub const TAG_MANAGED: &str = "cis:managed";
 pub const TAG_RUN: &str = "cis:run";
 pub const TAG_ROLE: &str = "cis:role";
+/// Every tag the lab puts on a resource that says whose it is.
+pub const LAB_TAG_KEYS: [&str; 4] = [TAG_LAB, TAG_MANAGED, TAG_RUN, TAG_ROLE];
 
 /// A lab's name: lowercase letters, digits and hyphens, starting with a letter, short
 /// enough that `cis-<lab>-<role>` fits every AWS name limit (IAM roles: 64 characters).
@@ -201,6 +203,9 @@ pub enum Role {
     FlowLogPolicy,
     FlowLog,
     ModelRole,
+    ModelData,
+    ModelPolicy,
+    TrainingJob,
     AnomalyModel,
     AnomalyEndpointConfig,
     AnomalyEndpoint,
@@ -220,7 +225,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 32] = [
+    pub const ALL: [Role; 35] = [
         Role::Vpc,
         Role::Subnet,
         Role::InternetGateway,
@@ -237,6 +242,9 @@ impl Role {
         Role::FlowLogPolicy,
         Role::FlowLog,
         Role::ModelRole,
+        Role::ModelData,
+        Role::ModelPolicy,
+        Role::TrainingJob,
         Role::AnomalyModel,
         Role::AnomalyEndpointConfig,
         Role::AnomalyEndpoint,
@@ -274,6 +282,9 @@ impl Role {
             Role::FlowLogPolicy => "flow-log-policy",
             Role::FlowLog => "flow-log",
             Role::ModelRole => "model-role",
+            Role::ModelData => "model-data",
+            Role::ModelPolicy => "model-policy",
+            Role::TrainingJob => "training-job",
             Role::AnomalyModel => "anomaly-model",
             Role::AnomalyEndpointConfig => "anomaly-endpoint-config",
             Role::AnomalyEndpoint => "anomaly-endpoint",
@@ -306,7 +317,11 @@ impl Role {
             Role::RouteTable => K::RouteTable,
             Role::TargetSecurityGroup | Role::AllowAllSecurityGroup | Role::IsolationSecurityGroup => K::SecurityGroup,
             Role::InstanceRole | Role::FlowLogRole | Role::ModelRole | Role::DetectorRole | Role::ContainmentRole => K::IamRole,
-            Role::InstanceRolePolicy | Role::FlowLogPolicy | Role::DetectorPolicy | Role::ContainmentPolicy => K::IamRolePolicy,
+            Role::InstanceRolePolicy | Role::FlowLogPolicy | Role::ModelPolicy | Role::DetectorPolicy | Role::ContainmentPolicy => {
+                K::IamRolePolicy
+            }
+            Role::ModelData => K::S3Bucket,
+            Role::TrainingJob => K::SageMakerTrainingJob,
             Role::InstanceProfile => K::InstanceProfile,
             Role::TargetInstance => K::Instance,
             Role::LogGroup => K::LogGroup,
@@ -356,6 +371,13 @@ pub enum ResourceKind {
     LogGroup,
     #[serde(rename = "ec2:flow-log")]
     FlowLog,
+    /// The lab's own bucket: the baseline features the model trains on, and the model.
+    #[serde(rename = "s3:bucket")]
+    S3Bucket,
+    /// The Random Cut Forest's training. AWS keeps a finished job's record (it has no
+    /// delete); deleting one stops it if it still runs.
+    #[serde(rename = "sagemaker:training-job")]
+    SageMakerTrainingJob,
     #[serde(rename = "sagemaker:model")]
     SageMakerModel,
     #[serde(rename = "sagemaker:endpoint-config")]
@@ -399,6 +421,8 @@ impl ResourceKind {
             ResourceKind::Instance => "ec2:instance",
             ResourceKind::LogGroup => "logs:log-group",
             ResourceKind::FlowLog => "ec2:flow-log",
+            ResourceKind::S3Bucket => "s3:bucket",
+            ResourceKind::SageMakerTrainingJob => "sagemaker:training-job",
             ResourceKind::SageMakerModel => "sagemaker:model",
             ResourceKind::SageMakerEndpointConfig => "sagemaker:endpoint-config",
             ResourceKind::SageMakerEndpoint => "sagemaker:endpoint",
@@ -523,9 +547,24 @@ pub enum ResourceConfig {
         max_aggregation_interval_s: u32,
         log_format: String,
     },
+    S3Bucket,
+    /// A built-in algorithm trained on the lab's baseline window features (CSV, uploaded to
+    /// `bucket` by the backend), its model written back to the bucket.
+    SageMakerTrainingJob {
+        role: Role,
+        bucket: Role,
+        algorithm: String,
+        instance_type: String,
+        hyperparameters: BTreeMap<String, String>,
+        /// The window length whose features the model learns.
+        window_s: u32,
+    },
     SageMakerModel {
         role: Role,
         algorithm: String,
+        /// The training job whose artifacts the model serves.
+        #[serde(default)]
+        training: Option<Role>,
     },
     SageMakerEndpointConfig {
         model: Role,
@@ -704,7 +743,29 @@ impl LabGraph {
                 &[],
                 C::IamRole { trust_policy: policy("sagemaker-trust"), description: "cis: anomaly model execution".into() },
             );
-            b.add(R::AnomalyModel, &[R::ModelRole], C::SageMakerModel { role: R::ModelRole, algorithm: "randomcutforest".into() });
+            b.add(R::ModelData, &[], C::S3Bucket);
+            b.add(
+                R::ModelPolicy,
+                &[R::ModelRole, R::ModelData],
+                C::InlinePolicy { role: R::ModelRole, policy_name: "model".into(), document: policy("model") },
+            );
+            b.add(
+                R::TrainingJob,
+                &[R::ModelRole, R::ModelPolicy, R::ModelData],
+                C::SageMakerTrainingJob {
+                    role: R::ModelRole,
+                    bucket: R::ModelData,
+                    algorithm: "randomcutforest".into(),
+                    instance_type: TRAINING_INSTANCE_TYPE.into(),
+                    hyperparameters: rcf_hyperparameters(),
+                    window_s: o.window_s,
+                },
+            );
+            b.add(
+                R::AnomalyModel,
+                &[R::ModelRole, R::TrainingJob],
+                C::SageMakerModel { role: R::ModelRole, algorithm: "randomcutforest".into(), training: Some(R::TrainingJob) },
+            );
             b.add(
                 R::AnomalyEndpointConfig,
                 &[R::AnomalyModel],
@@ -857,6 +918,20 @@ impl Builder<'_> {
 }
 
 /// `cis-<lab>-<role>`.
+/// Where the Random Cut Forest trains: AWS recommends the m4, c4 and c5 families; an
+/// m5.large is the smallest current one, billed only for the minutes the job runs.
+pub const TRAINING_INSTANCE_TYPE: &str = "ml.m5.large";
+
+/// The Random Cut Forest's settings: as many trees and samples per tree as the lab's own
+/// forest ([`crate::detector`]); `feature_dim` is the window features' width.
+pub fn rcf_hyperparameters() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("feature_dim".to_string(), crate::features::N_FEATURES.to_string()),
+        ("num_trees".to_string(), "100".to_string()),
+        ("num_samples_per_tree".to_string(), "256".to_string()),
+    ])
+}
+
 pub fn resource_name(lab: &LabName, role: Role) -> String {
     format!("cis-{lab}-{}", role.name())
 }
@@ -881,6 +956,7 @@ fn policy(name: &str) -> String {
         "containment" => include_str!("../../assets/policies/containment.json"),
         "detector" => include_str!("../../assets/policies/detector.json"),
         "detector-endpoint" => include_str!("../../assets/policies/detector-endpoint.json"),
+        "model" => include_str!("../../assets/policies/model.json"),
         other => unreachable!("no policy asset {other}"),
     };
     text.to_string()

@@ -35,6 +35,8 @@ fn ready_timeout(kind: ResourceKind) -> (Duration, Duration) {
     // (give up after, longest poll interval); SDK waiters poll endpoints every 30 s.
     match kind {
         ResourceKind::SageMakerEndpoint => (Duration::from_secs(40 * 60), Duration::from_secs(30)),
+        // The job's own stopping condition ends it within an hour.
+        ResourceKind::SageMakerTrainingJob => (Duration::from_secs(65 * 60), Duration::from_secs(30)),
         ResourceKind::Instance => (Duration::from_secs(10 * 60), Duration::from_secs(5)),
         _ => (Duration::from_secs(5 * 60), Duration::from_secs(5)),
     }

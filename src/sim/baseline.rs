@@ -82,6 +82,18 @@ pub fn capture(
     Ok(world.capture.take().unwrap_or_default())
 }
 
+/// The window features of the baseline capture every lab's model learns from (and, on
+/// AWS, the CSV its SageMaker Random Cut Forest trains on).
+pub fn baseline_windows(
+    window_s: u32,
+    latency: &LatencyModel,
+    baselines: &[BaselineProfile],
+) -> Result<Vec<crate::features::WindowFeatures>, CloudError> {
+    let lines = capture(window_s, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
+    let format = LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses");
+    Ok(windows_of_lines(lines.iter().map(String::as_str), &format, i64::from(window_s)))
+}
+
 /// Trained models by window length, shared by every simulated account in the process.
 #[derive(Default)]
 pub struct LabModels {
@@ -101,9 +113,7 @@ impl LabModels {
         if let Some(m) = by_window.get(&window_s) {
             return Ok(Arc::clone(m));
         }
-        let lines = capture(window_s, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
-        let format = LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses");
-        let windows = windows_of_lines(lines.iter().map(String::as_str), &format, i64::from(window_s));
+        let windows = baseline_windows(window_s, latency, baselines)?;
         let options = TrainOptions { window_s: i64::from(window_s), ..Default::default() };
         let model = Model::train(
             windows,

@@ -21,6 +21,7 @@ pub enum Delay {
     IamPropagation,
     InstanceBoot,
     InstanceTermination,
+    TrainingJob,
     EndpointCreation,
     EndpointDeletion,
     EndpointConfigPropagation,
@@ -28,7 +29,7 @@ pub enum Delay {
 }
 
 impl Delay {
-    pub const ALL: [Delay; 13] = [
+    pub const ALL: [Delay; 14] = [
         Delay::FlowLogDelivery,
         Delay::FlowLogStartup,
         Delay::SubscriptionToLambda,
@@ -38,6 +39,7 @@ impl Delay {
         Delay::IamPropagation,
         Delay::InstanceBoot,
         Delay::InstanceTermination,
+        Delay::TrainingJob,
         Delay::EndpointCreation,
         Delay::EndpointDeletion,
         Delay::EndpointConfigPropagation,
@@ -56,6 +58,7 @@ impl Delay {
             Delay::IamPropagation => "iam_propagation",
             Delay::InstanceBoot => "instance_boot",
             Delay::InstanceTermination => "instance_termination",
+            Delay::TrainingJob => "training_job",
             Delay::EndpointCreation => "endpoint_creation",
             Delay::EndpointDeletion => "endpoint_deletion",
             Delay::EndpointConfigPropagation => "endpoint_config_propagation",

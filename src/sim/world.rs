@@ -122,6 +122,12 @@ pub enum Detail {
         log_format: String,
         capturing: bool,
     },
+    Bucket,
+    TrainingJob {
+        role: String,
+        bucket: String,
+        done_at: Timestamp,
+    },
     Model {
         role: String,
     },
@@ -481,8 +487,40 @@ impl World {
                 self.schedule(start, Event::CaptureStart { flow_log: id.clone() });
                 Ok(id)
             }
-            C::SageMakerModel { role, .. } => {
+            C::S3Bucket => {
+                // Bucket names are global: the account makes the lab's its own.
+                let id = format!("{}-{}", spec.name, self.account_id);
+                if self.get(&id).is_some() {
+                    return Err(CloudError::AlreadyExists { kind: spec.kind, name: id });
+                }
+                Ok(self.insert(id, spec, None, now, Detail::Bucket))
+            }
+            C::SageMakerTrainingJob { role, bucket, .. } => {
                 self.name_taken(spec.kind, &spec.name)?;
+                let role = self.resolve(refs, *role)?;
+                if let Detail::IamRole { assumable_at, .. } = role.detail {
+                    if now < assumable_at {
+                        return Err(CloudError::NotPropagatedYet(
+                            "ValidationException: Could not assume role: the role is not yet assumable by SageMaker".into(),
+                        ));
+                    }
+                }
+                let role = role.id.clone();
+                let bucket = self.resolve(refs, *bucket)?.id.clone();
+                let done_at = now.plus(lat.draw(Delay::TrainingJob, &mut self.rng));
+                let id = self.arn("sagemaker", &format!("training-job/{}", spec.name));
+                Ok(self.insert(id, spec, None, now, Detail::TrainingJob { role, bucket, done_at }))
+            }
+            C::SageMakerModel { role, training, .. } => {
+                self.name_taken(spec.kind, &spec.name)?;
+                if let Some(training) = training {
+                    let job = self.resolve(refs, *training)?;
+                    if let Detail::TrainingJob { done_at, .. } = job.detail {
+                        if now < done_at {
+                            return Err(CloudError::Invalid(format!("ValidationException: training job {} has not completed", job.name)));
+                        }
+                    }
+                }
                 let role = self.resolve(refs, *role)?.id.clone();
                 let id = self.arn("sagemaker", &format!("model/{}", spec.name));
                 Ok(self.insert(id, spec, None, now, Detail::Model { role }))
@@ -620,6 +658,7 @@ impl World {
             Detail::Instance { state: InstanceState::Pending, .. } => ResourceStatus::Pending("pending".into()),
             Detail::Instance { state: InstanceState::ShuttingDown, .. } => ResourceStatus::Deleting("shutting-down".into()),
             Detail::Endpoint { status: EndpointStatus::Creating, .. } => ResourceStatus::Pending("Creating".into()),
+            Detail::TrainingJob { done_at, .. } if self.now < *done_at => ResourceStatus::Pending("InProgress".into()),
             Detail::Endpoint { status: EndpointStatus::Deleting, .. } => ResourceStatus::Deleting("Deleting".into()),
             _ => ResourceStatus::Ready,
         })

@@ -36,7 +36,7 @@ fn up_without_credentials_says_how_to_configure_them_and_creates_nothing() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn status_all_lists_the_labs_tagged_in_the_account_and_up_changes_nothing_yet() {
+async fn status_all_lists_the_labs_tagged_in_the_account_and_an_impossible_up_changes_nothing() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
@@ -72,10 +72,11 @@ async fn status_all_lists_the_labs_tagged_in_the_account_and_up_changes_nothing_
 
     let vpcs = || async { ec2.describe_vpcs().send().await.unwrap().vpcs().len() };
     let before = vpcs().await;
-    let up = cis(&["up"]);
+    // A region without SageMaker's built-in forest is refused before anything is created.
+    let up = cis(&["--region", "il-central-1", "up", "--detector", "endpoint"]);
     let stderr = String::from_utf8_lossy(&up.stderr);
     assert_eq!(up.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("SageMaker endpoint is not built yet") && stderr.contains("nothing was created"), "{stderr}");
+    assert!(stderr.contains("Random Cut Forest image is not known for il-central-1") && stderr.contains("--detector lambda"), "{stderr}");
     assert_eq!(vpcs().await, before, "up created nothing");
 
     let home = tempfile::tempdir().unwrap();
@@ -600,7 +601,95 @@ async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
         .iter()
         .filter(|f| f.function_name().is_some_and(|x| x.starts_with(&prefix)))
         .count();
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    n += s3.list_buckets().send().await.unwrap().buckets().iter().filter(|b| b.name().is_some_and(|x| x.starts_with(&prefix))).count();
+    let sm = aws_sdk_sagemaker::Client::new(sdk);
+    n += sm.list_models().name_contains(&prefix).send().await.unwrap().models().len();
+    n += sm.list_endpoint_configs().name_contains(&prefix).send().await.unwrap().endpoint_configs().len();
+    n += sm.list_endpoints().name_contains(&prefix).send().await.unwrap().endpoints().len();
+    // A finished training job's record stays (AWS has no delete and does not bill it);
+    // down unties it from the lab, so a job counts while it carries the lab's tag.
+    for j in sm.list_training_jobs().name_contains(&prefix).send().await.unwrap().training_job_summaries() {
+        let tags = sm.list_tags().resource_arn(j.training_job_arn().unwrap()).send().await.unwrap();
+        n += tags.tags().iter().filter(|t| t.key() == Some("cis:lab") && t.value() == Some(lab)).count();
+    }
     n
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoint_and_goes_away() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let packages = stand_in_packages();
+    let lab = Lab::new();
+    // moto's endpoint answers what it is told to: one RCF score per baseline window.
+    let rows =
+        cis::sim::baseline::baseline_windows(60, &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::baselines()).unwrap().len();
+    let scores: Vec<f64> = (0..rows).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();
+    let body = serde_json::json!({"scores": scores.iter().map(|s| serde_json::json!({"score": s})).collect::<Vec<_>>()}).to_string();
+    let seeded = serde_json::json!({"results": [{"Body": body, "ContentType": "application/json", "InvokedProductionVariant": "all", "CustomAttributes": ""}]});
+    moto.post("/moto-api/static/sagemaker/endpoint-results", &seeded.to_string());
+
+    let cis = |args: &[&str]| {
+        let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", "rcf"][..], args].concat());
+        c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
+        c.output().unwrap()
+    };
+    let up = cis(&["up", "--detector", "endpoint", "--output", "json"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+
+    // The training data: the baseline's windows as CSV, in the lab's own private bucket.
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let bucket = "cis-rcf-model-data-123456789012";
+    let csv = s3.get_object().bucket(bucket).key("baseline/train.csv").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let csv = String::from_utf8(csv.to_vec()).unwrap();
+    assert_eq!(csv.lines().count(), rows);
+    assert!(csv.lines().all(|l| l.split(',').count() == cis::features::N_FEATURES), "{}", csv.lines().next().unwrap());
+    let tags = s3.get_bucket_tagging().bucket(bucket).send().await.unwrap();
+    assert!(tags.tag_set().iter().any(|t| t.key() == "cis:lab" && t.value() == "rcf"));
+    let block = s3.get_public_access_block().bucket(bucket).send().await.unwrap();
+    assert_eq!(block.public_access_block_configuration().and_then(|c| c.block_public_policy()), Some(true));
+
+    // The job trains the built-in forest on it; the model serves the job's artifacts.
+    let sm = aws_sdk_sagemaker::Client::new(&sdk);
+    let jobs = sm.list_training_jobs().name_contains("cis-rcf-training-job").send().await.unwrap();
+    let job_name = jobs.training_job_summaries()[0].training_job_name().unwrap().to_string();
+    let job = sm.describe_training_job().training_job_name(&job_name).send().await.unwrap();
+    let spec = job.algorithm_specification().unwrap();
+    assert_eq!(spec.training_image(), Some("382416733822.dkr.ecr.us-east-1.amazonaws.com/randomcutforest:1"));
+    let hyper = job.hyper_parameters().unwrap();
+    assert_eq!(hyper.get("feature_dim").map(String::as_str), Some(cis::features::N_FEATURES.to_string().as_str()));
+    let input = &job.input_data_config()[0];
+    assert_eq!(
+        input.data_source().and_then(|d| d.s3_data_source()).and_then(|s| s.s3_uri()),
+        Some(format!("s3://{bucket}/baseline/train.csv").as_str())
+    );
+    let model = sm.describe_model().model_name("cis-rcf-anomaly-model").send().await.unwrap();
+    let artifacts = job.model_artifacts().and_then(|a| a.s3_model_artifacts()).unwrap();
+    assert_eq!(model.primary_container().and_then(|c| c.model_data_url()), Some(artifacts));
+    let config = sm.describe_endpoint_config().endpoint_config_name("cis-rcf-anomaly-endpoint-config").send().await.unwrap();
+    assert_eq!(config.production_variants()[0].instance_type().map(|t| t.as_str()), Some("ml.c5.large"));
+
+    // The detector scores with the endpoint, above the baseline's mean + 3 sd of its scores.
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let f = lambda.get_function_configuration().function_name("cis-rcf-detector-function").send().await.unwrap();
+    let env = f.environment().and_then(|e| e.variables()).unwrap();
+    assert_eq!(env.get("CIS_ENDPOINT").map(String::as_str), Some("cis-rcf-anomaly-endpoint"));
+    let expected = cis::aws::sagemaker::threshold_of(&scores).unwrap();
+    let threshold: f64 = env["CIS_ENDPOINT_THRESHOLD"].parse().unwrap();
+    assert!((threshold - expected).abs() < 1e-5, "{threshold} vs {expected}");
+
+    let status = cis(&["status", "--output", "json"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let drift: Vec<&serde_json::Value> = status["resources"].as_array().unwrap().iter().filter(|r| r["drift"] == true).collect();
+    assert!(drift.is_empty(), "{drift:?}");
+    assert!(tagged_with(&sdk, "rcf").await > 20);
+
+    let down = cis(&["down"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(tagged_with(&sdk, "rcf").await, 0, "nothing tagged with the lab remains");
+    assert!(s3.head_bucket().bucket(bucket).send().await.is_err(), "the bucket went, with its objects");
 }
 
 #[tokio::test(flavor = "current_thread")]

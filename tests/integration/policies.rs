@@ -83,8 +83,8 @@ fn parliament_finds_nothing_in_the_labs_permission_policies() {
         }
     }
     // flow-log, detector and containment in both modes (the endpoint mode's detector
-    // policy has the InvokeEndpoint statement too).
-    assert_eq!(checked, 6, "every permission policy was checked");
+    // policy has the InvokeEndpoint statement too), and the endpoint mode's model role.
+    assert_eq!(checked, 7, "every permission policy was checked");
 }
 
 #[test]

@@ -59,6 +59,25 @@ impl Moto {
             .await
     }
 
+    /// POSTs a JSON body to one of moto's own APIs (`/moto-api/...`): its configuration,
+    /// the answers its SageMaker runtime gives. Panics unless moto answers 2xx.
+    #[allow(dead_code)]
+    pub fn post(&self, path: &str, body: &str) {
+        use std::io::{Read, Write};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let status = answer.split_whitespace().nth(1).unwrap_or_default();
+        assert!(status.starts_with('2'), "moto {path}: {answer}");
+    }
+
     /// The environment that points a child process's SDK at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
