@@ -232,6 +232,10 @@ pub struct AttackArgs {
     /// Run it this many times.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: u32,
+    /// Where the scenario's script sends its data on AWS: a host you control that accepts
+    /// it (the simulator models its own sink).
+    #[arg(long, value_name = "HOST")]
+    pub exfil_host: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -1,13 +1,13 @@
 //! The `Cloud` boundary on AWS: each kind of the lab handled by its part ([`super::network`],
 //! [`super::iam`], [`super::pipeline`], [`super::compute`], [`super::lambda`]), the lab's
 //! resources listed by tag service by service, and containment's calls for `cis release`.
-//! Not built yet: attacks through SSM Run Command.
+//! Attacks run through SSM Run Command ([`super::attack`]).
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{compute, iam, lambda, network, pipeline, sagemaker, AwsSession};
+use super::{attack, compute, iam, lambda, network, pipeline, sagemaker, AwsSession};
 use crate::clock::{Clock, Timestamp};
 use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
 use crate::lab::{LabName, Refs, ResourceKind as K, ResourceSpec, Role, Tags, TAG_LAB, TAG_ROLE};
@@ -29,6 +29,10 @@ pub struct AwsCloud {
     sagemaker: sagemaker::Clients,
     clock: Clock,
     packages: Vec<PathBuf>,
+    /// Where attack scripts send their data (`--exfil-host`).
+    exfil_host: Option<String>,
+    /// The scenario of each attack started, by SSM command id.
+    attacks: std::sync::Mutex<std::collections::BTreeMap<String, Scenario>>,
 }
 
 impl AwsCloud {
@@ -46,7 +50,18 @@ impl AwsCloud {
             clock: Clock::system(),
             packages,
             session,
+            exfil_host: None,
+            attacks: Default::default(),
         }
+    }
+
+    /// The sink attack scripts send their data to, checked by [`attack::check_exfil_host`].
+    pub fn with_exfil_host(mut self, host: Option<String>) -> Result<Self, CloudError> {
+        if let Some(h) = &host {
+            attack::check_exfil_host(h).map_err(CloudError::Invalid)?;
+        }
+        self.exfil_host = host;
+        Ok(self)
     }
 }
 
@@ -270,17 +285,22 @@ impl Cloud for AwsCloud {
         }
         let mut model = Vec::new();
         self.list_model(lab, &prefix, &mut model).await?;
-        let groups: Vec<aws_sdk_cloudwatchlogs::types::LogGroup> = self
-            .pipeline
-            .logs
-            .describe_log_groups()
-            .log_group_name_prefix(&prefix)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(err(K::LogGroup, "groups"))?;
+        // The flow-log group, and the functions' groups under Lambda's prefix.
+        let mut groups: Vec<aws_sdk_cloudwatchlogs::types::LogGroup> = Vec::new();
+        for p in [prefix.clone(), format!("/aws/lambda/{prefix}")] {
+            let page: Vec<aws_sdk_cloudwatchlogs::types::LogGroup> = self
+                .pipeline
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(p)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<_, _>>()
+                .await
+                .map_err(err(K::LogGroup, "groups"))?;
+            groups.extend(page);
+        }
         for g in &groups {
             let (Some(name), Some(arn)) = (g.log_group_name(), g.arn()) else { continue };
             let arn = arn.trim_end_matches(":*").to_string();
@@ -351,14 +371,24 @@ impl Cloud for AwsCloud {
         Ok(out.log_streams().iter().filter_map(|s| s.first_event_timestamp()).min().map(Timestamp))
     }
 
-    async fn start_attack(&self, _: &LabTarget, _: &Scenario, _: &str) -> Result<AttackHandle, CloudError> {
-        Err(CloudError::Invalid(
-            "attacks on AWS (SSM Run Command on the target) are not built yet: attack the simulated lab meanwhile".into(),
-        ))
+    async fn start_attack(&self, target: &LabTarget, scenario: &Scenario, run_id: &str) -> Result<AttackHandle, CloudError> {
+        if scenario.script.contains(attack::EXFIL_HOST_VARIABLE) && self.exfil_host.is_none() {
+            return Err(CloudError::Invalid(format!(
+                "scenario {} sends its data to ${}: pass --exfil-host HOST, a host you control that accepts it (never someone else's)",
+                scenario.id,
+                attack::EXFIL_HOST_VARIABLE
+            )));
+        }
+        let handle = attack::start(&self.ssm, target, scenario, run_id, self.exfil_host.as_deref(), self.clock.now()).await?;
+        self.attacks.lock().unwrap_or_else(|p| p.into_inner()).insert(handle.backend_ref.clone(), scenario.clone());
+        Ok(handle)
     }
 
-    async fn observe(&self, _: &LabTarget, _: &AttackHandle) -> Result<Observation, CloudError> {
-        Err(CloudError::Invalid("attacks on AWS are not built yet".into()))
+    async fn observe(&self, target: &LabTarget, handle: &AttackHandle) -> Result<Observation, CloudError> {
+        let scenario = self.attacks.lock().unwrap_or_else(|p| p.into_inner()).get(&handle.backend_ref).cloned();
+        let scenario =
+            scenario.ok_or_else(|| CloudError::Invalid(format!("attack {} was not started by this process", handle.backend_ref)))?;
+        attack::observe(&self.ssm, &self.ec2, &self.pipeline.logs, target, &scenario, handle).await
     }
 
     async fn checkpoint(&self) -> Result<(), CloudError> {

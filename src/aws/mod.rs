@@ -9,6 +9,8 @@
 // The Lambda functions build with feature `aws-functions` alone (the error mapping and
 // the SDK side of the handlers' traits); everything else is the backend proper, `aws`.
 #[cfg(feature = "aws")]
+pub mod attack;
+#[cfg(feature = "aws")]
 pub mod cloud;
 #[cfg(feature = "aws")]
 pub mod compute;

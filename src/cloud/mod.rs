@@ -166,6 +166,24 @@ pub struct ContainmentOutcome {
     pub detail: String,
 }
 
+/// How the functions report what they did, one line each in their CloudWatch logs: the
+/// marker, a space, the JSON of a [`DetectionEvent`] or a [`ContainmentOutcome`]. The
+/// AWS backend reads the pipeline's own timeline back from these lines.
+pub const DETECTION_LOG_MARKER: &str = "CIS_DETECTION";
+pub const CONTAINMENT_LOG_MARKER: &str = "CIS_CONTAINMENT";
+
+/// One log line: `MARKER {json}`.
+pub fn log_line<T: Serialize>(marker: &str, value: &T) -> String {
+    format!("{marker} {}", serde_json::to_string(value).expect("pipeline records serialize"))
+}
+
+/// The value on a line [`log_line`] wrote with `marker`, wherever the line's prefix (a
+/// runtime's timestamp and request id) puts it; None for any other line.
+pub fn parse_log_line<T: serde::de::DeserializeOwned>(marker: &str, line: &str) -> Option<T> {
+    let at = line.find(marker)?;
+    serde_json::from_str(line[at + marker.len()..].trim()).ok()
+}
+
 /// A message published to the lab's topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
@@ -237,4 +255,25 @@ pub trait Cloud: Send + Sync {
     /// EC2 and SNS as the containment function sees them: `cis release` undoes an
     /// isolation with the function's own code.
     fn containment_api(&self) -> Box<dyn crate::containment::ContainmentApi + '_>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_record_survives_the_log_line_and_its_runtime_prefix() {
+        let d = DetectionEvent {
+            at: Timestamp(5),
+            lab: "l".into(),
+            instance_id: "i-1".into(),
+            detector: "isolation-forest".into(),
+            window_start: Timestamp(1),
+            reason: "r".into(),
+        };
+        let line = format!("2026-11-23T15:00:00Z\tREQ\t{}", log_line(DETECTION_LOG_MARKER, &d));
+        assert_eq!(parse_log_line::<DetectionEvent>(DETECTION_LOG_MARKER, &line), Some(d));
+        assert_eq!(parse_log_line::<DetectionEvent>(CONTAINMENT_LOG_MARKER, &line), None);
+        assert_eq!(parse_log_line::<DetectionEvent>(DETECTION_LOG_MARKER, "CIS_DETECTION {broken"), None);
+    }
 }

@@ -196,12 +196,27 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
         eprintln!("cis: acting on the {}", session.account.description);
         let packages = crate::lab::package::default_search_dirs();
         match &args.command {
-            Command::Attack(_) | Command::Demo(_) => {
-                return Err(Error::Usage(format!(
-                    "--cloud aws: `cis {}` needs attacks through SSM Run Command, which are not built yet (the credentials check passed and nothing was created); attack the simulated lab meanwhile (--cloud sim, the default)",
-                    verb(&args.command)
-                ))
+            Command::Demo(_) => {
+                return Err(Error::Usage(
+                    "--cloud aws: `cis demo` runs on the simulator only; on AWS run `cis up`, `cis attack`, `cis report` and `cis down` (nothing was created)".into(),
+                )
                 .into())
+            }
+            Command::Attack(a) => {
+                // Checked before anything runs on the target.
+                let scenario = scenario::find(&a.scenario)?;
+                match &a.exfil_host {
+                    Some(h) => crate::aws::attack::check_exfil_host(h).map_err(Error::Usage)?,
+                    None if scenario.script.contains(crate::aws::attack::EXFIL_HOST_VARIABLE) => {
+                        return Err(Error::Usage(format!(
+                            "--cloud aws: scenario {} sends its data to ${}: pass --exfil-host HOST, a host you control that accepts it (never someone else's); nothing was run",
+                            scenario.id,
+                            crate::aws::attack::EXFIL_HOST_VARIABLE
+                        ))
+                        .into())
+                    }
+                    None => {}
+                }
             }
             Command::Up(l) => {
                 let options = lab_options(args, l, Ledger::load(&state.ledger(args.cloud, &args.lab))?.map(|l| l.options).as_ref())?;
@@ -219,7 +234,11 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
             }
             _ => {}
         }
-        let cloud = crate::aws::cloud::AwsCloud::new(session, packages);
+        let exfil_host = match &args.command {
+            Command::Attack(a) => a.exfil_host.clone(),
+            _ => None,
+        };
+        let cloud = crate::aws::cloud::AwsCloud::new(session, packages).with_exfil_host(exfil_host).map_err(Error::Cloud)?;
         let progress: Box<dyn Progress> = match args.output {
             OutputFormat::Json => Box::new(Lines::new(true)),
             OutputFormat::Text if std::io::stdout().is_terminal() => Box::new(Bars::default()),

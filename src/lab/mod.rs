@@ -213,11 +213,13 @@ pub enum Role {
     TopicSubscription,
     DetectorRole,
     DetectorPolicy,
+    DetectorLogs,
     DetectorFunction,
     DetectorPermission,
     SubscriptionFilter,
     ContainmentRole,
     ContainmentPolicy,
+    ContainmentLogs,
     ContainmentFunction,
     ContainmentPermission,
     EventRule,
@@ -225,7 +227,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 35] = [
+    pub const ALL: [Role; 37] = [
         Role::Vpc,
         Role::Subnet,
         Role::InternetGateway,
@@ -252,11 +254,13 @@ impl Role {
         Role::TopicSubscription,
         Role::DetectorRole,
         Role::DetectorPolicy,
+        Role::DetectorLogs,
         Role::DetectorFunction,
         Role::DetectorPermission,
         Role::SubscriptionFilter,
         Role::ContainmentRole,
         Role::ContainmentPolicy,
+        Role::ContainmentLogs,
         Role::ContainmentFunction,
         Role::ContainmentPermission,
         Role::EventRule,
@@ -292,11 +296,13 @@ impl Role {
             Role::TopicSubscription => "alerts-subscription",
             Role::DetectorRole => "detector-role",
             Role::DetectorPolicy => "detector-policy",
+            Role::DetectorLogs => "detector-logs",
             Role::DetectorFunction => "detector-function",
             Role::DetectorPermission => "detector-permission",
             Role::SubscriptionFilter => "detector-subscription",
             Role::ContainmentRole => "containment-role",
             Role::ContainmentPolicy => "containment-policy",
+            Role::ContainmentLogs => "containment-logs",
             Role::ContainmentFunction => "containment-function",
             Role::ContainmentPermission => "containment-permission",
             Role::EventRule => "detection-rule",
@@ -324,7 +330,7 @@ impl Role {
             Role::TrainingJob => K::SageMakerTrainingJob,
             Role::InstanceProfile => K::InstanceProfile,
             Role::TargetInstance => K::Instance,
-            Role::LogGroup => K::LogGroup,
+            Role::LogGroup | Role::DetectorLogs | Role::ContainmentLogs => K::LogGroup,
             Role::FlowLog => K::FlowLog,
             Role::AnomalyModel => K::SageMakerModel,
             Role::AnomalyEndpointConfig => K::SageMakerEndpointConfig,
@@ -801,9 +807,13 @@ impl LabGraph {
         if o.detector == DetectorMode::Endpoint {
             detector_env.insert("CIS_ENDPOINT".into(), format!("cis-{lab}-{}", R::AnomalyEndpoint.name()));
         }
+        // The functions' own log groups, made by the lab rather than by Lambda on first
+        // use: tagged, with a retention, and removed by `down` (the functions may not
+        // create them). `cis attack` on AWS reads the pipeline's timeline from them.
+        b.add(R::DetectorLogs, &[], C::LogGroup { retention_days: 7 });
         b.add(
             R::DetectorFunction,
-            &[R::DetectorRole, R::DetectorPolicy],
+            &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs],
             C::LambdaFunction {
                 code: FunctionCode::Detector,
                 role: R::DetectorRole,
@@ -837,9 +847,10 @@ impl LabGraph {
             &[R::ContainmentRole, R::Topic],
             C::InlinePolicy { role: R::ContainmentRole, policy_name: "containment".into(), document: policy("containment") },
         );
+        b.add(R::ContainmentLogs, &[], C::LogGroup { retention_days: 7 });
         b.add(
             R::ContainmentFunction,
-            &[R::ContainmentRole, R::ContainmentPolicy, R::Topic, R::AllowAllSecurityGroup, R::IsolationSecurityGroup],
+            &[R::ContainmentRole, R::ContainmentPolicy, R::ContainmentLogs, R::Topic, R::AllowAllSecurityGroup, R::IsolationSecurityGroup],
             C::LambdaFunction {
                 code: FunctionCode::Containment,
                 role: R::ContainmentRole,
@@ -917,7 +928,6 @@ impl Builder<'_> {
     }
 }
 
-/// `cis-<lab>-<role>`.
 /// Where the Random Cut Forest trains: AWS recommends the m4, c4 and c5 families; an
 /// m5.large is the smallest current one, billed only for the minutes the job runs.
 pub const TRAINING_INSTANCE_TYPE: &str = "ml.m5.large";
@@ -932,8 +942,14 @@ pub fn rcf_hyperparameters() -> BTreeMap<String, String> {
     ])
 }
 
+/// `cis-<lab>-<role>`, or Lambda's own name for a function's log group.
 pub fn resource_name(lab: &LabName, role: Role) -> String {
-    format!("cis-{lab}-{}", role.name())
+    match role {
+        // Where Lambda writes a function's logs: the name is Lambda's choice, not ours.
+        Role::DetectorLogs => format!("/aws/lambda/{}", resource_name(lab, Role::DetectorFunction)),
+        Role::ContainmentLogs => format!("/aws/lambda/{}", resource_name(lab, Role::ContainmentFunction)),
+        _ => format!("cis-{lab}-{}", role.name()),
+    }
 }
 
 pub fn lab_tags(lab: &LabName, role: Role, run: &str) -> Tags {
@@ -1051,7 +1067,8 @@ mod tests {
             let options = LabOptions { detector, notify_email: Some("ops@example.com".into()), ..Default::default() };
             let g = LabGraph::build(&lab(), &options, "up-1");
             for (i, r) in g.resources.iter().enumerate() {
-                assert!(r.name.starts_with("cis-demo-"), "{}", r.name);
+                // Lambda names a function's log group; the function's name is ours.
+                assert!(r.name.starts_with("cis-demo-") || r.name.starts_with("/aws/lambda/cis-demo-"), "{}", r.name);
                 assert_eq!(r.tags[TAG_LAB], "demo");
                 assert_eq!(r.tags[TAG_MANAGED], "true");
                 assert_eq!(r.tags[TAG_RUN], "up-1");

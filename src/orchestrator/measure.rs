@@ -24,6 +24,8 @@ const WARMUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// "best effort", typically 5 minutes, sometimes 10 or more (aws-facts.md).
 const DELIVERY_ALLOWANCE: Duration = Duration::from_secs(15 * 60);
 const POLL: Duration = Duration::from_secs(5);
+/// How long the target may take to accept commands (SSM agent registration).
+const AGENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How long the attack is watched after isolation: long enough for a tracked connection
 /// that isolation failed to cut to show itself (a stream's chunks are seconds apart).
 const AFTER_ISOLATION_WATCH: Duration = Duration::from_secs(60);
@@ -254,7 +256,18 @@ impl Orchestrator<'_> {
         let runs_dir = self.state.runs_dir(self.cloud.kind(), lab);
         let run_id = next_run_id(&runs_dir)?;
         self.progress.begin(label, &run_id, &format!("running {}", scenario.id));
-        let handle = self.cloud.start_attack(&target, scenario, &run_id).await?;
+        // On AWS the target's SSM agent registers a minute or two after boot.
+        let agent_deadline = clock.now().plus(AGENT_TIMEOUT);
+        let handle = loop {
+            match self.cloud.start_attack(&target, scenario, &run_id).await {
+                Ok(h) => break h,
+                Err(e) if e.is_transient() && clock.now() < agent_deadline => {
+                    self.progress.update(label, &format!("waiting for the target to accept commands: {e}"));
+                    tokio::time::sleep(Duration::from_secs(15)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let window = Duration::from_secs(ledger.options.window_s as u64);
         let span = Duration::from_secs_f64(scenario.span_s());
         let hard_deadline = handle.started_at.plus(span + window + DELIVERY_ALLOWANCE + Duration::from_secs(15 * 60));

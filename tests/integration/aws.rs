@@ -487,7 +487,7 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     let up = cis(&["up", "--detector", "lambda", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
-    assert_eq!(report["resources"].as_array().unwrap().len(), 27, "{report}");
+    assert_eq!(report["resources"].as_array().unwrap().len(), 29, "{report}");
 
     let status = cis(&["status", "--output", "json"]);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -587,6 +587,7 @@ async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
         .count();
     let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
     n += logs.describe_log_groups().log_group_name_prefix(&prefix).send().await.unwrap().log_groups().len();
+    n += logs.describe_log_groups().log_group_name_prefix(format!("/aws/lambda/{prefix}")).send().await.unwrap().log_groups().len();
     let sns = aws_sdk_sns::Client::new(sdk);
     n += sns.list_topics().send().await.unwrap().topics().iter().filter(|t| t.topic_arn().is_some_and(|a| a.contains(&prefix))).count();
     let events = aws_sdk_eventbridge::Client::new(sdk);
@@ -719,4 +720,129 @@ async fn killing_up_at_20_points_then_down_leaves_nothing_tagged_every_time() {
     }
     eprintln!("tagged resources left by each killed up, all removed by down: {counted:?}");
     assert!(counted.windows(2).any(|w| w[1] > w[0]), "the kill points reach further into up: {counted:?}");
+}
+
+/// Puts one line into a log group's stream (created when missing), as AWS delivers it.
+async fn put_line(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, stream: &str, line: &str) {
+    let _ = logs.create_log_stream().log_group_name(group).log_stream_name(stream).send().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(now).message(line).build().unwrap();
+    logs.put_log_events().log_group_name(group).log_stream_name(stream).log_events(event).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_own_records() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let packages = stand_in_packages();
+    let lab = Lab::new();
+    let cis = |args: &[&str]| {
+        let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", "att"][..], args].concat());
+        c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
+        c
+    };
+    let up = cis(&["up", "--detector", "lambda"]).output().unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+
+    // No sink, no attack: refused before anything runs on the target.
+    let refused = cis(&["attack", "exfil-http-beacon"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--exfil-host"), "{stderr}");
+    let injected = cis(&["attack", "exfil-http-beacon", "--exfil-host", "sink;id"]).output().unwrap();
+    assert_eq!(injected.status.code(), Some(2), "{}", String::from_utf8_lossy(&injected.stderr));
+    assert!(ssm.list_commands().send().await.unwrap().commands().is_empty(), "nothing was sent to the target");
+
+    let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/att/ledger.json")).unwrap().expect("a ledger");
+    let id = |role: cis::lab::Role| ledger.entry(role).and_then(|e| e.id.clone()).unwrap();
+    let target = id(cis::lab::Role::TargetInstance);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let described = ec2.describe_instances().instance_ids(&target).send().await.unwrap();
+    let instance = &described.reservations()[0].instances()[0];
+    let ip = instance.private_ip_address().unwrap().to_string();
+    let eni = instance.network_interfaces()[0].network_interface_id().unwrap().to_string();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let flow_group = "cis-att-flow-logs";
+    let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let record = |dst: &str, port: u16, bytes: u64, start: u64| {
+        format!(
+            "5 123456789012 {eni} {ip} {dst} 40000 {port} 6 20 {bytes} {start} {} ACCEPT OK vpc-1 subnet-1 {target} 3 IPv4 {ip} {dst} egress 8",
+            start + 5
+        )
+    };
+    // The flow log's first records: the pipeline is warm.
+    put_line(&logs, flow_group, &format!("{eni}-all"), &record("10.42.1.1", 443, 300, now_s() - 60)).await;
+
+    let mut attack = cis(&["attack", "exfil-http-beacon", "--exfil-host", "sink.example.net", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A readiness wait for the command to reach SSM, not a timing assertion.
+    let command = loop {
+        if let Some(c) = ssm.list_commands().send().await.unwrap().commands().first().cloned() {
+            break c;
+        }
+        assert!(attack.try_wait().unwrap().is_none(), "cis attack exited early");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(command.document_name(), Some("AWS-RunShellScript"));
+    assert_eq!(command.instance_ids(), std::slice::from_ref(&target));
+    let line = &command.parameters().unwrap()["commands"][0];
+    let encoded = line.split_whitespace().nth(1).unwrap();
+    let script = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
+    let scenario = cis::scenario::find("exfil-http-beacon").unwrap();
+    assert_eq!(String::from_utf8(script).unwrap(), scenario.script.trim_start());
+    assert!(line.contains("CIS_EXFIL_HOST=sink.example.net"), "{line}");
+
+    // What AWS and the functions would record: the exfiltration's flow record, the
+    // detector's detection, and containment (run for real against the lab) with its result.
+    let first_flow = now_s();
+    put_line(&logs, flow_group, &format!("{eni}-all"), &record("203.0.113.50", 80, 16384, first_flow)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let detected_at = cis::clock::Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
+    let detection = cis::cloud::DetectionEvent {
+        at: detected_at,
+        lab: "att".into(),
+        instance_id: target.clone(),
+        detector: "isolation-forest".into(),
+        window_start: cis::clock::Timestamp::from_unix_seconds(first_flow as i64),
+        reason: "test".into(),
+    };
+    let detector_logs = "/aws/lambda/cis-att-detector-function";
+    put_line(&logs, detector_logs, "2026/11/23/[$LATEST]1", &cis::cloud::log_line(cis::cloud::DETECTION_LOG_MARKER, &detection)).await;
+    let config = cis::containment::ContainmentConfig {
+        lab: "att".into(),
+        topic_arn: id(cis::lab::Role::Topic),
+        allow_all_group: id(cis::lab::Role::AllowAllSecurityGroup),
+        isolation_group: id(cis::lab::Role::IsolationSecurityGroup),
+        forensics: true,
+        steps: cis::containment::IsolationSteps::TwoStep,
+    };
+    let outcome = cis::containment::contain(&cis::aws::functions::AwsContainment::new(&sdk), &config, &detection).await;
+    assert_eq!(outcome.outcome, "isolated", "{outcome:?}");
+    let containment_logs = "/aws/lambda/cis-att-containment-function";
+    let printed = format!("2026-11-23T15:00:00.000Z\tREQUEST-ID\t{}", cis::cloud::log_line(cis::cloud::CONTAINMENT_LOG_MARKER, &outcome));
+    put_line(&logs, containment_logs, "2026/11/23/[$LATEST]2", &printed).await;
+
+    let out = attack.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &runs[0];
+    assert_eq!(run["cloud"], "aws");
+    assert_eq!(run["verdict"], "as expected", "{run}");
+    assert_eq!(run["metrics"]["bytes_exfiltrated"], 16384, "only the attack's flow counts: {run}");
+    assert_eq!(run["timeline"]["first_exfil_flow"], first_flow * 1000, "{run}");
+    assert_eq!(run["timeline"]["detected"], detected_at.millis(), "{run}");
+    assert_eq!(run["timeline"]["isolated"], outcome.isolated_at.unwrap().millis(), "{run}");
+    assert!(run["timeline"]["records_delivered"].is_i64(), "{run}");
+    let latency = run["metrics"]["detection_latency_s"].as_f64().unwrap();
+    assert!((latency - detected_at.seconds_since(cis::clock::Timestamp::from_unix_seconds(first_flow as i64))).abs() < 1e-9);
+    assert!(!run["notes"].to_string().contains("no longer show it"), "the groups confirm the isolation: {run}");
+    assert!(lab.state().join("aws/labs/att/runs/run-0001.json").exists());
+
+    let down = cis(&["down"]).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(tagged_with(&sdk, "att").await, 0, "nothing tagged with the lab remains");
 }

@@ -14,6 +14,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let outcome = handle(api, config, &event.payload).await;
         tracing::info!(outcome = %outcome.outcome, instance = %outcome.instance_id, detail = %outcome.detail, "containment");
+        // The record `cis attack` reads back from this function's log group.
+        println!("{}", cis::cloud::log_line(cis::cloud::CONTAINMENT_LOG_MARKER, &outcome));
         // A failure (the groups restored) is worth Lambda's retry; a refusal is final.
         if outcome.outcome == "failed" {
             return Err(Error::from(format!("containment of {} failed: {}", outcome.instance_id, outcome.detail)));

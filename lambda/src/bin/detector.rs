@@ -23,6 +23,10 @@ async fn main() -> Result<(), Error> {
         match handle(api, config, model, &payload).await {
             Ok(report) => {
                 tracing::info!(stream = %report.log_stream, records = report.records, windows = report.windows, scored_by = %report.scored_by, detections = report.detections.len(), "batch");
+                // The records `cis attack` reads back from this function's log group.
+                for d in &report.detections {
+                    println!("{}", cis::cloud::log_line(cis::cloud::DETECTION_LOG_MARKER, d));
+                }
                 Ok::<_, Error>(serde_json::to_value(&report)?)
             }
             // Not a subscription payload: retrying the same bytes cannot help.
