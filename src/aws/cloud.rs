@@ -325,9 +325,26 @@ impl Cloud for AwsCloud {
             let t = self.pipeline.sns.list_tags_for_resource().resource_arn(arn).send().await.map_err(err(K::SnsTopic, arn))?;
             keep(K::SnsTopic, arn.to_string(), name, t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect());
         }
-        // ListRules has no paginator in the SDK: one page (up to 100 rules with the prefix).
-        let rules = self.pipeline.events.list_rules().name_prefix(&prefix).send().await.map_err(err(K::EventRule, "rules"))?;
-        for r in rules.rules() {
+        // ListRules has no paginator in the SDK: its NextToken by hand, every page.
+        let mut rules = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .pipeline
+                .events
+                .list_rules()
+                .name_prefix(&prefix)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(err(K::EventRule, "rules"))?;
+            rules.extend(page.rules().iter().cloned());
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        for r in &rules {
             let (Some(name), Some(arn)) = (r.name(), r.arn()) else { continue };
             let t = self.pipeline.events.list_tags_for_resource().resource_arn(arn).send().await.map_err(err(K::EventRule, name))?;
             keep(K::EventRule, arn.to_string(), name, t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect());

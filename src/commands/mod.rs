@@ -418,7 +418,8 @@ fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
         options.window_s,
         graph.resources.len()
     );
-    let _ = writeln!(o, "{:>3}  {:<26} {:<26} {:<40} {:>9}", "#", "role", "kind", "name", "$/hour");
+    let width = graph.resources.iter().map(|r| r.name.len()).max().unwrap_or(0).max(40);
+    let _ = writeln!(o, "{:>3}  {:<26} {:<26} {:<width$} {:>9}", "#", "role", "kind", "name", "$/hour");
     for (i, (r, (_, c))) in graph.resources.iter().zip(&costs).enumerate() {
         let cost = if !c.unknown.is_empty() {
             "unknown".to_string()
@@ -427,7 +428,7 @@ fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
         } else {
             "-".to_string()
         };
-        let _ = writeln!(o, "{:>3}  {:<26} {:<26} {:<40} {:>9}", i + 1, r.role.name(), r.kind.name(), r.name, cost);
+        let _ = writeln!(o, "{:>3}  {:<26} {:<26} {:<width$} {:>9}", i + 1, r.role.name(), r.kind.name(), r.name, cost);
         if !r.depends_on.is_empty() {
             let deps: Vec<&str> = r.depends_on.iter().map(|d| d.name()).collect();
             let _ = writeln!(o, "{:>5}{:<26} after {}", "", "", deps.join(", "));
@@ -442,6 +443,13 @@ fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
         }
     }
     let _ = writeln!(o, "estimated fixed cost: ${total:.4}/hour, ${:.2}/day, ${:.2}/30 days", total * 24.0, total * 24.0 * 30.0);
+    if let Some(crate::lab::ResourceConfig::SageMakerTrainingJob { instance_type, .. }) =
+        graph.get(crate::lab::Role::TrainingJob).map(|s| &s.config)
+    {
+        let price = prices.price(&format!("sagemaker:{instance_type}"));
+        let price = price.map(|p| format!("${p}/h")).unwrap_or_else(|| "price unknown".into());
+        let _ = writeln!(o, "plus once per up: the training job on one {instance_type} ({price}) for the minutes it runs, about 5");
+    }
     let usage: Vec<String> = prices.usage.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let _ = writeln!(o, "plus usage: {}", usage.join("; "));
     let _ = writeln!(o, "prices: assets/prices.toml ({}, read {}; {})", prices.region, prices.read_on, prices.source);

@@ -22,6 +22,11 @@ impl PriceTable {
         toml::from_str(PRICES_TOML).expect("assets/prices.toml is checked by the test suite")
     }
 
+    /// The hourly price of one item (`ec2:t3.micro`, `sagemaker:ml.c5.large`).
+    pub fn price(&self, item: &str) -> Option<f64> {
+        self.hourly(item)
+    }
+
     fn hourly(&self, item: &str) -> Option<f64> {
         self.hourly.get(item).copied()
     }
