@@ -12,9 +12,16 @@ use crate::error::{Error, Result};
 
 /// The scenarios shipped with cis, as (file name, text).
 pub const EMBEDDED: &[(&str, &str)] = &[
+    ("benign-package-update.toml", include_str!("../scenarios/benign-package-update.toml")),
+    ("c2-beacon-jitter.toml", include_str!("../scenarios/c2-beacon-jitter.toml")),
+    ("exfil-dns-tunnel.toml", include_str!("../scenarios/exfil-dns-tunnel.toml")),
     ("exfil-http-beacon.toml", include_str!("../scenarios/exfil-http-beacon.toml")),
     ("exfil-https-bulk.toml", include_str!("../scenarios/exfil-https-bulk.toml")),
     ("exfil-long-stream.toml", include_str!("../scenarios/exfil-long-stream.toml")),
+    ("exfil-slow-drip.toml", include_str!("../scenarios/exfil-slow-drip.toml")),
+    ("exfil-spray.toml", include_str!("../scenarios/exfil-spray.toml")),
+    ("exfil-unusual-port.toml", include_str!("../scenarios/exfil-unusual-port.toml")),
+    ("recon-port-scan.toml", include_str!("../scenarios/recon-port-scan.toml")),
 ];
 
 /// The scenario `cis attack` and `cis demo` run when none is named.

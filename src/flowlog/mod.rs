@@ -559,6 +559,20 @@ impl<'a, S: From<&'a str>> FlowRecordOf<S> {
 
 /// Whether an address is outside every private, shared and loopback range: traffic to it
 /// leaves the VPC.
+/// The VPC's Amazon DNS server: the base of its primary IPv4 block plus two.
+pub fn amazon_dns_address(vpc_cidr: &str) -> Option<IpAddr> {
+    let base: std::net::Ipv4Addr = vpc_cidr.split('/').next()?.parse().ok()?;
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(base).checked_add(2)?)))
+}
+
+/// Traffic VPC Flow Logs do not record (AWS's flow-log limitations): to the Amazon DNS
+/// server (the VPC's `resolver`, or 169.254.169.253), the instance metadata service, the
+/// Amazon Time Sync Service, and the Windows license activation address.
+pub fn unlogged_destination(ip: IpAddr, resolver: Option<IpAddr>) -> bool {
+    const LINK_LOCAL: [[u8; 4]; 4] = [[169, 254, 169, 253], [169, 254, 169, 254], [169, 254, 169, 123], [169, 254, 169, 250]];
+    Some(ip) == resolver || matches!(ip, IpAddr::V4(v4) if LINK_LOCAL.contains(&v4.octets()))
+}
+
 pub fn is_external(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {

@@ -594,8 +594,15 @@ impl World {
                 })
                 .flatten()
                 .collect();
+        let resolver = match self.get(&vpc).map(|r| &r.detail) {
+            Some(Detail::Vpc { cidr }) => flowlog::amazon_dns_address(cidr),
+            _ => None,
+        };
         for (eni, instance, subnet) in interfaces {
-            let flows: Vec<&FlowAgg> = window.flows.iter().filter(|f| f.eni == eni).collect();
+            // What flow logs never record (the VPC's resolver, the link-local services)
+            // is left out here too: a DNS tunnel leaves no record.
+            let logged = |f: &&FlowAgg| !flowlog::unlogged_destination(f.dst, resolver) && !flowlog::unlogged_destination(f.src, resolver);
+            let flows: Vec<&FlowAgg> = window.flows.iter().filter(|f| f.eni == eni).filter(logged).collect();
             let base = FlowRecord {
                 version: Some(5),
                 account_id: Some(self.account_id.clone()),
