@@ -83,7 +83,7 @@ pub enum Command {
     /// Run a scenario against the lab and record its timeline.
     Attack(AttackArgs),
     /// Latencies, bytes lost and detection rate over the lab's runs.
-    Report,
+    Report(ReportArgs),
     /// Undo containment: put the target's interfaces back in the groups they had before
     /// isolation (forensic snapshots stay until `down`).
     Release,
@@ -229,6 +229,9 @@ pub struct AttackArgs {
     /// Scenario id (see `cis scenarios`) or a path to a scenario .toml file.
     #[arg(default_value = crate::scenario::DEFAULT_SCENARIO)]
     pub scenario: String,
+    /// Run every scenario of the catalogue, in id order (each --repeat times).
+    #[arg(long, conflicts_with = "scenario")]
+    pub all: bool,
     /// Run it this many times.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub repeat: u32,
@@ -236,6 +239,27 @@ pub struct AttackArgs {
     /// it (the simulator models its own sink).
     #[arg(long, value_name = "HOST")]
     pub exfil_host: Option<String>,
+}
+
+/// How `cis report` writes the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    /// The stable schema of README's "Report JSON".
+    Json,
+    Markdown,
+    /// One self-contained page with charts that opens offline.
+    Html,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ReportArgs {
+    /// text, json, markdown or html (default: text, or json with --output json).
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -25,6 +25,9 @@ pub use crate::lab::IsolationSteps;
 use crate::lab::{Tags, DETECTION_DETAIL_TYPE, DETECTION_SOURCE, TAG_LAB};
 
 pub const TAG_ORIGINAL_GROUPS: &str = "cis:original-groups";
+/// When `release` last put the instance back (Unix milliseconds): a detection of a window
+/// that began before it saw the isolated period's own rejected flows, not a new attack.
+pub const TAG_RELEASED_AT: &str = "cis:released-at";
 pub const TAG_ISOLATED_AT: &str = "cis:isolated-at";
 /// On the instance: the forensic snapshots taken, so a duplicate delivery takes none.
 pub const TAG_SNAPSHOTS: &str = "cis:forensic-snapshots";
@@ -200,6 +203,19 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
             format!("{} does not carry {TAG_LAB}={}: containment acts only inside its own lab", instance.id, config.lab),
         );
     }
+    if let Some(released) = instance.tags.get(TAG_RELEASED_AT).and_then(|t| t.parse::<i64>().ok()).map(Timestamp) {
+        if event.window_start < released {
+            return outcome(
+                "stale",
+                None,
+                vec![],
+                format!(
+                    "the detected window began at {} before the instance was released at {released}: flow records of its isolated period, not a new attack",
+                    event.window_start
+                ),
+            );
+        }
+    }
     let isolated = |i: &InterfaceView| i.groups == [config.isolation_group.clone()];
     if !instance.interfaces.is_empty() && instance.interfaces.iter().all(isolated) {
         return outcome("already-isolated", None, vec![], "duplicate delivery: the instance is already isolated".into());
@@ -337,6 +353,7 @@ pub async fn release(
     for (eni, groups) in &originals {
         api.set_interface_groups(eni, groups).await?;
     }
+    api.tag_instance(instance_id, &Tags::from([(TAG_RELEASED_AT.to_string(), api.now().millis().to_string())])).await?;
     Ok(originals)
 }
 
@@ -521,6 +538,23 @@ mod tests {
         let again = handle(&r, &config(), &event()).await;
         assert_eq!(again.outcome, "already-isolated");
         assert_eq!(r.all()[before..], ["describe i-0a1b2c3d4e5f60718"], "a duplicate only looks");
+    }
+
+    #[tokio::test]
+    async fn after_release_a_detection_of_the_isolated_period_is_stale_and_a_new_one_isolates() {
+        let r = Recorder::new(IN_LAB);
+        assert_eq!(handle(&r, &config(), &event()).await.outcome, "isolated");
+        release(&r, &config(), "i-0a1b2c3d4e5f60718").await.unwrap();
+        let released = r.instance.lock().unwrap().tags[TAG_RELEASED_AT].parse::<i64>().unwrap();
+        // A window that began before the release: its rejected flows are the isolation's.
+        let mut late: DetectionEvent = parse_event(&event()).unwrap();
+        late.window_start = Timestamp(released - 1);
+        let before = r.all().len();
+        let stale = contain(&r, &config(), &late).await;
+        assert_eq!(stale.outcome, "stale", "{stale:?}");
+        assert_eq!(r.all()[before..], ["describe i-0a1b2c3d4e5f60718"], "a stale detection only looks");
+        late.window_start = Timestamp(released + 60_000);
+        assert_eq!(contain(&r, &config(), &late).await.outcome, "isolated");
     }
 
     #[tokio::test]

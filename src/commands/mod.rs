@@ -89,7 +89,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Plan(_) => "plan",
         Command::Status(_) => "status",
         Command::Attack(_) => "attack",
-        Command::Report => "report",
+        Command::Report(_) => "report",
         Command::Train(_) => "train",
         Command::Detect(_) => "detect",
         Command::Flows(_) => "flows",
@@ -131,7 +131,7 @@ fn run(args: &Args) -> Result<()> {
     // Plan and report need no cloud: the graph, the ledger and the run files are local.
     match &args.command {
         Command::Plan(l) => return plan(args, l, &state),
-        Command::Report => return report(args, &state),
+        Command::Report(r) => return report(args, r, &state),
         _ => {}
     }
     if args.cloud == CloudKind::Aws {
@@ -204,10 +204,11 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
             }
             Command::Attack(a) => {
                 // Checked before anything runs on the target.
-                let scenario = scenario::find(&a.scenario)?;
-                match &a.exfil_host {
-                    Some(h) => crate::aws::attack::check_exfil_host(h).map_err(Error::Usage)?,
-                    None if scenario.script.contains(crate::aws::attack::EXFIL_HOST_VARIABLE) => {
+                let scenarios = attack_scenarios(a)?;
+                let needs_sink = scenarios.iter().find(|s| s.script.contains(crate::aws::attack::EXFIL_HOST_VARIABLE));
+                match (&a.exfil_host, needs_sink) {
+                    (Some(h), _) => crate::aws::attack::check_exfil_host(h).map_err(Error::Usage)?,
+                    (None, Some(scenario)) => {
                         return Err(Error::Usage(format!(
                             "--cloud aws: scenario {} sends its data to ${}: pass --exfil-host HOST, a host you control that accepts it (never someone else's); nothing was run",
                             scenario.id,
@@ -215,7 +216,7 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
                         ))
                         .into())
                     }
-                    None => {}
+                    (None, None) => {}
                 }
             }
             Command::Up(l) => {
@@ -278,10 +279,16 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
             }
         }
         Command::Attack(a) => {
-            let scenario = scenario::find(&a.scenario)?;
-            let mut records = Vec::new();
-            for _ in 0..a.repeat {
-                records.push(orch.attack(lab, &scenario).await?);
+            let mut records: Vec<crate::orchestrator::measure::RunRecord> = Vec::new();
+            let mut previous: Option<crate::scenario::Scenario> = None;
+            for scenario in attack_scenarios(a)? {
+                for _ in 0..a.repeat {
+                    if let (Some(record), Some(before)) = (records.last(), &previous) {
+                        orch.settle(lab, record, before).await?;
+                    }
+                    records.push(orch.attack(lab, &scenario).await?);
+                    previous = Some(scenario.clone());
+                }
             }
             print(&match args.output {
                 OutputFormat::Json => json(&records),
@@ -325,7 +332,7 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
             });
         }
         Command::Plan(_)
-        | Command::Report
+        | Command::Report(_)
         | Command::Scenarios(_)
         | Command::Train(_)
         | Command::Detect(_)
@@ -368,17 +375,33 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
     Ok(o)
 }
 
-fn report(args: &Args, state: &StateDir) -> Result<()> {
+/// The scenarios `cis attack` runs: the one named, or with `--all` the whole catalogue.
+fn attack_scenarios(a: &crate::cli::AttackArgs) -> Result<Vec<crate::scenario::Scenario>> {
+    Ok(if a.all { scenario::catalogue() } else { vec![scenario::find(&a.scenario)?] })
+}
+
+fn report(args: &Args, r: &crate::cli::ReportArgs, state: &StateDir) -> Result<()> {
+    use crate::cli::ReportFormat as F;
     let (kind, lab) = (args.cloud, &args.lab);
     let runs = load_runs(&state.runs_dir(kind, lab))?;
     if runs.is_empty() {
         return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into());
     }
     let report = Report::build(kind.name(), lab.as_str(), runs);
-    print(&match args.output {
-        OutputFormat::Json => report.to_json(),
-        OutputFormat::Text => report.to_text(),
-    });
+    let format = r.format.unwrap_or(if args.output == OutputFormat::Json { F::Json } else { F::Text });
+    let text = match format {
+        F::Json => report.to_json(),
+        F::Text => report.to_text(),
+        F::Markdown => report.to_markdown(),
+        F::Html => crate::report::html::render(&report),
+    };
+    match &r.out {
+        Some(path) => {
+            crate::state::write_atomic(path, text.as_bytes())?;
+            eprintln!("cis: wrote {}", path.display());
+        }
+        None => print(&text),
+    }
     Ok(())
 }
 
@@ -548,8 +571,12 @@ fn scenarios(s: &ScenariosArgs, output: OutputFormat) -> Result<()> {
                 OutputFormat::Json => json(&all),
                 OutputFormat::Text => {
                     let mut o = String::new();
+                    let (id_w, title_w) = (
+                        all.iter().map(|s| s.id.chars().count()).max().unwrap_or(0),
+                        all.iter().map(|s| s.title.chars().count()).max().unwrap_or(0),
+                    );
                     for sc in &all {
-                        let _ = writeln!(o, "{:<22} {:<40} {}", sc.id, sc.title, sc.mitre.join(", "));
+                        let _ = writeln!(o, "{:<id_w$}  {:<title_w$}  {}", sc.id, sc.title, sc.mitre.join(", "));
                     }
                     o
                 }

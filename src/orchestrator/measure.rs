@@ -24,6 +24,9 @@ const WARMUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// "best effort", typically 5 minutes, sometimes 10 or more (aws-facts.md).
 const DELIVERY_ALLOWANCE: Duration = Duration::from_secs(15 * 60);
 const POLL: Duration = Duration::from_secs(5);
+/// Between two runs in one lab, how long the last run's flow-log records may still take
+/// to arrive after its window closes (delivery is typically 5 minutes, sometimes 10).
+const SETTLE_ALLOWANCE: Duration = Duration::from_secs(10 * 60);
 /// How long the target may take to accept commands (SSM agent registration).
 const AGENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How long the attack is watched after isolation: long enough for a tracked connection
@@ -64,6 +67,9 @@ pub struct RunMetrics {
     /// it (the one-step swap AWS warns against).
     #[serde(default)]
     pub bytes_after_isolation: u64,
+    /// Detection events the run raised (a window each): how often people are alerted.
+    #[serde(default)]
+    pub detections: usize,
 }
 
 /// One attack run, as stored in the lab's `runs/` directory (schema: README, "Run records").
@@ -77,6 +83,9 @@ pub struct RunRecord {
     pub scenario: String,
     pub title: String,
     pub detector: Option<String>,
+    /// Why the first detection fired, as the detector explained it.
+    #[serde(default)]
+    pub detection_reason: Option<String>,
     pub expected_detected: bool,
     pub expected_isolated: bool,
     pub visible_in_flow_logs: bool,
@@ -121,6 +130,7 @@ impl RunRecord {
             bytes_before_isolation: accepted().filter(|t| isolated.is_none_or(|i| t.at < i)).map(|t| t.bytes_out).sum(),
             bytes_blocked: obs.transfers.iter().filter(|t| !t.accepted).map(|t| t.bytes_out).sum(),
             bytes_after_isolation: accepted().filter(|t| isolated.is_some_and(|i| t.at >= i)).map(|t| t.bytes_out).sum(),
+            detections: obs.detections.len(),
         };
         let e = &scenario.expect;
         let verdict = match (e.detected || e.isolated, metrics.detected, metrics.isolated) {
@@ -162,6 +172,7 @@ impl RunRecord {
             scenario: scenario.id.clone(),
             title: scenario.title.clone(),
             detector: detection.map(|d| d.detector.clone()),
+            detection_reason: detection.map(|d| d.reason.clone()),
             expected_detected: e.detected,
             expected_isolated: e.isolated,
             visible_in_flow_logs: e.visible_in_flow_logs,
@@ -232,6 +243,24 @@ impl Orchestrator<'_> {
         Ok(target_of(&self.complete_ledger(lab)?))
     }
 
+    /// Between two runs in one lab, so that nothing of one is charged to the next: waits
+    /// for the last script to end (it goes on after isolation: its connections are dropped,
+    /// not stopped), releases the target, and waits out the records of windows from before
+    /// the release (containment calls their detections stale). Virtual time on the
+    /// simulator; on AWS, real minutes.
+    pub async fn settle(&self, lab: &LabName, previous: &RunRecord, scenario: &Scenario) -> Result<()> {
+        let ledger = self.complete_ledger(lab)?;
+        let clock = self.cloud.clock();
+        self.progress.update("attack", "letting the last attack end before the next run");
+        let start = previous.timeline.attack_start.unwrap_or_else(|| clock.now());
+        let end = previous.timeline.attack_end.unwrap_or_else(|| start.plus_secs_f64(scenario.span_s()));
+        tokio::time::sleep(end.duration_since(clock.now())).await;
+        self.release(lab).await?;
+        self.progress.update("attack", "letting the pipeline settle before the next run");
+        tokio::time::sleep(Duration::from_secs(u64::from(ledger.options.window_s)) + SETTLE_ALLOWANCE).await;
+        Ok(())
+    }
+
     /// Runs one scenario and records its timeline in the lab's `runs/` directory.
     pub async fn attack(&self, lab: &LabName, scenario: &Scenario) -> Result<RunRecord> {
         let ledger = self.complete_ledger(lab)?;
@@ -279,7 +308,7 @@ impl Orchestrator<'_> {
             let isolated_at = obs.containments.iter().filter(|c| c.outcome == "isolated").filter_map(|c| c.isolated_at).min();
             let contained = isolated_at.is_some_and(|i| now >= i.plus(AFTER_ISOLATION_WATCH));
             let notified = !obs.notifications.is_empty();
-            let settled = obs.containments.iter().any(|c| c.outcome != "isolated" && c.outcome != "already-isolated");
+            let settled = obs.containments.iter().any(|c| !matches!(c.outcome.as_str(), "isolated" | "already-isolated" | "stale"));
             let quiet_since = obs.attack_finished_at.map(|end| end.plus(window + DELIVERY_ALLOWANCE));
             let msg = match (&obs.detections.first(), isolated_at.is_some()) {
                 (_, true) => "isolated; watching the attack and waiting for the notification".to_string(),

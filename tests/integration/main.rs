@@ -12,6 +12,7 @@ mod lifecycle;
 #[path = "../support/moto.rs"]
 mod moto;
 mod policies;
+mod report;
 mod simulator;
 
 use std::path::{Path, PathBuf};
