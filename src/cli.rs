@@ -67,7 +67,7 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Provision the lab (resumes after a crash; a no-op when it is complete).
-    Up(LabArgs),
+    Up(UpArgs),
     /// Print the lab's resources in creation order with their hourly cost; creates nothing.
     Plan(LabArgs),
     /// List the lab's resources with their live state, drift from the ledger and cost.
@@ -88,7 +88,7 @@ pub enum Command {
     /// isolation (forensic snapshots stay until `down`).
     Release,
     /// Delete every resource of the lab, even without a ledger.
-    Down,
+    Down(DownArgs),
     /// List the scenario catalogue, or explain one scenario.
     Scenarios(ScenariosArgs),
     /// up -> attack -> report -> down in one command (on the simulator: a fresh account).
@@ -98,6 +98,27 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// A classroom: N labs, one per trainee, named <lab>-01 ... <lab>-N, stood up
+    /// concurrently (the other verbs reach them with --all-labs or --lab <lab>-NN).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200), conflicts_with = "roster")]
+    pub labs: Option<u32>,
+    /// A classroom from a roster: one trainee per line (a valid lab name; blank lines and
+    /// `#` comments skipped), a lab each.
+    #[arg(long, value_name = "FILE")]
+    pub roster: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct DownArgs {
+    /// Every lab of this cloud: those the state directory knows and those found by tag.
+    #[arg(long)]
+    pub all_labs: bool,
 }
 
 /// Choices that shape the lab; recorded in its ledger. Unset ones keep the lab's (or the defaults).
@@ -239,6 +260,9 @@ pub struct AttackArgs {
     /// it (the simulator models its own sink).
     #[arg(long, value_name = "HOST")]
     pub exfil_host: Option<String>,
+    /// Attack every lab that is up (a classroom), concurrently.
+    #[arg(long)]
+    pub all_labs: bool,
 }
 
 /// How `cis report` writes the report.
@@ -260,6 +284,9 @@ pub struct ReportArgs {
     /// Write the report to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
+    /// Compare every lab with runs (a classroom), one row each.
+    #[arg(long)]
+    pub all_labs: bool,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -7,6 +7,7 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser};
 
+mod classroom;
 mod detection;
 
 use crate::cli::{Args, Command, LabArgs, OutputFormat, ScenariosAction, ScenariosArgs};
@@ -94,7 +95,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Detect(_) => "detect",
         Command::Flows(_) => "flows",
         Command::Release => "release",
-        Command::Down => "down",
+        Command::Down(_) => "down",
         Command::Scenarios(_) => "scenarios",
         Command::Demo(_) => "demo",
         Command::Completions { .. } => "completions",
@@ -219,7 +220,8 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
                     (None, None) => {}
                 }
             }
-            Command::Up(l) => {
+            Command::Up(u) => {
+                let l = &u.lab;
                 let options = lab_options(args, l, Ledger::load(&state.ledger(args.cloud, &args.lab))?.map(|l| l.options).as_ref())?;
                 if options.detector == crate::lab::DetectorMode::Endpoint {
                     // A region without the built-in algorithm fails here, before anything exists.
@@ -254,13 +256,50 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
     let lab = &args.lab;
     let kind = orch.cloud.kind();
     match &args.command {
-        Command::Up(l) => {
-            let options = lab_options(args, l, orch.load_ledger(lab)?.map(|l| l.options).as_ref())?;
-            let report = orch.up(lab, &options).await?;
-            print(&match args.output {
-                OutputFormat::Json => json(&report),
-                OutputFormat::Text => up_text(&report),
-            });
+        Command::Up(u) => {
+            let labs = match (u.labs, &u.roster) {
+                (Some(n), _) => Some(classroom::numbered(lab, n)?),
+                (None, Some(path)) => Some(classroom::roster(path)?),
+                (None, None) => None,
+            };
+            match labs {
+                None => {
+                    let options = lab_options(args, &u.lab, orch.load_ledger(lab)?.map(|l| l.options).as_ref())?;
+                    let report = orch.up(lab, &options).await?;
+                    print(&match args.output {
+                        OutputFormat::Json => json(&report),
+                        OutputFormat::Text => up_text(&report),
+                    });
+                }
+                Some(labs) => {
+                    // Every option is checked for every lab before any is stood up.
+                    let mut options = Vec::new();
+                    for l in &labs {
+                        options.push(lab_options(args, &u.lab, orch.load_ledger(l)?.map(|l| l.options).as_ref())?);
+                    }
+                    let quiet = Orchestrator { progress: &crate::progress::Silent, ..*orch };
+                    let quiet = &quiet;
+                    let options = &options;
+                    let labs_ref = &labs;
+                    let reports = classroom::for_each(&labs, |l| async move {
+                        let i = labs_ref.iter().position(|x| *x == l).expect("one of the labs");
+                        quiet.up(&l, &options[i]).await
+                    })
+                    .await?;
+                    print(&match args.output {
+                        OutputFormat::Json => json(&reports.iter().map(|(_, r)| r).collect::<Vec<_>>()),
+                        OutputFormat::Text => {
+                            let cost: f64 = reports.iter().map(|(_, r)| r.usd_per_hour).sum();
+                            let mut o =
+                                format!("classroom of {} labs up on {}: about ${cost:.4}/hour on AWS\n", reports.len(), kind.name());
+                            for (l, r) in &reports {
+                                o.push_str(&format!("  {l}: {} resources\n", r.resources.len()));
+                            }
+                            o
+                        }
+                    });
+                }
+            }
         }
         Command::Status(s) => {
             if s.all {
@@ -278,18 +317,35 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
                 });
             }
         }
-        Command::Attack(a) => {
-            let mut records: Vec<crate::orchestrator::measure::RunRecord> = Vec::new();
-            let mut previous: Option<crate::scenario::Scenario> = None;
-            for scenario in attack_scenarios(a)? {
-                for _ in 0..a.repeat {
-                    if let (Some(record), Some(before)) = (records.last(), &previous) {
-                        orch.settle(lab, record, before).await?;
-                    }
-                    records.push(orch.attack(lab, &scenario).await?);
-                    previous = Some(scenario.clone());
+        Command::Attack(a) if a.all_labs => {
+            let scenarios = attack_scenarios(a)?;
+            let mut labs = Vec::new();
+            for l in classroom::labs_in_state(orch.state, kind)? {
+                if orch.load_ledger(&l)?.is_some_and(|ledger| ledger.complete) {
+                    labs.push(l);
                 }
             }
+            if labs.is_empty() {
+                return Err(Error::LabState(format!("no lab is up on {}: run `cis up --labs N` first", kind.name())).into());
+            }
+            let quiet = Orchestrator { progress: &crate::progress::Silent, ..*orch };
+            let (quiet, scenarios) = (&quiet, &scenarios);
+            let runs = classroom::for_each(&labs, |l| async move { attack_lab(quiet, &l, scenarios, a.repeat).await }).await?;
+            print(&match args.output {
+                OutputFormat::Json => json(&runs.iter().flat_map(|(_, r)| r).collect::<Vec<_>>()),
+                OutputFormat::Text => {
+                    let mut o = String::new();
+                    for (l, records) in &runs {
+                        let verdicts: Vec<String> =
+                            records.iter().map(|r| format!("{} {} [{}]", r.run_id, r.scenario, r.verdict)).collect();
+                        o.push_str(&format!("{l}: {}\n", verdicts.join(", ")));
+                    }
+                    o
+                }
+            });
+        }
+        Command::Attack(a) => {
+            let records = attack_lab(orch, lab, &attack_scenarios(a)?, a.repeat).await?;
             print(&match args.output {
                 OutputFormat::Json => json(&records),
                 OutputFormat::Text => Report::build(kind.name(), lab.as_str(), records).to_text(),
@@ -309,7 +365,22 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
                 }
             });
         }
-        Command::Down => {
+        Command::Down(d) if d.all_labs => {
+            // The state's labs and the cloud's (by tag): a lost state file loses no lab.
+            let mut labs = classroom::labs_in_state(orch.state, kind)?;
+            labs.extend(orch.cloud.list_labs().await?);
+            labs.sort();
+            labs.dedup();
+            let quiet = Orchestrator { progress: &crate::progress::Silent, ..*orch };
+            let quiet = &quiet;
+            let reports = classroom::for_each(&labs, |l| async move { quiet.down(&l).await }).await?;
+            print(&match args.output {
+                OutputFormat::Json => json(&reports.iter().map(|(_, r)| r).collect::<Vec<_>>()),
+                OutputFormat::Text if reports.is_empty() => format!("no labs on {}: nothing to delete", kind.name()),
+                OutputFormat::Text => reports.iter().map(|(_, r)| down_text(r)).collect::<Vec<_>>().join("\n"),
+            });
+        }
+        Command::Down(_) => {
             let report = orch.down(lab).await?;
             print(&match args.output {
                 OutputFormat::Json => json(&report),
@@ -375,6 +446,28 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
     Ok(o)
 }
 
+/// Runs the scenarios on one lab in order, each `repeat` times, kept apart by
+/// [`Orchestrator::settle`].
+async fn attack_lab(
+    orch: &Orchestrator<'_>,
+    lab: &crate::lab::LabName,
+    scenarios: &[crate::scenario::Scenario],
+    repeat: u32,
+) -> Result<Vec<crate::orchestrator::measure::RunRecord>, Error> {
+    let mut records: Vec<crate::orchestrator::measure::RunRecord> = Vec::new();
+    let mut previous: Option<&crate::scenario::Scenario> = None;
+    for scenario in scenarios {
+        for _ in 0..repeat {
+            if let (Some(record), Some(before)) = (records.last(), previous) {
+                orch.settle(lab, record, before).await?;
+            }
+            records.push(orch.attack(lab, scenario).await?);
+            previous = Some(scenario);
+        }
+    }
+    Ok(records)
+}
+
 /// The scenarios `cis attack` runs: the one named, or with `--all` the whole catalogue.
 fn attack_scenarios(a: &crate::cli::AttackArgs) -> Result<Vec<crate::scenario::Scenario>> {
     Ok(if a.all { scenario::catalogue() } else { vec![scenario::find(&a.scenario)?] })
@@ -383,6 +476,19 @@ fn attack_scenarios(a: &crate::cli::AttackArgs) -> Result<Vec<crate::scenario::S
 fn report(args: &Args, r: &crate::cli::ReportArgs, state: &StateDir) -> Result<()> {
     use crate::cli::ReportFormat as F;
     let (kind, lab) = (args.cloud, &args.lab);
+    if r.all_labs {
+        let comparison = classroom::compare(state, kind)?;
+        let text = match r.format.unwrap_or(if args.output == OutputFormat::Json { F::Json } else { F::Text }) {
+            F::Json => json(&comparison),
+            F::Text => comparison.to_text(),
+            other => return Err(Error::Usage(format!("report --all-labs writes text or json, not {other:?}")).into()),
+        };
+        match &r.out {
+            Some(path) => crate::state::write_atomic(path, text.as_bytes())?,
+            None => print(&text),
+        }
+        return Ok(());
+    }
     let runs = load_runs(&state.runs_dir(kind, lab))?;
     if runs.is_empty() {
         return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into());
