@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::lab::{LabName, Refs, ResourceKind, ResourceSpec, Role, Tags};
 use crate::ledger::check_header;
 use crate::scenario::{BaselineProfile, Scenario};
-use crate::state::{json_error_message, lock_exclusive, write_atomic, LockGuard};
+use crate::state::{json_error_message, lock_exclusive, LockGuard};
 
 /// The seed of a new simulated account when none is given.
 pub const DEFAULT_SEED: u64 = 1;
@@ -108,15 +108,17 @@ impl Shared {
         }
     }
 
-    fn save(&self, world: &World) -> Result<()> {
-        let mut snapshot = world.clone();
-        snapshot.now = self.clock.now().max(world.now);
-        let text = serde_json::to_vec(&snapshot).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&self.path, &text)
+    fn save(&self, world: &mut World) -> Result<()> {
+        // The account as of now, without copying it: `now` set for the write, then put back.
+        let was = world.now;
+        world.now = self.clock.now().max(was);
+        let text = serde_json::to_vec(&*world).map_err(|e| Error::Internal(e.to_string()));
+        world.now = was;
+        crate::state::write_replacing_unsynced(&self.path, &text?)
     }
 
     /// Persists a control-plane change, then honours the crash hook.
-    fn commit(&self, world: &World) -> std::result::Result<(), CloudError> {
+    fn commit(&self, world: &mut World) -> std::result::Result<(), CloudError> {
         self.save(world).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))?;
         let n = self.mutations.fetch_add(1, Ordering::SeqCst) + 1;
         if self.crash_after == Some(n) {
@@ -172,8 +174,8 @@ impl SimCloud {
             crash_after,
         });
         {
-            let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
-            shared.save(&w)?;
+            let mut w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
+            shared.save(&mut w)?;
         }
         let pump = tokio::spawn(pump(Arc::clone(&shared)));
         Ok(SimCloud { shared, pump, _lock: lock })
@@ -192,8 +194,8 @@ impl SimCloud {
 impl Drop for SimCloud {
     fn drop(&mut self) {
         self.pump.abort();
-        let w = self.shared.world.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self.shared.save(&w);
+        let mut w = self.shared.world.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.shared.save(&mut w);
     }
 }
 
@@ -262,7 +264,7 @@ impl Cloud for SimCloud {
         self.shared.api_latency().await;
         let mut w = self.shared.world_now();
         let id = w.create(spec, refs, self.shared.clock.now(), &self.shared.latency)?;
-        self.shared.commit(&w)?;
+        self.shared.commit(&mut w)?;
         Ok(id)
     }
 
@@ -287,13 +289,13 @@ impl Cloud for SimCloud {
             {
                 let mut w = self.shared.world_now();
                 w.set_termination_protection(id, false)?;
-                self.shared.commit(&w)?;
+                self.shared.commit(&mut w)?;
             }
             self.shared.api_latency().await;
         }
         let mut w = self.shared.world_now();
         w.delete(kind, id, self.shared.clock.now(), &self.shared.latency)?;
-        self.shared.commit(&w)
+        self.shared.commit(&mut w)
     }
 
     async fn list_lab(&self, lab: &LabName) -> std::result::Result<Vec<CloudResource>, CloudError> {
@@ -351,7 +353,7 @@ impl Cloud for SimCloud {
             let source = dataplane::Source::Attack { run: key.clone(), stream: i };
             w.schedule(now.plus_secs_f64(s.start_s), dataplane::Event::OpenConnection { instance: instance.clone(), source, index: 0 });
         }
-        self.shared.commit(&w)?;
+        self.shared.commit(&mut w)?;
         Ok(AttackHandle {
             run_id: run_id.to_string(),
             scenario: scenario.id.clone(),
@@ -399,8 +401,8 @@ impl Cloud for SimCloud {
     }
 
     async fn checkpoint(&self) -> std::result::Result<(), CloudError> {
-        let w = self.shared.world_now();
-        self.shared.save(&w).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))
+        let mut w = self.shared.world_now();
+        self.shared.save(&mut w).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))
     }
 }
 

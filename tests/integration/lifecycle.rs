@@ -174,3 +174,25 @@ fn plan_lists_the_graph_in_order_with_costs() {
     assert!(!text.contains("anomaly-endpoint") && text.contains("$0.0154/hour"), "{text}");
     assert!(!lab.account_path().exists(), "plan creates nothing");
 }
+
+#[test]
+fn a_classroom_of_30_labs_goes_up_is_attacked_compared_and_removed() {
+    let lab = Lab::new();
+    let up = json(&lab.ok(&["--lab", "class", "up", "--labs", "30", "--detector", "lambda", "--output", "json"]));
+    assert_eq!(up.as_array().unwrap().len(), 30);
+    assert!(up.as_array().unwrap().iter().all(|r| r["lab"].as_str().unwrap().starts_with("class-")));
+    let runs = json(&lab.ok(&["attack", "--all-labs", "--output", "json"]));
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 30, "one run per lab");
+    let mut labs: Vec<&str> = runs.iter().map(|r| r["lab"].as_str().unwrap()).collect();
+    labs.dedup();
+    assert_eq!(labs.len(), 30, "each lab attacked once");
+    assert!(runs.iter().all(|r| r["verdict"] == "as expected"), "every lab detects and isolates its own attack");
+    let compared = json(&lab.ok(&["report", "--all-labs", "--output", "json"]));
+    assert_eq!(compared["labs"].as_array().unwrap().len(), 30);
+    assert_eq!(compared["overall"]["runs"], 30);
+    assert_eq!(compared["overall"]["isolated"], 30);
+    lab.ok(&["down", "--all-labs"]);
+    assert_eq!(lab.live_resources(), vec![], "down --all-labs leaves nothing");
+    assert!(lab.ok(&["status", "--all"]).contains("no labs"));
+}
