@@ -143,6 +143,10 @@ pub struct LabArgs {
     /// as AWS recommends) or one-step, for training: it leaves tracked connections flowing.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["two-step", "one-step"]))]
     pub isolation: Option<String>,
+    /// The target's benign workload, a profile of assets/baselines.toml (idle-server,
+    /// web-server, batch-job): the simulator runs its traffic and trains the lab's model on it.
+    #[arg(long, value_name = "PROFILE")]
+    pub baseline: Option<String>,
     /// Forensic preservation before isolation: termination protection, volumes kept, snapshots.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["on", "off"]))]
     pub forensics: Option<String>,

@@ -41,6 +41,9 @@ pub struct DetectorConfig {
     /// threshold when unset (right when the endpoint serves the model, as the simulated
     /// one does).
     pub endpoint_threshold: Option<f64>,
+    /// The workload the lab's model was trained on (`CIS_BASELINE`; the simulator picks
+    /// the model by it).
+    pub baseline: String,
 }
 
 impl DetectorConfig {
@@ -62,7 +65,8 @@ impl DetectorConfig {
                 Some(t.parse::<f64>().ok().filter(|t| t.is_finite()).ok_or(format!("CIS_ENDPOINT_THRESHOLD={t}: expected a number"))?)
             }
         };
-        Ok(DetectorConfig { lab, window_s, format, endpoint: get("CIS_ENDPOINT").filter(|e| !e.is_empty()), endpoint_threshold })
+        let baseline = get("CIS_BASELINE").filter(|b| !b.is_empty()).unwrap_or_else(crate::lab::default_workload);
+        Ok(DetectorConfig { lab, window_s, format, endpoint: get("CIS_ENDPOINT").filter(|e| !e.is_empty()), endpoint_threshold, baseline })
     }
 }
 

@@ -74,7 +74,8 @@ impl AwsCloud {
         if let crate::lab::ResourceConfig::LambdaFunction { environment, .. } = &mut spec.config {
             if let (Some(endpoint), None) = (environment.get("CIS_ENDPOINT").cloned(), environment.get("CIS_ENDPOINT_THRESHOLD")) {
                 let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
-                let threshold = sagemaker::calibrate(&self.sagemaker, &endpoint, &baseline_csv(window_s)?).await?;
+                let workload = environment.get("CIS_BASELINE").cloned().unwrap_or_else(crate::lab::default_workload);
+                let threshold = sagemaker::calibrate(&self.sagemaker, &endpoint, &baseline_csv(window_s, &workload)?).await?;
                 environment.insert("CIS_ENDPOINT_THRESHOLD".into(), format!("{threshold:.6}"));
             }
         }
@@ -101,9 +102,9 @@ enum Part {
 
 /// The window features of the baseline every lab's model learns from, as the CSV the
 /// Random Cut Forest reads (and its endpoint scores).
-fn baseline_csv(window_s: u32) -> Result<String, CloudError> {
-    let windows =
-        crate::sim::baseline::baseline_windows(window_s, &crate::sim::latency::LatencyModel::embedded(), &crate::scenario::baselines())?;
+fn baseline_csv(window_s: u32, workload: &str) -> Result<String, CloudError> {
+    let latency = crate::sim::latency::LatencyModel::embedded();
+    let windows = crate::sim::baseline::baseline_windows(window_s, workload, &latency, &crate::scenario::baselines())?;
     Ok(crate::detector::rcf_csv(&windows))
 }
 

@@ -41,6 +41,8 @@ pub async fn create(ec2: &Ec2, ssm: &Ssm, spec: &ResourceSpec, refs: &Refs) -> R
             image_parameter,
             imdsv2_required,
             root_volume_encrypted,
+            // The simulator's business: a real server runs whatever it runs.
+            workload: _,
         } => {
             let image = resolve_image(ssm, image_parameter).await?;
             let out = ec2

@@ -21,7 +21,7 @@ pub fn function_name(id: &str) -> &str {
 /// The deployment package for a function: the built zip, and for the detector the lab's
 /// model beside the bootstrap (the model the simulator trains on its own baseline
 /// capture, for the function's window length).
-pub fn deployment_package(code: FunctionCode, window_s: u32, dirs: &[std::path::PathBuf]) -> Result<Vec<u8>, CloudError> {
+pub fn deployment_package(code: FunctionCode, window_s: u32, workload: &str, dirs: &[std::path::PathBuf]) -> Result<Vec<u8>, CloudError> {
     let found = package::locate(code, dirs).map_err(|e| CloudError::Invalid(e.to_string()))?;
     let bytes = std::fs::read(&found.path).map_err(|e| CloudError::Invalid(format!("{}: {e}", found.path.display())))?;
     match code {
@@ -29,6 +29,7 @@ pub fn deployment_package(code: FunctionCode, window_s: u32, dirs: &[std::path::
         FunctionCode::Detector => {
             let model = crate::sim::baseline::LabModels::shared().get(
                 window_s,
+                workload,
                 &crate::sim::latency::LatencyModel::embedded(),
                 &crate::scenario::baselines(),
             )?;
@@ -48,7 +49,8 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
     match &spec.config {
         ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment } => {
             let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
-            let zip = deployment_package(*code, window_s, dirs)?;
+            let workload = environment.get("CIS_BASELINE").cloned().unwrap_or_else(crate::lab::default_workload);
+            let zip = deployment_package(*code, window_s, &workload, dirs)?;
             let out = lambda
                 .create_function()
                 .function_name(&spec.name)

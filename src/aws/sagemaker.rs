@@ -132,7 +132,7 @@ pub async fn create(
     refs: &Refs,
     account: &str,
     region: &str,
-    baseline_csv: impl FnOnce(u32) -> Result<String, CloudError>,
+    baseline_csv: impl FnOnce(u32, &str) -> Result<String, CloudError>,
 ) -> Result<String, CloudError> {
     macro_rules! err {
         () => {
@@ -172,9 +172,9 @@ pub async fn create(
                 .map_err(|e| cloud_error(spec.kind, &name, e))?;
             Ok(name)
         }
-        ResourceConfig::SageMakerTrainingJob { role, bucket, algorithm, instance_type, hyperparameters, window_s } => {
+        ResourceConfig::SageMakerTrainingJob { role, bucket, algorithm, instance_type, hyperparameters, window_s, workload } => {
             let bucket = referenced(refs, *bucket)?;
-            let csv = baseline_csv(*window_s)?;
+            let csv = baseline_csv(*window_s, workload)?;
             c.s3.put_object()
                 .bucket(bucket)
                 .key(TRAINING_KEY)

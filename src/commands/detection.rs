@@ -228,7 +228,7 @@ pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()
     let model = match d.model.as_deref() {
         Some("sim") => {
             let m = crate::sim::baseline::LabModels::shared()
-                .get(60, &crate::sim::latency::LatencyModel::embedded(), &crate::scenario::baselines())
+                .get(60, crate::scenario::DEFAULT_BASELINE, &crate::sim::latency::LatencyModel::embedded(), &crate::scenario::baselines())
                 .map_err(|e| Error::Internal(e.to_string()))?;
             (*m).clone()
         }

@@ -436,6 +436,13 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
     if let Some(f) = &l.forensics {
         o.forensics = f == "on";
     }
+    if let Some(b) = &l.baseline {
+        let known: Vec<String> = crate::scenario::baselines().into_iter().map(|p| p.id).collect();
+        if !known.contains(b) {
+            return Err(Error::Usage(format!("--baseline {b}: no such profile; assets/baselines.toml has {}", known.join(", "))));
+        }
+        o.baseline = b.clone();
+    }
     if let Some(email) = &l.notify {
         let valid = email.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !email.contains(char::is_whitespace));
         if !valid {

@@ -160,10 +160,18 @@ pub struct LabOptions {
     pub isolation: IsolationSteps,
     #[serde(default = "forensics_on")]
     pub forensics: bool,
+    /// The benign workload the target runs (a profile of `assets/baselines.toml`): on the
+    /// simulator its traffic, and what the lab's model is trained on.
+    #[serde(default = "default_workload")]
+    pub baseline: String,
 }
 
 fn forensics_on() -> bool {
     true
+}
+
+pub fn default_workload() -> String {
+    crate::scenario::DEFAULT_BASELINE.to_string()
 }
 
 impl Default for LabOptions {
@@ -178,6 +186,7 @@ impl Default for LabOptions {
             notify_email: None,
             isolation: IsolationSteps::TwoStep,
             forensics: true,
+            baseline: default_workload(),
         }
     }
 }
@@ -542,6 +551,9 @@ pub enum ResourceConfig {
         image_parameter: String,
         imdsv2_required: bool,
         root_volume_encrypted: bool,
+        /// The benign workload it runs (a baseline profile); the simulator generates it.
+        #[serde(default = "default_workload")]
+        workload: String,
     },
     LogGroup {
         retention_days: u32,
@@ -564,6 +576,9 @@ pub enum ResourceConfig {
         hyperparameters: BTreeMap<String, String>,
         /// The window length whose features the model learns.
         window_s: u32,
+        /// The workload (baseline profile) whose windows it learns.
+        #[serde(default = "default_workload")]
+        workload: String,
     },
     SageMakerModel {
         role: Role,
@@ -719,6 +734,7 @@ impl LabGraph {
                 image_parameter: AL2023_PARAMETER.into(),
                 imdsv2_required: true,
                 root_volume_encrypted: true,
+                workload: o.baseline.clone(),
             },
         );
         b.add(R::LogGroup, &[], C::LogGroup { retention_days: 7 });
@@ -765,6 +781,7 @@ impl LabGraph {
                     instance_type: TRAINING_INSTANCE_TYPE.into(),
                     hyperparameters: rcf_hyperparameters(),
                     window_s: o.window_s,
+                    workload: o.baseline.clone(),
                 },
             );
             b.add(
@@ -803,6 +820,7 @@ impl LabGraph {
             ("CIS_LAB".to_string(), lab.to_string()),
             ("CIS_WINDOW_S".to_string(), o.window_s.to_string()),
             ("CIS_LOG_FORMAT".to_string(), LAB_LOG_FORMAT.to_string()),
+            ("CIS_BASELINE".to_string(), o.baseline.clone()),
         ]);
         if o.detector == DetectorMode::Endpoint {
             detector_env.insert("CIS_ENDPOINT".into(), format!("cis-{lab}-{}", R::AnomalyEndpoint.name()));

@@ -47,13 +47,14 @@ const CAPTURE_ROLES: [Role; 12] = [
 /// The flow-log lines a target running the baseline profile produces over `hours`.
 pub fn capture(
     window_s: u32,
+    profile: &str,
     hours: u64,
     seed: u64,
     latency: &LatencyModel,
     baselines: &[BaselineProfile],
 ) -> Result<Vec<String>, CloudError> {
     let lab: LabName = "baseline".parse().expect("a valid lab name");
-    let options = LabOptions { detector: DetectorMode::Lambda, window_s, ..Default::default() };
+    let options = LabOptions { detector: DetectorMode::Lambda, window_s, baseline: profile.to_string(), ..Default::default() };
     let graph = LabGraph::build(&lab, &options, "baseline");
     let mut world = World::new(seed, &options.region);
     world.capture = Some(Vec::new());
@@ -86,10 +87,14 @@ pub fn capture(
 /// AWS, the CSV its SageMaker Random Cut Forest trains on).
 pub fn baseline_windows(
     window_s: u32,
+    profile: &str,
     latency: &LatencyModel,
     baselines: &[BaselineProfile],
 ) -> Result<Vec<crate::features::WindowFeatures>, CloudError> {
-    let lines = capture(window_s, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
+    if !baselines.iter().any(|b| b.id == profile) {
+        return Err(CloudError::Invalid(format!("no baseline profile '{profile}' in assets/baselines.toml")));
+    }
+    let lines = capture(window_s, profile, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
     let format = LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses");
     Ok(windows_of_lines(lines.iter().map(String::as_str), &format, i64::from(window_s)))
 }
@@ -97,7 +102,7 @@ pub fn baseline_windows(
 /// Trained models by window length, shared by every simulated account in the process.
 #[derive(Default)]
 pub struct LabModels {
-    by_window: Mutex<BTreeMap<u32, Arc<Model>>>,
+    by_window: Mutex<BTreeMap<(u32, String), Arc<Model>>>,
 }
 
 impl LabModels {
@@ -107,24 +112,30 @@ impl LabModels {
         MODELS.get_or_init(LabModels::default)
     }
 
-    /// The model for `window_s`-second windows, trained on first use.
-    pub fn get(&self, window_s: u32, latency: &LatencyModel, baselines: &[BaselineProfile]) -> Result<Arc<Model>, CloudError> {
+    /// The model for `window_s`-second windows of the `profile` workload, trained on first use.
+    pub fn get(
+        &self,
+        window_s: u32,
+        profile: &str,
+        latency: &LatencyModel,
+        baselines: &[BaselineProfile],
+    ) -> Result<Arc<Model>, CloudError> {
         let mut by_window = self.by_window.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = by_window.get(&window_s) {
+        if let Some(m) = by_window.get(&(window_s, profile.to_string())) {
             return Ok(Arc::clone(m));
         }
-        let windows = baseline_windows(window_s, latency, baselines)?;
+        let windows = baseline_windows(window_s, profile, latency, baselines)?;
         let options = TrainOptions { window_s: i64::from(window_s), ..Default::default() };
         let model = Model::train(
             windows,
             &options,
             &format!(
-                "simulator: {BASELINE_HOURS} h of the idle-server baseline, {window_s}-second windows, training seed {TRAINING_SEED:#x}"
+                "simulator: {BASELINE_HOURS} h of the {profile} baseline, {window_s}-second windows, training seed {TRAINING_SEED:#x}"
             ),
         )
         .map_err(|e| CloudError::Other(format!("training the simulated lab's model: {e}")))?;
         let model = Arc::new(model);
-        by_window.insert(window_s, Arc::clone(&model));
+        by_window.insert((window_s, profile.to_string()), Arc::clone(&model));
         Ok(model)
     }
 }

@@ -259,12 +259,13 @@ impl World {
     fn process(&mut self, at: Timestamp, event: Event, ctx: &Context, out: &mut Vec<Invocation>) {
         match event {
             Event::InstanceRunning { instance } => {
-                if !matches!(self.get(&instance).map(|r| &r.detail), Some(Detail::Instance { state: InstanceState::Pending, .. })) {
-                    return;
-                }
+                let workload = match self.get(&instance).map(|r| &r.detail) {
+                    Some(Detail::Instance { state: InstanceState::Pending, workload, .. }) => workload.clone(),
+                    _ => return,
+                };
                 self.set_instance_state(&instance, InstanceState::Running);
                 // Benign background from the first second the server runs.
-                for profile in ctx.baselines.iter().filter(|p| p.id == crate::scenario::DEFAULT_BASELINE) {
+                for profile in ctx.baselines.iter().filter(|p| p.id == workload) {
                     for (i, s) in profile.streams.iter().enumerate() {
                         let phase = match s.arrival {
                             Arrival::Periodic => self.rng.range_f64(0.0, s.interval_s.max(1.0)),

@@ -87,7 +87,7 @@ impl Shared {
             Invocation::Detector { at, function, config, lines } => {
                 tokio::spawn(async move {
                     shared.clock.sleep_until(at).await;
-                    let model = match LabModels::shared().get(config.window_s, &shared.latency, &shared.baselines) {
+                    let model = match LabModels::shared().get(config.window_s, &config.baseline, &shared.latency, &shared.baselines) {
                         Ok(m) => m,
                         Err(e) => {
                             shared.world_now().pipeline.failures.push(format!("{at}: detector {function} has no model: {e}"));

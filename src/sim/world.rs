@@ -97,6 +97,9 @@ pub enum Detail {
         /// DisableApiTermination: TerminateInstances fails until it is lifted.
         #[serde(default)]
         termination_protected: bool,
+        /// The baseline profile whose traffic it generates.
+        #[serde(default = "crate::lab::default_workload")]
+        workload: String,
     },
     /// An EBS volume; `instance` while attached.
     Volume {
@@ -382,6 +385,7 @@ impl World {
                 image_parameter,
                 imdsv2_required,
                 root_volume_encrypted,
+                workload,
             } => {
                 if image_parameter.is_empty() {
                     return Err(invalid("no image"));
@@ -420,6 +424,7 @@ impl World {
                     imdsv2_required: *imdsv2_required,
                     encrypted_root: *root_volume_encrypted,
                     termination_protected: false,
+                    workload: workload.clone(),
                 };
                 let id = self.insert(id, spec, None, now, detail);
                 // The root volume, tagged at launch like the instance (but playing no role

@@ -389,7 +389,7 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
         std::fs::write(dir.path().join(name), zip).unwrap();
     }
     let dirs = vec![dir.path().to_path_buf()];
-    let detector = lambda::deployment_package(FunctionCode::Detector, 60, &dirs).unwrap();
+    let detector = lambda::deployment_package(FunctionCode::Detector, 60, "idle-server", &dirs).unwrap();
     let listed = std::process::Command::new("python3")
         .args(["-c", "import sys, zipfile, io, json; z = zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())); assert z.testzip() is None; print(' '.join(z.namelist())); json.loads(z.read('model.json'))"])
         .stdin(std::process::Stdio::piped())
@@ -459,7 +459,8 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
 
     // Without a package, the message says how to build one.
     let empty = tempfile::tempdir().unwrap();
-    let e = lambda::deployment_package(FunctionCode::Containment, 60, &[empty.path().to_path_buf()]).unwrap_err().to_string();
+    let e =
+        lambda::deployment_package(FunctionCode::Containment, 60, "idle-server", &[empty.path().to_path_buf()]).unwrap_err().to_string();
     assert!(e.contains("cargo xtask lambdas"), "{e}");
 }
 
@@ -625,7 +626,9 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     let lab = Lab::new();
     // moto's endpoint answers what it is told to: one RCF score per baseline window.
     let rows =
-        cis::sim::baseline::baseline_windows(60, &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::baselines()).unwrap().len();
+        cis::sim::baseline::baseline_windows(60, "idle-server", &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::baselines())
+            .unwrap()
+            .len();
     let scores: Vec<f64> = (0..rows).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();
     let body = serde_json::json!({"scores": scores.iter().map(|s| serde_json::json!({"score": s})).collect::<Vec<_>>()}).to_string();
     let seeded = serde_json::json!({"results": [{"Body": body, "ContentType": "application/json", "InvokedProductionVariant": "all", "CustomAttributes": ""}]});

@@ -85,3 +85,34 @@ fn a_benign_day_isolates_nothing_and_every_visible_scenario_is_detected() {
         assert!(cloud.inspect(|w| w.live_resources().is_empty()));
     });
 }
+
+/// False isolations are measured, not assumed: each workload profile runs for a virtual
+/// day on a lab whose model learned that profile, and the detections and isolations it
+/// provokes are counted (and printed); then the profile still lets an attack be caught.
+#[test]
+fn every_workload_profile_runs_a_virtual_day_without_a_false_isolation_and_attacks_are_still_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    runtime.block_on(async {
+        let state = StateDir::new(dir.path());
+        let cloud = SimCloud::open(&state.sim_account_dir(), Some(5), "us-east-1").unwrap();
+        let orch = Orchestrator::new(&cloud, &Silent, &state);
+        let profiles = cis::scenario::baselines();
+        assert_eq!(profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["idle-server", "web-server", "batch-job"]);
+        for profile in &profiles {
+            let lab: cis::lab::LabName = profile.id.parse().unwrap();
+            let options = LabOptions { detector: DetectorMode::Lambda, baseline: profile.id.clone(), ..Default::default() };
+            orch.up(&lab, &options).await.unwrap();
+            let before = cloud.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.len()));
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+            let after = cloud.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.len()));
+            let (detections, containments) = (after.0 - before.0, after.1 - before.1);
+            println!("{}: 24 virtual hours, {detections} detections, {containments} containments", profile.id);
+            assert_eq!(containments, 0, "{}: false isolations in a benign day", profile.id);
+            let run = orch.attack(&lab, &cis::scenario::find("exfil-unusual-port").unwrap()).await.unwrap();
+            println!("{}: exfil-unusual-port detected {} after {:?} s", profile.id, run.metrics.detected, run.metrics.detection_latency_s);
+            assert_eq!(run.verdict, "as expected", "{}: {:?}", profile.id, run.notes);
+            orch.down(&lab).await.unwrap();
+        }
+    });
+}
