@@ -93,6 +93,8 @@ pub enum Command {
     Scenarios(ScenariosArgs),
     /// up -> attack -> report -> down in one command (on the simulator: a fresh account).
     Demo(DemoArgs),
+    /// What-if studies on the simulator.
+    Sim(SimArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -267,6 +269,42 @@ pub struct AttackArgs {
     /// Attack every lab that is up (a classroom), concurrently.
     #[arg(long)]
     pub all_labs: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub action: SimAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimAction {
+    /// Runs a scenario under several pipeline settings (flow-log window, the detector's
+    /// threshold) in fresh simulated accounts and shows detection latency against false
+    /// isolations.
+    Sweep(SweepArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct SweepArgs {
+    /// The scenario to run under each setting.
+    #[arg(default_value = crate::scenario::DEFAULT_SCENARIO)]
+    pub scenario: String,
+    /// Attack runs per setting.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Virtual hours of benign traffic per setting, over which false isolations are counted.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub hours: u32,
+    /// Flow-log windows to try, in seconds.
+    #[arg(long, value_delimiter = ',', default_values_t = [60u32, 600])]
+    pub windows: Vec<u32>,
+    /// The target's benign workload (a profile of assets/baselines.toml).
+    #[arg(long, value_name = "PROFILE", default_value = crate::scenario::DEFAULT_BASELINE)]
+    pub baseline: String,
+    /// The detector's threshold, as the share of benign windows allowed to alert.
+    #[arg(long = "target-fpr", value_delimiter = ',', default_values_t = [1e-5f64, 1e-3, 1e-2])]
+    pub target_fprs: Vec<f64>,
 }
 
 /// How `cis report` writes the report.

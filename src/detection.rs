@@ -44,6 +44,8 @@ pub struct DetectorConfig {
     /// The workload the lab's model was trained on (`CIS_BASELINE`; the simulator picks
     /// the model by it).
     pub baseline: String,
+    /// The model's calibration target (`CIS_TARGET_FPR`), when the lab sets one.
+    pub target_fpr: Option<f64>,
 }
 
 impl DetectorConfig {
@@ -66,7 +68,16 @@ impl DetectorConfig {
             }
         };
         let baseline = get("CIS_BASELINE").filter(|b| !b.is_empty()).unwrap_or_else(crate::lab::default_workload);
-        Ok(DetectorConfig { lab, window_s, format, endpoint: get("CIS_ENDPOINT").filter(|e| !e.is_empty()), endpoint_threshold, baseline })
+        let target_fpr = get("CIS_TARGET_FPR").and_then(|f| f.parse().ok());
+        Ok(DetectorConfig {
+            lab,
+            window_s,
+            format,
+            endpoint: get("CIS_ENDPOINT").filter(|e| !e.is_empty()),
+            endpoint_threshold,
+            baseline,
+            target_fpr,
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser};
 
 mod classroom;
 mod detection;
+mod sweep;
 
 use crate::cli::{Args, Command, LabArgs, OutputFormat, ScenariosAction, ScenariosArgs};
 use crate::cloud::{Cloud, CloudKind};
@@ -98,6 +99,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Down(_) => "down",
         Command::Scenarios(_) => "scenarios",
         Command::Demo(_) => "demo",
+        Command::Sim(_) => "sim",
         Command::Completions { .. } => "completions",
     }
 }
@@ -133,6 +135,7 @@ fn run(args: &Args) -> Result<()> {
     match &args.command {
         Command::Plan(l) => return plan(args, l, &state),
         Command::Report(r) => return report(args, r, &state),
+        Command::Sim(s) => return sim(args, s, &state),
         _ => {}
     }
     if args.cloud == CloudKind::Aws {
@@ -404,6 +407,7 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
         }
         Command::Plan(_)
         | Command::Report(_)
+        | Command::Sim(_)
         | Command::Scenarios(_)
         | Command::Train(_)
         | Command::Detect(_)
@@ -451,6 +455,26 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
         o.notify_email = Some(email.clone());
     }
     Ok(o)
+}
+
+/// `cis sim ...`: studies in fresh simulated accounts of their own, under the state
+/// directory's `sweep/`.
+fn sim(args: &Args, s: &crate::cli::SimArgs, state: &StateDir) -> Result<()> {
+    if args.cloud != CloudKind::Sim {
+        return Err(Error::Usage("`cis sim` runs on the simulator only: drop --cloud aws".into()).into());
+    }
+    let crate::cli::SimAction::Sweep(sweep_args) = &s.action;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .context("starting the simulator's runtime")?;
+    let result = runtime.block_on(sweep::run(sweep_args, args.seed.unwrap_or(1), &args.region, &state.root().join("sweep")))?;
+    print(&match args.output {
+        OutputFormat::Json => json(&result),
+        OutputFormat::Text => result.to_text(),
+    });
+    Ok(())
 }
 
 /// Runs the scenarios on one lab in order, each `repeat` times, kept apart by

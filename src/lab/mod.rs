@@ -146,7 +146,7 @@ impl IsolationSteps {
 
 /// What the operator chose for this lab; recorded in the ledger so that a resumed `up`
 /// and `down` rebuild exactly the same graph.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LabOptions {
     pub region: String,
     pub detector: DetectorMode,
@@ -164,6 +164,10 @@ pub struct LabOptions {
     /// simulator its traffic, and what the lab's model is trained on.
     #[serde(default = "default_workload")]
     pub baseline: String,
+    /// The share of benign windows the model's threshold may let alert (its calibration
+    /// target); the model's default when unset. A what-if knob (`cis sim sweep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_fpr: Option<f64>,
 }
 
 fn forensics_on() -> bool {
@@ -187,6 +191,7 @@ impl Default for LabOptions {
             isolation: IsolationSteps::TwoStep,
             forensics: true,
             baseline: default_workload(),
+            target_fpr: None,
         }
     }
 }
@@ -822,6 +827,9 @@ impl LabGraph {
             ("CIS_LOG_FORMAT".to_string(), LAB_LOG_FORMAT.to_string()),
             ("CIS_BASELINE".to_string(), o.baseline.clone()),
         ]);
+        if let Some(fpr) = o.target_fpr {
+            detector_env.insert("CIS_TARGET_FPR".into(), format!("{fpr:e}"));
+        }
         if o.detector == DetectorMode::Endpoint {
             detector_env.insert("CIS_ENDPOINT".into(), format!("cis-{lab}-{}", R::AnomalyEndpoint.name()));
         }

@@ -102,7 +102,7 @@ pub fn baseline_windows(
 /// Trained models by window length, shared by every simulated account in the process.
 #[derive(Default)]
 pub struct LabModels {
-    by_window: Mutex<BTreeMap<(u32, String), Arc<Model>>>,
+    by_window: Mutex<BTreeMap<(u32, String, u64), Arc<Model>>>,
 }
 
 impl LabModels {
@@ -120,12 +120,26 @@ impl LabModels {
         latency: &LatencyModel,
         baselines: &[BaselineProfile],
     ) -> Result<Arc<Model>, CloudError> {
+        self.get_calibrated(window_s, profile, None, latency, baselines)
+    }
+
+    /// [`LabModels::get`] with the threshold calibrated to `target_fpr` (the default when None).
+    pub fn get_calibrated(
+        &self,
+        window_s: u32,
+        profile: &str,
+        target_fpr: Option<f64>,
+        latency: &LatencyModel,
+        baselines: &[BaselineProfile],
+    ) -> Result<Arc<Model>, CloudError> {
+        let target_fpr = target_fpr.unwrap_or(TrainOptions::default().target_fpr);
+        let key = (window_s, profile.to_string(), target_fpr.to_bits());
         let mut by_window = self.by_window.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = by_window.get(&(window_s, profile.to_string())) {
+        if let Some(m) = by_window.get(&key) {
             return Ok(Arc::clone(m));
         }
         let windows = baseline_windows(window_s, profile, latency, baselines)?;
-        let options = TrainOptions { window_s: i64::from(window_s), ..Default::default() };
+        let options = TrainOptions { window_s: i64::from(window_s), target_fpr, ..Default::default() };
         let model = Model::train(
             windows,
             &options,
@@ -135,7 +149,7 @@ impl LabModels {
         )
         .map_err(|e| CloudError::Other(format!("training the simulated lab's model: {e}")))?;
         let model = Arc::new(model);
-        by_window.insert((window_s, profile.to_string()), Arc::clone(&model));
+        by_window.insert(key, Arc::clone(&model));
         Ok(model)
     }
 }

@@ -87,7 +87,13 @@ impl Shared {
             Invocation::Detector { at, function, config, lines } => {
                 tokio::spawn(async move {
                     shared.clock.sleep_until(at).await;
-                    let model = match LabModels::shared().get(config.window_s, &config.baseline, &shared.latency, &shared.baselines) {
+                    let model = match LabModels::shared().get_calibrated(
+                        config.window_s,
+                        &config.baseline,
+                        config.target_fpr,
+                        &shared.latency,
+                        &shared.baselines,
+                    ) {
                         Ok(m) => m,
                         Err(e) => {
                             shared.world_now().pipeline.failures.push(format!("{at}: detector {function} has no model: {e}"));

@@ -116,3 +116,39 @@ fn every_workload_profile_runs_a_virtual_day_without_a_false_isolation_and_attac
         }
     });
 }
+
+#[test]
+fn a_sweep_shows_a_looser_threshold_buying_false_alarms() {
+    let lab = crate::Lab::new();
+    let out = lab.ok(&[
+        "--output",
+        "json",
+        "sim",
+        "sweep",
+        "exfil-slow-drip",
+        "--baseline",
+        "web-server",
+        "--runs",
+        "1",
+        "--hours",
+        "12",
+        "--windows",
+        "60",
+        "--target-fpr",
+        "1e-5,1e-2",
+    ]);
+    let sweep: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let settings = sweep["settings"].as_array().unwrap();
+    assert_eq!(settings.len(), 2);
+    let (strict, loose) = (&settings[0], &settings[1]);
+    assert_eq!((strict["target_fpr"].as_f64(), loose["target_fpr"].as_f64()), (Some(1e-5), Some(1e-2)));
+    println!("strict: {strict}\nloose: {loose}");
+    assert!(settings.iter().all(|s| s["attacks"]["detected"] == 1), "the attack is caught under both");
+    assert!(
+        loose["false_alerts"].as_u64().unwrap() > strict["false_alerts"].as_u64().unwrap(),
+        "a threshold that lets 1% of benign windows alert raises more false alarms than one that lets 0.001% through"
+    );
+    let refused = lab.run(&["sim", "sweep", "--windows", "90"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--windows 90"));
+}
