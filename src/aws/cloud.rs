@@ -446,10 +446,8 @@ impl AwsCloud {
             };
             keep(K::S3Bucket, name.to_string(), name, tags);
         }
-        let arn_tags = |arn: String| async move {
-            let t = sm.list_tags().resource_arn(&arn).send().await.map_err(err(K::SageMakerModel, &arn))?;
-            Ok::<Tags, CloudError>(t.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect())
-        };
+        // Each list call has its own types; what is kept from them is (kind, name, ARN).
+        let mut found: Vec<(K, String, String)> = Vec::new();
         let jobs: Vec<_> = sm
             .list_training_jobs()
             .name_contains(prefix)
@@ -459,10 +457,9 @@ impl AwsCloud {
             .collect::<Result<_, _>>()
             .await
             .map_err(err(K::SageMakerTrainingJob, "training jobs"))?;
-        for j in jobs.iter().filter(|j| j.training_job_name().is_some_and(|n| n.starts_with(prefix))) {
-            let (Some(name), Some(arn)) = (j.training_job_name(), j.training_job_arn()) else { continue };
-            keep(K::SageMakerTrainingJob, arn.to_string(), name, arn_tags(arn.to_string()).await?);
-        }
+        found.extend(
+            jobs.iter().filter_map(|j| Some((K::SageMakerTrainingJob, j.training_job_name()?.into(), j.training_job_arn()?.into()))),
+        );
         let models: Vec<_> = sm
             .list_models()
             .name_contains(prefix)
@@ -472,10 +469,7 @@ impl AwsCloud {
             .collect::<Result<_, _>>()
             .await
             .map_err(err(K::SageMakerModel, "models"))?;
-        for m in models.iter().filter(|m| m.model_name().is_some_and(|n| n.starts_with(prefix))) {
-            let (Some(name), Some(arn)) = (m.model_name(), m.model_arn()) else { continue };
-            keep(K::SageMakerModel, arn.to_string(), name, arn_tags(arn.to_string()).await?);
-        }
+        found.extend(models.iter().filter_map(|m| Some((K::SageMakerModel, m.model_name()?.into(), m.model_arn()?.into()))));
         let configs: Vec<_> = sm
             .list_endpoint_configs()
             .name_contains(prefix)
@@ -485,10 +479,11 @@ impl AwsCloud {
             .collect::<Result<_, _>>()
             .await
             .map_err(err(K::SageMakerEndpointConfig, "endpoint configs"))?;
-        for c in configs.iter().filter(|c| c.endpoint_config_name().is_some_and(|n| n.starts_with(prefix))) {
-            let (Some(name), Some(arn)) = (c.endpoint_config_name(), c.endpoint_config_arn()) else { continue };
-            keep(K::SageMakerEndpointConfig, arn.to_string(), name, arn_tags(arn.to_string()).await?);
-        }
+        found.extend(
+            configs
+                .iter()
+                .filter_map(|c| Some((K::SageMakerEndpointConfig, c.endpoint_config_name()?.into(), c.endpoint_config_arn()?.into()))),
+        );
         let endpoints: Vec<_> = sm
             .list_endpoints()
             .name_contains(prefix)
@@ -498,9 +493,12 @@ impl AwsCloud {
             .collect::<Result<_, _>>()
             .await
             .map_err(err(K::SageMakerEndpoint, "endpoints"))?;
-        for e in endpoints.iter().filter(|e| e.endpoint_name().is_some_and(|n| n.starts_with(prefix))) {
-            let (Some(name), Some(arn)) = (e.endpoint_name(), e.endpoint_arn()) else { continue };
-            keep(K::SageMakerEndpoint, arn.to_string(), name, arn_tags(arn.to_string()).await?);
+        found.extend(endpoints.iter().filter_map(|e| Some((K::SageMakerEndpoint, e.endpoint_name()?.into(), e.endpoint_arn()?.into()))));
+        // NameContains matches anywhere in the name: only the lab's prefix is the lab's.
+        for (kind, name, arn) in found.into_iter().filter(|(_, name, _)| name.starts_with(prefix)) {
+            let t = sm.list_tags().resource_arn(&arn).send().await.map_err(err(kind, &arn))?;
+            let tags = t.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
+            keep(kind, arn, &name, tags);
         }
         Ok(())
     }

@@ -148,18 +148,10 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(o, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     let _ = writeln!(o, "<title>cis report: {} on {}</title><style>{STYLE}</style></head><body>", esc(&report.lab), esc(&report.cloud));
     let _ = writeln!(o, "<h1>cis report: lab <code>{}</code> on {}</h1>", esc(&report.lab), esc(&report.cloud));
-    let rate = s.detection_rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into());
     let _ = writeln!(
         o,
-        "<p class=\"summary\">{} run(s) over {:.1} observed hours. Detected {}/{} expected ({rate}); isolated {}; false isolations {} ({} per day); {} alerts per hour. Detection latency p50 {}, p95 {}; isolation latency p50 {}.</p>",
-        s.runs,
-        s.observed_hours,
-        s.detected,
-        s.expected_detections,
-        s.isolated,
-        s.false_isolations,
-        s.false_isolations_per_day.map(|d| format!("{d:.2}")).unwrap_or_else(|| "-".into()),
-        s.alerts_per_hour.map(|a| format!("{a:.2}")).unwrap_or_else(|| "-".into()),
+        "<p class=\"summary\">{} Detection latency p50 {}, p95 {}; isolation latency p50 {}.</p>",
+        esc(&s.headline()),
         esc(&secs(s.detection_latency_s.as_ref().map(|x| x.p50))),
         esc(&secs(s.detection_latency_s.as_ref().map(|x| x.p95))),
         esc(&secs(s.isolation_latency_s.as_ref().map(|x| x.p50))),

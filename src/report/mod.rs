@@ -114,6 +114,23 @@ impl Summary {
             alerts_per_hour: per_hour(runs.iter().map(|r| r.metrics.detections).sum()),
         }
     }
+
+    /// The summary in one sentence: runs, detection and isolation counts, false
+    /// isolations and alert frequency (the Markdown and HTML reports open with it).
+    pub fn headline(&self) -> String {
+        let rate = self.detection_rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into());
+        format!(
+            "{} run(s) over {:.1} observed hours: detected {}/{} expected ({rate}), isolated {}, false isolations {} ({}/day), {} alerts/hour.",
+            self.runs,
+            self.observed_hours,
+            self.detected,
+            self.expected_detections,
+            self.isolated,
+            self.false_isolations,
+            self.false_isolations_per_day.map(|d| format!("{d:.2}")).unwrap_or_else(|| "-".into()),
+            self.alerts_per_hour.map(|a| format!("{a:.2}")).unwrap_or_else(|| "-".into()),
+        )
+    }
 }
 
 /// Seconds from a run's attack start to the last instant its timeline holds.
@@ -181,19 +198,7 @@ impl Report {
         let mut o = String::new();
         let s = &self.summary;
         let _ = writeln!(o, "# cis report: lab `{}` on {}\n", self.lab, self.cloud);
-        let rate = s.detection_rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            o,
-            "{} run(s) over {:.1} observed hours: detected {}/{} expected ({rate}), isolated {}, false isolations {} ({}/day), {} alerts/hour.\n",
-            s.runs,
-            s.observed_hours,
-            s.detected,
-            s.expected_detections,
-            s.isolated,
-            s.false_isolations,
-            s.false_isolations_per_day.map(|d| format!("{d:.2}")).unwrap_or_else(|| "-".into()),
-            s.alerts_per_hour.map(|a| format!("{a:.2}")).unwrap_or_else(|| "-".into()),
-        );
+        let _ = writeln!(o, "{}\n", s.headline());
         let _ = writeln!(o, "## Per scenario\n");
         let _ = writeln!(o, "| scenario | runs | detection rate | detection p50 | detection p95 | isolation p50 | bytes before isolation (mean) | false isolations |");
         let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
