@@ -302,9 +302,39 @@ pub struct SweepArgs {
     /// The target's benign workload (a profile of assets/baselines.toml).
     #[arg(long, value_name = "PROFILE", default_value = crate::scenario::DEFAULT_BASELINE)]
     pub baseline: String,
-    /// The detector's threshold, as the share of benign windows allowed to alert.
+    /// The detector's threshold, as the share of benign windows (for the metric filter,
+    /// of benign minutes) allowed to alert.
     #[arg(long = "target-fpr", value_delimiter = ',', default_values_t = [1e-5f64, 1e-3, 1e-2])]
     pub target_fprs: Vec<f64>,
+    /// Detectors to compare: the anomaly model, and a CloudWatch metric filter on the bytes
+    /// the target sends out with an alarm on it.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SweepDetector::Model, SweepDetector::MetricFilter])]
+    pub detectors: Vec<SweepDetector>,
+}
+
+/// A detector `cis sim sweep` compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SweepDetector {
+    /// The anomaly model (scored in the detector function).
+    Model,
+    /// A metric filter on egress bytes and an alarm (M of N, missing data not breaching).
+    MetricFilter,
+}
+
+impl SweepDetector {
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepDetector::Model => "model",
+            SweepDetector::MetricFilter => "metric-filter",
+        }
+    }
+
+    pub fn mode(self) -> DetectorMode {
+        match self {
+            SweepDetector::Model => DetectorMode::Lambda,
+            SweepDetector::MetricFilter => DetectorMode::MetricFilter,
+        }
+    }
 }
 
 /// How `cis report` writes the report.

@@ -52,6 +52,55 @@ impl Timestamp {
     }
 
     /// Compact UTC form used in identifiers: `20260101T000000Z`.
+    /// Parses `2026-01-01T00:05:12.345Z`, `...+0000` or `...+00:00` (what CloudWatch and
+    /// EventBridge write); other offsets are applied.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let b = text.as_bytes();
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+        let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let mut rest = &text[19..];
+        let mut ms = 0;
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+            if digits == 0 {
+                return None;
+            }
+            let padded = format!("{:0<3}", &frac[..digits.min(3)]);
+            ms = padded.parse::<i64>().ok()?;
+            rest = &frac[digits..];
+        }
+        let offset_s = match rest {
+            "Z" | "z" => 0,
+            _ => {
+                let sign = match rest.as_bytes().first()? {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return None,
+                };
+                let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
+                if digits.len() != 4 || !digits.chars().all(|c| c.is_ascii_digit()) {
+                    return None;
+                }
+                sign * (digits[..2].parse::<i64>().ok()? * 3600 + digits[2..].parse::<i64>().ok()? * 60)
+            }
+        };
+        // Howard Hinnant's days_from_civil.
+        let y = if mo <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (mo + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(Timestamp(((days * 86_400 + h * 3600 + mi * 60 + s) - offset_s) * 1000 + ms))
+    }
+
     pub fn compact(self) -> String {
         let (y, mo, d, h, mi, s, _) = civil(self.0);
         format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
@@ -130,6 +179,19 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_writes_and_cloudwatch_offsets() {
+        for t in [Timestamp::SIM_EPOCH, Timestamp(1_767_225_600_123 + 86_400_000 * 400), Timestamp(951_782_400_000)] {
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
+        }
+        assert_eq!(Timestamp::parse_rfc3339("2026-01-01T00:00:00.000+0000"), Some(Timestamp::SIM_EPOCH));
+        assert_eq!(Timestamp::parse_rfc3339("2026-01-01T01:00:00+01:00"), Some(Timestamp::SIM_EPOCH));
+        assert_eq!(Timestamp::parse_rfc3339("2026-01-01T00:00:00.5Z"), Some(Timestamp(Timestamp::SIM_EPOCH.0 + 500)));
+        for bad in ["", "2026-01-01", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00+1"] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formats_rfc3339() {

@@ -132,13 +132,18 @@ pub fn eventbridge_event(detection: &DetectionEvent, account: &str, region: &str
     })
 }
 
-/// The detection inside an EventBridge event, or why the event is not one.
+/// The detection inside an EventBridge event, or why the event is not one: a
+/// `cis.detector` detection, or the lab's egress alarm moving into ALARM.
 pub fn parse_event(event: &serde_json::Value) -> Result<DetectionEvent, String> {
     let field = |k: &str| event.get(k).and_then(|v| v.as_str());
+    if field("source") == Some(crate::metric::ALARM_SOURCE) {
+        return parse_alarm_event(event);
+    }
     if field("source") != Some(DETECTION_SOURCE) {
         return Err(format!(
-            "not a detection: source is {}, expected {DETECTION_SOURCE}",
-            field("source").map_or("missing".to_string(), |s| format!("'{s}'"))
+            "not a detection: source is {}, expected {DETECTION_SOURCE} or {}",
+            field("source").map_or("missing".to_string(), |s| format!("'{s}'")),
+            crate::metric::ALARM_SOURCE
         ));
     }
     if field("detail-type") != Some(DETECTION_DETAIL_TYPE) {
@@ -146,6 +151,54 @@ pub fn parse_event(event: &serde_json::Value) -> Result<DetectionEvent, String> 
     }
     let detail = event.get("detail").ok_or("the event has no detail")?;
     serde_json::from_value(detail.clone()).map_err(|e| format!("the detection in the event is malformed: {e}"))
+}
+
+/// A "CloudWatch Alarm State Change" into ALARM of a lab's egress alarm, as a detection:
+/// the lab from the alarm's name (`cis-<lab>-egress-alarm`), the instance from the
+/// metric's InstanceId dimension, the time of the state change, and as the window's start
+/// the end of the latest breaching period: the stale check (window before the last
+/// release) then refuses only an alarm whose every breaching period ended before it.
+fn parse_alarm_event(event: &serde_json::Value) -> Result<DetectionEvent, String> {
+    if event.get("detail-type").and_then(|v| v.as_str()) != Some(crate::metric::ALARM_DETAIL_TYPE) {
+        return Err(format!("not a detection: an {} event whose detail-type is not '{}'", crate::metric::ALARM_SOURCE, crate::metric::ALARM_DETAIL_TYPE));
+    }
+    let detail = event.get("detail").ok_or("the alarm event has no detail")?;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let name = text(&detail["alarmName"]).ok_or("the alarm event names no alarm (detail.alarmName)")?;
+    let state = text(&detail["state"]["value"]).ok_or("the alarm event has no state (detail.state.value)")?;
+    if state != "ALARM" {
+        return Err(format!("alarm {name} moved to {state}, not ALARM: nothing to contain"));
+    }
+    let lab = name
+        .strip_prefix("cis-")
+        .and_then(|n| n.strip_suffix(&format!("-{}", crate::lab::Role::EgressAlarm.name())))
+        .ok_or_else(|| format!("alarm {name} is not a lab's egress alarm (cis-<lab>-{})", crate::lab::Role::EgressAlarm.name()))?;
+    let instance_id = detail["configuration"]["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|m| text(&m["metricStat"]["metric"]["dimensions"][crate::metric::INSTANCE_DIMENSION]))
+        .ok_or_else(|| format!("alarm {name}: its metric has no {} dimension", crate::metric::INSTANCE_DIMENSION))?;
+    let at = text(&detail["state"]["timestamp"])
+        .and_then(|t| Timestamp::parse_rfc3339(&t))
+        .ok_or_else(|| format!("alarm {name}: detail.state.timestamp is missing or not a time"))?;
+    let reason_data: serde_json::Value = text(&detail["state"]["reasonData"]).and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default();
+    let period_ms = reason_data["period"].as_i64().unwrap_or(60) * 1000;
+    let window_start = reason_data["evaluatedDatapoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| text(&d["timestamp"]).and_then(|t| Timestamp::parse_rfc3339(&t)))
+        .max()
+        .map_or(at, |t| Timestamp(t.0 + period_ms));
+    Ok(DetectionEvent {
+        at,
+        lab: lab.to_string(),
+        instance_id,
+        detector: "metric-filter".into(),
+        window_start,
+        reason: text(&detail["state"]["reason"]).unwrap_or_default(),
+    })
 }
 
 /// Handles one EventBridge delivery. A malformed event is refused, not failed: Lambda
@@ -583,6 +636,55 @@ mod tests {
             let r = Recorder::new(IN_LAB);
             let out = handle(&r, &config(), &e).await;
             assert_eq!(out.outcome, "refused");
+            assert!(out.detail.contains(why), "{} lacks {why}", out.detail);
+            assert!(r.all().is_empty(), "{:?}", r.all());
+        }
+    }
+
+    fn alarm_event(name: &str, state: crate::metric::AlarmState, instance: &str) -> serde_json::Value {
+        let metric = crate::metric::MetricKey {
+            namespace: crate::metric::EGRESS_NAMESPACE.into(),
+            metric_name: crate::metric::EGRESS_METRIC.into(),
+            dimensions: [(crate::metric::INSTANCE_DIMENSION.to_string(), instance.to_string())].into(),
+        };
+        let rule = crate::metric::AlarmRule { period_s: 60, evaluation_periods: 16, datapoints_to_alarm: 1, threshold: 100.0 };
+        let breaching = vec![(Timestamp(1_767_225_600_000), 5000.0)];
+        let evaluation = crate::metric::Evaluation { state, datapoints: breaching.clone(), breaching };
+        crate::metric::state_change_event(&crate::metric::StateChange {
+            alarm_name: name,
+            alarm_arn: "arn:aws:cloudwatch:us-east-1:1:alarm:x",
+            account: "1",
+            region: "us-east-1",
+            metric: &metric,
+            rule: &rule,
+            previous: crate::metric::AlarmState::Ok,
+            evaluation: &evaluation,
+            at: Timestamp(1_767_226_020_000),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_labs_egress_alarm_going_into_alarm_isolates_and_anything_else_from_cloudwatch_is_refused() {
+        let lab = config().lab;
+        let name = format!("cis-{lab}-egress-alarm");
+        let d = parse_event(&alarm_event(&name, crate::metric::AlarmState::Alarm, IN_LAB)).unwrap();
+        assert_eq!((d.lab.as_str(), d.instance_id.as_str(), d.detector.as_str()), (lab.as_str(), IN_LAB, "metric-filter"));
+        assert_eq!(d.at, Timestamp(1_767_226_020_000));
+        assert_eq!(d.window_start, Timestamp(1_767_225_660_000), "the end of the latest breaching minute");
+        let r = Recorder::new(IN_LAB);
+        assert_eq!(handle(&r, &config(), &alarm_event(&name, crate::metric::AlarmState::Alarm, IN_LAB)).await.outcome, "isolated");
+
+        let mut no_dimension = alarm_event(&name, crate::metric::AlarmState::Alarm, IN_LAB);
+        no_dimension["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = serde_json::json!({});
+        for (e, why) in [
+            (alarm_event(&name, crate::metric::AlarmState::Ok, IN_LAB), "moved to OK"),
+            (alarm_event("someone-elses-alarm", crate::metric::AlarmState::Alarm, IN_LAB), "not a lab's egress alarm"),
+            (alarm_event("cis-trainee-07-egress-alarm", crate::metric::AlarmState::Alarm, IN_LAB), "lab 'trainee-07'"),
+            (no_dimension, "no InstanceId dimension"),
+        ] {
+            let r = Recorder::new(IN_LAB);
+            let out = handle(&r, &config(), &e).await;
+            assert_eq!(out.outcome, "refused", "{why}");
             assert!(out.detail.contains(why), "{} lacks {why}", out.detail);
             assert!(r.all().is_empty(), "{:?}", r.all());
         }

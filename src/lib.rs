@@ -5,6 +5,7 @@
 //! Dependencies point one way: [`cli`] -> [`commands`] -> [`orchestrator`] -> the
 //! [`cloud::Cloud`] boundary <- [`sim`] (and the AWS backend).
 
+pub mod analysis;
 #[cfg(feature = "aws-functions")]
 pub mod aws;
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod flowlog;
 pub mod forest;
 pub mod lab;
 pub mod ledger;
+pub mod metric;
 pub mod orchestrator;
 pub mod progress;
 pub mod report;

@@ -113,7 +113,14 @@ fn part(kind: K) -> Result<Part, CloudError> {
         K::Vpc | K::Subnet | K::InternetGateway | K::RouteTable | K::SecurityGroup => Part::Network,
         K::IamRole | K::IamRolePolicy | K::InstanceProfile => Part::Iam,
         K::Instance | K::FlowLog => Part::Compute,
-        K::LogGroup | K::SubscriptionFilter | K::SnsTopic | K::SnsSubscription | K::EventRule | K::EventTarget => Part::Pipeline,
+        K::LogGroup
+        | K::SubscriptionFilter
+        | K::MetricFilter
+        | K::MetricAlarm
+        | K::SnsTopic
+        | K::SnsSubscription
+        | K::EventRule
+        | K::EventTarget => Part::Pipeline,
         K::LambdaFunction | K::LambdaPermission => Part::Lambda,
         K::Volume | K::Snapshot => Part::Forensics,
         K::S3Bucket | K::SageMakerTrainingJob | K::SageMakerModel | K::SageMakerEndpointConfig | K::SageMakerEndpoint => Part::Model,
@@ -135,6 +142,8 @@ impl Cloud for AwsCloud {
     }
 
     async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> Result<String, CloudError> {
+        let spec =
+            &crate::sim::baseline::calibrated(spec, &crate::sim::latency::LatencyModel::embedded(), &crate::scenario::baselines())?;
         let id = match part(spec.kind)? {
             Part::Network => network::create(&self.ec2, spec, refs).await,
             Part::Iam => iam::create(&self.iam, spec, refs).await,
@@ -326,6 +335,24 @@ impl Cloud for AwsCloud {
             let t = self.pipeline.sns.list_tags_for_resource().resource_arn(arn).send().await.map_err(err(K::SnsTopic, arn))?;
             keep(K::SnsTopic, arn.to_string(), name, t.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect());
         }
+        let alarms: Vec<aws_sdk_cloudwatch::types::MetricAlarm> = self
+            .pipeline
+            .metrics
+            .describe_alarms()
+            .alarm_name_prefix(&prefix)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(err(K::MetricAlarm, "alarms"))?
+            .into_iter()
+            .flat_map(|page| page.metric_alarms.unwrap_or_default())
+            .collect();
+        for a in &alarms {
+            let (Some(name), Some(arn)) = (a.alarm_name(), a.alarm_arn()) else { continue };
+            let t = self.pipeline.metrics.list_tags_for_resource().resource_arn(arn).send().await.map_err(err(K::MetricAlarm, name))?;
+            keep(K::MetricAlarm, arn.to_string(), name, t.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect());
+        }
         // ListRules has no paginator in the SDK: its NextToken by hand, every page.
         let mut rules = Vec::new();
         let mut token: Option<String> = None;
@@ -373,6 +400,15 @@ impl Cloud for AwsCloud {
 
     async fn list_labs(&self) -> Result<Vec<LabName>, CloudError> {
         super::list_labs(&self.session).await
+    }
+
+    async fn alarm_firing(&self, target: &LabTarget) -> Result<bool, CloudError> {
+        let Some(arn) = target.id(Role::EgressAlarm) else { return Ok(false) };
+        let name = arn.split_once(":alarm:").map_or(arn, |(_, n)| n);
+        match pipeline::alarm(&self.pipeline, name).await? {
+            Some((_, state)) => Ok(state == aws_sdk_cloudwatch::types::StateValue::Alarm),
+            None => Err(CloudError::NotFound { kind: K::MetricAlarm, id: arn.to_string() }),
+        }
     }
 
     async fn first_delivery(&self, target: &LabTarget) -> Result<Option<Timestamp>, CloudError> {

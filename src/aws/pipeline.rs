@@ -1,8 +1,9 @@
-//! The lab's pipeline between the resources: the flow-log group and its subscription
-//! filter (CloudWatch Logs), the alerts topic and its subscription (SNS), the detection
-//! rule and its target (EventBridge). Ids follow the simulator's: ARNs for the log group
-//! (without the trailing `:*`), topic, subscription and rule; `PARENT/NAME` for the
-//! filter and the target. No retries or waits here: the orchestration owns them.
+//! The lab's pipeline between the resources: the flow-log group and its subscription or
+//! metric filter (CloudWatch Logs), the egress alarm (CloudWatch), the alerts topic and
+//! its subscription (SNS), the detection rule and its target (EventBridge). Ids follow the
+//! simulator's: ARNs for the log group (without the trailing `:*`), alarm, topic,
+//! subscription and rule; `PARENT/NAME` for the filters and the target. No retries or
+//! waits here: the orchestration owns them.
 
 use aws_sdk_cloudwatchlogs::Client as Logs;
 use aws_sdk_eventbridge::Client as Events;
@@ -16,13 +17,14 @@ use crate::lab::{Refs, ResourceConfig, ResourceKind, ResourceSpec};
 /// The clients this part uses.
 pub struct Clients {
     pub logs: Logs,
+    pub metrics: aws_sdk_cloudwatch::Client,
     pub sns: Sns,
     pub events: Events,
 }
 
 impl Clients {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        Clients { logs: Logs::new(sdk), sns: Sns::new(sdk), events: Events::new(sdk) }
+        Clients { logs: Logs::new(sdk), metrics: aws_sdk_cloudwatch::Client::new(sdk), sns: Sns::new(sdk), events: Events::new(sdk) }
     }
 }
 
@@ -48,6 +50,33 @@ async fn log_group_arn(c: &Clients, name: &str) -> Result<Option<String>, CloudE
         .find(|g| g.log_group_name() == Some(name))
         .and_then(|g| g.arn())
         .map(|a| a.trim_end_matches(":*").to_string()))
+}
+
+fn alarm_name(arn: &str) -> &str {
+    arn.split_once(":alarm:").map(|(_, n)| n).unwrap_or(arn)
+}
+
+/// The alarm named `name`: its ARN and state.
+pub async fn alarm(c: &Clients, name: &str) -> Result<Option<(String, aws_sdk_cloudwatch::types::StateValue)>, CloudError> {
+    let out = c.metrics.describe_alarms().alarm_names(name).send().await.map_err(|e| cloud_error(ResourceKind::MetricAlarm, name, e))?;
+    Ok(out
+        .metric_alarms()
+        .iter()
+        .find(|a| a.alarm_name() == Some(name))
+        .map(|a| (a.alarm_arn().unwrap_or_default().to_string(), a.state_value().cloned().unwrap_or(aws_sdk_cloudwatch::types::StateValue::InsufficientData))))
+}
+
+async fn metric_filter_exists(c: &Clients, group: &str, name: &str) -> Result<bool, CloudError> {
+    let out = absent(
+        c.logs
+            .describe_metric_filters()
+            .log_group_name(group)
+            .filter_name_prefix(name)
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::MetricFilter, name, e)),
+    )?;
+    Ok(out.is_some_and(|o| o.metric_filters().iter().any(|f| f.filter_name() == Some(name))))
 }
 
 async fn topic_arn(c: &Clients, name: &str) -> Result<Option<String>, CloudError> {
@@ -99,6 +128,56 @@ pub async fn create(c: &Clients, spec: &ResourceSpec, refs: &Refs) -> Result<Str
                 .await
                 .map_err(err!())?;
             Ok(format!("{group}/{}", spec.name))
+        }
+        ResourceConfig::MetricFilter { log_group, filter_pattern, transformation } => {
+            let group = log_group_name(referenced(refs, *log_group)?).to_string();
+            let value = aws_sdk_cloudwatchlogs::types::MetricTransformation::builder()
+                .metric_namespace(&transformation.namespace)
+                .metric_name(&transformation.metric_name)
+                .metric_value(&transformation.metric_value)
+                .set_dimensions(Some(transformation.dimensions.clone().into_iter().collect()))
+                .build()
+                .map_err(|e| CloudError::Invalid(e.to_string()))?;
+            c.logs
+                .put_metric_filter()
+                .log_group_name(&group)
+                .filter_name(&spec.name)
+                .filter_pattern(filter_pattern)
+                .metric_transformations(value)
+                .send()
+                .await
+                .map_err(err!())?;
+            Ok(format!("{group}/{}", spec.name))
+        }
+        ResourceConfig::MetricAlarm { metric, rule, calibrate, .. } => {
+            if calibrate.is_some() {
+                return Err(CloudError::Invalid("the alarm's threshold was not calibrated before PutMetricAlarm".into()));
+            }
+            use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
+            let dimensions: Vec<Dimension> = metric.dimensions.iter().map(|(k, v)| Dimension::builder().name(k).value(v).build()).collect();
+            let tags: Vec<Tag> = spec.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+            c.metrics
+                .put_metric_alarm()
+                .alarm_name(&spec.name)
+                .alarm_description("cis: bytes the lab's target sends out of the VPC per minute; ALARM calls containment through EventBridge")
+                .namespace(&metric.namespace)
+                .metric_name(&metric.metric_name)
+                .set_dimensions(Some(dimensions))
+                .statistic(Statistic::Sum)
+                .period(rule.period_s as i32)
+                .evaluation_periods(rule.evaluation_periods as i32)
+                .datapoints_to_alarm(rule.datapoints_to_alarm as i32)
+                .threshold(rule.threshold)
+                .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+                .treat_missing_data("notBreaching")
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(err!())?;
+            Ok(alarm(c, &spec.name)
+                .await?
+                .ok_or_else(|| CloudError::NotPropagatedYet(format!("alarm {} not listed yet", spec.name)))?
+                .0)
         }
         ResourceConfig::SnsTopic => {
             let tags = spec.tags.iter().filter_map(|(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build().ok()).collect();
@@ -176,6 +255,11 @@ pub async fn find(c: &Clients, spec: &ResourceSpec, refs: &Refs) -> Result<Optio
             let found = out.is_some_and(|o| o.subscription_filters().iter().any(|f| f.filter_name() == Some(spec.name.as_str())));
             Ok(found.then(|| format!("{group}/{}", spec.name)))
         }
+        ResourceConfig::MetricFilter { log_group, .. } => {
+            let Some(group) = refs.get(log_group).map(|a| log_group_name(a).to_string()) else { return Ok(None) };
+            Ok(metric_filter_exists(c, &group, &spec.name).await?.then(|| format!("{group}/{}", spec.name)))
+        }
+        ResourceConfig::MetricAlarm { .. } => Ok(alarm(c, &spec.name).await?.map(|(arn, _)| arn)),
         ResourceConfig::SnsTopic => topic_arn(c, &spec.name).await,
         ResourceConfig::SnsSubscription { topic, protocol, endpoint } => {
             let Some(topic) = refs.get(topic) else { return Ok(None) };
@@ -220,6 +304,15 @@ pub async fn status(c: &Clients, kind: ResourceKind, id: &str) -> Result<Resourc
                 return Err(gone());
             }
         }
+        ResourceKind::MetricFilter => {
+            let (group, name) = split_child(id)?;
+            if !metric_filter_exists(c, group, name).await? {
+                return Err(gone());
+            }
+        }
+        ResourceKind::MetricAlarm => {
+            alarm(c, alarm_name(id)).await?.ok_or_else(gone)?;
+        }
         ResourceKind::SnsTopic => {
             c.sns.get_topic_attributes().topic_arn(id).send().await.map_err(err!())?;
         }
@@ -260,6 +353,15 @@ pub async fn delete(c: &Clients, kind: ResourceKind, id: &str) -> Result<(), Clo
         ResourceKind::SubscriptionFilter => {
             let (group, name) = split_child(id)?;
             c.logs.delete_subscription_filter().log_group_name(group).filter_name(name).send().await.map_err(err!())?;
+        }
+        ResourceKind::MetricFilter => {
+            let (group, name) = split_child(id)?;
+            c.logs.delete_metric_filter().log_group_name(group).filter_name(name).send().await.map_err(err!())?;
+        }
+        ResourceKind::MetricAlarm => {
+            // DeleteAlarms succeeds for a name that is gone: probe first, as for the others.
+            alarm(c, alarm_name(id)).await?.ok_or_else(|| CloudError::NotFound { kind, id: id.to_string() })?;
+            c.metrics.delete_alarms().alarm_names(alarm_name(id)).send().await.map_err(err!())?;
         }
         ResourceKind::SnsTopic => {
             c.sns.delete_topic().topic_arn(id).send().await.map_err(err!())?;

@@ -243,6 +243,11 @@ pub trait Cloud: Send + Sync {
     /// When the lab's flow log first delivered records to its log group, if it has.
     async fn first_delivery(&self, target: &LabTarget) -> Result<Option<Timestamp>, CloudError>;
 
+    /// Whether the lab's egress alarm (the metric-filter detector) is in ALARM. An alarm
+    /// fires once, on its way into ALARM: while it stays there a new attack raises
+    /// nothing, so a run waits for it to return to OK. Labs without one: false.
+    async fn alarm_firing(&self, target: &LabTarget) -> Result<bool, CloudError>;
+
     /// Starts the scenario on the target instance.
     async fn start_attack(&self, target: &LabTarget, scenario: &Scenario, run_id: &str) -> Result<AttackHandle, CloudError>;
 

@@ -574,7 +574,7 @@ fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {
         args.lab,
         args.cloud.name(),
         options.region,
-        options.detector,
+        options.detector.name(),
         options.window_s,
         graph.resources.len()
     );

@@ -81,6 +81,24 @@ pub enum DetectorMode {
     Endpoint,
     /// The detector function scores in-process: no endpoint, a lab that costs cents.
     Lambda,
+    /// No model: a CloudWatch metric filter sums the bytes the target sends out of the
+    /// VPC and an alarm on it calls containment. What most teams start with.
+    MetricFilter,
+}
+
+impl DetectorMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorMode::Endpoint => "endpoint",
+            DetectorMode::Lambda => "lambda",
+            DetectorMode::MetricFilter => "metric-filter",
+        }
+    }
+
+    /// Whether a detector function reads the flow logs (the model's two modes).
+    pub fn has_function(self) -> bool {
+        self != DetectorMode::MetricFilter
+    }
 }
 
 /// An IPv4 address block that SSH may come from: one host, never the world.
@@ -231,6 +249,8 @@ pub enum Role {
     DetectorFunction,
     DetectorPermission,
     SubscriptionFilter,
+    EgressMetricFilter,
+    EgressAlarm,
     ContainmentRole,
     ContainmentPolicy,
     ContainmentLogs,
@@ -241,7 +261,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 37] = [
+    pub const ALL: [Role; 39] = [
         Role::Vpc,
         Role::Subnet,
         Role::InternetGateway,
@@ -272,6 +292,8 @@ impl Role {
         Role::DetectorFunction,
         Role::DetectorPermission,
         Role::SubscriptionFilter,
+        Role::EgressMetricFilter,
+        Role::EgressAlarm,
         Role::ContainmentRole,
         Role::ContainmentPolicy,
         Role::ContainmentLogs,
@@ -314,6 +336,8 @@ impl Role {
             Role::DetectorFunction => "detector-function",
             Role::DetectorPermission => "detector-permission",
             Role::SubscriptionFilter => "detector-subscription",
+            Role::EgressMetricFilter => "egress-metric-filter",
+            Role::EgressAlarm => "egress-alarm",
             Role::ContainmentRole => "containment-role",
             Role::ContainmentPolicy => "containment-policy",
             Role::ContainmentLogs => "containment-logs",
@@ -354,6 +378,8 @@ impl Role {
             Role::DetectorFunction | Role::ContainmentFunction => K::LambdaFunction,
             Role::DetectorPermission | Role::ContainmentPermission => K::LambdaPermission,
             Role::SubscriptionFilter => K::SubscriptionFilter,
+            Role::EgressMetricFilter => K::MetricFilter,
+            Role::EgressAlarm => K::MetricAlarm,
             Role::EventRule => K::EventRule,
             Role::EventTarget => K::EventTarget,
         }
@@ -414,6 +440,11 @@ pub enum ResourceKind {
     LambdaPermission,
     #[serde(rename = "logs:subscription-filter")]
     SubscriptionFilter,
+    /// A log group's metric filter: a child of the group, deleted with it.
+    #[serde(rename = "logs:metric-filter")]
+    MetricFilter,
+    #[serde(rename = "cloudwatch:alarm")]
+    MetricAlarm,
     #[serde(rename = "events:rule")]
     EventRule,
     #[serde(rename = "events:target")]
@@ -451,6 +482,8 @@ impl ResourceKind {
             ResourceKind::LambdaFunction => "lambda:function",
             ResourceKind::LambdaPermission => "lambda:permission",
             ResourceKind::SubscriptionFilter => "logs:subscription-filter",
+            ResourceKind::MetricFilter => "logs:metric-filter",
+            ResourceKind::MetricAlarm => "cloudwatch:alarm",
             ResourceKind::EventRule => "events:rule",
             ResourceKind::EventTarget => "events:target",
             ResourceKind::Volume => "ec2:volume",
@@ -467,6 +500,7 @@ impl ResourceKind {
             ResourceKind::IamRolePolicy
                 | ResourceKind::LambdaPermission
                 | ResourceKind::SubscriptionFilter
+                | ResourceKind::MetricFilter
                 | ResourceKind::EventTarget
                 | ResourceKind::SnsSubscription
         )
@@ -622,6 +656,21 @@ pub enum ResourceConfig {
         log_group: Role,
         function: Role,
         filter_pattern: String,
+    },
+    /// PutMetricFilter on a log group.
+    MetricFilter {
+        log_group: Role,
+        filter_pattern: String,
+        transformation: crate::metric::MetricTransformation,
+    },
+    /// PutMetricAlarm on the per-period sum of one metric. Without a threshold the backend
+    /// calibrates it on the `workload` baseline as the model is calibrated.
+    MetricAlarm {
+        metric: crate::metric::MetricKey,
+        rule: crate::metric::AlarmRule,
+        calibrate: Option<AlarmCalibration>,
+        /// On the target the alarm watches; its dimension's `${ref:target}` is rendered.
+        watches: Role,
     },
     EventRule {
         event_pattern: String,
@@ -809,60 +858,87 @@ impl LabGraph {
                 C::SnsSubscription { topic: R::Topic, protocol: "email".into(), endpoint: email.clone() },
             );
         }
-        b.add(R::DetectorRole, &[], C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() });
-        let mut detector_deps = vec![R::DetectorRole];
-        let mut detector_policy = policy("detector");
-        if o.detector == DetectorMode::Endpoint {
-            detector_policy = merge_statements(&detector_policy, &policy("detector-endpoint"));
-            detector_deps.push(R::AnomalyEndpoint);
+        if o.detector.has_function() {
+            b.add(R::DetectorRole, &[], C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() });
+            let mut detector_deps = vec![R::DetectorRole];
+            let mut detector_policy = policy("detector");
+            if o.detector == DetectorMode::Endpoint {
+                detector_policy = merge_statements(&detector_policy, &policy("detector-endpoint"));
+                detector_deps.push(R::AnomalyEndpoint);
+            }
+            b.add(
+                R::DetectorPolicy,
+                &detector_deps,
+                C::InlinePolicy { role: R::DetectorRole, policy_name: "detector".into(), document: detector_policy },
+            );
+            let mut detector_env = BTreeMap::from([
+                ("CIS_LAB".to_string(), lab.to_string()),
+                ("CIS_WINDOW_S".to_string(), o.window_s.to_string()),
+                ("CIS_LOG_FORMAT".to_string(), LAB_LOG_FORMAT.to_string()),
+                ("CIS_BASELINE".to_string(), o.baseline.clone()),
+            ]);
+            if let Some(fpr) = o.target_fpr {
+                detector_env.insert("CIS_TARGET_FPR".into(), format!("{fpr:e}"));
+            }
+            if o.detector == DetectorMode::Endpoint {
+                detector_env.insert("CIS_ENDPOINT".into(), format!("cis-{lab}-{}", R::AnomalyEndpoint.name()));
+            }
+            // The functions' own log groups, made by the lab rather than by Lambda on first
+            // use: tagged, with a retention, and removed by `down` (the functions may not
+            // create them). `cis attack` on AWS reads the pipeline's timeline from them.
+            b.add(R::DetectorLogs, &[], C::LogGroup { retention_days: 7 });
+            b.add(
+                R::DetectorFunction,
+                &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs],
+                C::LambdaFunction {
+                    code: FunctionCode::Detector,
+                    role: R::DetectorRole,
+                    memory_mb: 256,
+                    timeout_s: 30,
+                    environment: detector_env,
+                },
+            );
+            b.add(
+                R::DetectorPermission,
+                &[R::DetectorFunction, R::LogGroup],
+                C::LambdaPermission {
+                    function: R::DetectorFunction,
+                    principal: "logs.amazonaws.com".into(),
+                    source: R::LogGroup,
+                    statement_id: "cis-flow-log-subscription".into(),
+                },
+            );
+            b.add(
+                R::SubscriptionFilter,
+                &[R::LogGroup, R::DetectorFunction, R::DetectorPermission],
+                C::SubscriptionFilter { log_group: R::LogGroup, function: R::DetectorFunction, filter_pattern: String::new() },
+            );
+        } else {
+            // The metric-filter detector: bytes out of the VPC per minute, per instance.
+            b.add(
+                R::EgressMetricFilter,
+                &[R::LogGroup],
+                C::MetricFilter {
+                    log_group: R::LogGroup,
+                    filter_pattern: crate::metric::egress_pattern(LAB_VPC_PREFIX),
+                    transformation: egress_transformation(),
+                },
+            );
+            b.add(
+                R::EgressAlarm,
+                &[R::EgressMetricFilter, R::TargetInstance],
+                C::MetricAlarm {
+                    metric: crate::metric::MetricKey {
+                        namespace: crate::metric::EGRESS_NAMESPACE.into(),
+                        metric_name: crate::metric::EGRESS_METRIC.into(),
+                        dimensions: BTreeMap::from([(crate::metric::INSTANCE_DIMENSION.to_string(), "${ref:target}".to_string())]),
+                    },
+                    rule: egress_alarm_rule(o.window_s),
+                    calibrate: Some(AlarmCalibration { workload: o.baseline.clone(), window_s: o.window_s, target_fpr: o.target_fpr }),
+                    watches: R::TargetInstance,
+                },
+            );
         }
-        b.add(
-            R::DetectorPolicy,
-            &detector_deps,
-            C::InlinePolicy { role: R::DetectorRole, policy_name: "detector".into(), document: detector_policy },
-        );
-        let mut detector_env = BTreeMap::from([
-            ("CIS_LAB".to_string(), lab.to_string()),
-            ("CIS_WINDOW_S".to_string(), o.window_s.to_string()),
-            ("CIS_LOG_FORMAT".to_string(), LAB_LOG_FORMAT.to_string()),
-            ("CIS_BASELINE".to_string(), o.baseline.clone()),
-        ]);
-        if let Some(fpr) = o.target_fpr {
-            detector_env.insert("CIS_TARGET_FPR".into(), format!("{fpr:e}"));
-        }
-        if o.detector == DetectorMode::Endpoint {
-            detector_env.insert("CIS_ENDPOINT".into(), format!("cis-{lab}-{}", R::AnomalyEndpoint.name()));
-        }
-        // The functions' own log groups, made by the lab rather than by Lambda on first
-        // use: tagged, with a retention, and removed by `down` (the functions may not
-        // create them). `cis attack` on AWS reads the pipeline's timeline from them.
-        b.add(R::DetectorLogs, &[], C::LogGroup { retention_days: 7 });
-        b.add(
-            R::DetectorFunction,
-            &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs],
-            C::LambdaFunction {
-                code: FunctionCode::Detector,
-                role: R::DetectorRole,
-                memory_mb: 256,
-                timeout_s: 30,
-                environment: detector_env,
-            },
-        );
-        b.add(
-            R::DetectorPermission,
-            &[R::DetectorFunction, R::LogGroup],
-            C::LambdaPermission {
-                function: R::DetectorFunction,
-                principal: "logs.amazonaws.com".into(),
-                source: R::LogGroup,
-                statement_id: "cis-flow-log-subscription".into(),
-            },
-        );
-        b.add(
-            R::SubscriptionFilter,
-            &[R::LogGroup, R::DetectorFunction, R::DetectorPermission],
-            C::SubscriptionFilter { log_group: R::LogGroup, function: R::DetectorFunction, filter_pattern: String::new() },
-        );
         b.add(
             R::ContainmentRole,
             &[],
@@ -892,15 +968,18 @@ impl LabGraph {
                 ]),
             },
         );
-        b.add(
-            R::EventRule,
-            &[],
-            C::EventRule {
-                event_pattern: format!(
-                    r#"{{"source":["{DETECTION_SOURCE}"],"detail-type":["{DETECTION_DETAIL_TYPE}"],"detail":{{"lab":["{lab}"]}}}}"#
-                ),
-            },
-        );
+        let event_pattern = if o.detector.has_function() {
+            format!(r#"{{"source":["{DETECTION_SOURCE}"],"detail-type":["{DETECTION_DETAIL_TYPE}"],"detail":{{"lab":["{lab}"]}}}}"#)
+        } else {
+            // Only this lab's alarm, and only its move into ALARM (not back to OK).
+            format!(
+                r#"{{"source":["{}"],"detail-type":["{}"],"detail":{{"alarmName":["{}"],"state":{{"value":["ALARM"]}}}}}}"#,
+                crate::metric::ALARM_SOURCE,
+                crate::metric::ALARM_DETAIL_TYPE,
+                resource_name(lab, R::EgressAlarm)
+            )
+        };
+        b.add(R::EventRule, &[], C::EventRule { event_pattern });
         b.add(
             R::ContainmentPermission,
             &[R::ContainmentFunction, R::EventRule],
@@ -951,6 +1030,40 @@ impl Builder<'_> {
             depends_on: deps.to_vec(),
             config,
         });
+    }
+}
+
+/// The lab's VPC block, 10.42.0.0/16, as the text prefix a filter pattern matches.
+pub const LAB_VPC_PREFIX: &str = "10.42.";
+
+/// The egress metric filter's transformation: the record's bytes, per instance.
+pub fn egress_transformation() -> crate::metric::MetricTransformation {
+    crate::metric::MetricTransformation {
+        namespace: crate::metric::EGRESS_NAMESPACE.into(),
+        metric_name: crate::metric::EGRESS_METRIC.into(),
+        metric_value: "$bytes".into(),
+        dimensions: BTreeMap::from([(crate::metric::INSTANCE_DIMENSION.to_string(), "$instance_id".to_string())]),
+    }
+}
+
+/// How a metric alarm's threshold is found when the graph does not fix it: on the lab's
+/// baseline, the way the model's is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlarmCalibration {
+    pub workload: String,
+    pub window_s: u32,
+    pub target_fpr: Option<f64>,
+}
+
+/// The egress alarm's M of N: one breaching minute is enough (the threshold is set above
+/// anything the baseline did), and the alarm looks back far enough that records arriving
+/// a window plus a worst-case delivery (15 min, latency.toml) late still count.
+pub fn egress_alarm_rule(window_s: u32) -> crate::metric::AlarmRule {
+    crate::metric::AlarmRule {
+        period_s: 60,
+        evaluation_periods: window_s.div_ceil(60) + 15,
+        datapoints_to_alarm: 1,
+        threshold: 0.0,
     }
 }
 
@@ -1057,6 +1170,11 @@ pub fn rendered(spec: &ResourceSpec, lab: &LabName, region: &str, account: &str,
                 *v = r(v)?;
             }
         }
+        ResourceConfig::MetricAlarm { metric, .. } => {
+            for v in metric.dimensions.values_mut() {
+                *v = r(v)?;
+            }
+        }
         _ => {}
     }
     Ok(spec)
@@ -1077,7 +1195,7 @@ mod tests {
         let e = render("${ref:topic}", &lab(), "r", "a", &refs).unwrap_err().to_string();
         assert!(e.contains("${ref:topic} names no role"), "{e}");
         // Every template the graph uses renders once its references exist.
-        for detector in [DetectorMode::Endpoint, DetectorMode::Lambda] {
+        for detector in [DetectorMode::Endpoint, DetectorMode::Lambda, DetectorMode::MetricFilter] {
             let g = LabGraph::build(&lab(), &LabOptions { detector, ..Default::default() }, "up-1");
             let refs: Refs = g.resources.iter().map(|r| (r.role, format!("id-of-{}", r.role.name()))).collect();
             for spec in &g.resources {
@@ -1089,7 +1207,7 @@ mod tests {
 
     #[test]
     fn graph_is_topologically_ordered_and_names_follow_the_convention() {
-        for detector in [DetectorMode::Endpoint, DetectorMode::Lambda] {
+        for detector in [DetectorMode::Endpoint, DetectorMode::Lambda, DetectorMode::MetricFilter] {
             let options = LabOptions { detector, notify_email: Some("ops@example.com".into()), ..Default::default() };
             let g = LabGraph::build(&lab(), &options, "up-1");
             for (i, r) in g.resources.iter().enumerate() {

@@ -51,6 +51,7 @@ impl PriceTable {
                         cost
                     }
                     (ResourceConfig::SageMakerEndpoint { .. }, Some(t)) => Cost::item(self, &format!("sagemaker:{t}")),
+                    (ResourceConfig::MetricAlarm { .. }, _) => Cost::item(self, "cloudwatch:standard-alarm"),
                     _ => Cost::zero(),
                 };
                 (spec.role, cost)

@@ -220,6 +220,10 @@ fn next_run_id(dir: &Path) -> Result<String> {
     Ok(format!("run-{:04}", highest + 1))
 }
 
+/// How long a run waits for the egress alarm to leave ALARM: its evaluation range (the
+/// window plus 15 min) after the target was released, and a margin.
+const REARM_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
 fn target_of(ledger: &Ledger) -> LabTarget {
     let refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
     LabTarget { lab: ledger.lab.clone(), refs }
@@ -280,6 +284,19 @@ impl Orchestrator<'_> {
             }
             self.progress.update(label, "waiting for the flow log's first records (pipeline warm-up)");
             tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+
+        // An alarm still in ALARM from the last run would not fire for this one.
+        let rearm_deadline = clock.now().plus(REARM_TIMEOUT);
+        while self.cloud.alarm_firing(&target).await? {
+            if clock.now() >= rearm_deadline {
+                return Err(Error::LabState(format!(
+                    "lab '{lab}': the egress alarm stayed in ALARM for {} min, so it could not fire for a new attack: run `cis release --lab {lab}` if the target is isolated, and check the alarm in `cis status --lab {lab}`",
+                    REARM_TIMEOUT.as_secs() / 60
+                )));
+            }
+            self.progress.update(label, "waiting for the egress alarm to return to OK (an alarm in ALARM does not fire again)");
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
 
         let runs_dir = self.state.runs_dir(self.cloud.kind(), lab);

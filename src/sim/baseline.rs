@@ -153,3 +153,89 @@ impl LabModels {
         Ok(model)
     }
 }
+
+/// How far above the busiest baseline minute the egress alarm sits by default: a static
+/// threshold an engineer would set after watching the server for three days.
+pub const EGRESS_MARGIN: f64 = 1.5;
+
+/// The egress alarm's threshold for a lab: the metric filter the lab deploys, run over the
+/// baseline capture's flow records, gives bytes sent out of the VPC per minute; the
+/// threshold is [`EGRESS_MARGIN`] times the busiest minute, or with a target false-positive
+/// rate the minute-sum that share of the baseline's minutes exceed.
+pub fn egress_threshold(
+    calibration: &crate::lab::AlarmCalibration,
+    latency: &LatencyModel,
+    baselines: &[BaselineProfile],
+) -> Result<f64, CloudError> {
+    let c = calibration;
+    let values = egress_minutes(c.window_s, &c.workload, latency, baselines)?;
+    let busiest = values.last().copied().unwrap_or(0.0);
+    Ok(match c.target_fpr {
+        None => (busiest * EGRESS_MARGIN).max(1.0),
+        Some(fpr) => {
+            let allowed = (fpr * values.len() as f64).floor() as usize;
+            values[values.len() - 1 - allowed.min(values.len() - 1)].max(1.0)
+        }
+    })
+}
+
+/// Every minute's egress bytes over the baseline capture, the quiet ones as zero, sorted;
+/// captured once per window length and workload in a process.
+fn egress_minutes(window_s: u32, workload: &str, latency: &LatencyModel, baselines: &[BaselineProfile]) -> Result<Arc<Vec<f64>>, CloudError> {
+    static MINUTES: OnceLock<Mutex<BTreeMap<(u32, String), Arc<Vec<f64>>>>> = OnceLock::new();
+    let key = (window_s, workload.to_string());
+    let cache = MINUTES.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(Arc::clone(v));
+    }
+    if !baselines.iter().any(|b| b.id == workload) {
+        return Err(CloudError::Invalid(format!("no baseline profile '{workload}' in assets/baselines.toml")));
+    }
+    let pattern = crate::metric::FilterPattern::parse(&crate::metric::egress_pattern(crate::lab::LAB_VPC_PREFIX))
+        .map_err(CloudError::Invalid)?;
+    let lines = capture(window_s, workload, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
+    let sums = crate::metric::period_sums(&pattern, &crate::lab::egress_transformation(), lines.iter().map(String::as_str), 60);
+    let minutes = (BASELINE_HOURS * 60) as usize;
+    let mut values: Vec<f64> = sums.values().flat_map(|p| p.values().copied()).collect();
+    values.resize(values.len().max(minutes), 0.0);
+    values.sort_by(f64::total_cmp);
+    let values = Arc::new(values);
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Arc::clone(&values));
+    Ok(values)
+}
+
+/// The graph leaves the egress alarm's threshold to the backend; both fill it in here,
+/// before PutMetricAlarm.
+pub fn calibrated(
+    spec: &crate::lab::ResourceSpec,
+    latency: &LatencyModel,
+    baselines: &[BaselineProfile],
+) -> Result<crate::lab::ResourceSpec, CloudError> {
+    use crate::lab::ResourceConfig as C;
+    let mut spec = spec.clone();
+    if let C::MetricAlarm { rule, calibrate, .. } = &mut spec.config {
+        if let Some(c) = calibrate.take() {
+            rule.threshold = egress_threshold(&c, latency, baselines)?;
+        }
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::AlarmCalibration;
+
+    #[test]
+    fn the_egress_threshold_sits_above_the_baseline_and_a_looser_target_lowers_it() {
+        let (latency, baselines) = (LatencyModel::embedded(), crate::scenario::baselines());
+        for workload in ["idle-server", "web-server"] {
+            let t = |target_fpr| {
+                egress_threshold(&AlarmCalibration { workload: workload.into(), window_s: 60, target_fpr }, &latency, &baselines).unwrap()
+            };
+            let (default, strict, loose) = (t(None), t(Some(1e-5)), t(Some(1e-2)));
+            println!("{workload}: default {default}, 1e-5 {strict}, 1e-2 {loose}");
+            assert!(loose <= strict && strict < default, "{workload}: {loose} <= {strict} < {default}");
+        }
+    }
+}

@@ -21,7 +21,7 @@ use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
 use crate::containment::ContainmentConfig;
 use crate::detection::DetectorConfig;
 use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};
-use crate::lab::{FunctionCode, Rule, DETECTION_DETAIL_TYPE, DETECTION_SOURCE};
+use crate::lab::{FunctionCode, Rule};
 use crate::scenario::{Arrival, BaselineProfile, Direction, Scenario, Stream};
 
 /// Long connections move their bytes in chunks this far apart.
@@ -50,6 +50,10 @@ pub enum Event {
     Deliver { log_group: String, lines: Vec<String>, attack_runs: Vec<String> },
     InvokeDetector { function: String, lines: Vec<String> },
     DeliverDetection { function: String, detection: DetectionEvent },
+    /// An EventBridge event delivered to a target function, as Lambda receives it.
+    DeliverEvent { function: String, event: serde_json::Value },
+    /// A metric alarm's once-a-period evaluation.
+    EvaluateAlarm { alarm: String },
     OpenConnection { instance: String, source: Source, index: u32 },
     Chunk { conn: u64 },
 }
@@ -107,6 +111,24 @@ pub struct Network {
     pub windows: std::collections::BTreeMap<String, Window>,
 }
 
+/// What metric filters added to one metric: per delivered batch and period, the sum and
+/// when CloudWatch makes it visible to alarms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub period: Timestamp,
+    pub value: f64,
+    pub visible_at: Timestamp,
+}
+
+/// The account's custom metrics, keyed by [`metric_id`]; a day of history is kept.
+pub type Metrics = std::collections::BTreeMap<String, Vec<Contribution>>;
+
+/// A metric's key as text (JSON map keys are strings).
+pub fn metric_id(k: &crate::metric::MetricKey) -> String {
+    let dims: Vec<String> = k.dimensions.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    format!("{}|{}|{}", k.namespace, k.metric_name, dims.join(","))
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimNotification {
     pub at: Timestamp,
@@ -151,7 +173,8 @@ pub struct Context<'a> {
 /// async code the Lambdas run, over the simulator's side of their small traits.
 #[derive(Clone, Debug)]
 pub enum Invocation {
-    Containment { at: Timestamp, config: ContainmentConfig, detection: DetectionEvent },
+    /// `event` is the EventBridge event as Lambda receives it.
+    Containment { at: Timestamp, config: ContainmentConfig, event: serde_json::Value },
     Detector { at: Timestamp, function: String, config: DetectorConfig, lines: Vec<String> },
 }
 
@@ -333,6 +356,7 @@ impl World {
                         ctx.latency.draw(Delay::SubscriptionToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
                     self.schedule(at.plus(delay), Event::InvokeDetector { function, lines: lines.clone() });
                 }
+                self.apply_metric_filters(at, &log_group, &lines, ctx);
             }
             Event::InvokeDetector { function, lines } => {
                 let Some(Detail::Function { code: FunctionCode::Detector, environment, .. }) = self.get(&function).map(|r| &r.detail)
@@ -351,11 +375,24 @@ impl World {
                     self.pipeline.failures.push(format!("{at}: detection for {} not delivered: {function} is gone", detection.instance_id));
                     return;
                 };
+                let event = crate::containment::eventbridge_event(&detection, &self.account_id, &self.region);
                 match ContainmentConfig::from_env(|k| environment.get(k).cloned()) {
-                    Ok(config) => out.push(Invocation::Containment { at, config, detection }),
+                    Ok(config) => out.push(Invocation::Containment { at, config, event }),
                     Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
                 }
             }
+            Event::DeliverEvent { function, event } => {
+                let Some(Detail::Function { code: FunctionCode::Containment, environment, .. }) = self.get(&function).map(|r| &r.detail)
+                else {
+                    self.pipeline.failures.push(format!("{at}: event {} not delivered: {function} is gone", event["id"]));
+                    return;
+                };
+                match ContainmentConfig::from_env(|k| environment.get(k).cloned()) {
+                    Ok(config) => out.push(Invocation::Containment { at, config, event }),
+                    Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
+                }
+            }
+            Event::EvaluateAlarm { alarm } => self.evaluate_alarm(at, &alarm, ctx),
             Event::OpenConnection { instance, source, index } => self.open_connection(at, &instance, source, index, ctx.baselines),
             Event::Chunk { conn } => self.chunk(at, conn),
         }
@@ -661,8 +698,74 @@ impl World {
     pub fn put_detections(&mut self, at: Timestamp, detections: &[DetectionEvent], ctx: &Context) {
         for d in detections {
             self.pipeline.detections.push(d.clone());
-            self.put_event(at, d.clone(), ctx);
+            let event = crate::containment::eventbridge_event(d, &self.account_id, &self.region);
+            self.put_event(at, event, ctx);
         }
+    }
+
+    /// What CloudWatch Logs does with a delivered batch for each metric filter on the
+    /// group: matching events add to their metric, in the period of their timestamp (a
+    /// flow record's start), visible to alarms after the metric's publication delay.
+    fn apply_metric_filters(&mut self, at: Timestamp, log_group: &str, lines: &[String], ctx: &Context) {
+        let filters: Vec<(String, crate::metric::MetricTransformation)> = self
+            .live_resources()
+            .into_iter()
+            .filter_map(|r| match &r.detail {
+                Detail::MetricFilter { log_group: lg, pattern, transformation } if lg == log_group => {
+                    Some((pattern.clone(), transformation.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (pattern, transformation) in filters {
+            let Ok(pattern) = crate::metric::FilterPattern::parse(&pattern) else { continue };
+            let sums = crate::metric::period_sums(&pattern, &transformation, lines.iter().map(String::as_str), 60);
+            for (key, periods) in sums {
+                let visible_at = at.plus(ctx.latency.draw(Delay::MetricPublication, &mut self.rng));
+                let series = self.metrics.entry(metric_id(&key)).or_default();
+                series.extend(periods.into_iter().map(|(period, value)| Contribution { period, value, visible_at }));
+                // A day is more than any alarm of the lab looks back.
+                series.retain(|c| at.0 - c.period.0 <= 86_400_000);
+            }
+        }
+    }
+
+    /// One evaluation of an alarm: its state from the datapoints visible now; a move into
+    /// ALARM is an EventBridge event (and, for the report, the detection).
+    fn evaluate_alarm(&mut self, at: Timestamp, alarm: &str, ctx: &Context) {
+        let Some(Detail::Alarm { metric, rule, state }) = self.get(alarm).map(|r| r.detail.clone()) else {
+            return;
+        };
+        let mut sums = std::collections::BTreeMap::new();
+        for c in self.metrics.get(&metric_id(&metric)).into_iter().flatten().filter(|c| c.visible_at <= at) {
+            *sums.entry(c.period).or_insert(0.0) += c.value;
+        }
+        let evaluation = rule.evaluate(&sums, at);
+        self.schedule(at.plus(std::time::Duration::from_secs(u64::from(rule.period_s))), Event::EvaluateAlarm { alarm: alarm.to_string() });
+        if evaluation.state == state {
+            return;
+        }
+        if let Some(Detail::Alarm { state, .. }) = self.resources.get_mut(alarm).map(|r| &mut r.detail) {
+            *state = evaluation.state;
+        }
+        let name = self.get(alarm).map(|r| r.name.clone()).unwrap_or_default();
+        let event = crate::metric::state_change_event(&crate::metric::StateChange {
+            alarm_name: &name,
+            alarm_arn: alarm,
+            account: &self.account_id,
+            region: &self.region,
+            metric: &metric,
+            rule: &rule,
+            previous: state,
+            evaluation: &evaluation,
+            at,
+        });
+        if evaluation.state == crate::metric::AlarmState::Alarm {
+            if let Ok(detection) = crate::containment::parse_event(&event) {
+                self.pipeline.detections.push(detection);
+            }
+        }
+        self.put_event(at, event, ctx);
     }
 
     /// InvokeEndpoint: the simulated Random Cut Forest endpoint serves the lab's model.
@@ -686,12 +789,7 @@ impl World {
 
     /// PutEvents: every rule whose pattern matches sends the event to its targets, if the
     /// target function lets EventBridge invoke it (else delivery fails silently, as on AWS).
-    fn put_event(&mut self, at: Timestamp, detection: DetectionEvent, ctx: &Context) {
-        let event = serde_json::json!({
-            "source": DETECTION_SOURCE,
-            "detail-type": DETECTION_DETAIL_TYPE,
-            "detail": detection,
-        });
+    fn put_event(&mut self, at: Timestamp, event: serde_json::Value, ctx: &Context) {
         let live = self.live_resources();
         let rules: Vec<String> = live
             .iter()
@@ -716,7 +814,7 @@ impl World {
         self.pipeline.failures.extend(failures);
         for function in deliveries {
             let delay = ctx.latency.draw(Delay::EventBridgeToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
-            self.schedule(at.plus(delay), Event::DeliverDetection { function, detection: detection.clone() });
+            self.schedule(at.plus(delay), Event::DeliverEvent { function, event: event.clone() });
         }
     }
 }

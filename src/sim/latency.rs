@@ -26,10 +26,11 @@ pub enum Delay {
     EndpointDeletion,
     EndpointConfigPropagation,
     SecurityGroupChange,
+    MetricPublication,
 }
 
 impl Delay {
-    pub const ALL: [Delay; 14] = [
+    pub const ALL: [Delay; 15] = [
         Delay::FlowLogDelivery,
         Delay::FlowLogStartup,
         Delay::SubscriptionToLambda,
@@ -44,6 +45,7 @@ impl Delay {
         Delay::EndpointDeletion,
         Delay::EndpointConfigPropagation,
         Delay::SecurityGroupChange,
+        Delay::MetricPublication,
     ];
 
     /// The table's key in `assets/latency.toml`.
@@ -63,6 +65,7 @@ impl Delay {
             Delay::EndpointDeletion => "endpoint_deletion",
             Delay::EndpointConfigPropagation => "endpoint_config_propagation",
             Delay::SecurityGroupChange => "security_group_change",
+            Delay::MetricPublication => "metric_publication",
         }
     }
 }

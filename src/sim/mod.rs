@@ -71,14 +71,10 @@ impl Shared {
     fn spawn_function(self: &Arc<Self>, inv: Invocation) {
         let shared = Arc::clone(self);
         match inv {
-            Invocation::Containment { at, config, detection } => {
+            Invocation::Containment { at, config, event } => {
                 tokio::spawn(async move {
                     shared.clock.sleep_until(at).await;
                     let api = SimContainment { shared: Arc::clone(&shared) };
-                    let event = {
-                        let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
-                        crate::containment::eventbridge_event(&detection, &w.account_id, &w.region)
-                    };
                     let outcome = crate::containment::handle(&api, &config, &event).await;
                     shared.world_now().pipeline.containments.push(outcome);
                     shared.wake.notify_one();
@@ -268,6 +264,7 @@ impl Cloud for SimCloud {
 
     async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> std::result::Result<String, CloudError> {
         self.shared.api_latency().await;
+        let spec = &baseline::calibrated(spec, &self.shared.latency, &self.shared.baselines)?;
         let mut w = self.shared.world_now();
         let id = w.create(spec, refs, self.shared.clock.now(), &self.shared.latency)?;
         self.shared.commit(&mut w)?;
@@ -321,6 +318,16 @@ impl Cloud for SimCloud {
         match w.get(lg).map(|r| &r.detail) {
             Some(Detail::LogGroup { first_delivery_at, .. }) => Ok(*first_delivery_at),
             _ => Err(CloudError::NotFound { kind: ResourceKind::LogGroup, id: lg.to_string() }),
+        }
+    }
+
+    async fn alarm_firing(&self, target: &LabTarget) -> std::result::Result<bool, CloudError> {
+        let Some(alarm) = target.id(Role::EgressAlarm) else { return Ok(false) };
+        self.shared.api_latency().await;
+        let w = self.shared.world_now();
+        match w.get(alarm).map(|r| &r.detail) {
+            Some(Detail::Alarm { state, .. }) => Ok(*state == crate::metric::AlarmState::Alarm),
+            _ => Err(CloudError::NotFound { kind: ResourceKind::MetricAlarm, id: alarm.to_string() }),
         }
     }
 

@@ -164,6 +164,16 @@ pub enum Detail {
         function: String,
         pattern: String,
     },
+    MetricFilter {
+        log_group: String,
+        pattern: String,
+        transformation: crate::metric::MetricTransformation,
+    },
+    Alarm {
+        metric: crate::metric::MetricKey,
+        rule: crate::metric::AlarmRule,
+        state: crate::metric::AlarmState,
+    },
     EventRule {
         pattern: String,
     },
@@ -211,6 +221,9 @@ pub struct World {
     pub net: Network,
     pub pipeline: PipelineLog,
     pub attacks: BTreeMap<String, AttackState>,
+    /// What the metric filters made of delivered log events, by metric.
+    #[serde(default)]
+    pub metrics: super::dataplane::Metrics,
     /// When set, every flow-log line delivered is kept here too (baseline captures).
     #[serde(skip)]
     pub capture: Option<Vec<String>>,
@@ -244,6 +257,7 @@ impl World {
             net: Network::default(),
             pipeline: PipelineLog::default(),
             attacks: BTreeMap::new(),
+            metrics: Default::default(),
             capture: None,
         }
     }
@@ -610,6 +624,31 @@ impl World {
                 let detail = Detail::SubscriptionFilter { log_group: lg_id.clone(), function: fid, pattern: filter_pattern.clone() };
                 Ok(self.insert(id, spec, Some(lg_id), now, detail))
             }
+            C::MetricFilter { log_group, filter_pattern, transformation } => {
+                crate::metric::FilterPattern::parse(filter_pattern).map_err(|e| invalid(format!("InvalidParameterException: {e}")))?;
+                let lg = self.resolve(refs, *log_group)?;
+                let (lg_id, lg_name) = (lg.id.clone(), lg.name.clone());
+                // PutMetricFilter creates or replaces by name within the group.
+                let id = format!("{lg_name}/{}", spec.name);
+                let detail = Detail::MetricFilter { log_group: lg_id.clone(), pattern: filter_pattern.clone(), transformation: transformation.clone() };
+                Ok(self.insert(id, spec, Some(lg_id), now, detail))
+            }
+            C::MetricAlarm { metric, rule, calibrate, watches } => {
+                if calibrate.is_some() {
+                    return Err(invalid("the alarm's threshold was not calibrated before PutMetricAlarm"));
+                }
+                self.resolve(refs, *watches)?;
+                if metric.dimensions.values().any(|v| v.contains("${")) {
+                    return Err(invalid(format!("InvalidParameterValue: dimension value {:?} was not rendered", metric.dimensions)));
+                }
+                // PutMetricAlarm creates or updates by name; a new alarm starts without data.
+                let id = self.arn("cloudwatch", &format!("alarm:{}", spec.name));
+                let detail = Detail::Alarm { metric: metric.clone(), rule: rule.clone(), state: crate::metric::AlarmState::InsufficientData };
+                let id = self.insert(id, spec, None, now, detail);
+                let first = crate::metric::period_start(now, rule.period_s).plus(std::time::Duration::from_secs(u64::from(rule.period_s)));
+                self.schedule(first, Event::EvaluateAlarm { alarm: id.clone() });
+                Ok(id)
+            }
             C::EventRule { event_pattern } => {
                 serde_json::from_str::<serde_json::Value>(event_pattern)
                     .map_err(|e| invalid(format!("InvalidEventPatternException: {e}")))?;
@@ -643,7 +682,9 @@ impl World {
             ResourceConfig::InlinePolicy { role, policy_name, .. } => format!("{}/{policy_name}", parent_name(role)?),
             ResourceConfig::ManagedPolicyAttachment { role, policy_arn } => format!("{}/{policy_arn}", parent_name(role)?),
             ResourceConfig::LambdaPermission { function, statement_id, .. } => format!("{}/{statement_id}", parent_name(function)?),
-            ResourceConfig::SubscriptionFilter { log_group, .. } => format!("{}/{}", parent_name(log_group)?, spec.name),
+            ResourceConfig::SubscriptionFilter { log_group, .. } | ResourceConfig::MetricFilter { log_group, .. } => {
+                format!("{}/{}", parent_name(log_group)?, spec.name)
+            }
             ResourceConfig::EventTarget { rule, target_id, .. } => format!("{}/{target_id}", parent_name(rule)?),
             ResourceConfig::SnsSubscription { topic, .. } => {
                 let topic = refs.get(topic)?;

@@ -544,6 +544,112 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to delete"), "{}", String::from_utf8_lossy(&again.stdout));
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_the_alarms_event_and_goes_away() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let packages = stand_in_packages();
+    let lab = Lab::new();
+    let cis = |args: &[&str]| {
+        let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", "mf"][..], args].concat());
+        c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
+        c.output().unwrap()
+    };
+    let up = cis(&["up", "--detector", "metric-filter", "--output", "json"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    assert_eq!(report["resources"].as_array().unwrap().len(), 25, "no detector function, no subscription: {report}");
+    let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/mf/ledger.json")).unwrap().expect("a ledger");
+    let id = |role: cis::lab::Role| ledger.entry(role).and_then(|e| e.id.clone()).unwrap();
+    let target = id(cis::lab::Role::TargetInstance);
+
+    // The filter on the flow-log group: the lab's pattern, bytes per instance.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let filters = logs.describe_metric_filters().log_group_name("cis-mf-flow-logs").send().await.unwrap();
+    let [filter] = filters.metric_filters() else { panic!("one metric filter: {filters:?}") };
+    assert_eq!(filter.filter_name(), Some("cis-mf-egress-metric-filter"));
+    assert_eq!(filter.filter_pattern(), Some(cis::metric::egress_pattern("10.42.").as_str()));
+    let t = &filter.metric_transformations()[0];
+    assert_eq!((t.metric_namespace(), t.metric_name(), t.metric_value()), ("cis/lab", "EgressBytes", "$bytes"));
+    assert_eq!(t.dimensions().and_then(|d| d.get("InstanceId")).map(String::as_str), Some("$instance_id"));
+
+    // The alarm: on the target's metric, M of N with missing data not breaching, and the
+    // threshold calibrated on the baseline exactly as the simulator calibrates it.
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    let alarms = cw.describe_alarms().alarm_names("cis-mf-egress-alarm").send().await.unwrap();
+    let [alarm] = alarms.metric_alarms() else { panic!("one alarm: {alarms:?}") };
+    let expected = cis::sim::baseline::egress_threshold(
+        &cis::lab::AlarmCalibration { workload: "idle-server".into(), window_s: 60, target_fpr: None },
+        &cis::sim::latency::LatencyModel::embedded(),
+        &cis::scenario::baselines(),
+    )
+    .unwrap();
+    assert_eq!(alarm.threshold(), Some(expected));
+    assert!(expected > 1.0);
+    assert_eq!((alarm.period(), alarm.evaluation_periods(), alarm.datapoints_to_alarm()), (Some(60), Some(16), Some(1)));
+    assert_eq!(alarm.treat_missing_data(), Some("notBreaching"));
+    assert_eq!(alarm.statistic(), Some(&aws_sdk_cloudwatch::types::Statistic::Sum));
+    assert_eq!(alarm.dimensions()[0].value(), Some(target.as_str()));
+    let tags = cw.list_tags_for_resource().resource_arn(alarm.alarm_arn().unwrap()).send().await.unwrap();
+    assert!(tags.tags().iter().any(|t| t.key() == Some("cis:lab") && t.value() == Some("mf")), "{tags:?}");
+    // The rule takes only this alarm's move into ALARM.
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let rule = events.describe_rule().name("cis-mf-detection-rule").send().await.unwrap();
+    let pattern: serde_json::Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
+    assert_eq!(pattern["source"][0], "aws.cloudwatch");
+    assert_eq!(pattern["detail"]["alarmName"][0], "cis-mf-egress-alarm");
+    assert_eq!(pattern["detail"]["state"]["value"][0], "ALARM");
+
+    // The event CloudWatch sends for that move, given to the containment function's own
+    // code with its AWS calls: the target is isolated.
+    let metric = cis::metric::MetricKey {
+        namespace: "cis/lab".into(),
+        metric_name: "EgressBytes".into(),
+        dimensions: [("InstanceId".to_string(), target.clone())].into(),
+    };
+    let rule_of_alarm = cis::lab::egress_alarm_rule(60);
+    let at = cis::clock::Timestamp(1_767_226_080_000);
+    let breaching = vec![(cis::clock::Timestamp(1_767_225_960_000), expected * 4.0)];
+    let evaluation = cis::metric::Evaluation { state: cis::metric::AlarmState::Alarm, datapoints: breaching.clone(), breaching };
+    let event = cis::metric::state_change_event(&cis::metric::StateChange {
+        alarm_name: "cis-mf-egress-alarm",
+        alarm_arn: alarm.alarm_arn().unwrap(),
+        account: "123456789012",
+        region: "us-east-1",
+        metric: &metric,
+        rule: &cis::metric::AlarmRule { threshold: expected, ..rule_of_alarm },
+        previous: cis::metric::AlarmState::Ok,
+        evaluation: &evaluation,
+        at,
+    });
+    assert!(cis::sim::dataplane::pattern_matches(rule.event_pattern().unwrap(), &event));
+    let config = cis::containment::ContainmentConfig {
+        lab: "mf".into(),
+        topic_arn: id(cis::lab::Role::Topic),
+        allow_all_group: id(cis::lab::Role::AllowAllSecurityGroup),
+        isolation_group: id(cis::lab::Role::IsolationSecurityGroup),
+        forensics: false,
+        steps: cis::containment::IsolationSteps::TwoStep,
+    };
+    let api = cis::aws::functions::AwsContainment::new(&sdk);
+    let outcome = cis::containment::handle(&api, &config, &event).await;
+    assert_eq!(outcome.outcome, "isolated", "{outcome:?}");
+    assert_eq!(outcome.detected_at, Some(at));
+
+    // A run waits while the alarm is in ALARM (it would not fire again).
+    use cis::cloud::Cloud as _;
+    let account = cis::cloud::AccountInfo { account_id: "123456789012".into(), region: "us-east-1".into(), description: "moto".into() };
+    let cloud = cis::aws::cloud::AwsCloud::new(cis::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
+    let lab_target = cis::cloud::LabTarget { lab: "mf".parse().unwrap(), refs: ledger.entries.iter().filter_map(|e| e.id.clone().map(|i| (e.role, i))).collect() };
+    assert!(!cloud.alarm_firing(&lab_target).await.unwrap());
+    cw.set_alarm_state().alarm_name("cis-mf-egress-alarm").state_value(aws_sdk_cloudwatch::types::StateValue::Alarm).state_reason("test").send().await.unwrap();
+    assert!(cloud.alarm_firing(&lab_target).await.unwrap());
+
+    let down = cis(&["down"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_eq!(tagged_with(&sdk, "mf").await, 0, "nothing tagged with the lab remains");
+}
+
 /// Live resources tagged cis:lab=LAB, by plain describe calls of every kind the lab creates.
 async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
     let ec2 = aws_sdk_ec2::Client::new(sdk);
@@ -589,6 +695,10 @@ async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
     let logs = aws_sdk_cloudwatchlogs::Client::new(sdk);
     n += logs.describe_log_groups().log_group_name_prefix(&prefix).send().await.unwrap().log_groups().len();
     n += logs.describe_log_groups().log_group_name_prefix(format!("/aws/lambda/{prefix}")).send().await.unwrap().log_groups().len();
+    // Metric filters go with their group, but one left on a group would still count.
+    n += logs.describe_metric_filters().send().await.unwrap().metric_filters().iter().filter(|f| f.filter_name().is_some_and(|x| x.starts_with(&prefix))).count();
+    let cw = aws_sdk_cloudwatch::Client::new(sdk);
+    n += cw.describe_alarms().alarm_name_prefix(&prefix).send().await.unwrap().metric_alarms().len();
     let sns = aws_sdk_sns::Client::new(sdk);
     n += sns.list_topics().send().await.unwrap().topics().iter().filter(|t| t.topic_arn().is_some_and(|a| a.contains(&prefix))).count();
     let events = aws_sdk_eventbridge::Client::new(sdk);

@@ -117,6 +117,58 @@ fn every_workload_profile_runs_a_virtual_day_without_a_false_isolation_and_attac
     });
 }
 
+/// The second detector: a metric filter on the bytes the target sends out and an alarm on
+/// it, driving the same containment through EventBridge. It catches a bulk upload (later
+/// than the model: the metric's publication and the alarm's minute), passes a benign day
+/// and a package update, misses what moves little data, and a run after an isolation waits
+/// for the alarm to return to OK so that it can fire again.
+#[test]
+fn a_metric_filter_lab_isolates_bulk_exfiltration_through_its_alarm_and_misses_what_moves_little_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    runtime.block_on(async {
+        let state = StateDir::new(dir.path());
+        let cloud = SimCloud::open(&state.sim_account_dir(), Some(7), "us-east-1").unwrap();
+        let orch = Orchestrator::new(&cloud, &Silent, &state);
+        let lab = "mf".parse().unwrap();
+        orch.up(&lab, &LabOptions { detector: DetectorMode::MetricFilter, ..Default::default() }).await.unwrap();
+        let target = orch.target(&lab).unwrap();
+        assert!(target.id(Role::DetectorFunction).is_none() && target.id(Role::SubscriptionFilter).is_none());
+        assert!(target.id(Role::EgressMetricFilter).is_some());
+
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        let (detections, containments) = cloud.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.len()));
+        println!("metric filter, 24 virtual hours of idle-server: {detections} detections, {containments} containments");
+        assert_eq!((detections, containments), (0, 0));
+
+        let find = |id: &str| cis::scenario::find(id).unwrap();
+        let bulk = orch.attack(&lab, &find("exfil-https-bulk")).await.unwrap();
+        println!("metric filter, exfil-https-bulk: {:?} s to detection, {:?}", bulk.metrics.detection_latency_s, bulk.detection_reason);
+        assert!(bulk.metrics.detected && bulk.metrics.isolated, "{:?}", bulk.notes);
+        let (detection, outcome) = cloud.inspect(|w| (w.pipeline.detections[0].clone(), w.pipeline.containments[0].clone()));
+        assert_eq!(detection.detector, "metric-filter");
+        assert_eq!(detection.instance_id, target.id(Role::TargetInstance).unwrap());
+        assert_eq!(detection.at.millis() % 60_000, 0, "an alarm is evaluated on the minute");
+        assert!(detection.reason.starts_with("Threshold Crossed: "), "{}", detection.reason);
+        assert_eq!(outcome.outcome, "isolated");
+        // Longer than the metric's shortest publication delay (3 min) and a window.
+        assert!(bulk.metrics.detection_latency_s.unwrap() > 240.0);
+
+        // The next run waits for the alarm to leave ALARM; then the beacon, whose bytes
+        // stay under the threshold, and the package update pass unnoticed.
+        for (id, detected) in [("c2-beacon-jitter", false), ("benign-package-update", false), ("exfil-unusual-port", true)] {
+            let previous = orch.attack(&lab, &find(id)).await;
+            let run = previous.unwrap();
+            println!("metric filter, {id}: detected {} after {:?} s", run.metrics.detected, run.metrics.detection_latency_s);
+            assert_eq!(run.metrics.detected, detected, "{id}: {:?}", run.notes);
+            assert_eq!(run.metrics.isolated, detected, "{id}: {:?}", run.notes);
+            orch.release(&lab).await.unwrap();
+        }
+        orch.down(&lab).await.unwrap();
+        assert!(cloud.inspect(|w| w.live_resources().is_empty()));
+    });
+}
+
 #[test]
 fn a_sweep_shows_a_looser_threshold_buying_false_alarms() {
     let lab = crate::Lab::new();
@@ -136,10 +188,16 @@ fn a_sweep_shows_a_looser_threshold_buying_false_alarms() {
         "60",
         "--target-fpr",
         "1e-5,1e-2",
+        "--detectors",
+        "model,metric-filter",
     ]);
     let sweep: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let settings = sweep["settings"].as_array().unwrap();
-    assert_eq!(settings.len(), 2);
+    let all = sweep["settings"].as_array().unwrap();
+    assert_eq!(all.len(), 4);
+    let (settings, filters) = all.split_at(2);
+    assert!(settings.iter().all(|s| s["detector"] == "model") && filters.iter().all(|s| s["detector"] == "metric-filter"));
+    println!("metric filter: {filters:?}");
+    assert!(filters.iter().all(|s| s["false_isolations"] == 0), "the egress alarm sits above every benign minute of the web server");
     let (strict, loose) = (&settings[0], &settings[1]);
     assert_eq!((strict["target_fpr"].as_f64(), loose["target_fpr"].as_f64()), (Some(1e-5), Some(1e-2)));
     println!("strict: {strict}\nloose: {loose}");
