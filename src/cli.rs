@@ -95,6 +95,11 @@ pub enum Command {
     Demo(DemoArgs),
     /// What-if studies on the simulator.
     Sim(SimArgs),
+    /// Rank a batch of alerts: which are critical, why, and what to do.
+    Triage(TriageArgs),
+    /// Root-cause analysis of security logs against the firewall rules: the issue, its
+    /// cause, and a narrower rule set.
+    Rca(RcaArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -310,6 +315,39 @@ pub struct SweepArgs {
     /// the target sends out with an alarm on it.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SweepDetector::Model, SweepDetector::MetricFilter])]
     pub detectors: Vec<SweepDetector>,
+}
+
+/// How `cis triage` and `cis rca` write their answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnalysisFormat {
+    Markdown,
+    Text,
+    /// The report as JSON (`cis-triage` or `cis-rca`, version 1).
+    Json,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct TriageArgs {
+    /// Alerts: a JSON array or JSON lines (the lab's detection and containment records
+    /// too); `-` or nothing reads standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: AnalysisFormat,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct RcaArgs {
+    /// Security logs: a Markdown or CSV table (time, source, destination, port, protocol,
+    /// action, rule, message) or flow-log lines.
+    #[arg(long, value_name = "FILE")]
+    pub logs: Option<std::path::PathBuf>,
+    /// Firewall rules: a Markdown or CSV table (id, priority, direction, action, source,
+    /// destination, ports, protocol). Without it: the lab's security groups, from its ledger.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: AnalysisFormat,
 }
 
 /// A detector `cis sim sweep` compares.

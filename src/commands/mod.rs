@@ -7,6 +7,7 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context as _, Result};
 use clap::{CommandFactory, Parser};
 
+mod analysis;
 mod classroom;
 mod detection;
 mod sweep;
@@ -100,6 +101,8 @@ fn verb(c: &Command) -> &'static str {
         Command::Scenarios(_) => "scenarios",
         Command::Demo(_) => "demo",
         Command::Sim(_) => "sim",
+        Command::Triage(_) => "triage",
+        Command::Rca(_) => "rca",
         Command::Completions { .. } => "completions",
     }
 }
@@ -128,6 +131,8 @@ fn run(args: &Args) -> Result<()> {
         Command::Train(t) => return detection::train(args, t, &state),
         Command::Detect(d) => return detection::detect(args, d, &state),
         Command::Flows(f) => return detection::flows(args, f),
+        Command::Triage(t) => return Ok(analysis::triage(t)?),
+        Command::Rca(r) => return Ok(analysis::rca(args, r, &state)?),
         _ => {}
     }
     eprintln!("cis {} · cloud: {} · lab: {}", verb(&args.command), args.cloud.name(), args.lab);
@@ -412,6 +417,8 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
         | Command::Train(_)
         | Command::Detect(_)
         | Command::Flows(_)
+        | Command::Triage(_)
+        | Command::Rca(_)
         | Command::Completions { .. } => {
             unreachable!("handled before the runtime")
         }

@@ -2,6 +2,7 @@
 //! in temporary state directories, and checks the simulated account from outside.
 
 #[cfg(feature = "aws")]
+mod analysis;
 mod aws;
 mod cli;
 mod crash;
