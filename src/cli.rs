@@ -334,6 +334,41 @@ pub struct TriageArgs {
     pub file: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: AnalysisFormat,
+    #[command(flatten)]
+    pub analyser: AnalyserArgs,
+}
+
+/// Who answers `cis triage` and `cis rca`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnalyserKind {
+    /// The offline rules engine: deterministic, explains itself with the evidence it used.
+    Builtin,
+    /// Foundation-Sec-8B-Instruct on a SageMaker endpoint (`cis up --llm`, or --endpoint).
+    Sagemaker,
+    /// Any OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama) by --url
+    /// and --model.
+    Openai,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct AnalyserArgs {
+    #[arg(long, value_enum, default_value = "builtin")]
+    pub analyser: AnalyserKind,
+    /// The OpenAI-compatible server: `http://host:port`, with or without `/v1`.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The model name the OpenAI-compatible server serves.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// The SageMaker endpoint; by default the lab's `cis-<lab>-llm-endpoint`.
+    #[arg(long, value_name = "NAME")]
+    pub endpoint: Option<String>,
+    /// Seconds to wait for the model's answer.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// The longest answer to ask for, in tokens.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=16_384))]
+    pub max_tokens: u32,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -348,6 +383,8 @@ pub struct RcaArgs {
     pub rules: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: AnalysisFormat,
+    #[command(flatten)]
+    pub analyser: AnalyserArgs,
 }
 
 /// A detector `cis sim sweep` compares.

@@ -33,6 +33,10 @@ pub enum Error {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 
+    /// An analyser that gave no usable answer (late, unreachable, off-format).
+    #[error(transparent)]
+    Analysis(#[from] crate::analysis::AnalysisError),
+
     #[error("internal error (please report it): {0}")]
     Internal(String),
 }
@@ -41,7 +45,10 @@ impl Error {
     /// Errors the user can fix by changing what they typed or the files they gave:
     /// the CLI exits with status 2 for these.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Error::BadState { .. } | Error::BadFile { .. } | Error::UnknownScenario(_) | Error::Usage(_) | Error::LabState(_))
+        matches!(
+            self,
+            Error::BadState { .. } | Error::BadFile { .. } | Error::UnknownScenario(_) | Error::Usage(_) | Error::LabState(_) | Error::Analysis(_)
+        )
             || matches!(self, Error::Cloud(CloudError::Credentials(_)))
     }
 

@@ -9,6 +9,7 @@
 //! the raw input, and what their answers are checked against.
 
 pub mod builtin;
+pub mod llm;
 
 
 use std::collections::BTreeSet;

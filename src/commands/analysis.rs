@@ -5,8 +5,9 @@ use std::io::Read as _;
 use std::path::Path;
 
 use super::print;
+use crate::analysis::llm::{Analyser, Builtin, ModelAnalyser, OpenAi, Sampling};
 use crate::analysis::{self, InputError, RcaInput};
-use crate::cli::{AnalysisFormat, Args, RcaArgs, TriageArgs};
+use crate::cli::{AnalyserArgs, AnalyserKind, AnalysisFormat, Args, RcaArgs, TriageArgs};
 use crate::error::{Error, Result};
 use crate::state::StateDir;
 
@@ -28,10 +29,58 @@ fn bad_file(path: &Path, e: InputError) -> Error {
     Error::BadFile { path: path.to_path_buf(), line: if e.what == "line" { e.position } else { 0 }, message: e.to_string() }
 }
 
-pub fn triage(t: &TriageArgs) -> Result<()> {
+/// The analyser the flags name, checked before any input is sent anywhere.
+async fn analyser(args: &Args, a: &AnalyserArgs) -> Result<Box<dyn Analyser>> {
+    let sampling = Sampling { max_new_tokens: a.max_tokens, ..Default::default() };
+    let timeout = std::time::Duration::from_secs(a.timeout);
+    match a.analyser {
+        AnalyserKind::Builtin => Ok(Box::new(Builtin)),
+        AnalyserKind::Openai => {
+            let url = a.url.clone().ok_or_else(|| Error::Usage("--analyser openai needs --url http://HOST:PORT of the server".into()))?;
+            if !url.starts_with("http://") {
+                return Err(Error::Usage(format!(
+                    "--url {url}: only http:// is supported; put a TLS-terminating proxy in front of an https server"
+                )));
+            }
+            let model = a.model.clone().ok_or_else(|| Error::Usage("--analyser openai needs --model NAME (the model the server serves)".into()))?;
+            let client = OpenAi { url, model, api_key: std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()), sampling };
+            Ok(Box::new(ModelAnalyser { client, timeout }))
+        }
+        AnalyserKind::Sagemaker => sagemaker(args, a, sampling, timeout).await,
+    }
+}
+
+#[cfg(feature = "aws-functions")]
+async fn sagemaker(args: &Args, a: &AnalyserArgs, sampling: Sampling, timeout: std::time::Duration) -> Result<Box<dyn Analyser>> {
+    let endpoint = a.endpoint.clone().unwrap_or_else(|| crate::lab::llm_endpoint_name(&args.lab));
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(args.region.clone()));
+    if let Some(url) = &args.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(p) = &args.profile {
+        loader = loader.profile_name(p);
+    }
+    let sdk = loader.load().await;
+    let client = crate::analysis::llm::SageMaker { client: aws_sdk_sagemakerruntime::Client::new(&sdk), endpoint, sampling };
+    Ok(Box::new(ModelAnalyser { client, timeout }))
+}
+
+#[cfg(not(feature = "aws-functions"))]
+async fn sagemaker(_: &Args, _: &AnalyserArgs, _: Sampling, _: std::time::Duration) -> Result<Box<dyn Analyser>> {
+    Err(Error::Usage("--analyser sagemaker needs the AWS backend: build cis with `--features aws`".into()))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::Internal(format!("starting the runtime: {e}")))
+}
+
+pub fn triage(args: &Args, t: &TriageArgs) -> Result<()> {
     let (text, path) = read(t.file.as_deref())?;
     let alerts = analysis::parse_alerts(&text).map_err(|e| bad_file(&path, e))?;
-    let report = analysis::builtin::triage(&alerts);
+    let report = runtime()?.block_on(async {
+        let analyser = analyser(args, &t.analyser).await?;
+        Ok::<_, Error>(analyser.triage(&alerts, &text).await?)
+    })?;
     print(&match t.format {
         AnalysisFormat::Markdown => report.to_markdown(),
         AnalysisFormat::Text => report.to_text(),
@@ -42,9 +91,11 @@ pub fn triage(t: &TriageArgs) -> Result<()> {
 
 pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
     let mut input = RcaInput::default();
+    let mut raw_logs = String::new();
     if let Some(p) = &r.logs {
         let (text, path) = read(Some(p))?;
         input.logs = analysis::parse_logs(&text).map_err(|e| bad_file(&path, e))?;
+        raw_logs = text;
     }
     match &r.rules {
         Some(p) => {
@@ -67,7 +118,10 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
     if input.logs.is_empty() && r.logs.is_none() && input.rules.is_empty() {
         return Err(Error::Usage("nothing to analyse: give --logs FILE and --rules FILE".into()));
     }
-    let report = analysis::builtin::rca(&input);
+    let report = runtime()?.block_on(async {
+        let analyser = analyser(args, &r.analyser).await?;
+        Ok::<_, Error>(analyser.rca(&input, &raw_logs).await?)
+    })?;
     print(&match r.format {
         AnalysisFormat::Markdown => report.to_markdown(),
         AnalysisFormat::Text => report.to_text(),

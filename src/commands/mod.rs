@@ -131,7 +131,7 @@ fn run(args: &Args) -> Result<()> {
         Command::Train(t) => return detection::train(args, t, &state),
         Command::Detect(d) => return detection::detect(args, d, &state),
         Command::Flows(f) => return detection::flows(args, f),
-        Command::Triage(t) => return Ok(analysis::triage(t)?),
+        Command::Triage(t) => return Ok(analysis::triage(args, t)?),
         Command::Rca(r) => return Ok(analysis::rca(args, r, &state)?),
         _ => {}
     }

@@ -1081,6 +1081,11 @@ pub fn rcf_hyperparameters() -> BTreeMap<String, String> {
     ])
 }
 
+/// The SageMaker endpoint serving Foundation-Sec-8B-Instruct for a lab (`cis up --llm`).
+pub fn llm_endpoint_name(lab: &LabName) -> String {
+    format!("cis-{lab}-llm-endpoint")
+}
+
 /// `cis-<lab>-<role>`, or Lambda's own name for a function's log group.
 pub fn resource_name(lab: &LabName, role: Role) -> String {
     match role {

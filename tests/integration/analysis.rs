@@ -122,3 +122,233 @@ fn rca_without_rules_reads_the_labs_security_groups_from_its_ledger() {
     assert!(titles.iter().any(|t| t.contains("cis-default-target-sg/outbound-1")), "{titles:?}");
     lab.ok(&["down"]);
 }
+
+/// A local HTTP server the test scripts: it records each request and answers with the
+/// next scripted reply, after an optional delay. Never the internet.
+struct FakeServer {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: serde_json::Value,
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+    delay: std::time::Duration,
+}
+
+impl FakeServer {
+    fn start(replies: Vec<Reply>) -> FakeServer {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for reply in replies {
+                let Ok((stream, _)) = listener.accept() else { return };
+                let mut reader = std::io::BufReader::new(stream);
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut headers = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let line = line.trim_end().to_string();
+                    if line.is_empty() {
+                        break;
+                    }
+                    let (k, v) = line.split_once(':').unwrap();
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+                let length: usize = headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                seen.lock().unwrap().push(Recorded {
+                    request_line: request_line.trim_end().to_string(),
+                    headers,
+                    body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                });
+                std::thread::sleep(reply.delay);
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                    reply.status,
+                    reply.body.len(),
+                    reply.body
+                );
+            }
+        });
+        FakeServer { url, requests }
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn now() -> std::time::Duration {
+    std::time::Duration::ZERO
+}
+
+/// A chat-completions reply whose message is `content`.
+fn chat(content: &str) -> Reply {
+    Reply { status: 200, body: serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]}).to_string(), delay: now() }
+}
+
+const GOOD_TRIAGE: &str = r#"Here is the triage:
+```json
+{"findings": [
+  {"alert_ids": ["a-04", "a-05", "a-06", "a-07"], "category": "active-attack", "severity": "critical", "why": "a scan that got through on 8080", "action": "block 198.51.100.23"},
+  {"alert_ids": ["a-03"], "category": "outage", "severity": "critical", "why": "the database disk is full", "action": "free space on db-1"},
+  {"alert_ids": ["a-01", "a-08"], "category": "noise", "severity": "info", "why": "health checks", "action": "none"}
+]}
+```"#;
+
+#[test]
+fn the_openai_analyser_sends_the_prompts_with_the_builtin_evidence_and_checks_the_answer() {
+    let lab = crate::Lab::new();
+    let server = FakeServer::start(vec![chat(GOOD_TRIAGE)]);
+    let out = lab.ok(&[
+        "triage",
+        &fixture("alerts-mixed.jsonl"),
+        "--analyser",
+        "openai",
+        "--url",
+        &server.url,
+        "--model",
+        "fdtn-ai/Foundation-Sec-8B-Instruct",
+        "--format",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["analyser"], "openai");
+    assert_eq!(report["findings"][0]["alert_ids"][3], "a-07");
+    assert_eq!(report["findings"][1]["category"], "outage");
+    assert_eq!(report["findings"][1]["evidence"][0].as_str().unwrap().split(':').next(), Some("#3 a-03 2026-11-20T08"));
+
+    // The exact request: one POST to the completions path, JSON, the model, the system
+    // prompt from assets/, the builtin engine's findings and the raw alerts, temperature 0.
+    let [request] = &server.requests()[..] else { panic!("one request: {:?}", server.requests()) };
+    assert_eq!(request.request_line, "POST /v1/chat/completions HTTP/1.1");
+    assert!(request.headers.contains(&("content-type".into(), "application/json".into())), "{:?}", request.headers);
+    let body = &request.body;
+    assert_eq!(body["model"], "fdtn-ai/Foundation-Sec-8B-Instruct");
+    assert_eq!(body["temperature"], 0.0);
+    assert_eq!(body["max_tokens"], 1024);
+    assert_eq!(body["messages"][0]["role"], "system");
+    let system = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/prompts/triage-system.md")).unwrap();
+    assert_eq!(body["messages"][0]["content"], system.as_str());
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert!(user.contains("\"category\": \"outage\"") && user.contains("\"a-03\""), "the builtin evidence: {user}");
+    assert!(user.contains("write failed: No space left on device"), "the raw input: {user}");
+}
+
+#[test]
+fn malformed_empty_unknown_and_late_answers_are_clear_errors_with_status_2() {
+    let lab = crate::Lab::new();
+    let cases: Vec<(Reply, &str)> = vec![
+        (chat("I think a-03 matters most."), "no JSON object in the answer"),
+        (chat(""), "the answer is empty"),
+        (chat(r#"{"findings": [{"alert_ids": ["zz-99"], "category": "outage", "severity": "critical", "why": "-", "action": "-"}]}"#), "names alert id 'zz-99', which is not in the input"),
+        (chat(r#"{"findings": [{"alert_ids": ["a-03"], "category": "catastrophe", "severity": "critical", "why": "-", "action": "-"}]}"#), "not the findings object"),
+        (chat(r#"{"findings": []}"#), "has no findings"),
+        (Reply { status: 200, body: "<html>oops</html>".into(), delay: now() }, "the server's reply is not JSON"),
+        (Reply { status: 500, body: "model not loaded".into(), delay: now() }, "HTTP 500: 'model not loaded'"),
+        (Reply { status: 200, body: "{}".into(), delay: std::time::Duration::from_secs(4) }, "did not answer within 1 s: raise --timeout"),
+    ];
+    for (reply, expected) in cases {
+        let server = FakeServer::start(vec![reply]);
+        let out = lab.run(&[
+            "triage",
+            &fixture("alerts-mixed.jsonl"),
+            "--analyser",
+            "openai",
+            "--url",
+            &server.url,
+            "--model",
+            "m",
+            "--timeout",
+            "1",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{expected}: {err}");
+        assert!(err.contains(expected), "expected '{expected}' in: {err}");
+        assert!(out.stdout.is_empty(), "no half-report on stdout");
+    }
+    // Flags checked before anything is sent.
+    let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", "https://api.example.com", "--model", "m"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http:// is supported"));
+    let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", "http://127.0.0.1:9"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --model"));
+    // Nothing listening: unreachable, said so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", &format!("http://{closed}"), "--model", "m"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not be reached"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_sagemaker_analyser_invokes_the_endpoint_as_the_lmi_container_expects() {
+    let lab = crate::Lab::new();
+    let rca_answer = serde_json::json!({"issues": [{
+        "title": "scan through allow-all", "category": "active-attack", "issue": "203.0.113.66 got in on 8081",
+        "root_cause": "allow-all admits any port", "rule": "allow-all",
+        "proposed_rules": [{"id": "deny-scanner", "direction": "inbound", "action": "deny", "source": "203.0.113.66", "destination": "10.1.1.10", "ports": "any", "protocol": "any"}],
+        "evidence_lines": [6, 10]
+    }]});
+    let generated = serde_json::json!([{"generated_text": rca_answer.to_string()}]).to_string();
+    let server = FakeServer::start(vec![Reply { status: 200, body: generated, delay: now() }]);
+    let out = lab
+        .cmd(&[
+            "--endpoint-url",
+            &server.url,
+            "rca",
+            "--logs",
+            &fixture("scan-then-allow.md"),
+            "--rules",
+            &fixture("rules.csv"),
+            "--analyser",
+            "sagemaker",
+            "--endpoint",
+            "cis-test-llm-endpoint",
+            "--format",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["analyser"], "sagemaker");
+    assert_eq!(report["issues"][0]["rule"], "allow-all");
+    assert_eq!(report["issues"][0]["evidence"][1].as_str().unwrap(), "line 10: | 2026-11-20T09:01:09Z | 203.0.113.66 | 10.1.1.10 | 8081 | tcp | ALLOW | |");
+    let [request] = &server.requests()[..] else { panic!("one request") };
+    assert_eq!(request.request_line, "POST /endpoints/cis-test-llm-endpoint/invocations HTTP/1.1");
+    let body = &request.body;
+    assert_eq!(body["parameters"], serde_json::json!({"max_new_tokens": 1024, "temperature": 0.0, "do_sample": false, "repetition_penalty": 1.2}));
+    let inputs = body["inputs"].as_str().unwrap();
+    assert!(inputs.starts_with("You are a network security engineer"), "{inputs}");
+    assert!(inputs.contains("allow-all |") && inputs.contains("   10: | 2026-11-20T09:01:09Z | 203.0.113.66"), "{inputs}");
+
+    // An answer blaming a rule that is not there is refused.
+    let wrong = serde_json::json!([{"generated_text": rca_answer.to_string().replace("\"rule\":\"allow-all\"", "\"rule\":\"rule-42\"")}]).to_string();
+    let server = FakeServer::start(vec![Reply { status: 200, body: wrong, delay: now() }]);
+    let out = lab
+        .cmd(&["--endpoint-url", &server.url, "rca", "--logs", &fixture("scan-then-allow.md"), "--rules", &fixture("rules.csv"), "--analyser", "sagemaker", "--endpoint", "e"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blames rule 'rule-42', which is not in the rules given"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,526 @@
+//! The language-model analysers: Foundation-Sec-8B-Instruct on a SageMaker endpoint, or
+//! any OpenAI-compatible chat-completions server (vLLM, llama.cpp, Ollama).
+//!
+//! Both get the same prompts (`assets/prompts/`): the built-in engine's structured
+//! evidence beside the raw input. Both answer in one JSON shape, and the answer is checked
+//! before anyone sees it: every alert id, log line and rule id it cites must be in the
+//! input, every category and severity must be one the report knows. A model that answers
+//! late, empty or off-format is an error that says so, never a half-report.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{builtin, AnalysisError, Alert, Category, FirewallRule, Finding, RcaInput, RcaIssue, RcaReport, TriageReport};
+
+const TRIAGE_SYSTEM: &str = include_str!("../../assets/prompts/triage-system.md");
+const TRIAGE_USER: &str = include_str!("../../assets/prompts/triage-user.md");
+const RCA_SYSTEM: &str = include_str!("../../assets/prompts/rca-system.md");
+const RCA_USER: &str = include_str!("../../assets/prompts/rca-user.md");
+
+/// The raw input sent along is cut here: an 8B model's context is 128k tokens, and most of
+/// a large batch is repetition the evidence already summarises.
+pub const MAX_INPUT_CHARS: usize = 48_000;
+
+/// One model call: a system prompt and a user prompt in, the model's text out.
+#[async_trait]
+pub trait Completion: Send + Sync {
+    /// `openai`, `sagemaker`.
+    fn analyser(&self) -> &'static str;
+    /// Where the model is, for messages: a URL or an endpoint name.
+    fn target(&self) -> String;
+    async fn complete(&self, system: &str, user: &str) -> Result<String, AnalysisError>;
+}
+
+/// Triage and root-cause analysis, whoever answers.
+#[async_trait]
+pub trait Analyser: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn triage(&self, alerts: &[Alert], raw: &str) -> Result<TriageReport, AnalysisError>;
+    async fn rca(&self, input: &RcaInput, raw_logs: &str) -> Result<RcaReport, AnalysisError>;
+}
+
+/// The rules engine, as an analyser.
+pub struct Builtin;
+
+#[async_trait]
+impl Analyser for Builtin {
+    fn name(&self) -> &'static str {
+        "builtin"
+    }
+    async fn triage(&self, alerts: &[Alert], _raw: &str) -> Result<TriageReport, AnalysisError> {
+        Ok(builtin::triage(alerts))
+    }
+    async fn rca(&self, input: &RcaInput, _raw: &str) -> Result<RcaReport, AnalysisError> {
+        Ok(builtin::rca(input))
+    }
+}
+
+/// A language model behind a [`Completion`], bounded by `timeout` per call.
+pub struct ModelAnalyser<C> {
+    pub client: C,
+    pub timeout: Duration,
+}
+
+fn clip(text: &str) -> String {
+    if text.len() <= MAX_INPUT_CHARS {
+        return text.to_string();
+    }
+    let mut end = MAX_INPUT_CHARS;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[... {} more characters left out]", &text[..end], text.len() - end)
+}
+
+/// The JSON object in a model's text: models wrap it in prose or a ``` fence at times.
+fn json_object(analyser: &str, text: &str) -> Result<serde_json::Value, AnalysisError> {
+    let bad = |detail: String| AnalysisError::BadAnswer { analyser: analyser.to_string(), detail };
+    if text.trim().is_empty() {
+        return Err(bad("the answer is empty".into()));
+    }
+    let (Some(start), Some(end)) = (text.find('{'), text.rfind('}')) else {
+        return Err(bad(format!("no JSON object in the answer: {}", excerpt(text))));
+    };
+    if end < start {
+        return Err(bad(format!("no JSON object in the answer: {}", excerpt(text))));
+    }
+    serde_json::from_str(&text[start..=end]).map_err(|e| bad(format!("the JSON in the answer does not parse ({e}): {}", excerpt(text))))
+}
+
+/// The start of a text, on one line, for an error message.
+pub fn excerpt(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(160) {
+        Some((i, _)) => format!("'{}...'", &one_line[..i]),
+        None => format!("'{one_line}'"),
+    }
+}
+
+#[derive(Deserialize)]
+struct TriageAnswer {
+    findings: Vec<FindingAnswer>,
+}
+
+#[derive(Deserialize)]
+struct FindingAnswer {
+    alert_ids: Vec<String>,
+    category: Category,
+    severity: String,
+    why: String,
+    action: String,
+}
+
+#[derive(Deserialize)]
+struct RcaAnswer {
+    issues: Vec<IssueAnswer>,
+}
+
+#[derive(Deserialize)]
+struct IssueAnswer {
+    title: String,
+    category: Category,
+    issue: String,
+    root_cause: String,
+    rule: Option<String>,
+    #[serde(default)]
+    proposed_rules: Vec<RuleAnswer>,
+    #[serde(default)]
+    evidence_lines: Vec<usize>,
+}
+
+#[derive(Deserialize)]
+struct RuleAnswer {
+    id: String,
+    direction: String,
+    action: String,
+    source: String,
+    destination: String,
+    ports: String,
+    protocol: String,
+}
+
+const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
+
+impl<C: Completion> ModelAnalyser<C> {
+    async fn call(&self, system: &str, user: &str) -> Result<String, AnalysisError> {
+        match tokio::time::timeout(self.timeout, self.client.complete(system, user)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(AnalysisError::Timeout {
+                analyser: self.client.analyser().to_string(),
+                seconds: self.timeout.as_secs().max(1),
+                target: self.client.target(),
+            }),
+        }
+    }
+
+    fn bad(&self, detail: String) -> AnalysisError {
+        AnalysisError::BadAnswer { analyser: self.client.analyser().to_string(), detail }
+    }
+}
+
+#[async_trait]
+impl<C: Completion> Analyser for ModelAnalyser<C> {
+    fn name(&self) -> &'static str {
+        self.client.analyser()
+    }
+
+    async fn triage(&self, alerts: &[Alert], raw: &str) -> Result<TriageReport, AnalysisError> {
+        let evidence = builtin::triage(alerts);
+        let user = TRIAGE_USER
+            .replace("{{evidence}}", &serde_json::to_string_pretty(&evidence.findings).expect("findings serialize"))
+            .replace("{{input}}", &clip(raw));
+        let text = self.call(TRIAGE_SYSTEM, &user).await?;
+        let answer: TriageAnswer = serde_json::from_value(json_object(self.name(), &text)?)
+            .map_err(|e| self.bad(format!("the answer is not the findings object the prompt asks for: {e}")))?;
+        if answer.findings.is_empty() {
+            return Err(self.bad("the answer has no findings".into()));
+        }
+        let known: BTreeSet<&str> = alerts.iter().map(|a| a.id.as_str()).collect();
+        let mut findings = Vec::new();
+        for (n, f) in answer.findings.into_iter().enumerate() {
+            if f.alert_ids.is_empty() {
+                return Err(self.bad(format!("finding {} cites no alert", n + 1)));
+            }
+            if let Some(unknown) = f.alert_ids.iter().find(|id| !known.contains(id.as_str())) {
+                return Err(self.bad(format!("finding {} names alert id '{unknown}', which is not in the input", n + 1)));
+            }
+            let severity = f.severity.to_ascii_lowercase();
+            if !SEVERITIES.contains(&severity.as_str()) {
+                return Err(self.bad(format!("finding {} has severity '{}': expected one of {}", n + 1, f.severity, SEVERITIES.join(", "))));
+            }
+            let evidence = f
+                .alert_ids
+                .iter()
+                .filter_map(|id| alerts.iter().find(|a| &a.id == id))
+                .map(builtin::evidence)
+                .collect();
+            findings.push(Finding {
+                rank: n + 1,
+                critical: severity == "critical",
+                severity,
+                alert_ids: f.alert_ids,
+                category: f.category,
+                why: f.why,
+                action: f.action,
+                evidence,
+            });
+        }
+        Ok(TriageReport { format: "cis-triage".into(), version: 1, analyser: self.name().into(), alerts: alerts.len(), findings })
+    }
+
+    async fn rca(&self, input: &RcaInput, raw_logs: &str) -> Result<RcaReport, AnalysisError> {
+        let evidence = builtin::rca(input);
+        let numbered: String = raw_logs.lines().enumerate().map(|(i, l)| format!("{:>5}: {l}\n", i + 1)).collect();
+        let rules: String = input.rules.iter().map(|r| format!("{} | {}\n", r.id, r.raw)).collect();
+        let user = RCA_USER
+            .replace("{{evidence}}", &serde_json::to_string_pretty(&evidence.issues).expect("issues serialize"))
+            .replace("{{rules}}", &rules)
+            .replace("{{input}}", &clip(&numbered));
+        let text = self.call(RCA_SYSTEM, &user).await?;
+        let answer: RcaAnswer = serde_json::from_value(json_object(self.name(), &text)?)
+            .map_err(|e| self.bad(format!("the answer is not the issues object the prompt asks for: {e}")))?;
+        let rule_ids: BTreeSet<&str> = input.rules.iter().map(|r| r.id.as_str()).collect();
+        let lines: BTreeSet<usize> = input.logs.iter().map(|l| l.position).collect();
+        let mut issues = Vec::new();
+        for (n, i) in answer.issues.into_iter().enumerate() {
+            if let Some(rule) = i.rule.as_deref().filter(|r| !r.is_empty() && *r != "null") {
+                if !rule_ids.contains(rule) {
+                    return Err(self.bad(format!("issue {} blames rule '{rule}', which is not in the rules given", n + 1)));
+                }
+            }
+            if let Some(line) = i.evidence_lines.iter().find(|l| !lines.contains(l)) {
+                return Err(self.bad(format!("issue {} cites log line {line}, which is not in the logs", n + 1)));
+            }
+            let evidence = i
+                .evidence_lines
+                .iter()
+                .filter_map(|l| input.logs.iter().find(|r| r.position == *l))
+                .map(|r| format!("line {}: {}", r.position, r.raw))
+                .collect();
+            issues.push(RcaIssue {
+                title: i.title,
+                category: i.category,
+                issue: i.issue,
+                root_cause: i.root_cause,
+                rule: i.rule.filter(|r| !r.is_empty() && r != "null"),
+                proposed_rules: i
+                    .proposed_rules
+                    .into_iter()
+                    .map(|r| FirewallRule {
+                        id: r.id,
+                        priority: None,
+                        direction: r.direction,
+                        action: r.action,
+                        source: r.source,
+                        destination: r.destination,
+                        ports: r.ports,
+                        protocol: r.protocol,
+                        raw: String::new(),
+                    })
+                    .collect(),
+                evidence,
+            });
+        }
+        Ok(RcaReport { format: "cis-rca".into(), version: 1, analyser: self.name().into(), issues })
+    }
+}
+
+/// Sampling the analysers use: deterministic where the server allows.
+#[derive(Clone, Debug)]
+pub struct Sampling {
+    pub max_new_tokens: u32,
+    pub temperature: f64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { max_new_tokens: 1024, temperature: 0.0 }
+    }
+}
+
+/// An OpenAI-compatible chat-completions server, over plain HTTP (a local vLLM, llama.cpp
+/// or Ollama; put a TLS-terminating proxy in front of a remote one).
+pub struct OpenAi {
+    /// `http://host:port` or `http://host:port/v1`.
+    pub url: String,
+    pub model: String,
+    /// Sent as a bearer token when set (`OPENAI_API_KEY`).
+    pub api_key: Option<String>,
+    pub sampling: Sampling,
+}
+
+impl OpenAi {
+    /// Where completions are posted.
+    pub fn completions_url(&self) -> String {
+        let base = self.url.trim_end_matches('/');
+        if base.ends_with("/chat/completions") {
+            base.to_string()
+        } else if base.ends_with("/v1") {
+            format!("{base}/chat/completions")
+        } else {
+            format!("{base}/v1/chat/completions")
+        }
+    }
+}
+
+#[async_trait]
+impl Completion for OpenAi {
+    fn analyser(&self) -> &'static str {
+        "openai"
+    }
+    fn target(&self) -> String {
+        self.completions_url()
+    }
+    async fn complete(&self, system: &str, user: &str) -> Result<String, AnalysisError> {
+        let body = serde_json::json!({
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ],
+            "temperature": self.sampling.temperature,
+            "max_tokens": self.sampling.max_new_tokens,
+        });
+        let url = self.completions_url();
+        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        if let Some(k) = &self.api_key {
+            headers.push(("Authorization".to_string(), format!("Bearer {k}")));
+        }
+        let unreachable = |detail: String| AnalysisError::Unreachable { analyser: "openai".into(), target: url.clone(), detail };
+        let (status, text) = http::post(&url, &headers, body.to_string().as_bytes()).await.map_err(unreachable)?;
+        let bad = |detail: String| AnalysisError::BadAnswer { analyser: "openai".into(), detail };
+        if !(200..300).contains(&status) {
+            return Err(unreachable(format!("HTTP {status}: {}", excerpt(&text))));
+        }
+        let answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("the server's reply is not JSON ({e}): {}", excerpt(&text))))?;
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| bad(format!("the reply has no choices[0].message.content: {}", excerpt(&text))))
+    }
+}
+
+/// The request Foundation-Sec-8B-Instruct's DJL LMI container takes (aws-facts.md).
+pub fn sagemaker_request(system: &str, user: &str, sampling: &Sampling) -> serde_json::Value {
+    serde_json::json!({
+        "inputs": format!("{system}\n\n{user}"),
+        "parameters": {
+            "max_new_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "do_sample": sampling.temperature > 0.0,
+            "repetition_penalty": 1.2,
+        },
+    })
+}
+
+/// The generated text in the container's answer: a list of objects or one object with
+/// `generated_text`.
+pub fn sagemaker_answer(body: &[u8]) -> Result<String, AnalysisError> {
+    let bad = |detail: String| AnalysisError::BadAnswer { analyser: "sagemaker".into(), detail };
+    let text = String::from_utf8_lossy(body);
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("the endpoint's reply is not JSON ({e}): {}", excerpt(&text))))?;
+    let first = if value.is_array() { &value[0] } else { &value };
+    first["generated_text"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| bad(format!("the reply has no generated_text: {}", excerpt(&text))))
+}
+
+/// Foundation-Sec-8B-Instruct on a SageMaker endpoint, through the SDK's runtime client.
+#[cfg(feature = "aws-functions")]
+pub struct SageMaker {
+    pub client: aws_sdk_sagemakerruntime::Client,
+    pub endpoint: String,
+    pub sampling: Sampling,
+}
+
+#[cfg(feature = "aws-functions")]
+#[async_trait]
+impl Completion for SageMaker {
+    fn analyser(&self) -> &'static str {
+        "sagemaker"
+    }
+    fn target(&self) -> String {
+        format!("SageMaker endpoint {}", self.endpoint)
+    }
+    async fn complete(&self, system: &str, user: &str) -> Result<String, AnalysisError> {
+        let body = sagemaker_request(system, user, &self.sampling).to_string();
+        let out = self
+            .client
+            .invoke_endpoint()
+            .endpoint_name(&self.endpoint)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(aws_smithy_types::Blob::new(body))
+            .send()
+            .await
+            .map_err(|e| AnalysisError::Unreachable {
+                analyser: "sagemaker".into(),
+                target: self.target(),
+                detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            })?;
+        sagemaker_answer(out.body().map(|b| b.as_ref()).unwrap_or_default())
+    }
+}
+
+/// Just enough HTTP/1.1 for a chat-completions POST: one request per connection, a body
+/// by Content-Length, an answer by Content-Length, chunks or the connection's end.
+mod http {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    pub async fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, String), String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("'{url}': only http:// URLs are supported (put a TLS-terminating proxy in front of an https server)"))?;
+        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+        let address = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+        let mut stream = tokio::net::TcpStream::connect(&address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let mut request = format!("POST {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.map_err(|e| format!("sending the request: {e}"))?;
+        stream.write_all(body).await.map_err(|e| format!("sending the request: {e}"))?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.map_err(|e| format!("reading the reply: {e}"))?;
+        parse_response(&raw)
+    }
+
+    pub fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the reply is not HTTP: no end of headers")?;
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let mut lines = head.lines();
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .filter(|_| status_line.starts_with("HTTP/1."))
+            .ok_or_else(|| format!("the reply is not HTTP: '{status_line}'"))?;
+        let header = |name: &str| {
+            lines.clone().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        };
+        let mut body = raw[split + 4..].to_vec();
+        if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            body = dechunk(&body)?;
+        } else if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            if body.len() < n {
+                return Err(format!("the reply ended after {} of its {n} bytes", body.len()));
+            }
+            body.truncate(n);
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        loop {
+            let end = data.windows(2).position(|w| w == b"\r\n").ok_or("a chunked reply ended inside a chunk header")?;
+            let size_text = String::from_utf8_lossy(&data[..end]);
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16)
+                .map_err(|_| format!("bad chunk size '{size_text}'"))?;
+            data = &data[end + 2..];
+            if size == 0 {
+                return Ok(out);
+            }
+            if data.len() < size {
+                return Err("a chunked reply ended inside a chunk".into());
+            }
+            out.extend_from_slice(&data[..size]);
+            data = data.get(size + 2..).unwrap_or_default();
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn replies_by_length_by_chunks_and_to_the_end() {
+            assert_eq!(super::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiXX").unwrap(), (200, "hi".into()));
+            let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+            assert_eq!(super::parse_response(chunked).unwrap(), (200, "abcde".into()));
+            assert_eq!(super::parse_response(b"HTTP/1.0 503 Busy\r\n\r\nlater").unwrap(), (503, "later".into()));
+            assert!(super::parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+            assert!(super::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort").is_err());
+            assert!(super::parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_object_is_found_in_prose_or_a_fence_and_nothing_else_passes() {
+        let v = json_object("x", "Sure:\n```json\n{\"findings\": []}\n```").unwrap();
+        assert_eq!(v["findings"], serde_json::json!([]));
+        for bad in ["", "   ", "no json here", "} {", "{\"a\": }"] {
+            assert!(matches!(json_object("x", bad), Err(AnalysisError::BadAnswer { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_sagemaker_request_and_answer_follow_the_lmi_container() {
+        let r = sagemaker_request("sys", "usr", &Sampling::default());
+        assert_eq!(r["inputs"], "sys\n\nusr");
+        assert_eq!(r["parameters"]["repetition_penalty"], 1.2);
+        assert_eq!(r["parameters"]["do_sample"], false);
+        assert_eq!(sagemaker_answer(br#"[{"generated_text": "a"}]"#).unwrap(), "a");
+        assert_eq!(sagemaker_answer(br#"{"generated_text": "b"}"#).unwrap(), "b");
+        assert!(sagemaker_answer(b"[]").is_err() && sagemaker_answer(b"<html>").is_err());
+    }
+
+    #[test]
+    fn the_completions_url_accepts_a_base_a_v1_or_the_full_path() {
+        let c = |url: &str| OpenAi { url: url.into(), model: "m".into(), api_key: None, sampling: Sampling::default() }.completions_url();
+        assert_eq!(c("http://h:8000"), "http://h:8000/v1/chat/completions");
+        assert_eq!(c("http://h:8000/v1/"), "http://h:8000/v1/chat/completions");
+        assert_eq!(c("http://h:8000/v1/chat/completions"), "http://h:8000/v1/chat/completions");
+    }
+}
