@@ -157,6 +157,14 @@ pub struct LabArgs {
     /// Forensic preservation before isolation: termination protection, volumes kept, snapshots.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["on", "off"]))]
     pub forensics: Option<String>,
+    /// Also deploy Foundation-Sec-8B-Instruct (DJL LMI on ml.g6e.2xlarge, about $2.80/h) for
+    /// `cis triage` and `cis rca --analyser sagemaker`.
+    #[arg(long)]
+    pub llm: bool,
+    /// The LLM endpoint's instance type (needs 24 GB of GPU memory or more; ml.g5.2xlarge
+    /// where a quota for ml.g6e is missing).
+    #[arg(long, value_name = "TYPE", requires = "llm")]
+    pub llm_instance_type: Option<String>,
 }
 
 /// How the isolation forest is grown and calibrated.

@@ -223,8 +223,11 @@ pub async fn create(
                 .map_err(|e| cloud_error(spec.kind, &name, e))?;
             Ok(out.training_job_arn().unwrap_or(&name).to_string())
         }
-        ResourceConfig::SageMakerModel { role, algorithm, training } => {
-            let mut container = ContainerDefinition::builder().image(algorithm_image(algorithm, region)?);
+        ResourceConfig::SageMakerModel { role, algorithm, training, container: own } => {
+            let mut container = match own {
+                Some(c) => ContainerDefinition::builder().image(&c.image).set_environment(Some(c.environment.clone().into_iter().collect())),
+                None => ContainerDefinition::builder().image(algorithm_image(algorithm, region)?),
+            };
             if let Some(training) = training {
                 let job = name_of(referenced(refs, *training)?).to_string();
                 let out = c.sagemaker.describe_training_job().training_job_name(&job).send().await.map_err(sm_error(spec.kind, &job))?;
@@ -245,13 +248,19 @@ pub async fn create(
                 .map_err(err!())?;
             Ok(out.model_arn().unwrap_or(&spec.name).to_string())
         }
-        ResourceConfig::SageMakerEndpointConfig { model, instance_type } => {
-            let variant = ProductionVariant::builder()
+        ResourceConfig::SageMakerEndpointConfig { model, instance_type, startup_timeout_s } => {
+            let mut variant = ProductionVariant::builder()
                 .variant_name("all")
                 .model_name(name_of(referenced(refs, *model)?))
                 .initial_instance_count(1)
-                .instance_type(ProductionVariantInstanceType::from(instance_type.as_str()))
-                .build();
+                .instance_type(ProductionVariantInstanceType::from(instance_type.as_str()));
+            if let Some(t) = startup_timeout_s {
+                // An 8B model downloads and loads for minutes: the container gets as long.
+                variant = variant
+                    .container_startup_health_check_timeout_in_seconds(*t as i32)
+                    .model_data_download_timeout_in_seconds(*t as i32);
+            }
+            let variant = variant.build();
             let out = c
                 .sagemaker
                 .create_endpoint_config()

@@ -432,6 +432,12 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
     if let Some(d) = l.detector {
         o.detector = d;
     }
+    if l.llm {
+        o.llm = true;
+    }
+    if let Some(t) = &l.llm_instance_type {
+        o.llm_instance_type = Some(t.clone());
+    }
     if let Some(t) = &l.instance_type {
         o.instance_type = t.clone();
     }

@@ -186,6 +186,14 @@ pub struct LabOptions {
     /// target); the model's default when unset. A what-if knob (`cis sim sweep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_fpr: Option<f64>,
+    /// Foundation-Sec-8B-Instruct on its own SageMaker endpoint, for `cis triage` and
+    /// `cis rca --analyser sagemaker` (`cis up --llm`): a GPU instance, the lab's most
+    /// expensive part by far.
+    #[serde(default)]
+    pub llm: bool,
+    /// The LLM endpoint's instance type when not [`LLM_INSTANCE_TYPE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_instance_type: Option<String>,
 }
 
 fn forensics_on() -> bool {
@@ -210,6 +218,8 @@ impl Default for LabOptions {
             forensics: true,
             baseline: default_workload(),
             target_fpr: None,
+            llm: false,
+            llm_instance_type: None,
         }
     }
 }
@@ -241,6 +251,11 @@ pub enum Role {
     AnomalyModel,
     AnomalyEndpointConfig,
     AnomalyEndpoint,
+    LlmRole,
+    LlmPolicy,
+    LlmModel,
+    LlmEndpointConfig,
+    LlmEndpoint,
     Topic,
     TopicSubscription,
     DetectorRole,
@@ -261,7 +276,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 39] = [
+    pub const ALL: [Role; 44] = [
         Role::Vpc,
         Role::Subnet,
         Role::InternetGateway,
@@ -284,6 +299,11 @@ impl Role {
         Role::AnomalyModel,
         Role::AnomalyEndpointConfig,
         Role::AnomalyEndpoint,
+        Role::LlmRole,
+        Role::LlmPolicy,
+        Role::LlmModel,
+        Role::LlmEndpointConfig,
+        Role::LlmEndpoint,
         Role::Topic,
         Role::TopicSubscription,
         Role::DetectorRole,
@@ -328,6 +348,11 @@ impl Role {
             Role::AnomalyModel => "anomaly-model",
             Role::AnomalyEndpointConfig => "anomaly-endpoint-config",
             Role::AnomalyEndpoint => "anomaly-endpoint",
+            Role::LlmRole => "llm-role",
+            Role::LlmPolicy => "llm-policy",
+            Role::LlmModel => "llm-model",
+            Role::LlmEndpointConfig => "llm-endpoint-config",
+            Role::LlmEndpoint => "llm-endpoint",
             Role::Topic => "alerts",
             Role::TopicSubscription => "alerts-subscription",
             Role::DetectorRole => "detector-role",
@@ -360,19 +385,24 @@ impl Role {
             Role::InternetGateway => K::InternetGateway,
             Role::RouteTable => K::RouteTable,
             Role::TargetSecurityGroup | Role::AllowAllSecurityGroup | Role::IsolationSecurityGroup => K::SecurityGroup,
-            Role::InstanceRole | Role::FlowLogRole | Role::ModelRole | Role::DetectorRole | Role::ContainmentRole => K::IamRole,
-            Role::InstanceRolePolicy | Role::FlowLogPolicy | Role::ModelPolicy | Role::DetectorPolicy | Role::ContainmentPolicy => {
-                K::IamRolePolicy
+            Role::InstanceRole | Role::FlowLogRole | Role::ModelRole | Role::LlmRole | Role::DetectorRole | Role::ContainmentRole => {
+                K::IamRole
             }
+            Role::InstanceRolePolicy
+            | Role::FlowLogPolicy
+            | Role::ModelPolicy
+            | Role::LlmPolicy
+            | Role::DetectorPolicy
+            | Role::ContainmentPolicy => K::IamRolePolicy,
             Role::ModelData => K::S3Bucket,
             Role::TrainingJob => K::SageMakerTrainingJob,
             Role::InstanceProfile => K::InstanceProfile,
             Role::TargetInstance => K::Instance,
             Role::LogGroup | Role::DetectorLogs | Role::ContainmentLogs => K::LogGroup,
             Role::FlowLog => K::FlowLog,
-            Role::AnomalyModel => K::SageMakerModel,
-            Role::AnomalyEndpointConfig => K::SageMakerEndpointConfig,
-            Role::AnomalyEndpoint => K::SageMakerEndpoint,
+            Role::AnomalyModel | Role::LlmModel => K::SageMakerModel,
+            Role::AnomalyEndpointConfig | Role::LlmEndpointConfig => K::SageMakerEndpointConfig,
+            Role::AnomalyEndpoint | Role::LlmEndpoint => K::SageMakerEndpoint,
             Role::Topic => K::SnsTopic,
             Role::TopicSubscription => K::SnsSubscription,
             Role::DetectorFunction | Role::ContainmentFunction => K::LambdaFunction,
@@ -625,10 +655,16 @@ pub enum ResourceConfig {
         /// The training job whose artifacts the model serves.
         #[serde(default)]
         training: Option<Role>,
+        /// An inference container of its own instead of the algorithm's (the LLM's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<ModelContainer>,
     },
     SageMakerEndpointConfig {
         model: Role,
         instance_type: String,
+        /// How long the container may take to download and load its model, in seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        startup_timeout_s: Option<u32>,
     },
     SageMakerEndpoint {
         config: Role,
@@ -681,6 +717,19 @@ pub enum ResourceConfig {
         target_id: String,
     },
 }
+
+/// A model's own container: its image (with `${region}`) and environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelContainer {
+    pub image: String,
+    pub environment: BTreeMap<String, String>,
+}
+
+/// Foundation-Sec-8B-Instruct as its publishers deploy it (aws-facts.md): the DJL LMI
+/// container from AWS's deep-learning-containers registry, the model from Hugging Face.
+pub const LLM_IMAGE: &str = "763104351884.dkr.ecr.${region}.amazonaws.com/djl-inference:0.33.0-lmi15.0.0-cu128";
+pub const LLM_MODEL_ID: &str = "fdtn-ai/Foundation-Sec-8B-Instruct";
+pub const LLM_INSTANCE_TYPE: &str = "ml.g6e.2xlarge";
 
 /// One resource of the lab, fully described.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -841,14 +890,54 @@ impl LabGraph {
             b.add(
                 R::AnomalyModel,
                 &[R::ModelRole, R::TrainingJob],
-                C::SageMakerModel { role: R::ModelRole, algorithm: "randomcutforest".into(), training: Some(R::TrainingJob) },
+                C::SageMakerModel {
+                    role: R::ModelRole,
+                    algorithm: "randomcutforest".into(),
+                    training: Some(R::TrainingJob),
+                    container: None,
+                },
             );
             b.add(
                 R::AnomalyEndpointConfig,
                 &[R::AnomalyModel],
-                C::SageMakerEndpointConfig { model: R::AnomalyModel, instance_type: o.endpoint_instance_type.clone() },
+                C::SageMakerEndpointConfig {
+                    model: R::AnomalyModel,
+                    instance_type: o.endpoint_instance_type.clone(),
+                    startup_timeout_s: None,
+                },
             );
             b.add(R::AnomalyEndpoint, &[R::AnomalyEndpointConfig], C::SageMakerEndpoint { config: R::AnomalyEndpointConfig });
+        }
+        if o.llm {
+            b.add(
+                R::LlmRole,
+                &[],
+                C::IamRole { trust_policy: policy("sagemaker-trust"), description: "cis: Foundation-Sec-8B-Instruct endpoint".into() },
+            );
+            b.add(R::LlmPolicy, &[R::LlmRole], C::InlinePolicy { role: R::LlmRole, policy_name: "llm".into(), document: policy("llm") });
+            b.add(
+                R::LlmModel,
+                &[R::LlmRole, R::LlmPolicy],
+                C::SageMakerModel {
+                    role: R::LlmRole,
+                    algorithm: "djl-lmi".into(),
+                    training: None,
+                    container: Some(ModelContainer {
+                        image: LLM_IMAGE.into(),
+                        environment: BTreeMap::from([("HF_MODEL_ID".to_string(), LLM_MODEL_ID.to_string())]),
+                    }),
+                },
+            );
+            b.add(
+                R::LlmEndpointConfig,
+                &[R::LlmModel],
+                C::SageMakerEndpointConfig {
+                    model: R::LlmModel,
+                    instance_type: o.llm_instance_type.clone().unwrap_or_else(|| LLM_INSTANCE_TYPE.into()),
+                    startup_timeout_s: Some(900),
+                },
+            );
+            b.add(R::LlmEndpoint, &[R::LlmEndpointConfig], C::SageMakerEndpoint { config: R::LlmEndpointConfig });
         }
         b.add(R::Topic, &[], C::SnsTopic);
         if let Some(email) = &o.notify_email {
@@ -1117,6 +1206,7 @@ fn policy(name: &str) -> String {
         "detector" => include_str!("../../assets/policies/detector.json"),
         "detector-endpoint" => include_str!("../../assets/policies/detector-endpoint.json"),
         "model" => include_str!("../../assets/policies/model.json"),
+        "llm" => include_str!("../../assets/policies/llm.json"),
         other => unreachable!("no policy asset {other}"),
     };
     text.to_string()
@@ -1179,6 +1269,9 @@ pub fn rendered(spec: &ResourceSpec, lab: &LabName, region: &str, account: &str,
             for v in metric.dimensions.values_mut() {
                 *v = r(v)?;
             }
+        }
+        ResourceConfig::SageMakerModel { container: Some(c), .. } => {
+            c.image = r(&c.image)?;
         }
         _ => {}
     }

@@ -35,7 +35,8 @@ impl PriceTable {
     /// its config's instance type. A price missing from the table is reported as unknown
     /// rather than guessed.
     pub fn lab_costs(&self, graph: &LabGraph) -> Vec<(Role, Cost)> {
-        let endpoint_type = match graph.get(Role::AnomalyEndpointConfig).map(|s| &s.config) {
+        // An endpoint is billed for its config's instance type.
+        let endpoint_type = |config: &Role| match graph.get(*config).map(|s| &s.config) {
             Some(ResourceConfig::SageMakerEndpointConfig { instance_type, .. }) => Some(instance_type.as_str()),
             _ => None,
         };
@@ -43,15 +44,18 @@ impl PriceTable {
             .resources
             .iter()
             .map(|spec| {
-                let cost = match (&spec.config, endpoint_type) {
-                    (ResourceConfig::Instance { instance_type, .. }, _) => {
+                let cost = match &spec.config {
+                    ResourceConfig::Instance { instance_type, .. } => {
                         let mut cost = Cost::item(self, &format!("ec2:{instance_type}"));
                         // The subnet maps a public IPv4 address to the instance.
                         cost.add(Cost::item(self, "ec2:public-ipv4"));
                         cost
                     }
-                    (ResourceConfig::SageMakerEndpoint { .. }, Some(t)) => Cost::item(self, &format!("sagemaker:{t}")),
-                    (ResourceConfig::MetricAlarm { .. }, _) => Cost::item(self, "cloudwatch:standard-alarm"),
+                    ResourceConfig::SageMakerEndpoint { config } => match endpoint_type(config) {
+                        Some(t) => Cost::item(self, &format!("sagemaker:{t}")),
+                        None => Cost::zero(),
+                    },
+                    ResourceConfig::MetricAlarm { .. } => Cost::item(self, "cloudwatch:standard-alarm"),
                     _ => Cost::zero(),
                 };
                 (spec.role, cost)

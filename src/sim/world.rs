@@ -544,7 +544,7 @@ impl World {
                 let id = self.arn("sagemaker", &format!("model/{}", spec.name));
                 Ok(self.insert(id, spec, None, now, Detail::Model { role }))
             }
-            C::SageMakerEndpointConfig { model, instance_type } => {
+            C::SageMakerEndpointConfig { model, instance_type, .. } => {
                 self.name_taken(spec.kind, &spec.name)?;
                 let model = self.resolve(refs, *model)?.id.clone();
                 let visible_at = now.plus(lat.draw(Delay::EndpointConfigPropagation, &mut self.rng));

@@ -352,3 +352,22 @@ fn the_sagemaker_analyser_invokes_the_endpoint_as_the_lmi_container_expects() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("blames rule 'rule-42', which is not in the rules given"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn up_with_llm_prices_deploys_and_removes_the_foundation_sec_endpoint_on_the_simulator() {
+    let lab = crate::Lab::new();
+    let plan = lab.ok(&["plan", "--llm", "--detector", "lambda"]);
+    assert!(plan.contains("llm-endpoint") && plan.contains("sagemaker:ml.g6e.2xlarge $2.8026/h"), "{plan}");
+    let plain = lab.ok(&["plan", "--detector", "lambda"]);
+    assert!(!plain.contains("llm-endpoint"), "{plain}");
+    let up = lab.ok(&["up", "--llm", "--detector", "lambda", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&up).unwrap();
+    let roles: Vec<&str> = report["resources"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap()).collect();
+    for role in ["llm-role", "llm-policy", "llm-model", "llm-endpoint-config", "llm-endpoint"] {
+        assert!(roles.contains(&role), "{role} in {roles:?}");
+    }
+    let down = lab.ok(&["down"]);
+    assert!(down.contains("llm-endpoint"), "{down}");
+    let status = lab.run(&["status", "--all"]);
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("llm"), "{}", String::from_utf8_lossy(&status.stdout));
+}

@@ -555,10 +555,24 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
         c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
         c.output().unwrap()
     };
-    let up = cis(&["up", "--detector", "metric-filter", "--output", "json"]);
+    // moto 5.2.5 checks endpoint instance types against a list older than ml.g6e (the
+    // default, shown by `cis plan` in analysis::up_with_llm_...): a GPU type it knows.
+    let up = cis(&["up", "--detector", "metric-filter", "--llm", "--llm-instance-type", "ml.g4dn.2xlarge", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
-    assert_eq!(report["resources"].as_array().unwrap().len(), 25, "no detector function, no subscription: {report}");
+    assert_eq!(report["resources"].as_array().unwrap().len(), 30, "no detector function, no subscription; the LLM's five: {report}");
+
+    // The LLM as its publishers deploy it: DJL LMI from the region's DLC registry, the
+    // model by Hugging Face id, a GPU instance and a startup allowance for an 8B model.
+    let sm = aws_sdk_sagemaker::Client::new(&sdk);
+    let model = sm.describe_model().model_name("cis-mf-llm-model").send().await.unwrap();
+    let container = model.primary_container().unwrap();
+    assert_eq!(container.image(), Some("763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.33.0-lmi15.0.0-cu128"));
+    assert_eq!(container.environment().and_then(|e| e.get("HF_MODEL_ID")).map(String::as_str), Some("fdtn-ai/Foundation-Sec-8B-Instruct"));
+    assert!(model.execution_role_arn().unwrap().ends_with("role/cis-mf-llm-role"));
+    let config = sm.describe_endpoint_config().endpoint_config_name("cis-mf-llm-endpoint-config").send().await.unwrap();
+    assert_eq!(config.production_variants()[0].instance_type().map(|t| t.as_str()), Some("ml.g4dn.2xlarge"));
+    sm.describe_endpoint().endpoint_name("cis-mf-llm-endpoint").send().await.unwrap();
     let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/mf/ledger.json")).unwrap().expect("a ledger");
     let id = |role: cis::lab::Role| ledger.entry(role).and_then(|e| e.id.clone()).unwrap();
     let target = id(cis::lab::Role::TargetInstance);

@@ -52,7 +52,11 @@ fn documents(options: &LabOptions) -> Vec<(String, bool, String)> {
 }
 
 fn option_sets() -> Vec<LabOptions> {
-    vec![LabOptions::default(), LabOptions { detector: DetectorMode::Lambda, ..Default::default() }]
+    vec![
+        LabOptions::default(),
+        LabOptions { detector: DetectorMode::Lambda, ..Default::default() },
+        LabOptions { detector: DetectorMode::MetricFilter, llm: true, ..Default::default() },
+    ]
 }
 
 #[test]
@@ -82,9 +86,10 @@ fn parliament_finds_nothing_in_the_labs_permission_policies() {
             checked += 1;
         }
     }
-    // flow-log, detector and containment in both modes (the endpoint mode's detector
-    // policy has the InvokeEndpoint statement too), and the endpoint mode's model role.
-    assert_eq!(checked, 7, "every permission policy was checked");
+    // flow-log, detector and containment in both model modes (the endpoint mode's detector
+    // policy has the InvokeEndpoint statement too), the endpoint mode's model role; and the
+    // metric-filter lab with the LLM: flow-log, containment and the LLM's role.
+    assert_eq!(checked, 10, "every permission policy was checked");
 }
 
 #[test]
