@@ -389,6 +389,10 @@ pub struct RcaArgs {
     /// destination, ports, protocol). Without it: the lab's security groups, from its ledger.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
+    /// A run of the lab (`run-0003`, as `cis report` lists them): its detection and the
+    /// attack's traffic, against the lab's security groups.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: AnalysisFormat,
     #[command(flatten)]

@@ -360,14 +360,35 @@ pub fn rca(input: &RcaInput) -> RcaReport {
         input.rules.iter().filter(|r| r.direction == "outbound" && r.action == "allow" && is_anywhere(&r.destination) && is_anywhere(&r.ports)).collect();
     if let (Some(rule), false) = (egress_any.first(), input.detections.is_empty()) {
         blamed.push(rule.id.clone());
+        // What left, by port: a port-only rule would not stop what used 443.
+        let out: std::collections::BTreeSet<(u16, String)> = input
+            .logs
+            .iter()
+            .filter(|r| r.action.as_deref() == Some("allow"))
+            .filter_map(|r| r.port.map(|p| (p, r.destination.clone().unwrap_or_default())))
+            .collect();
+        let ports: std::collections::BTreeSet<u16> = out.iter().map(|(p, _)| *p).collect();
+        let used = if out.is_empty() {
+            String::new()
+        } else {
+            format!(" (to {})", out.iter().map(|(p, d)| format!("{d}:{p}")).collect::<Vec<_>>().join(", "))
+        };
+        let web_only = !ports.is_empty() && ports.iter().all(|p| *p == 443);
         issues.push(RcaIssue {
             title: format!("{} detection(s) of traffic that rule {} let leave", input.detections.len(), rule.id),
             category: Category::ActiveAttack,
             issue: format!(
-                "the detector flagged {} sending data out; nothing stopped it before containment",
+                "the detector flagged {} sending data out{used}; nothing stopped it before containment",
                 input.detections.iter().filter_map(|d| d.destination.clone()).next().unwrap_or_else(|| "the target".into())
             ),
-            root_cause: format!("rule {} allows all outbound traffic to 0.0.0.0/0 on every port, so the exfiltration needed no opening", rule.id),
+            root_cause: if web_only {
+                format!(
+                    "rule {} allows all outbound traffic to 0.0.0.0/0; the data left over HTTPS, which a port rule would still allow: restrict destinations (prefix lists, VPC endpoints, an egress proxy)",
+                    rule.id
+                )
+            } else {
+                format!("rule {} allows all outbound traffic to 0.0.0.0/0 on every port, so the exfiltration needed no opening", rule.id)
+            },
             rule: Some(rule.id.clone()),
             proposed_rules: vec![
                 FirewallRule {
@@ -393,7 +414,13 @@ pub fn rca(input: &RcaInput) -> RcaReport {
                     raw: String::new(),
                 },
             ],
-            evidence: input.detections.iter().map(evidence).chain(std::iter::once(format!("rule: {}", rule.raw))).collect(),
+            evidence: input
+                .detections
+                .iter()
+                .map(evidence)
+                .chain(input.logs.iter().filter(|r| r.action.as_deref() == Some("allow")).map(|r| format!("line {}: {}", r.position, r.raw)))
+                .chain(std::iter::once(format!("rule: {}", rule.raw)))
+                .collect(),
         });
     }
     // Allow-any rules nothing in this input exploited: hygiene.

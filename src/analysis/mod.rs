@@ -576,3 +576,52 @@ pub enum AnalysisError {
     #[error("the {analyser} analyser's answer is unusable: {detail}")]
     BadAnswer { analyser: String, detail: String },
 }
+
+/// What a lab run gives a root-cause analysis: its detection as an alert, the attack's
+/// traffic (the scenario's streams, allowed when the run lost bytes) as log rows, and the
+/// lab's rules.
+pub fn run_input(record: &crate::orchestrator::measure::RunRecord, rules: Vec<FirewallRule>) -> RcaInput {
+    let mut input = RcaInput { rules, ..Default::default() };
+    if record.metrics.detected {
+        input.detections.push(Alert {
+            id: record.run_id.clone(),
+            position: 1,
+            timestamp: record.timeline.detected.map(|t| t.to_string()),
+            user: None,
+            source: None,
+            destination: Some("target".into()),
+            message: record.detection_reason.clone().unwrap_or_else(|| format!("{} detected", record.scenario)),
+            code: Some("cis.detection".into()),
+        });
+    }
+    let Ok(scenario) = crate::scenario::find(&record.scenario) else { return input };
+    let action = if record.metrics.bytes_exfiltrated > 0 { "allow" } else { "deny" };
+    for stream in scenario.streams.iter().filter(|s| s.direction == crate::scenario::Direction::Outbound) {
+        for remote in &stream.remotes {
+            for port in &stream.ports {
+                let position = input.logs.len() + 1;
+                input.logs.push(LogRow {
+                    position,
+                    time: record.timeline.first_exfil_flow.map(|t| t.to_string()),
+                    source: Some("target".into()),
+                    destination: Some(remote.clone()),
+                    port: Some(*port),
+                    protocol: Some(stream.protocol.name().to_string()),
+                    action: Some(action.into()),
+                    rule: None,
+                    message: format!("{}: {} outbound", record.run_id, scenario.id),
+                    raw: format!("{} {}: target -> {remote}:{port}/{} {action}", record.run_id, scenario.id, stream.protocol.name()),
+                });
+            }
+        }
+    }
+    input
+}
+
+/// The root causes of one lab run, for `cis report`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRootCause {
+    pub run_id: String,
+    pub scenario: String,
+    pub issues: Vec<RcaIssue>,
+}

@@ -102,6 +102,7 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
             let (text, path) = read(Some(p))?;
             input.rules = analysis::parse_rules(&text).map_err(|e| bad_file(&path, e))?;
         }
+        None if r.run.is_some() => input.rules = analysis::rules_of_lab(&super::lab_graph_for_rules(state, args.cloud, &args.lab)?),
         None => {
             let path = state.ledger(args.cloud, &args.lab);
             let ledger = crate::ledger::Ledger::load(&path)?.ok_or_else(|| {
@@ -113,6 +114,21 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
             })?;
             let graph = crate::lab::LabGraph::build(&ledger.lab, &ledger.options, &ledger.run);
             input.rules = analysis::rules_of_lab(&graph);
+        }
+    }
+    if let Some(run) = &r.run {
+        let dir = state.runs_dir(args.cloud, &args.lab);
+        let path = dir.join(format!("{run}.json"));
+        if !path.exists() {
+            return Err(Error::Usage(format!("--run {run}: no such run of lab '{}' in {}: `cis report` lists the runs", args.lab, dir.display())));
+        }
+        let record = crate::orchestrator::measure::RunRecord::load(&path)?;
+        let from_run = analysis::run_input(&record, std::mem::take(&mut input.rules));
+        input.rules = from_run.rules;
+        input.detections = from_run.detections;
+        if r.logs.is_none() {
+            raw_logs = from_run.logs.iter().map(|l| format!("{}\n", l.raw)).collect();
+            input.logs = from_run.logs;
         }
     }
     if input.logs.is_empty() && r.logs.is_none() && input.rules.is_empty() {

@@ -537,7 +537,8 @@ fn report(args: &Args, r: &crate::cli::ReportArgs, state: &StateDir) -> Result<(
     if runs.is_empty() {
         return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into());
     }
-    let report = Report::build(kind.name(), lab.as_str(), runs);
+    let rules = crate::analysis::rules_of_lab(&lab_graph_for_rules(state, kind, lab)?);
+    let report = Report::build(kind.name(), lab.as_str(), runs).with_root_causes(&rules);
     let format = r.format.unwrap_or(if args.output == OutputFormat::Json { F::Json } else { F::Text });
     let text = match format {
         F::Json => report.to_json(),
@@ -553,6 +554,15 @@ fn report(args: &Args, r: &crate::cli::ReportArgs, state: &StateDir) -> Result<(
         None => print(&text),
     }
     Ok(())
+}
+
+/// The lab's graph from its ledger, or (once it is down) the default graph, whose
+/// security groups differ only by an SSH source: the rules a run's analysis reads.
+pub(crate) fn lab_graph_for_rules(state: &StateDir, kind: CloudKind, lab: &crate::lab::LabName) -> Result<crate::lab::LabGraph, Error> {
+    Ok(match Ledger::load(&state.ledger(kind, lab))? {
+        Some(l) => crate::lab::LabGraph::build(&l.lab, &l.options, &l.run),
+        None => crate::lab::LabGraph::build(lab, &LabOptions::default(), "report"),
+    })
 }
 
 fn plan(args: &Args, l: &LabArgs, state: &StateDir) -> Result<()> {

@@ -88,6 +88,10 @@ pub struct Report {
     /// Per scenario, in id order.
     pub scenarios: Vec<ScenarioSummary>,
     pub runs: Vec<RunRecord>,
+    /// The built-in root-cause analysis of each run that lost bytes or was detected,
+    /// against the lab's security groups (`cis rca --run RUN` for one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_causes: Vec<crate::analysis::RunRootCause>,
 }
 
 impl Summary {
@@ -165,7 +169,7 @@ impl Report {
                 }
             })
             .collect();
-        Report { format: FORMAT.into(), version: VERSION, cloud: cloud.into(), lab: lab.into(), summary, scenarios, runs }
+        Report { format: FORMAT.into(), version: VERSION, cloud: cloud.into(), lab: lab.into(), summary, scenarios, runs, root_causes: vec![] }
     }
 
     /// The per-scenario table, as Markdown rows (shared by the Markdown and text forms).
@@ -230,7 +234,42 @@ impl Report {
         if !notes.is_empty() {
             let _ = writeln!(o, "\n## Notes\n\n{}", notes.join("\n"));
         }
+        if !self.root_causes.is_empty() {
+            let _ = writeln!(o, "\n## Root causes\n");
+            let _ = writeln!(o, "| run | scenario | issue | root cause | rule |");
+            let _ = writeln!(o, "|---|---|---|---|---|");
+            for rc in &self.root_causes {
+                for i in &rc.issues {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} | {} |",
+                        rc.run_id,
+                        rc.scenario,
+                        crate::analysis::cell(&i.issue),
+                        crate::analysis::cell(&i.root_cause),
+                        i.rule.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
         o
+    }
+
+    /// Adds the built-in root-cause analysis of every run that was detected or lost bytes.
+    pub fn with_root_causes(mut self, rules: &[crate::analysis::FirewallRule]) -> Report {
+        self.root_causes = self
+            .runs
+            .iter()
+            .filter(|r| r.metrics.detected || r.metrics.bytes_exfiltrated > 0)
+            .map(|r| {
+                let input = crate::analysis::run_input(r, rules.to_vec());
+                // Hygiene findings are the lab's, not the run's: only what explains the run.
+                let issues = crate::analysis::builtin::rca(&input).issues.into_iter().filter(|i| i.category != crate::analysis::Category::Hygiene).collect();
+                crate::analysis::RunRootCause { run_id: r.run_id.clone(), scenario: r.scenario.clone(), issues }
+            })
+            .filter(|rc| !rc.issues.is_empty())
+            .collect();
+        self
     }
 
     pub fn to_json(&self) -> String {
@@ -286,6 +325,11 @@ impl Report {
             }
             for n in &r.notes {
                 let _ = writeln!(o, "  note: {n}");
+            }
+            for rc in self.root_causes.iter().filter(|rc| rc.run_id == r.run_id) {
+                for i in &rc.issues {
+                    let _ = writeln!(o, "  root cause: {}", i.root_cause);
+                }
             }
         }
         let _ = writeln!(o, "\nsummary");

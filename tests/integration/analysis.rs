@@ -371,3 +371,28 @@ fn up_with_llm_prices_deploys_and_removes_the_foundation_sec_endpoint_on_the_sim
     let status = lab.run(&["status", "--all"]);
     assert!(!String::from_utf8_lossy(&status.stdout).contains("llm"), "{}", String::from_utf8_lossy(&status.stdout));
 }
+
+#[test]
+fn a_lab_runs_root_cause_is_in_its_report_and_rca_run_explains_it() {
+    let lab = crate::Lab::new();
+    lab.ok(&["up", "--detector", "lambda"]);
+    lab.ok(&["attack", "exfil-unusual-port"]);
+    let report: serde_json::Value = serde_json::from_str(&lab.ok(&["report", "--format", "json"])).unwrap();
+    let rc = &report["root_causes"][0];
+    assert_eq!((rc["run_id"].as_str(), rc["scenario"].as_str()), (Some("run-0001"), Some("exfil-unusual-port")));
+    let issue = &rc["issues"][0];
+    assert_eq!(issue["rule"], "cis-default-target-sg/outbound-1");
+    assert!(issue["issue"].as_str().unwrap().contains(":4444"), "{issue}");
+    assert!(issue["root_cause"].as_str().unwrap().contains("on every port, so the exfiltration needed no opening"), "{issue}");
+    assert!(rc["issues"].as_array().unwrap().iter().all(|i| i["category"] != "hygiene"), "only what explains the run");
+    let md = lab.ok(&["report", "--format", "markdown"]);
+    assert!(md.contains("## Root causes") && md.contains("| run-0001 | exfil-unusual-port |"), "{md}");
+
+    let rca = lab.ok(&["rca", "--run", "run-0001"]);
+    assert!(rca.contains("| rule | cis-default-target-sg/outbound-1 |"), "{rca}");
+    assert!(rca.contains("| egress-default | outbound | deny | target | 0.0.0.0/0 | any | any |"), "{rca}");
+    let out = lab.run(&["rca", "--run", "run-0099"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--run run-0099: no such run"), "{}", String::from_utf8_lossy(&out.stderr));
+    lab.ok(&["down"]);
+}
