@@ -197,6 +197,23 @@ pub fn render(report: &Report) -> String {
     if !notes.is_empty() {
         let _ = writeln!(o, "<h2>Notes</h2><ul>{}</ul>", notes.join(""));
     }
+    if !report.root_causes.is_empty() {
+        let _ = writeln!(o, "<h2>Root causes</h2><table><tr><th>run</th><th>scenario</th><th>issue</th><th>root cause</th><th>rule</th></tr>");
+        for rc in &report.root_causes {
+            for i in &rc.issues {
+                let _ = writeln!(
+                    o,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&rc.run_id),
+                    esc(&rc.scenario),
+                    esc(&i.issue),
+                    esc(&i.root_cause),
+                    esc(i.rule.as_deref().unwrap_or("-"))
+                );
+            }
+        }
+        let _ = writeln!(o, "</table>");
+    }
     // The data the charts are drawn from; `</` is escaped so no string can end the script.
     let data = serde_json::to_string(report).expect("reports serialize").replace("</", "<\\/");
     let _ = writeln!(o, "<script type=\"application/json\" id=\"report-data\">{data}</script>");

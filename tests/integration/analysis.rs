@@ -387,6 +387,8 @@ fn a_lab_runs_root_cause_is_in_its_report_and_rca_run_explains_it() {
     assert!(rc["issues"].as_array().unwrap().iter().all(|i| i["category"] != "hygiene"), "only what explains the run");
     let md = lab.ok(&["report", "--format", "markdown"]);
     assert!(md.contains("## Root causes") && md.contains("| run-0001 | exfil-unusual-port |"), "{md}");
+    let html = lab.ok(&["report", "--format", "html"]);
+    assert!(html.contains("<h2>Root causes</h2>") && html.contains("<td>cis-default-target-sg/outbound-1</td>"), "the page has them too");
 
     let rca = lab.ok(&["rca", "--run", "run-0001"]);
     assert!(rca.contains("| rule | cis-default-target-sg/outbound-1 |"), "{rca}");
