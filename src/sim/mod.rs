@@ -264,7 +264,6 @@ impl Cloud for SimCloud {
 
     async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> std::result::Result<String, CloudError> {
         self.shared.api_latency().await;
-        let spec = &baseline::calibrated(spec, &self.shared.latency, &self.shared.baselines)?;
         let mut w = self.shared.world_now();
         let id = w.create(spec, refs, self.shared.clock.now(), &self.shared.latency)?;
         self.shared.commit(&mut w)?;
