@@ -169,9 +169,11 @@ fn parse_alarm_event(event: &serde_json::Value) -> Result<DetectionEvent, String
     if state != "ALARM" {
         return Err(format!("alarm {name} moved to {state}, not ALARM: nothing to contain"));
     }
+    // The lab's name must be one `cis up` accepts: `cis--egress-alarm` names no lab.
     let lab = name
         .strip_prefix("cis-")
         .and_then(|n| n.strip_suffix(&format!("-{}", crate::lab::Role::EgressAlarm.name())))
+        .filter(|l| l.parse::<crate::lab::LabName>().is_ok())
         .ok_or_else(|| format!("alarm {name} is not a lab's egress alarm (cis-<lab>-{})", crate::lab::Role::EgressAlarm.name()))?;
     let instance_id = detail["configuration"]["metrics"]
         .as_array()
@@ -183,14 +185,15 @@ fn parse_alarm_event(event: &serde_json::Value) -> Result<DetectionEvent, String
         .and_then(|t| Timestamp::parse_rfc3339(&t))
         .ok_or_else(|| format!("alarm {name}: detail.state.timestamp is missing or not a time"))?;
     let reason_data: serde_json::Value = text(&detail["state"]["reasonData"]).and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default();
-    let period_ms = reason_data["period"].as_i64().unwrap_or(60) * 1000;
+    // Hostile input must not overflow: a period is at most a day.
+    let period_ms = reason_data["period"].as_i64().unwrap_or(60).clamp(1, 86_400) * 1000;
     let window_start = reason_data["evaluatedDatapoints"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|d| text(&d["timestamp"]).and_then(|t| Timestamp::parse_rfc3339(&t)))
         .max()
-        .map_or(at, |t| Timestamp(t.0 + period_ms));
+        .map_or(at, |t| Timestamp(t.0.saturating_add(period_ms)));
     Ok(DetectionEvent {
         at,
         lab: lab.to_string(),

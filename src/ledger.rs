@@ -108,17 +108,21 @@ impl Ledger {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
+        Self::from_text(&text, path).map(Some)
+    }
+
+    /// A ledger from the text of `path`, or why it is not one this version reads.
+    pub fn from_text(text: &str, path: &Path) -> Result<Ledger> {
         let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             bad(format!("not a readable cis ledger: {}; it was left as it is: restore it or move it aside, then `cis down` sweeps the lab by its tags", json_error_message(&e)))
         })?;
         check_header(&value, FORMAT, VERSION).map_err(bad)?;
-        let ledger: Ledger = serde_json::from_value(value).map_err(|e| {
+        serde_json::from_value(value).map_err(|e| {
             bad(format!(
                 "damaged cis ledger: {e}; it was left as it is: restore it or move it aside, then `cis down` sweeps the lab by its tags"
             ))
-        })?;
-        Ok(Some(ledger))
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

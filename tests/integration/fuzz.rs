@@ -163,3 +163,198 @@ fn subscription_decoder_survives_a_million_mutated_payloads() {
     println!("subscription decoder: {n} mutated payloads, {ok} decoded, {refused} refused with a message, no panic");
     assert!(ok > 0 && refused > n / 2, "{ok} decoded, {refused} refused");
 }
+
+/// Mutates JSON or TOML documents more coarsely than lines: the byte and token edits
+/// above, plus a value swapped for another kind (`"x"` for a number, `null`, a nested
+/// object) so the decoders meet type confusion, not only broken syntax.
+fn mutate_document(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+    const VALUES: &[&str] = &["null", "true", "-1", "1e309", "\"\"", "[]", "{}", "{\"a\":[1,{}]}", "\"\u{0}\"", "18446744073709551616"];
+    let mut b = mutate(rng, seed);
+    if rng.below(3) == 0 {
+        let text = String::from_utf8_lossy(&b).into_owned();
+        let colons: Vec<usize> = text.match_indices(':').map(|(i, _)| i).collect();
+        if let Some(&at) = colons.get(rng.below(colons.len().max(1) as u64) as usize) {
+            let end = text[at + 1..].find([',', '}', '\n']).map_or(text.len(), |e| at + 1 + e);
+            let value = VALUES[rng.below(VALUES.len() as u64) as usize];
+            b = format!("{}: {value}{}", &text[..at], &text[end..]).into_bytes();
+        }
+    }
+    b
+}
+
+#[test]
+fn lambda_event_decoders_survive_a_million_mutated_events() {
+    // The two events the containment function is given: the detector's detection and the
+    // egress alarm's state change, as EventBridge delivers them.
+    let detection = cis::cloud::DetectionEvent {
+        at: cis::clock::Timestamp(1_767_225_900_000),
+        lab: "demo".into(),
+        instance_id: "i-0abc".into(),
+        detector: "isolation-forest".into(),
+        window_start: cis::clock::Timestamp(1_767_225_840_000),
+        reason: "bytes out".into(),
+    };
+    let detection_event = cis::containment::eventbridge_event(&detection, "123456789012", "us-east-1").to_string();
+    let metric = cis::metric::MetricKey {
+        namespace: "cis/lab".into(),
+        metric_name: "EgressBytes".into(),
+        dimensions: [("InstanceId".to_string(), "i-0abc".to_string())].into(),
+    };
+    let rule = cis::lab::egress_alarm_rule(60);
+    let breaching = vec![(cis::clock::Timestamp(1_767_225_840_000), 9e6)];
+    let evaluation = cis::metric::Evaluation { state: cis::metric::AlarmState::Alarm, datapoints: breaching.clone(), breaching };
+    let alarm_event = cis::metric::state_change_event(&cis::metric::StateChange {
+        alarm_name: "cis-demo-egress-alarm",
+        alarm_arn: "arn:aws:cloudwatch:us-east-1:123456789012:alarm:cis-demo-egress-alarm",
+        account: "123456789012",
+        region: "us-east-1",
+        metric: &metric,
+        rule: &rule,
+        previous: cis::metric::AlarmState::Ok,
+        evaluation: &evaluation,
+        at: cis::clock::Timestamp(1_767_225_960_000),
+    })
+    .to_string();
+    let seeds = [detection_event.as_bytes(), alarm_event.as_bytes()];
+    let mut rng = Rng::seeded(0xE4_E4);
+    let (mut decoded, mut refused, mut not_json) = (0usize, 0usize, 0usize);
+    let n = inputs();
+    // A million events reach the decoder: mutations that break the JSON itself are
+    // counted apart (serde_json refuses those before the function's code runs).
+    let mut i = 0;
+    while decoded + refused < n {
+        i += 1;
+        let bytes = mutate_document(&mut rng, seeds[i % 2]);
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            not_json += 1;
+            continue;
+        };
+        match cis::containment::parse_event(&value) {
+            Ok(d) => {
+                decoded += 1;
+                // An alarm's lab comes from its name, and is one `cis up` would accept.
+                assert!(i % 2 == 0 || d.lab.parse::<cis::lab::LabName>().is_ok(), "{d:?}");
+            }
+            Err(why) => {
+                assert!(!why.is_empty());
+                refused += 1;
+            }
+        }
+    }
+    println!("containment's event decoder: {n} mutated events decoded or refused ({decoded} decoded, {refused} refused with a reason), {not_json} more not JSON, no panic");
+    assert!(decoded > n / 100 && refused > n / 100, "both paths exercised: {decoded} decoded, {refused} refused");
+}
+
+#[test]
+fn ledger_and_scenario_loaders_survive_a_million_mutated_files() {
+    let mut ledger = cis::ledger::Ledger::new(
+        "demo".parse().unwrap(),
+        cis::cloud::CloudKind::Sim,
+        "123456789012".into(),
+        "us-east-1".into(),
+        "up-1".into(),
+        cis::lab::LabOptions::default(),
+        cis::clock::Timestamp(1_767_225_600_000),
+    );
+    for (i, role) in [cis::lab::Role::Vpc, cis::lab::Role::Subnet, cis::lab::Role::TargetInstance].into_iter().enumerate() {
+        ledger.set(cis::ledger::Entry {
+            role,
+            kind: role.kind(),
+            name: format!("cis-demo-{}", role.name()),
+            id: Some(format!("id-{i}")),
+            state: cis::ledger::EntryState::Ready,
+            updated_at: cis::clock::Timestamp(1_767_225_600_000 + i as i64),
+        });
+    }
+    let ledger_text = serde_json::to_string_pretty(&ledger).unwrap();
+    let path = std::path::Path::new("ledger.json");
+    assert!(cis::ledger::Ledger::from_text(&ledger_text, path).is_ok());
+    let scenarios: Vec<String> = std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    let scenario_path = std::path::Path::new("scenarios/fuzz.toml");
+    let mut rng = Rng::seeded(0x1E_D6);
+    let (mut ledgers, mut scenario_ok, mut refused) = (0usize, 0usize, 0usize);
+    let n = inputs();
+    // A million mutated files for each loader.
+    for _ in 0..n {
+        let text = String::from_utf8_lossy(&mutate_document(&mut rng, ledger_text.as_bytes())).into_owned();
+        match cis::ledger::Ledger::from_text(&text, path) {
+            Ok(l) => {
+                ledgers += 1;
+                // Whatever loads is a ledger this version wrote: format and version hold.
+                assert_eq!((l.format.as_str(), l.version), ("cis-ledger", ledger.version), "{text}");
+            }
+            Err(e) => {
+                let message = e.to_string();
+                assert!(message.starts_with("ledger.json: ") && message.contains("left as it is"), "{message}");
+                refused += 1;
+            }
+        }
+        let seed = &scenarios[rng.below(scenarios.len() as u64) as usize];
+        let text = String::from_utf8_lossy(&mutate(&mut rng, seed.as_bytes())).into_owned();
+        match cis::scenario::Scenario::parse(&text, scenario_path) {
+            Ok(_) => scenario_ok += 1,
+            Err(e) => {
+                assert!(e.to_string().starts_with("scenarios/fuzz.toml"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    println!("ledger and scenario loaders: {n} mutated files each, {ledgers} ledgers and {scenario_ok} scenarios loaded, {refused} refused naming the file, no panic");
+    assert!(ledgers > 0 && scenario_ok > 0 && refused > n / 2, "{ledgers} ledgers, {scenario_ok} scenarios, {refused} refused");
+}
+
+#[test]
+fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis");
+    let alerts = std::fs::read_to_string(dir.join("alerts-mixed.jsonl")).unwrap();
+    let logs = std::fs::read_to_string(dir.join("scan-then-allow.md")).unwrap();
+    let rules = std::fs::read_to_string(dir.join("rules.csv")).unwrap();
+    let pattern = cis::metric::egress_pattern("10.42.");
+    let mut rng = Rng::seeded(0xA1_A1);
+    let (mut ok, mut refused) = (0usize, 0usize);
+    let n = inputs();
+    let mut tally = |r: Result<(), String>| match r {
+        Ok(()) => ok += 1,
+        Err(e) => {
+            assert!(!e.is_empty());
+            refused += 1
+        }
+    };
+    for i in 0..n {
+        match i % 5 {
+            0 => {
+                let text = String::from_utf8_lossy(&mutate(&mut rng, alerts.as_bytes())).into_owned();
+                tally(cis::analysis::parse_alerts(&text).map(|a| {
+                    let report = cis::analysis::builtin::triage(&a);
+                    assert_eq!(report.findings.iter().map(|f| f.alert_ids.len()).sum::<usize>(), a.len(), "every alert in one finding");
+                }).map_err(|e| e.to_string()));
+            }
+            1 => {
+                let text = String::from_utf8_lossy(&mutate(&mut rng, logs.as_bytes())).into_owned();
+                tally(cis::analysis::parse_logs(&text).map(|l| {
+                    let input = cis::analysis::RcaInput { logs: l, ..Default::default() };
+                    cis::analysis::builtin::rca(&input);
+                }).map_err(|e| e.to_string()));
+            }
+            2 => {
+                let text = String::from_utf8_lossy(&mutate(&mut rng, rules.as_bytes())).into_owned();
+                tally(cis::analysis::parse_rules(&text).map(|_| ()).map_err(|e| e.to_string()));
+            }
+            3 => {
+                let text = String::from_utf8_lossy(&mutate(&mut rng, pattern.as_bytes())).into_owned();
+                tally(cis::metric::FilterPattern::parse(&text).map(|p| {
+                    let _ = p.matches(SEEDS[3]);
+                }));
+            }
+            _ => {
+                let text = String::from_utf8_lossy(&mutate(&mut rng, b"2026-01-01T00:05:12.345+0000")).into_owned();
+                tally(cis::clock::Timestamp::parse_rfc3339(&text).map(|_| ()).ok_or_else(|| "not a time".to_string()));
+            }
+        }
+    }
+    println!("triage/rca inputs, filter patterns, timestamps: {n} mutated inputs in turn ({} each), {ok} accepted, {refused} refused with a message, no panic", n / 5);
+    assert!(ok > n / 100 && refused > n / 100, "{ok} accepted, {refused} refused");
+}
