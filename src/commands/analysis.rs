@@ -25,8 +25,13 @@ fn read_stdin() -> Result<(String, std::path::PathBuf)> {
     Ok((text, "<stdin>".into()))
 }
 
+/// The file and line in front, as the other bad-file errors have them; an element of a
+/// JSON array is named by its place in the array.
 fn bad_file(path: &Path, e: InputError) -> Error {
-    Error::BadFile { path: path.to_path_buf(), line: if e.what == "line" { e.position } else { 0 }, message: e.to_string() }
+    match e.what {
+        "line" => Error::BadFile { path: path.to_path_buf(), line: e.position, message: e.message },
+        _ => Error::Usage(format!("{}: {e}", path.display())),
+    }
 }
 
 /// The analyser the flags name, checked before any input is sent anywhere.
