@@ -128,10 +128,32 @@ fn action_for(category: Category, alerts: &[&Alert]) -> String {
     }
 }
 
+/// One story told by alerts of one source or actor: at least `min_tries` that tried (a
+/// `tried` word), and after the first of them one that got through (an allowed word, not
+/// itself a try). The tries and the ones that got through, in input order.
+fn tried_then_through(idx: &[usize], texts: &[String], tried: &[&str], min_tries: usize) -> Option<(Vec<usize>, Vec<usize>)> {
+    let tries: Vec<usize> = idx.iter().copied().filter(|&i| hit(&texts[i], tried).is_some()).collect();
+    let first = *tries.first()?;
+    let through: Vec<usize> =
+        idx.iter().copied().filter(|&i| i > first && hit(&texts[i], ALLOWED).is_some() && hit(&texts[i], tried).is_none()).collect();
+    (tries.len() >= min_tries && !through.is_empty()).then_some((tries, through))
+}
+
 /// Triage of a batch: ranked findings, outages and attacks first.
 pub fn triage(alerts: &[Alert]) -> TriageReport {
     let mut used = vec![false; alerts.len()];
     let mut groups: Vec<(Category, Vec<usize>, String)> = Vec::new();
+
+    let texts: Vec<String> = alerts.iter().map(text_of).collect();
+    // Marks the alerts of a correlated story as told; returns them in input order.
+    let claim = |used: &mut Vec<bool>, tries: &[usize], through: &[usize]| {
+        let mut all: Vec<usize> = tries.iter().chain(through).copied().collect();
+        all.sort();
+        for &i in &all {
+            used[i] = true;
+        }
+        all
+    };
 
     // Correlation 1: a source denied (or scanning) and then let through.
     let mut by_source: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -141,28 +163,13 @@ pub fn triage(alerts: &[Alert]) -> TriageReport {
         }
     }
     for (source, idx) in &by_source {
-        let denied: Vec<usize> = idx.iter().copied().filter(|&i| hit(&text_of(&alerts[i]), DENIED).is_some()).collect();
-        let Some(&first_denied) = denied.first() else { continue };
-        let allowed: Vec<usize> = idx
-            .iter()
-            .copied()
-            .filter(|&i| i > first_denied && hit(&text_of(&alerts[i]), ALLOWED).is_some() && hit(&text_of(&alerts[i]), DENIED).is_none())
-            .collect();
-        if denied.len() >= 2 && !allowed.is_empty() {
-            let mut all: Vec<usize> = denied.iter().chain(&allowed).copied().collect();
-            all.sort();
-            groups.push((
-                Category::ActiveAttack,
-                all.clone(),
-                format!(
-                    "{source} was denied {} times and then let through ({}): a probe that found a way in",
-                    denied.len(),
-                    allowed.iter().map(|&i| alerts[i].id.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            ));
-            for i in all {
-                used[i] = true;
-            }
+        if let Some((denied, allowed)) = tried_then_through(idx, &texts, DENIED, 2) {
+            let why = format!(
+                "{source} was denied {} times and then let through ({}): a probe that found a way in",
+                denied.len(),
+                allowed.iter().map(|&i| alerts[i].id.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            groups.push((Category::ActiveAttack, claim(&mut used, &denied, &allowed), why));
         }
     }
     // Correlation 2: failed logins, then a success, from one source or for one user.
@@ -173,20 +180,9 @@ pub fn triage(alerts: &[Alert]) -> TriageReport {
         }
     }
     for (actor, idx) in &by_actor {
-        let failed: Vec<usize> = idx.iter().copied().filter(|&i| hit(&text_of(&alerts[i]), FAILED_LOGIN).is_some()).collect();
-        let Some(&first) = failed.first() else { continue };
-        let success: Vec<usize> = idx
-            .iter()
-            .copied()
-            .filter(|&i| i > first && hit(&text_of(&alerts[i]), FAILED_LOGIN).is_none() && hit(&text_of(&alerts[i]), ALLOWED).is_some())
-            .collect();
-        if failed.len() >= 3 && !success.is_empty() {
-            let mut all: Vec<usize> = failed.iter().chain(&success).copied().collect();
-            all.sort();
-            groups.push((Category::ActiveAttack, all.clone(), format!("{} failed logins from {actor} and then a success: a brute force that worked", failed.len())));
-            for i in all {
-                used[i] = true;
-            }
+        if let Some((failed, success)) = tried_then_through(idx, &texts, FAILED_LOGIN, 3) {
+            let why = format!("{} failed logins from {actor} and then a success: a brute force that worked", failed.len());
+            groups.push((Category::ActiveAttack, claim(&mut used, &failed, &success), why));
         }
     }
     // Correlation 3: a detection and the containment of the same instance.

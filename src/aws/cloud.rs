@@ -402,8 +402,7 @@ impl Cloud for AwsCloud {
 
     async fn alarm_firing(&self, target: &LabTarget) -> Result<bool, CloudError> {
         let Some(arn) = target.id(Role::EgressAlarm) else { return Ok(false) };
-        let name = arn.split_once(":alarm:").map_or(arn, |(_, n)| n);
-        match pipeline::alarm(&self.pipeline, name).await? {
+        match pipeline::alarm(&self.pipeline, pipeline::alarm_name(arn)).await? {
             Some((_, state)) => Ok(state == aws_sdk_cloudwatch::types::StateValue::Alarm),
             None => Err(CloudError::NotFound { kind: K::MetricAlarm, id: arn.to_string() }),
         }

@@ -52,7 +52,8 @@ async fn log_group_arn(c: &Clients, name: &str) -> Result<Option<String>, CloudE
         .map(|a| a.trim_end_matches(":*").to_string()))
 }
 
-fn alarm_name(arn: &str) -> &str {
+/// An alarm's name from its ARN (`...:alarm:NAME`).
+pub fn alarm_name(arn: &str) -> &str {
     arn.split_once(":alarm:").map(|(_, n)| n).unwrap_or(arn)
 }
 

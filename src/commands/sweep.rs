@@ -69,52 +69,50 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, root: &std::path::Pa
         args.windows.iter().flat_map(move |w| args.target_fprs.iter().map(move |f| (*d, *w, *f)))
     });
     for (detector, window_s, target_fpr) in combinations {
-        {
-            let dir = root.join(format!("{}-w{window_s}-fpr{target_fpr:e}", detector.name()));
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&dir, e)),
-            }
-            let state = StateDir::new(&dir);
-            let cloud = SimCloud::open(&state.sim_account_dir(), Some(seed), region)?;
-            let orch = Orchestrator::new(&cloud, &Silent, &state);
-            let options = LabOptions {
-                detector: detector.mode(),
-                window_s,
-                target_fpr: Some(target_fpr),
-                baseline: args.baseline.clone(),
-                ..Default::default()
-            };
-            orch.up(&lab, &options).await?;
-            let benign = |c: &SimCloud| {
-                c.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.iter().filter(|o| o.outcome == "isolated").count()))
-            };
-            let before = benign(&cloud);
-            tokio::time::sleep(Duration::from_secs(u64::from(args.hours) * 3600)).await;
-            let after = benign(&cloud);
-            let (false_alerts, false_isolations) = (after.0 - before.0, after.1 - before.1);
-            // Whatever the benign stretch isolated is put back before the attacks.
-            orch.release(&lab).await?;
-            let mut records = Vec::new();
-            for _ in 0..args.runs {
-                if let Some(previous) = records.last() {
-                    orch.settle(&lab, previous, &scenario).await?;
-                }
-                records.push(orch.attack(&lab, &scenario).await?);
-            }
-            orch.down(&lab).await?;
-            cloud.checkpoint().await?;
-            settings.push(Setting {
-                detector: detector.name(),
-                window_s,
-                target_fpr,
-                false_alerts,
-                false_isolations,
-                false_isolations_per_day: false_isolations as f64 * 24.0 / f64::from(args.hours),
-                attacks: Summary::of(&records.iter().collect::<Vec<_>>()),
-            });
+        let dir = root.join(format!("{}-w{window_s}-fpr{target_fpr:e}", detector.name()));
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&dir, e)),
         }
+        let state = StateDir::new(&dir);
+        let cloud = SimCloud::open(&state.sim_account_dir(), Some(seed), region)?;
+        let orch = Orchestrator::new(&cloud, &Silent, &state);
+        let options = LabOptions {
+            detector: detector.mode(),
+            window_s,
+            target_fpr: Some(target_fpr),
+            baseline: args.baseline.clone(),
+            ..Default::default()
+        };
+        orch.up(&lab, &options).await?;
+        let benign = |c: &SimCloud| {
+            c.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.iter().filter(|o| o.outcome == "isolated").count()))
+        };
+        let before = benign(&cloud);
+        tokio::time::sleep(Duration::from_secs(u64::from(args.hours) * 3600)).await;
+        let after = benign(&cloud);
+        let (false_alerts, false_isolations) = (after.0 - before.0, after.1 - before.1);
+        // Whatever the benign stretch isolated is put back before the attacks.
+        orch.release(&lab).await?;
+        let mut records = Vec::new();
+        for _ in 0..args.runs {
+            if let Some(previous) = records.last() {
+                orch.settle(&lab, previous, &scenario).await?;
+            }
+            records.push(orch.attack(&lab, &scenario).await?);
+        }
+        orch.down(&lab).await?;
+        cloud.checkpoint().await?;
+        settings.push(Setting {
+            detector: detector.name(),
+            window_s,
+            target_fpr,
+            false_alerts,
+            false_isolations,
+            false_isolations_per_day: false_isolations as f64 * 24.0 / f64::from(args.hours),
+            attacks: Summary::of(&records.iter().collect::<Vec<_>>()),
+        });
     }
     Ok(Sweep {
         format: "cis-sweep",

@@ -49,6 +49,8 @@ pub enum Event {
     WindowClose { flow_log: String },
     Deliver { log_group: String, lines: Vec<String>, attack_runs: Vec<String> },
     InvokeDetector { function: String, lines: Vec<String> },
+    /// What accounts saved before alarm events queued for a rule's target; new ones queue
+    /// [`Event::DeliverEvent`]. Kept so such an account still runs.
     DeliverDetection { function: String, detection: DetectionEvent },
     /// An EventBridge event delivered to a target function, as Lambda receives it.
     DeliverEvent { function: String, event: serde_json::Value },
