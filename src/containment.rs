@@ -160,7 +160,11 @@ pub fn parse_event(event: &serde_json::Value) -> Result<DetectionEvent, String> 
 /// release) then refuses only an alarm whose every breaching period ended before it.
 fn parse_alarm_event(event: &serde_json::Value) -> Result<DetectionEvent, String> {
     if event.get("detail-type").and_then(|v| v.as_str()) != Some(crate::metric::ALARM_DETAIL_TYPE) {
-        return Err(format!("not a detection: an {} event whose detail-type is not '{}'", crate::metric::ALARM_SOURCE, crate::metric::ALARM_DETAIL_TYPE));
+        return Err(format!(
+            "not a detection: an {} event whose detail-type is not '{}'",
+            crate::metric::ALARM_SOURCE,
+            crate::metric::ALARM_DETAIL_TYPE
+        ));
     }
     let detail = event.get("detail").ok_or("the alarm event has no detail")?;
     let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
@@ -184,7 +188,8 @@ fn parse_alarm_event(event: &serde_json::Value) -> Result<DetectionEvent, String
     let at = text(&detail["state"]["timestamp"])
         .and_then(|t| Timestamp::parse_rfc3339(&t))
         .ok_or_else(|| format!("alarm {name}: detail.state.timestamp is missing or not a time"))?;
-    let reason_data: serde_json::Value = text(&detail["state"]["reasonData"]).and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default();
+    let reason_data: serde_json::Value =
+        text(&detail["state"]["reasonData"]).and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default();
     // Hostile input must not overflow: a period is at most a day.
     let period_ms = reason_data["period"].as_i64().unwrap_or(60).clamp(1, 86_400) * 1000;
     let window_start = reason_data["evaluatedDatapoints"]

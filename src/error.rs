@@ -47,9 +47,13 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Error::BadState { .. } | Error::BadFile { .. } | Error::UnknownScenario(_) | Error::Usage(_) | Error::LabState(_) | Error::Analysis(_)
-        )
-            || matches!(self, Error::Cloud(CloudError::Credentials(_)))
+            Error::BadState { .. }
+                | Error::BadFile { .. }
+                | Error::UnknownScenario(_)
+                | Error::Usage(_)
+                | Error::LabState(_)
+                | Error::Analysis(_)
+        ) || matches!(self, Error::Cloud(CloudError::Credentials(_)))
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -130,7 +130,11 @@ fn parse_condition(name: &str, text: &str) -> Result<Condition, String> {
             let r = r.trim();
             let tail = r.strip_prefix(name).ok_or_else(|| format!("'{r}': a condition joined by {join} must be on field {name}"))?;
             let next = parse_condition(name, tail.trim())?;
-            Ok(if join == "&&" { Condition::And(Box::new(compare), Box::new(next)) } else { Condition::Or(Box::new(compare), Box::new(next)) })
+            Ok(if join == "&&" {
+                Condition::And(Box::new(compare), Box::new(next))
+            } else {
+                Condition::Or(Box::new(compare), Box::new(next))
+            })
         }
     }
 }

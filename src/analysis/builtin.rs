@@ -6,24 +6,68 @@
 
 use std::collections::BTreeMap;
 
-use super::{Alert, Category, FirewallRule, Finding, LogRow, RcaInput, RcaIssue, RcaReport, TriageReport};
+use super::{Alert, Category, Finding, FirewallRule, LogRow, RcaInput, RcaIssue, RcaReport, TriageReport};
 
 const OUTAGE: &[&str] = &[
-    "no space left", "disk full", "disk is full", "filesystem full", "file system full", "enospc", "failed to start", "failed to restart",
-    "service unavailable", "is down", "went down", "out of memory", "oom-kill", "oomkill", "oom killer", "crashloop", "cannot allocate memory",
-    "health check failed", "outage", "not responding",
+    "no space left",
+    "disk full",
+    "disk is full",
+    "filesystem full",
+    "file system full",
+    "enospc",
+    "failed to start",
+    "failed to restart",
+    "service unavailable",
+    "is down",
+    "went down",
+    "out of memory",
+    "oom-kill",
+    "oomkill",
+    "oom killer",
+    "crashloop",
+    "cannot allocate memory",
+    "health check failed",
+    "outage",
+    "not responding",
 ];
 const ATTACK: &[&str] = &[
-    "exfiltrat", "brute force", "brute-force", "reverse shell", "malware", "ransomware", "command and control", "c2 beacon", "beaconing",
-    "privilege escalation", "sql injection", "credential stuffing", "suspicious process", "cryptominer", "port scan succeeded", "lateral movement",
+    "exfiltrat",
+    "brute force",
+    "brute-force",
+    "reverse shell",
+    "malware",
+    "ransomware",
+    "command and control",
+    "c2 beacon",
+    "beaconing",
+    "privilege escalation",
+    "sql injection",
+    "credential stuffing",
+    "suspicious process",
+    "cryptominer",
+    "port scan succeeded",
+    "lateral movement",
 ];
-const DOS: &[&str] = &["ddos", "denial of service", "dos attack", "syn flood", "udp flood", "http flood", "rate limit", "rate-limit", "too many requests"];
-const CHANGE: &[&str] = &["allowlist", "allow-list", "allow list", "whitelist", "firewall rule added", "ingress rule added", "added to admin", "granted admin"];
+const DOS: &[&str] =
+    &["ddos", "denial of service", "dos attack", "syn flood", "udp flood", "http flood", "rate limit", "rate-limit", "too many requests"];
+const CHANGE: &[&str] =
+    &["allowlist", "allow-list", "allow list", "whitelist", "firewall rule added", "ingress rule added", "added to admin", "granted admin"];
 const HYGIENE: &[&str] = &[
-    "0.0.0.0/0", "allow any", "any/any", "weak cipher", "deprecated", "expired certificate", "certificate expires", "mfa disabled",
-    "unencrypted", "public bucket", "password policy", "self-signed",
+    "0.0.0.0/0",
+    "allow any",
+    "any/any",
+    "weak cipher",
+    "deprecated",
+    "expired certificate",
+    "certificate expires",
+    "mfa disabled",
+    "unencrypted",
+    "public bucket",
+    "password policy",
+    "self-signed",
 ];
-const ROUTINE: &[&str] = &["error", "failed", "failure", "timeout", "timed out", "retry", "denied", "refused", "exception", "warning", "unauthorized"];
+const ROUTINE: &[&str] =
+    &["error", "failed", "failure", "timeout", "timed out", "retry", "denied", "refused", "exception", "warning", "unauthorized"];
 const DENIED: &[&str] = &["denied", "blocked", "rejected", "drop", "scan"];
 const ALLOWED: &[&str] = &["allowed", "accepted", "succeeded", "success", "established", "permitted"];
 const FAILED_LOGIN: &[&str] = &["failed login", "failed password", "authentication failure", "invalid password", "login failed"];
@@ -112,12 +156,16 @@ fn action_for(category: Category, alerts: &[&Alert]) -> String {
         Category::Outage if t.contains("space") || t.contains("disk") || t.contains("enospc") || t.contains("full") => {
             format!("free space on {host} now (rotate and compress logs, clear caches, grow the volume), then find what filled it")
         }
-        Category::Outage => format!("restore {host}: restart the failing service and read its journal (`journalctl -u <unit>`), then fix why it failed"),
+        Category::Outage => {
+            format!("restore {host}: restart the failing service and read its journal (`journalctl -u <unit>`), then fix why it failed")
+        }
         Category::ActiveAttack => {
             let src = alerts.iter().find_map(|a| a.source.clone()).unwrap_or_else(|| "the source".into());
             format!("contain now: isolate {host} (`cis` containment or an isolation security group), block {src}, snapshot for forensics, then review what {src} reached")
         }
-        Category::DenialOfService => format!("keep the block in place, confirm {host} still serves, and add rate limits or scaling upstream"),
+        Category::DenialOfService => {
+            format!("keep the block in place, confirm {host} still serves, and add rate limits or scaling upstream")
+        }
         Category::PrivilegeChange => format!(
             "review the change with {}: give the entry an expiry or remove it, and require approval for permanent allow-list entries",
             first.user.as_deref().unwrap_or("its author")
@@ -327,7 +375,10 @@ pub fn rca(input: &RcaInput) -> RcaReport {
                 ),
                 Some(r.id.clone()),
             ),
-            Some(r) => (format!("rule {} allowed {source} on port(s) {through}: it admits more sources than the service needs", r.id), Some(r.id.clone())),
+            Some(r) => (
+                format!("rule {} allowed {source} on port(s) {through}: it admits more sources than the service needs", r.id),
+                Some(r.id.clone()),
+            ),
             None => ("no rule given explains the allowed connection: give the firewall rules with --rules".into(), None),
         };
         if let Some(id) = &rule_id {
@@ -352,8 +403,11 @@ pub fn rca(input: &RcaInput) -> RcaReport {
     }
 
     // A detection whose traffic an allow-any outbound rule let out.
-    let egress_any: Vec<&FirewallRule> =
-        input.rules.iter().filter(|r| r.direction == "outbound" && r.action == "allow" && is_anywhere(&r.destination) && is_anywhere(&r.ports)).collect();
+    let egress_any: Vec<&FirewallRule> = input
+        .rules
+        .iter()
+        .filter(|r| r.direction == "outbound" && r.action == "allow" && is_anywhere(&r.destination) && is_anywhere(&r.ports))
+        .collect();
     if let (Some(rule), false) = (egress_any.first(), input.detections.is_empty()) {
         blamed.push(rule.id.clone());
         // What left, by port: a port-only rule would not stop what used 443.
@@ -465,7 +519,11 @@ fn narrower_rules(input: &RcaInput, culprit: Option<&FirewallRule>, scanner: &st
     });
     for ((port, protocol), sources) in used {
         // Public web ports serve everyone; anything else only those who used it.
-        let source = if matches!(port, 80 | 443) && sources.len() > 3 { "0.0.0.0/0".to_string() } else { sources.into_iter().collect::<Vec<_>>().join(", ") };
+        let source = if matches!(port, 80 | 443) && sources.len() > 3 {
+            "0.0.0.0/0".to_string()
+        } else {
+            sources.into_iter().collect::<Vec<_>>().join(", ")
+        };
         out.push(FirewallRule {
             id: format!("allow-{protocol}-{port}"),
             priority: next(),

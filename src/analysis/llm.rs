@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{builtin, AnalysisError, Alert, Category, FirewallRule, Finding, RcaInput, RcaIssue, RcaReport, TriageReport};
+use super::{builtin, Alert, AnalysisError, Category, Finding, FirewallRule, RcaInput, RcaIssue, RcaReport, TriageReport};
 
 const TRIAGE_SYSTEM: &str = include_str!("../../assets/prompts/triage-system.md");
 const TRIAGE_USER: &str = include_str!("../../assets/prompts/triage-user.md");
@@ -189,14 +189,14 @@ impl<C: Completion> Analyser for ModelAnalyser<C> {
             }
             let severity = f.severity.to_ascii_lowercase();
             if !SEVERITIES.contains(&severity.as_str()) {
-                return Err(self.bad(format!("finding {} has severity '{}': expected one of {}", n + 1, f.severity, SEVERITIES.join(", "))));
+                return Err(self.bad(format!(
+                    "finding {} has severity '{}': expected one of {}",
+                    n + 1,
+                    f.severity,
+                    SEVERITIES.join(", ")
+                )));
             }
-            let evidence = f
-                .alert_ids
-                .iter()
-                .filter_map(|id| alerts.iter().find(|a| &a.id == id))
-                .map(builtin::evidence)
-                .collect();
+            let evidence = f.alert_ids.iter().filter_map(|id| alerts.iter().find(|a| &a.id == id)).map(builtin::evidence).collect();
             findings.push(Finding {
                 rank: n + 1,
                 critical: severity == "critical",
@@ -365,10 +365,7 @@ pub fn sagemaker_answer(body: &[u8]) -> Result<String, AnalysisError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("the endpoint's reply is not JSON ({e}): {}", excerpt(&text))))?;
     let first = if value.is_array() { &value[0] } else { &value };
-    first["generated_text"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| bad(format!("the reply has no generated_text: {}", excerpt(&text))))
+    first["generated_text"].as_str().map(str::to_string).ok_or_else(|| bad(format!("the reply has no generated_text: {}", excerpt(&text))))
 }
 
 /// Foundation-Sec-8B-Instruct on a SageMaker endpoint, through the SDK's runtime client.
@@ -444,7 +441,9 @@ mod http {
             .filter(|_| status_line.starts_with("HTTP/1."))
             .ok_or_else(|| format!("the reply is not HTTP: '{status_line}'"))?;
         let header = |name: &str| {
-            lines.clone().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+            lines
+                .clone()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
         };
         let mut body = raw[split + 4..].to_vec();
         if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {

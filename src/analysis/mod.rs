@@ -11,7 +11,6 @@
 pub mod builtin;
 pub mod llm;
 
-
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -59,7 +58,10 @@ fn alert_of(value: &serde_json::Value, what: &'static str, position: usize) -> R
     let (message, code) = if let (Some(detector), Some(instance)) = (text(&["detector"]), text(&["instance_id"])) {
         (format!("{detector} detection on {instance}: {}", text(&["reason"]).unwrap_or_default()), Some("cis.detection".to_string()))
     } else if let (Some(outcome), Some(instance)) = (text(&["outcome"]), text(&["instance_id"])) {
-        (format!("containment of {instance}: {outcome}: {}", text(&["detail"]).unwrap_or_default()), Some(format!("cis.containment.{outcome}")))
+        (
+            format!("containment of {instance}: {outcome}: {}", text(&["detail"]).unwrap_or_default()),
+            Some(format!("cis.containment.{outcome}")),
+        )
     } else {
         let message = text(&["message", "msg", "description", "detail", "reason", "summary", "title"])
             .ok_or_else(|| bad("no message: give one of message, msg, description, detail".into()))?;
@@ -108,8 +110,11 @@ pub fn parse_alerts(text: &str) -> Result<Vec<Alert>, InputError> {
             }
             // The lab's function logs carry records after a marker: take what follows it.
             let json = line.find('{').map_or(line, |at| &line[at..]);
-            let value: serde_json::Value = serde_json::from_str(json)
-                .map_err(|e| InputError { what: "line", position: i + 1, message: format!("not a JSON object: {e}") })?;
+            let value: serde_json::Value = serde_json::from_str(json).map_err(|e| InputError {
+                what: "line",
+                position: i + 1,
+                message: format!("not a JSON object: {e}"),
+            })?;
             out.push(alert_of(&value, "line", i + 1)?);
         }
         out
@@ -359,7 +364,11 @@ pub fn parse_logs(text: &str) -> Result<Vec<LogRow>, InputError> {
             .map(|(at, row, raw)| {
                 let port = column(&row, &["port", "dst_port", "dstport", "destination_port", "dport"]);
                 let port = match port {
-                    Some(p) => Some(p.parse::<u16>().map_err(|_| InputError { what: "line", position: at, message: format!("port '{p}' is not a port number") })?),
+                    Some(p) => Some(p.parse::<u16>().map_err(|_| InputError {
+                        what: "line",
+                        position: at,
+                        message: format!("port '{p}' is not a port number"),
+                    })?),
                     None => None,
                 };
                 let action = column(&row, &["action", "decision", "verdict", "result"]);
@@ -386,7 +395,8 @@ pub fn parse_logs(text: &str) -> Result<Vec<LogRow>, InputError> {
             continue;
         }
         let format = if line.split_whitespace().count() == lab.fields().len() { &lab } else { &default };
-        let Some(r) = format.read(line).map_err(|e| InputError { what: "line", position: i + 1, message: format!("not a flow-log record: {e}") })?
+        let Some(r) =
+            format.read(line).map_err(|e| InputError { what: "line", position: i + 1, message: format!("not a flow-log record: {e}") })?
         else {
             continue;
         };
@@ -456,7 +466,8 @@ pub fn rules_of_lab(graph: &crate::lab::LabGraph) -> Vec<FirewallRule> {
                 } else {
                     format!("{}-{}", r.from_port, r.to_port)
                 };
-                let (source, destination) = if direction == "inbound" { (r.cidr.clone(), "target".to_string()) } else { ("target".to_string(), r.cidr.clone()) };
+                let (source, destination) =
+                    if direction == "inbound" { (r.cidr.clone(), "target".to_string()) } else { ("target".to_string(), r.cidr.clone()) };
                 let protocol = if r.protocol == "-1" { "any".to_string() } else { r.protocol.clone() };
                 out.push(FirewallRule {
                     id: format!("{}/{direction}-{}", spec.name, i + 1),
@@ -547,7 +558,11 @@ impl RcaReport {
             let _ = writeln!(o, "   issue:      {}", i.issue);
             let _ = writeln!(o, "   root cause: {}", i.root_cause);
             for r in &i.proposed_rules {
-                let _ = writeln!(o, "   propose:    {} {} {} {} -> {} ports {} {}", r.id, r.direction, r.action, r.source, r.destination, r.ports, r.protocol);
+                let _ = writeln!(
+                    o,
+                    "   propose:    {} {} {} {} -> {} ports {} {}",
+                    r.id, r.direction, r.action, r.source, r.destination, r.ports, r.protocol
+                );
             }
             for e in &i.evidence {
                 let _ = writeln!(o, "   evidence:   {e}");

@@ -349,7 +349,12 @@ impl Cloud for AwsCloud {
         for a in &alarms {
             let (Some(name), Some(arn)) = (a.alarm_name(), a.alarm_arn()) else { continue };
             let t = self.pipeline.metrics.list_tags_for_resource().resource_arn(arn).send().await.map_err(err(K::MetricAlarm, name))?;
-            keep(K::MetricAlarm, arn.to_string(), name, t.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect());
+            keep(
+                K::MetricAlarm,
+                arn.to_string(),
+                name,
+                t.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect(),
+            );
         }
         // ListRules has no paginator in the SDK: its NextToken by hand, every page.
         let mut rules = Vec::new();

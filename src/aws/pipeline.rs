@@ -60,11 +60,12 @@ pub fn alarm_name(arn: &str) -> &str {
 /// The alarm named `name`: its ARN and state.
 pub async fn alarm(c: &Clients, name: &str) -> Result<Option<(String, aws_sdk_cloudwatch::types::StateValue)>, CloudError> {
     let out = c.metrics.describe_alarms().alarm_names(name).send().await.map_err(|e| cloud_error(ResourceKind::MetricAlarm, name, e))?;
-    Ok(out
-        .metric_alarms()
-        .iter()
-        .find(|a| a.alarm_name() == Some(name))
-        .map(|a| (a.alarm_arn().unwrap_or_default().to_string(), a.state_value().cloned().unwrap_or(aws_sdk_cloudwatch::types::StateValue::InsufficientData))))
+    Ok(out.metric_alarms().iter().find(|a| a.alarm_name() == Some(name)).map(|a| {
+        (
+            a.alarm_arn().unwrap_or_default().to_string(),
+            a.state_value().cloned().unwrap_or(aws_sdk_cloudwatch::types::StateValue::InsufficientData),
+        )
+    }))
 }
 
 async fn metric_filter_exists(c: &Clients, group: &str, name: &str) -> Result<bool, CloudError> {
@@ -160,7 +161,9 @@ pub async fn create(c: &Clients, spec: &ResourceSpec, refs: &Refs) -> Result<Str
             c.metrics
                 .put_metric_alarm()
                 .alarm_name(&spec.name)
-                .alarm_description("cis: bytes the lab's target sends out of the VPC per minute; ALARM calls containment through EventBridge")
+                .alarm_description(
+                    "cis: bytes the lab's target sends out of the VPC per minute; ALARM calls containment through EventBridge",
+                )
                 .namespace(&metric.namespace)
                 .metric_name(&metric.metric_name)
                 .set_dimensions(Some(dimensions))
@@ -175,10 +178,7 @@ pub async fn create(c: &Clients, spec: &ResourceSpec, refs: &Refs) -> Result<Str
                 .send()
                 .await
                 .map_err(err!())?;
-            Ok(alarm(c, &spec.name)
-                .await?
-                .ok_or_else(|| CloudError::NotPropagatedYet(format!("alarm {} not listed yet", spec.name)))?
-                .0)
+            Ok(alarm(c, &spec.name).await?.ok_or_else(|| CloudError::NotPropagatedYet(format!("alarm {} not listed yet", spec.name)))?.0)
         }
         ResourceConfig::SnsTopic => {
             let tags = spec.tags.iter().filter_map(|(k, v)| aws_sdk_sns::types::Tag::builder().key(k).value(v).build().ok()).collect();

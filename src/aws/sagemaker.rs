@@ -225,7 +225,9 @@ pub async fn create(
         }
         ResourceConfig::SageMakerModel { role, algorithm, training, container: own } => {
             let mut container = match own {
-                Some(c) => ContainerDefinition::builder().image(&c.image).set_environment(Some(c.environment.clone().into_iter().collect())),
+                Some(c) => {
+                    ContainerDefinition::builder().image(&c.image).set_environment(Some(c.environment.clone().into_iter().collect()))
+                }
                 None => ContainerDefinition::builder().image(algorithm_image(algorithm, region)?),
             };
             if let Some(training) = training {
@@ -256,9 +258,8 @@ pub async fn create(
                 .instance_type(ProductionVariantInstanceType::from(instance_type.as_str()));
             if let Some(t) = startup_timeout_s {
                 // An 8B model downloads and loads for minutes: the container gets as long.
-                variant = variant
-                    .container_startup_health_check_timeout_in_seconds(*t as i32)
-                    .model_data_download_timeout_in_seconds(*t as i32);
+                variant =
+                    variant.container_startup_health_check_timeout_in_seconds(*t as i32).model_data_download_timeout_in_seconds(*t as i32);
             }
             let variant = variant.build();
             let out = c

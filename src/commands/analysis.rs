@@ -47,7 +47,8 @@ async fn analyser(args: &Args, a: &AnalyserArgs) -> Result<Box<dyn Analyser>> {
                     "--url {url}: only http:// is supported; put a TLS-terminating proxy in front of an https server"
                 )));
             }
-            let model = a.model.clone().ok_or_else(|| Error::Usage("--analyser openai needs --model NAME (the model the server serves)".into()))?;
+            let model =
+                a.model.clone().ok_or_else(|| Error::Usage("--analyser openai needs --model NAME (the model the server serves)".into()))?;
             let client = OpenAi { url, model, api_key: std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()), sampling };
             Ok(Box::new(ModelAnalyser { client, timeout }))
         }
@@ -125,7 +126,11 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
         let dir = state.runs_dir(args.cloud, &args.lab);
         let path = dir.join(format!("{run}.json"));
         if !path.exists() {
-            return Err(Error::Usage(format!("--run {run}: no such run of lab '{}' in {}: `cis report` lists the runs", args.lab, dir.display())));
+            return Err(Error::Usage(format!(
+                "--run {run}: no such run of lab '{}' in {}: `cis report` lists the runs",
+                args.lab,
+                dir.display()
+            )));
         }
         let record = crate::orchestrator::measure::RunRecord::load(&path)?;
         let from_run = analysis::run_input(&record, std::mem::take(&mut input.rules));

@@ -65,9 +65,8 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, root: &std::path::Pa
     }
     let lab: LabName = "sweep".parse().expect("a valid lab name");
     let mut settings = Vec::new();
-    let combinations = args.detectors.iter().flat_map(|d| {
-        args.windows.iter().flat_map(move |w| args.target_fprs.iter().map(move |f| (*d, *w, *f)))
-    });
+    let combinations =
+        args.detectors.iter().flat_map(|d| args.windows.iter().flat_map(move |w| args.target_fprs.iter().map(move |f| (*d, *w, *f))));
     for (detector, window_s, target_fpr) in combinations {
         let dir = root.join(format!("{}-w{window_s}-fpr{target_fpr:e}", detector.name()));
         match std::fs::remove_dir_all(&dir) {
@@ -138,7 +137,14 @@ impl Sweep {
             o,
             "{:>13} {:>8} {:>11} {:>10} {:>14} {:>14} {:>14} {:>13} {:>16}",
             "detector",
-            "window", "target fpr", "detected", "detection p50", "detection p95", "end-to-end p50", "false alerts", "false iso / day"
+            "window",
+            "target fpr",
+            "detected",
+            "detection p50",
+            "detection p95",
+            "end-to-end p50",
+            "false alerts",
+            "false iso / day"
         );
         let p = |st: &Option<Stats>, q: fn(&Stats) -> f64| st.as_ref().map(|s| format!("{:.1} s", q(s))).unwrap_or_else(|| "-".into());
         for s in &self.settings {

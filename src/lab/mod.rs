@@ -1148,12 +1148,7 @@ pub struct AlarmCalibration {
 /// anything the baseline did), and the alarm looks back far enough that records arriving
 /// a window plus a worst-case delivery (15 min, latency.toml) late still count.
 pub fn egress_alarm_rule(window_s: u32) -> crate::metric::AlarmRule {
-    crate::metric::AlarmRule {
-        period_s: 60,
-        evaluation_periods: window_s.div_ceil(60) + 15,
-        datapoints_to_alarm: 1,
-        threshold: 0.0,
-    }
+    crate::metric::AlarmRule { period_s: 60, evaluation_periods: window_s.div_ceil(60) + 15, datapoints_to_alarm: 1, threshold: 0.0 }
 }
 
 /// Where the Random Cut Forest trains: AWS recommends the m4, c4 and c5 families; an

@@ -198,7 +198,8 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(o, "<h2>Notes</h2><ul>{}</ul>", notes.join(""));
     }
     if !report.root_causes.is_empty() {
-        let _ = writeln!(o, "<h2>Root causes</h2><table><tr><th>run</th><th>scenario</th><th>issue</th><th>root cause</th><th>rule</th></tr>");
+        let _ =
+            writeln!(o, "<h2>Root causes</h2><table><tr><th>run</th><th>scenario</th><th>issue</th><th>root cause</th><th>rule</th></tr>");
         for rc in &report.root_causes {
             for i in &rc.issues {
                 let _ = writeln!(

@@ -169,7 +169,16 @@ impl Report {
                 }
             })
             .collect();
-        Report { format: FORMAT.into(), version: VERSION, cloud: cloud.into(), lab: lab.into(), summary, scenarios, runs, root_causes: vec![] }
+        Report {
+            format: FORMAT.into(),
+            version: VERSION,
+            cloud: cloud.into(),
+            lab: lab.into(),
+            summary,
+            scenarios,
+            runs,
+            root_causes: vec![],
+        }
     }
 
     /// The per-scenario table, as Markdown rows (shared by the Markdown and text forms).
@@ -264,7 +273,11 @@ impl Report {
             .map(|r| {
                 let input = crate::analysis::run_input(r, rules.to_vec());
                 // Hygiene findings are the lab's, not the run's: only what explains the run.
-                let issues = crate::analysis::builtin::rca(&input).issues.into_iter().filter(|i| i.category != crate::analysis::Category::Hygiene).collect();
+                let issues = crate::analysis::builtin::rca(&input)
+                    .issues
+                    .into_iter()
+                    .filter(|i| i.category != crate::analysis::Category::Hygiene)
+                    .collect();
                 crate::analysis::RunRootCause { run_id: r.run_id.clone(), scenario: r.scenario.clone(), issues }
             })
             .filter(|rc| !rc.issues.is_empty())

@@ -181,7 +181,12 @@ pub fn egress_threshold(
 
 /// Every minute's egress bytes over the baseline capture, the quiet ones as zero, sorted;
 /// captured once per window length and workload in a process.
-fn egress_minutes(window_s: u32, workload: &str, latency: &LatencyModel, baselines: &[BaselineProfile]) -> Result<Arc<Vec<f64>>, CloudError> {
+fn egress_minutes(
+    window_s: u32,
+    workload: &str,
+    latency: &LatencyModel,
+    baselines: &[BaselineProfile],
+) -> Result<Arc<Vec<f64>>, CloudError> {
     static MINUTES: OnceLock<Mutex<BTreeMap<(u32, String), Arc<Vec<f64>>>>> = OnceLock::new();
     let key = (window_s, workload.to_string());
     let cache = MINUTES.get_or_init(Default::default);
@@ -191,8 +196,8 @@ fn egress_minutes(window_s: u32, workload: &str, latency: &LatencyModel, baselin
     if !baselines.iter().any(|b| b.id == workload) {
         return Err(CloudError::Invalid(format!("no baseline profile '{workload}' in assets/baselines.toml")));
     }
-    let pattern = crate::metric::FilterPattern::parse(&crate::metric::egress_pattern(crate::lab::LAB_VPC_PREFIX))
-        .map_err(CloudError::Invalid)?;
+    let pattern =
+        crate::metric::FilterPattern::parse(&crate::metric::egress_pattern(crate::lab::LAB_VPC_PREFIX)).map_err(CloudError::Invalid)?;
     let lines = capture(window_s, workload, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
     let sums = crate::metric::period_sums(&pattern, &crate::lab::egress_transformation(), lines.iter().map(String::as_str), 60);
     let minutes = (BASELINE_HOURS * 60) as usize;

@@ -41,23 +41,56 @@ pub enum Source {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
-    InstanceRunning { instance: String },
-    InstanceTerminated { instance: String },
-    EndpointInService { endpoint: String },
-    EndpointGone { endpoint: String },
-    CaptureStart { flow_log: String },
-    WindowClose { flow_log: String },
-    Deliver { log_group: String, lines: Vec<String>, attack_runs: Vec<String> },
-    InvokeDetector { function: String, lines: Vec<String> },
+    InstanceRunning {
+        instance: String,
+    },
+    InstanceTerminated {
+        instance: String,
+    },
+    EndpointInService {
+        endpoint: String,
+    },
+    EndpointGone {
+        endpoint: String,
+    },
+    CaptureStart {
+        flow_log: String,
+    },
+    WindowClose {
+        flow_log: String,
+    },
+    Deliver {
+        log_group: String,
+        lines: Vec<String>,
+        attack_runs: Vec<String>,
+    },
+    InvokeDetector {
+        function: String,
+        lines: Vec<String>,
+    },
     /// What accounts saved before alarm events queued for a rule's target; new ones queue
     /// [`Event::DeliverEvent`]. Kept so such an account still runs.
-    DeliverDetection { function: String, detection: DetectionEvent },
+    DeliverDetection {
+        function: String,
+        detection: DetectionEvent,
+    },
     /// An EventBridge event delivered to a target function, as Lambda receives it.
-    DeliverEvent { function: String, event: serde_json::Value },
+    DeliverEvent {
+        function: String,
+        event: serde_json::Value,
+    },
     /// A metric alarm's once-a-period evaluation.
-    EvaluateAlarm { alarm: String },
-    OpenConnection { instance: String, source: Source, index: u32 },
-    Chunk { conn: u64 },
+    EvaluateAlarm {
+        alarm: String,
+    },
+    OpenConnection {
+        instance: String,
+        source: Source,
+        index: u32,
+    },
+    Chunk {
+        conn: u64,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -176,8 +209,17 @@ pub struct Context<'a> {
 #[derive(Clone, Debug)]
 pub enum Invocation {
     /// `event` is the EventBridge event as Lambda receives it.
-    Containment { at: Timestamp, config: ContainmentConfig, event: serde_json::Value },
-    Detector { at: Timestamp, function: String, config: DetectorConfig, lines: Vec<String> },
+    Containment {
+        at: Timestamp,
+        config: ContainmentConfig,
+        event: serde_json::Value,
+    },
+    Detector {
+        at: Timestamp,
+        function: String,
+        config: DetectorConfig,
+        lines: Vec<String>,
+    },
 }
 
 fn rule_matches(rule: &Rule, remote: IpAddr, port: u16, protocol: u8) -> bool {

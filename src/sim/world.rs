@@ -630,7 +630,11 @@ impl World {
                 let (lg_id, lg_name) = (lg.id.clone(), lg.name.clone());
                 // PutMetricFilter creates or replaces by name within the group.
                 let id = format!("{lg_name}/{}", spec.name);
-                let detail = Detail::MetricFilter { log_group: lg_id.clone(), pattern: filter_pattern.clone(), transformation: transformation.clone() };
+                let detail = Detail::MetricFilter {
+                    log_group: lg_id.clone(),
+                    pattern: filter_pattern.clone(),
+                    transformation: transformation.clone(),
+                };
                 Ok(self.insert(id, spec, Some(lg_id), now, detail))
             }
             C::MetricAlarm { metric, rule, calibrate, watches } => {
@@ -643,7 +647,8 @@ impl World {
                 }
                 // PutMetricAlarm creates or updates by name; a new alarm starts without data.
                 let id = self.arn("cloudwatch", &format!("alarm:{}", spec.name));
-                let detail = Detail::Alarm { metric: metric.clone(), rule: rule.clone(), state: crate::metric::AlarmState::InsufficientData };
+                let detail =
+                    Detail::Alarm { metric: metric.clone(), rule: rule.clone(), state: crate::metric::AlarmState::InsufficientData };
                 let id = self.insert(id, spec, None, now, detail);
                 let first = crate::metric::period_start(now, rule.period_s).plus(std::time::Duration::from_secs(u64::from(rule.period_s)));
                 self.schedule(first, Event::EvaluateAlarm { alarm: id.clone() });

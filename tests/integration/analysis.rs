@@ -13,7 +13,8 @@ fn triage_ranks_the_outage_and_the_attack_above_routine_errors_and_noise_and_cit
     let out = lab.ok(&["triage", &fixture("alerts-mixed.jsonl"), "--format", "json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let findings = report["findings"].as_array().unwrap();
-    let ids = |f: &serde_json::Value| f["alert_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ids =
+        |f: &serde_json::Value| f["alert_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
     // First the full disk (availability), then the scan that got through (active attack).
     assert_eq!(findings[0]["category"], "outage");
     assert_eq!(ids(&findings[0]), ["a-03"]);
@@ -80,7 +81,10 @@ fn rca_names_the_allow_any_rule_a_denied_scan_got_through_and_proposes_a_narrowe
     let issue = &report["issues"][0];
     assert_eq!(issue["category"], "active-attack");
     assert_eq!(issue["rule"], "allow-all");
-    assert!(issue["root_cause"].as_str().unwrap().starts_with("rule allow-all allows any from 0.0.0.0/0 to 10.1.1.10 on any port"), "{issue}");
+    assert!(
+        issue["root_cause"].as_str().unwrap().starts_with("rule allow-all allows any from 0.0.0.0/0 to 10.1.1.10 on any port"),
+        "{issue}"
+    );
     let proposed: Vec<(String, String, String, String)> = issue["proposed_rules"]
         .as_array()
         .unwrap()
@@ -200,7 +204,11 @@ fn now() -> std::time::Duration {
 
 /// A chat-completions reply whose message is `content`.
 fn chat(content: &str) -> Reply {
-    Reply { status: 200, body: serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]}).to_string(), delay: now() }
+    Reply {
+        status: 200,
+        body: serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]}).to_string(),
+        delay: now(),
+    }
 }
 
 const GOOD_TRIAGE: &str = r#"Here is the triage:
@@ -257,8 +265,16 @@ fn malformed_empty_unknown_and_late_answers_are_clear_errors_with_status_2() {
     let cases: Vec<(Reply, &str)> = vec![
         (chat("I think a-03 matters most."), "no JSON object in the answer"),
         (chat(""), "the answer is empty"),
-        (chat(r#"{"findings": [{"alert_ids": ["zz-99"], "category": "outage", "severity": "critical", "why": "-", "action": "-"}]}"#), "names alert id 'zz-99', which is not in the input"),
-        (chat(r#"{"findings": [{"alert_ids": ["a-03"], "category": "catastrophe", "severity": "critical", "why": "-", "action": "-"}]}"#), "not the findings object"),
+        (
+            chat(r#"{"findings": [{"alert_ids": ["zz-99"], "category": "outage", "severity": "critical", "why": "-", "action": "-"}]}"#),
+            "names alert id 'zz-99', which is not in the input",
+        ),
+        (
+            chat(
+                r#"{"findings": [{"alert_ids": ["a-03"], "category": "catastrophe", "severity": "critical", "why": "-", "action": "-"}]}"#,
+            ),
+            "not the findings object",
+        ),
         (chat(r#"{"findings": []}"#), "has no findings"),
         (Reply { status: 200, body: "<html>oops</html>".into(), delay: now() }, "the server's reply is not JSON"),
         (Reply { status: 500, body: "model not loaded".into(), delay: now() }, "HTTP 500: 'model not loaded'"),
@@ -284,14 +300,16 @@ fn malformed_empty_unknown_and_late_answers_are_clear_errors_with_status_2() {
         assert!(out.stdout.is_empty(), "no half-report on stdout");
     }
     // Flags checked before anything is sent.
-    let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", "https://api.example.com", "--model", "m"]);
+    let out =
+        lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", "https://api.example.com", "--model", "m"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http:// is supported"));
     let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", "http://127.0.0.1:9"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --model"));
     // Nothing listening: unreachable, said so.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", &format!("http://{closed}"), "--model", "m"]);
+    let out =
+        lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", &format!("http://{closed}"), "--model", "m"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not be reached"), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -331,26 +349,49 @@ fn the_sagemaker_analyser_invokes_the_endpoint_as_the_lmi_container_expects() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["analyser"], "sagemaker");
     assert_eq!(report["issues"][0]["rule"], "allow-all");
-    assert_eq!(report["issues"][0]["evidence"][1].as_str().unwrap(), "line 10: | 2026-11-20T09:01:09Z | 203.0.113.66 | 10.1.1.10 | 8081 | tcp | ALLOW | |");
+    assert_eq!(
+        report["issues"][0]["evidence"][1].as_str().unwrap(),
+        "line 10: | 2026-11-20T09:01:09Z | 203.0.113.66 | 10.1.1.10 | 8081 | tcp | ALLOW | |"
+    );
     let [request] = &server.requests()[..] else { panic!("one request") };
     assert_eq!(request.request_line, "POST /endpoints/cis-test-llm-endpoint/invocations HTTP/1.1");
     let body = &request.body;
-    assert_eq!(body["parameters"], serde_json::json!({"max_new_tokens": 1024, "temperature": 0.0, "do_sample": false, "repetition_penalty": 1.2}));
+    assert_eq!(
+        body["parameters"],
+        serde_json::json!({"max_new_tokens": 1024, "temperature": 0.0, "do_sample": false, "repetition_penalty": 1.2})
+    );
     let inputs = body["inputs"].as_str().unwrap();
     assert!(inputs.starts_with("You are a network security engineer"), "{inputs}");
     assert!(inputs.contains("allow-all |") && inputs.contains("   10: | 2026-11-20T09:01:09Z | 203.0.113.66"), "{inputs}");
 
     // An answer blaming a rule that is not there is refused.
-    let wrong = serde_json::json!([{"generated_text": rca_answer.to_string().replace("\"rule\":\"allow-all\"", "\"rule\":\"rule-42\"")}]).to_string();
+    let wrong = serde_json::json!([{"generated_text": rca_answer.to_string().replace("\"rule\":\"allow-all\"", "\"rule\":\"rule-42\"")}])
+        .to_string();
     let server = FakeServer::start(vec![Reply { status: 200, body: wrong, delay: now() }]);
     let out = lab
-        .cmd(&["--endpoint-url", &server.url, "rca", "--logs", &fixture("scan-then-allow.md"), "--rules", &fixture("rules.csv"), "--analyser", "sagemaker", "--endpoint", "e"])
+        .cmd(&[
+            "--endpoint-url",
+            &server.url,
+            "rca",
+            "--logs",
+            &fixture("scan-then-allow.md"),
+            "--rules",
+            &fixture("rules.csv"),
+            "--analyser",
+            "sagemaker",
+            "--endpoint",
+            "e",
+        ])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("blames rule 'rule-42', which is not in the rules given"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("blames rule 'rule-42', which is not in the rules given"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

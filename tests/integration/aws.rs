@@ -654,9 +654,18 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     use cis::cloud::Cloud as _;
     let account = cis::cloud::AccountInfo { account_id: "123456789012".into(), region: "us-east-1".into(), description: "moto".into() };
     let cloud = cis::aws::cloud::AwsCloud::new(cis::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
-    let lab_target = cis::cloud::LabTarget { lab: "mf".parse().unwrap(), refs: ledger.entries.iter().filter_map(|e| e.id.clone().map(|i| (e.role, i))).collect() };
+    let lab_target = cis::cloud::LabTarget {
+        lab: "mf".parse().unwrap(),
+        refs: ledger.entries.iter().filter_map(|e| e.id.clone().map(|i| (e.role, i))).collect(),
+    };
     assert!(!cloud.alarm_firing(&lab_target).await.unwrap());
-    cw.set_alarm_state().alarm_name("cis-mf-egress-alarm").state_value(aws_sdk_cloudwatch::types::StateValue::Alarm).state_reason("test").send().await.unwrap();
+    cw.set_alarm_state()
+        .alarm_name("cis-mf-egress-alarm")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap();
     assert!(cloud.alarm_firing(&lab_target).await.unwrap());
 
     let down = cis(&["down"]);
@@ -710,7 +719,15 @@ async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
     n += logs.describe_log_groups().log_group_name_prefix(&prefix).send().await.unwrap().log_groups().len();
     n += logs.describe_log_groups().log_group_name_prefix(format!("/aws/lambda/{prefix}")).send().await.unwrap().log_groups().len();
     // Metric filters go with their group, but one left on a group would still count.
-    n += logs.describe_metric_filters().send().await.unwrap().metric_filters().iter().filter(|f| f.filter_name().is_some_and(|x| x.starts_with(&prefix))).count();
+    n += logs
+        .describe_metric_filters()
+        .send()
+        .await
+        .unwrap()
+        .metric_filters()
+        .iter()
+        .filter(|f| f.filter_name().is_some_and(|x| x.starts_with(&prefix)))
+        .count();
     let cw = aws_sdk_cloudwatch::Client::new(sdk);
     n += cw.describe_alarms().alarm_name_prefix(&prefix).send().await.unwrap().metric_alarms().len();
     let sns = aws_sdk_sns::Client::new(sdk);

@@ -327,17 +327,29 @@ fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
         match i % 5 {
             0 => {
                 let text = String::from_utf8_lossy(&mutate(&mut rng, alerts.as_bytes())).into_owned();
-                tally(cis::analysis::parse_alerts(&text).map(|a| {
-                    let report = cis::analysis::builtin::triage(&a);
-                    assert_eq!(report.findings.iter().map(|f| f.alert_ids.len()).sum::<usize>(), a.len(), "every alert in one finding");
-                }).map_err(|e| e.to_string()));
+                tally(
+                    cis::analysis::parse_alerts(&text)
+                        .map(|a| {
+                            let report = cis::analysis::builtin::triage(&a);
+                            assert_eq!(
+                                report.findings.iter().map(|f| f.alert_ids.len()).sum::<usize>(),
+                                a.len(),
+                                "every alert in one finding"
+                            );
+                        })
+                        .map_err(|e| e.to_string()),
+                );
             }
             1 => {
                 let text = String::from_utf8_lossy(&mutate(&mut rng, logs.as_bytes())).into_owned();
-                tally(cis::analysis::parse_logs(&text).map(|l| {
-                    let input = cis::analysis::RcaInput { logs: l, ..Default::default() };
-                    cis::analysis::builtin::rca(&input);
-                }).map_err(|e| e.to_string()));
+                tally(
+                    cis::analysis::parse_logs(&text)
+                        .map(|l| {
+                            let input = cis::analysis::RcaInput { logs: l, ..Default::default() };
+                            cis::analysis::builtin::rca(&input);
+                        })
+                        .map_err(|e| e.to_string()),
+                );
             }
             2 => {
                 let text = String::from_utf8_lossy(&mutate(&mut rng, rules.as_bytes())).into_owned();
