@@ -37,6 +37,12 @@ pub struct Args {
     #[arg(long, global = true)]
     pub seed: Option<u64>,
 
+    /// Inject the faults of PROFILE into the simulated AWS: none, throttling, server-errors,
+    /// consistency, detaching, deliveries, duplicates, crashes (this process killed
+    /// mid-command, as SIGKILL would), or chaos (all of them). Drawn from --seed.
+    #[arg(long, global = true, value_name = "PROFILE", default_value = "none")]
+    pub faults: crate::sim::faults::FaultProfile,
+
     /// AWS region (the simulator's account is created in it).
     #[arg(long, global = true, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,

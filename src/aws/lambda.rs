@@ -47,7 +47,7 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
         };
     }
     match &spec.config {
-        ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment } => {
+        ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment, reserved_concurrency } => {
             let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
             let workload = environment.get("CIS_BASELINE").cloned().unwrap_or_else(crate::lab::default_workload);
             let zip = deployment_package(*code, window_s, &workload, dirs)?;
@@ -66,6 +66,18 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
                 .send()
                 .await
                 .map_err(err!())?;
+            if let Some(n) = reserved_concurrency {
+                let reserved =
+                    lambda.put_function_concurrency().function_name(&spec.name).reserved_concurrent_executions(*n as i32).send().await;
+                match reserved {
+                    Ok(_) => {}
+                    // A new account's concurrency limit of 10 leaves nothing to reserve: the
+                    // function still works, and containment's check of the instance's groups
+                    // still catches all but a truly simultaneous duplicate.
+                    Err(e) if format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)).contains("UnreservedConcurrentExecution") => {}
+                    Err(e) => return Err(cloud_error(spec.kind, &spec.name, e)),
+                }
+            }
             Ok(out.function_arn().unwrap_or_default().to_string())
         }
         ResourceConfig::LambdaPermission { function, principal, source, statement_id } => {

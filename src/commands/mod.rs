@@ -23,7 +23,12 @@ use crate::orchestrator::{DownReport, Orchestrator, StatusReport, UpReport};
 use crate::progress::{Bars, Lines, Progress};
 use crate::report::Report;
 use crate::scenario::{self, Scenario};
+use crate::sim::faults::FaultProfile;
 use crate::sim::SimCloud;
+
+/// Under `--faults crashes`, the command is killed at a random instant of its first this-many
+/// minutes of virtual time (`up` takes about a quarter of an hour, `down` a few minutes).
+const KILL_WITHIN: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 use crate::state::{default_state_dir, StateDir};
 
 /// Parses the command line, runs it, and returns the process exit status.
@@ -143,6 +148,13 @@ fn run(args: &Args) -> Result<()> {
         Command::Sim(s) => return sim(args, s, &state),
         _ => {}
     }
+    if args.cloud == CloudKind::Aws && args.faults != FaultProfile::None {
+        return Err(Error::Usage(format!(
+            "--faults {}: faults are injected into the simulator only; drop --faults, or use --cloud sim (nothing was done)",
+            args.faults
+        ))
+        .into());
+    }
     if args.cloud == CloudKind::Aws {
         #[cfg(feature = "aws")]
         return aws(args, &state);
@@ -172,16 +184,36 @@ fn run(args: &Args) -> Result<()> {
         .build()
         .context("starting the simulator's runtime")?;
     runtime.block_on(async {
-        let cloud = SimCloud::open(&state.sim_account_dir(), args.seed, &args.region)?;
+        let cloud = SimCloud::open_with_faults(&state.sim_account_dir(), args.seed, &args.region, args.faults)?;
         let account = cloud.account().await?;
         eprintln!("cis: acting on the {}", account.description);
+        if args.faults != FaultProfile::None {
+            eprintln!("cis: injecting the faults of profile '{}'", args.faults);
+        }
+        let kill_after = cloud.kill_after(KILL_WITHIN);
         let progress: Box<dyn Progress> = match args.output {
             OutputFormat::Json => Box::new(Lines::new(true)),
             OutputFormat::Text if std::io::stdout().is_terminal() => Box::new(Bars::default()),
             OutputFormat::Text => Box::new(Lines::new(false)),
         };
         let orch = Orchestrator::new(&cloud, progress.as_ref(), &state);
-        let result = dispatch(args, &orch).await;
+        let result = match kill_after {
+            None => dispatch(args, &orch).await,
+            Some(after) => {
+                tokio::select! {
+                    r = dispatch(args, &orch) => r,
+                    () = tokio::time::sleep(after) => {
+                        drop(progress);
+                        eprintln!(
+                            "cis: --faults {}: killed after {:.1} s of virtual time, as SIGKILL would; run the command again to resume, or `cis down` to remove what exists",
+                            args.faults,
+                            after.as_secs_f64()
+                        );
+                        std::process::abort();
+                    }
+                }
+            }
+        };
         drop(progress);
         cloud.checkpoint().await?;
         result

@@ -681,6 +681,9 @@ pub enum ResourceConfig {
         memory_mb: u32,
         timeout_s: u32,
         environment: BTreeMap<String, String>,
+        /// Reserved concurrency: containment's 1 makes EventBridge's duplicate deliveries
+        /// run one after the other, so the second sees the first's isolation.
+        reserved_concurrency: Option<u32>,
     },
     LambdaPermission {
         function: Role,
@@ -985,6 +988,7 @@ impl LabGraph {
                     memory_mb: 256,
                     timeout_s: 30,
                     environment: detector_env,
+                    reserved_concurrency: None,
                 },
             );
             b.add(
@@ -1055,6 +1059,7 @@ impl LabGraph {
                     ("CIS_ISOLATION".to_string(), o.isolation.name().to_string()),
                     ("CIS_FORENSICS".to_string(), if o.forensics { "on" } else { "off" }.to_string()),
                 ]),
+                reserved_concurrency: Some(1),
             },
         );
         let event_pattern = if o.detector.has_function() {

@@ -24,6 +24,8 @@ const WARMUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// "best effort", typically 5 minutes, sometimes 10 or more (aws-facts.md).
 const DELIVERY_ALLOWANCE: Duration = Duration::from_secs(15 * 60);
 const POLL: Duration = Duration::from_secs(5);
+/// How long a poll's throttling and 5xx answers are retried before the run gives up.
+const POLL_RETRY_FOR: Duration = Duration::from_secs(120);
 /// Between two runs in one lab, how long the last run's flow-log records may still take
 /// to arrive after its window closes (delivery is typically 5 minutes, sometimes 10).
 const SETTLE_ALLOWANCE: Duration = Duration::from_secs(10 * 60);
@@ -70,6 +72,13 @@ pub struct RunMetrics {
     /// Detection events the run raised (a window each): how often people are alerted.
     #[serde(default)]
     pub detections: usize,
+    /// Containment invocations that isolated the target: one when it was isolated; more
+    /// would mean duplicate deliveries were not recognised as such.
+    #[serde(default)]
+    pub isolations: usize,
+    /// Containment invocations that failed (each retried by Lambda).
+    #[serde(default)]
+    pub containment_failures: usize,
 }
 
 /// One attack run, as stored in the lab's `runs/` directory (schema: README, "Run records").
@@ -131,6 +140,8 @@ impl RunRecord {
             bytes_blocked: obs.transfers.iter().filter(|t| !t.accepted).map(|t| t.bytes_out).sum(),
             bytes_after_isolation: accepted().filter(|t| isolated.is_some_and(|i| t.at >= i)).map(|t| t.bytes_out).sum(),
             detections: obs.detections.len(),
+            isolations: obs.containments.iter().filter(|c| c.outcome == "isolated").count(),
+            containment_failures: obs.containments.iter().filter(|c| c.outcome == "failed").count(),
         };
         let e = &scenario.expect;
         let verdict = match (e.detected || e.isolated, metrics.detected, metrics.isolated) {
@@ -275,7 +286,7 @@ impl Orchestrator<'_> {
         // Flow logs take minutes to deliver their first records; an attack before that
         // would measure the warm-up, not the pipeline.
         let warmup_deadline = clock.now().plus(WARMUP_TIMEOUT);
-        while self.cloud.first_delivery(&target).await?.is_none() {
+        while self.retrying(label, POLL_RETRY_FOR, || self.cloud.first_delivery(&target)).await?.is_none() {
             if clock.now() >= warmup_deadline {
                 return Err(Error::LabState(format!(
                     "lab '{lab}': no flow-log records reached the log group in {} min: check the flow log with `cis status --lab {lab}`",
@@ -288,7 +299,7 @@ impl Orchestrator<'_> {
 
         // An alarm still in ALARM from the last run would not fire for this one.
         let rearm_deadline = clock.now().plus(REARM_TIMEOUT);
-        while self.cloud.alarm_firing(&target).await? {
+        while self.retrying(label, POLL_RETRY_FOR, || self.cloud.alarm_firing(&target)).await? {
             if clock.now() >= rearm_deadline {
                 return Err(Error::LabState(format!(
                     "lab '{lab}': the egress alarm stayed in ALARM for {} min, so it could not fire for a new attack: run `cis release --lab {lab}` if the target is isolated, and check the alarm in `cis status --lab {lab}`",
@@ -320,12 +331,13 @@ impl Orchestrator<'_> {
 
         let obs = loop {
             tokio::time::sleep(POLL).await;
-            let obs = self.cloud.observe(&target, &handle).await?;
+            let obs = self.retrying(label, POLL_RETRY_FOR, || self.cloud.observe(&target, &handle)).await?;
             let now = clock.now();
             let isolated_at = obs.containments.iter().filter(|c| c.outcome == "isolated").filter_map(|c| c.isolated_at).min();
             let contained = isolated_at.is_some_and(|i| now >= i.plus(AFTER_ISOLATION_WATCH));
             let notified = !obs.notifications.is_empty();
-            let settled = obs.containments.iter().any(|c| !matches!(c.outcome.as_str(), "isolated" | "already-isolated" | "stale"));
+            // A refusal is final; a failure is not: Lambda retries the event twice.
+            let settled = obs.containments.iter().any(|c| c.outcome == "refused");
             let quiet_since = obs.attack_finished_at.map(|end| end.plus(window + DELIVERY_ALLOWANCE));
             let msg = match (&obs.detections.first(), isolated_at.is_some()) {
                 (_, true) => "isolated; watching the attack and waiting for the notification".to_string(),

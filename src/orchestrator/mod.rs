@@ -29,6 +29,8 @@ use crate::state::{lock_exclusive, LockGuard, StateDir};
 /// How long transient errors are retried before giving up.
 const CREATE_RETRY_FOR: Duration = Duration::from_secs(180);
 const DELETE_RETRY_FOR: Duration = Duration::from_secs(900);
+/// How long after its creation a resource's describe call may still not find it.
+const VISIBILITY_GRACE: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 
 fn ready_timeout(kind: ResourceKind) -> (Duration, Duration) {
@@ -172,7 +174,18 @@ impl<'a> Orchestrator<'a> {
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
         loop {
-            match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.status(kind, id)).await? {
+            let status = match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.status(kind, id)).await {
+                // Describe calls are eventually consistent: an id just created may not be
+                // found for a few seconds.
+                Err(CloudError::NotFound { .. }) if started.elapsed() < VISIBILITY_GRACE => {
+                    self.progress.update(label, "waiting: not visible yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(cap);
+                    continue;
+                }
+                r => r?,
+            };
+            match status {
                 ResourceStatus::Ready => return Ok(()),
                 ResourceStatus::Failed(why) => return Err(CloudError::Other(format!("{kind} {id} failed: {why}"))),
                 ResourceStatus::Pending(s) | ResourceStatus::Deleting(s) => {
@@ -315,7 +328,7 @@ impl<'a> Orchestrator<'a> {
                             Ok(id) => id,
                             Err(CloudError::AlreadyExists { .. }) => {
                                 action = "adopted";
-                                self.cloud.find(&spec, refs).await?.ok_or_else(|| {
+                                self.retrying(label, CREATE_RETRY_FOR, || self.cloud.find(&spec, refs)).await?.ok_or_else(|| {
                                     Error::LabState(format!(
                                         "{} '{}' already exists but is not this lab's (no matching cis:lab tag): rename the lab with --lab or remove it",
                                         spec.kind, spec.name
@@ -431,17 +444,40 @@ impl<'a> Orchestrator<'a> {
         if let Some(ledger) = ledger {
             let graph = LabGraph::build(lab, &ledger.options, &ledger.run);
             let refs: Refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
+            // Tagged with a role but not the ledger's: a create whose answer was lost and
+            // that was made again. It goes in its role's turn, or it holds up what it
+            // depends on (an instance keeps its gateway's public address mapped).
+            let known: BTreeSet<&String> = refs.values().collect();
+            let mut duplicates: BTreeMap<Role, Vec<crate::cloud::CloudResource>> = BTreeMap::new();
+            for r in self.retrying("down", DELETE_RETRY_FOR, || self.cloud.list_lab(lab)).await? {
+                if let Some(role) = r.role.filter(|_| !known.contains(&r.id)) {
+                    duplicates.entry(role).or_default().push(r);
+                }
+            }
             let file = Mutex::new(LedgerFile { path: path.clone(), ledger });
-            let roles: Vec<Role> = file.lock().expect("not poisoned").ledger.entries.iter().map(|e| e.role).collect();
+            let mut roles: Vec<Role> = file.lock().expect("not poisoned").ledger.entries.iter().map(|e| e.role).collect();
+            roles.extend(duplicates.keys().filter(|r| !roles.contains(r)).copied().collect::<Vec<_>>());
             let result = self
                 .run_ordered(
                     roles,
                     |role| graph.dependents(role),
                     |role, _| -> Step<'_> {
-                        let (file, deleted, graph, refs) = (&file, &deleted, &graph, &refs);
+                        let (file, deleted, graph, refs, duplicates) = (&file, &deleted, &graph, &refs, &duplicates);
                         Box::pin(async move {
                             let r = async {
-                                let entry = file.lock().expect("not poisoned").ledger.entry(role).cloned().expect("role from the ledger");
+                                for extra in duplicates.get(&role).into_iter().flatten() {
+                                    if self.delete_and_wait(role.name(), extra.kind, &extra.id).await? {
+                                        deleted.lock().expect("not poisoned").push(Deleted {
+                                            role: Some(role),
+                                            kind: extra.kind,
+                                            id: extra.id.clone(),
+                                            via: "sweep".into(),
+                                        });
+                                    }
+                                }
+                                let Some(entry) = file.lock().expect("not poisoned").ledger.entry(role).cloned() else {
+                                    return Ok(None);
+                                };
                                 let id = match (&entry.id, graph.get(role)) {
                                     (Some(id), _) => Some(id.clone()),
                                     // Only an intent: the create may or may not have happened.
@@ -496,7 +532,7 @@ impl<'a> Orchestrator<'a> {
             })
         };
         for pass in 0..2 {
-            let mut leftovers = self.cloud.list_lab(lab).await?;
+            let mut leftovers = self.retrying("sweep", DELETE_RETRY_FOR, || self.cloud.list_lab(lab)).await?;
             leftovers.sort_by_key(order);
             if leftovers.is_empty() {
                 break;
@@ -581,7 +617,7 @@ impl<'a> Orchestrator<'a> {
         self.cloud.account().await?;
         let now = self.cloud.clock().now();
         let ledger = self.load_ledger(lab)?;
-        let tagged = self.cloud.list_lab(lab).await?;
+        let tagged = self.retrying("status", CREATE_RETRY_FOR, || self.cloud.list_lab(lab)).await?;
         let mut resources = Vec::new();
         let mut live_roles = Vec::new();
         if let Some(l) = &ledger {

@@ -59,7 +59,8 @@ pub fn capture(
     let mut world = World::new(seed, &options.region);
     world.capture = Some(Vec::new());
     let models = LabModels::default();
-    let ctx = Context { latency, baselines, models: &models };
+    let faults = std::sync::Mutex::new(super::faults::Injector::new(super::faults::FaultProfile::None, seed));
+    let ctx = Context { latency, baselines, models: &models, faults: &faults };
     let mut now = Timestamp::SIM_EPOCH;
     let mut refs = Refs::new();
     for spec in graph.resources.iter().filter(|s| CAPTURE_ROLES.contains(&s.role)) {

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::baseline::LabModels;
+use super::faults::Injector;
 use super::latency::{Delay, LatencyModel};
 use super::world::{Detail, EndpointStatus, InstanceState, World};
 use crate::clock::Timestamp;
@@ -67,6 +68,9 @@ pub enum Event {
     InvokeDetector {
         function: String,
         lines: Vec<String>,
+        /// Lambda's asynchronous retries of a failed invocation: 0 first, at most 2.
+        #[serde(default)]
+        attempt: u32,
     },
     /// What accounts saved before alarm events queued for a rule's target; new ones queue
     /// [`Event::DeliverEvent`]. Kept so such an account still runs.
@@ -78,6 +82,9 @@ pub enum Event {
     DeliverEvent {
         function: String,
         event: serde_json::Value,
+        /// EventBridge's retries of a failed delivery, then Lambda's of a failed invocation.
+        #[serde(default)]
+        attempt: u32,
     },
     /// A metric alarm's once-a-period evaluation.
     EvaluateAlarm {
@@ -202,6 +209,22 @@ pub struct Context<'a> {
     pub latency: &'a LatencyModel,
     pub baselines: &'a [BaselineProfile],
     pub models: &'a LabModels,
+    pub faults: &'a std::sync::Mutex<Injector>,
+}
+
+impl Context<'_> {
+    fn faults(&self) -> std::sync::MutexGuard<'_, Injector> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Lambda's asynchronous invocation retries a failed invocation twice, one and then two
+/// minutes later; after that the event is dropped.
+pub const LAMBDA_RETRIES: u32 = 2;
+
+/// When Lambda retries a failed asynchronous invocation.
+pub fn lambda_retry_delay(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(60 * u64::from(attempt + 1))
 }
 
 /// A function invocation for the caller to run as a task: the functions are the same
@@ -211,14 +234,17 @@ pub enum Invocation {
     /// `event` is the EventBridge event as Lambda receives it.
     Containment {
         at: Timestamp,
+        function: String,
         config: ContainmentConfig,
         event: serde_json::Value,
+        attempt: u32,
     },
     Detector {
         at: Timestamp,
         function: String,
         config: DetectorConfig,
         lines: Vec<String>,
+        attempt: u32,
     },
 }
 
@@ -396,20 +422,36 @@ impl World {
                     })
                     .collect();
                 for function in functions {
-                    let delay =
-                        ctx.latency.draw(Delay::SubscriptionToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
-                    self.schedule(at.plus(delay), Event::InvokeDetector { function, lines: lines.clone() });
+                    let copies = 1 + u32::from(ctx.faults().duplicate());
+                    for _ in 0..copies {
+                        let delay = ctx.latency.draw(Delay::SubscriptionToLambda, &mut self.rng)
+                            + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
+                        self.schedule(
+                            at.plus(delay),
+                            Event::InvokeDetector { function: function.clone(), lines: lines.clone(), attempt: 0 },
+                        );
+                    }
                 }
                 self.apply_metric_filters(at, &log_group, &lines, ctx);
             }
-            Event::InvokeDetector { function, lines } => {
+            Event::InvokeDetector { function, lines, attempt } => {
                 let Some(Detail::Function { code: FunctionCode::Detector, environment, .. }) = self.get(&function).map(|r| &r.detail)
                 else {
                     self.pipeline.failures.push(format!("{at}: flow-log batch not processed: detector {function} is gone"));
                     return;
                 };
-                match DetectorConfig::from_env(|k| environment.get(k).cloned()) {
-                    Ok(config) => out.push(Invocation::Detector { at, function, config, lines }),
+                let config = DetectorConfig::from_env(|k| environment.get(k).cloned());
+                if ctx.faults().function_error() {
+                    self.retry_invocation(
+                        at,
+                        attempt,
+                        &function,
+                        Event::InvokeDetector { function: function.clone(), lines, attempt: attempt + 1 },
+                    );
+                    return;
+                }
+                match config {
+                    Ok(config) => out.push(Invocation::Detector { at, function, config, lines, attempt }),
                     Err(e) => self.pipeline.failures.push(format!("{at}: detector function misconfigured: {e}")),
                 }
             }
@@ -421,18 +463,40 @@ impl World {
                 };
                 let event = crate::containment::eventbridge_event(&detection, &self.account_id, &self.region);
                 match ContainmentConfig::from_env(|k| environment.get(k).cloned()) {
-                    Ok(config) => out.push(Invocation::Containment { at, config, event }),
+                    Ok(config) => out.push(Invocation::Containment { at, function, config, event, attempt: 0 }),
                     Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
                 }
             }
-            Event::DeliverEvent { function, event } => {
+            Event::DeliverEvent { function, event, attempt } => {
                 let Some(Detail::Function { code: FunctionCode::Containment, environment, .. }) = self.get(&function).map(|r| &r.detail)
                 else {
                     self.pipeline.failures.push(format!("{at}: event {} not delivered: {function} is gone", event["id"]));
                     return;
                 };
-                match ContainmentConfig::from_env(|k| environment.get(k).cloned()) {
-                    Ok(config) => out.push(Invocation::Containment { at, config, event }),
+                let config = ContainmentConfig::from_env(|k| environment.get(k).cloned());
+                let (failed_delivery, failed_invocation) = {
+                    let mut f = ctx.faults();
+                    let d = f.delivery_failure();
+                    (d, !d && f.function_error())
+                };
+                if failed_delivery {
+                    // EventBridge retries a failed delivery with exponential backoff and
+                    // jitter for up to 24 hours (185 attempts).
+                    let backoff = 10.0 * 2f64.powi(attempt.min(10) as i32) * (0.5 + ctx.faults().uniform());
+                    self.schedule(at.plus_secs_f64(backoff), Event::DeliverEvent { function, event, attempt: attempt + 1 });
+                    return;
+                }
+                if failed_invocation {
+                    self.retry_invocation(
+                        at,
+                        attempt,
+                        &function,
+                        Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1 },
+                    );
+                    return;
+                }
+                match config {
+                    Ok(config) => out.push(Invocation::Containment { at, function, config, event, attempt }),
                     Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
                 }
             }
@@ -857,8 +921,22 @@ impl World {
         }
         self.pipeline.failures.extend(failures);
         for function in deliveries {
-            let delay = ctx.latency.draw(Delay::EventBridgeToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
-            self.schedule(at.plus(delay), Event::DeliverEvent { function, event: event.clone() });
+            let copies = 1 + u32::from(ctx.faults().duplicate());
+            for _ in 0..copies {
+                let delay =
+                    ctx.latency.draw(Delay::EventBridgeToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
+                self.schedule(at.plus(delay), Event::DeliverEvent { function: function.clone(), event: event.clone(), attempt: 0 });
+            }
+        }
+    }
+
+    /// Lambda's asynchronous queue after a failed invocation: `retry` again later, or,
+    /// after the last retry, the event dropped (and said so).
+    pub fn retry_invocation(&mut self, at: Timestamp, attempt: u32, function: &str, retry: Event) {
+        if attempt < LAMBDA_RETRIES {
+            self.schedule(at.plus(lambda_retry_delay(attempt)), retry);
+        } else {
+            self.pipeline.failures.push(format!("{at}: {function} failed {} times: the event was dropped", attempt + 1));
         }
     }
 }

@@ -148,6 +148,15 @@ impl LatencyModel {
         self.get(delay).draw(rng)
     }
 
+    /// Multiplies every point of `delay`'s distribution by `factor` (fault profiles).
+    pub fn stretch(&mut self, delay: Delay, factor: f64) {
+        if let Some(d) = self.delays.get_mut(&delay) {
+            for p in &mut d.points {
+                p.1 *= factor.max(0.0);
+            }
+        }
+    }
+
     /// The longest delay the model can produce for `delay`.
     pub fn max(&self, delay: Delay) -> Duration {
         Duration::from_secs_f64(self.get(delay).quantile(1.0))

@@ -9,12 +9,14 @@
 
 pub mod baseline;
 pub mod dataplane;
+pub mod faults;
 pub mod latency;
 pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -22,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use self::baseline::LabModels;
 use self::dataplane::{AttackState, Context, Invocation};
+use self::faults::{Call, FaultProfile, Injector};
 use self::latency::{Delay, LatencyModel};
 use self::world::{Detail, InstanceState, World};
 use crate::clock::{Clock, Timestamp};
@@ -46,19 +49,30 @@ pub const CRASH_AFTER_ENV: &str = "CIS_SIM_CRASH_AFTER";
 struct Shared {
     world: Mutex<World>,
     path: PathBuf,
+    /// The latency model as the fault profile bends it.
     latency: LatencyModel,
+    /// The latency model as shipped: what the baseline capture behind a model runs with.
+    base_latency: LatencyModel,
     baselines: Vec<BaselineProfile>,
     clock: Clock,
     wake: Notify,
     mutations: AtomicU64,
     crash_after: Option<u64>,
+    faults: Mutex<Injector>,
+    /// Ids a describe call does not find yet (the consistency profile), until when.
+    invisible_until: Mutex<std::collections::BTreeMap<String, Timestamp>>,
+    /// Until when a terminated instance's interface still holds its subnet and groups.
+    detaching_until: Mutex<Option<Timestamp>>,
+    /// One lock per containment function: its reserved concurrency of 1 runs duplicate
+    /// deliveries one after the other, so the second sees the first's isolation.
+    serial: Mutex<std::collections::BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Shared {
     /// Locks the world with every event due by now processed; spawns what they invoke.
     fn world_now(self: &Arc<Self>) -> MutexGuard<'_, World> {
         let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
-        let ctx = Context { latency: &self.latency, baselines: &self.baselines, models: LabModels::shared() };
+        let ctx = self.context();
         let invocations = w.advance(self.clock.now(), &ctx);
         for inv in invocations {
             self.spawn_function(inv);
@@ -66,28 +80,95 @@ impl Shared {
         w
     }
 
+    fn context(&self) -> Context<'_> {
+        Context { latency: &self.latency, baselines: &self.baselines, models: LabModels::shared(), faults: &self.faults }
+    }
+
+    fn injector(&self) -> MutexGuard<'_, Injector> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The faults a control-plane call meets: none, or one error before the service saw it.
+    fn inject(&self, api: &str) -> std::result::Result<(), CloudError> {
+        match self.injector().before(api) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A call from inside a function, as the AWS SDK makes it: its standard retry mode
+    /// retries throttling and 5xx answers, three attempts in all, with jittered backoff.
+    async fn inject_with_sdk_retries(&self, api: &str) -> std::result::Result<(), CloudError> {
+        let mut attempt = 0;
+        loop {
+            let fault = self.injector().before(api);
+            match fault {
+                None => return Ok(()),
+                Some(e) if attempt == 2 => return Err(e),
+                Some(_) => {
+                    let jitter = self.injector().uniform();
+                    tokio::time::sleep(Duration::from_secs_f64(jitter * f64::from(1u32 << attempt))).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Answers a mutating call whose change was made: or, now and then, loses the answer.
+    fn answer<T>(&self, api: &str, value: T, call: Call) -> std::result::Result<T, CloudError> {
+        if call == Call::Mutate && self.injector().lose_response() {
+            return Err(CloudError::Unavailable(format!("{api}: InternalError after the change took effect (injected)")));
+        }
+        Ok(value)
+    }
+
     /// Runs a Lambda invocation as a task: the functions' own code over the simulator's
     /// side of their traits, fed the payloads AWS would send.
     fn spawn_function(self: &Arc<Self>, inv: Invocation) {
         let shared = Arc::clone(self);
         match inv {
-            Invocation::Containment { at, config, event } => {
+            Invocation::Containment { at, function, config, event, attempt } => {
                 tokio::spawn(async move {
                     shared.clock.sleep_until(at).await;
+                    let one_at_a_time = matches!(
+                        shared.world_now().get(&function).map(|r| &r.detail),
+                        Some(Detail::Function { reserved_concurrency: Some(1), .. })
+                    );
+                    let serial = one_at_a_time.then(|| {
+                        let mut locks = shared.serial.lock().unwrap_or_else(|p| p.into_inner());
+                        Arc::clone(locks.entry(function.clone()).or_default())
+                    });
+                    let _turn = match &serial {
+                        Some(lock) => Some(lock.lock().await),
+                        None => None,
+                    };
                     let api = SimContainment { shared: Arc::clone(&shared) };
                     let outcome = crate::containment::handle(&api, &config, &event).await;
-                    shared.world_now().pipeline.containments.push(outcome);
+                    let failed = outcome.outcome == "failed";
+                    let now = shared.clock.now();
+                    let mut w = shared.world_now();
+                    w.pipeline.containments.push(outcome);
+                    if failed {
+                        // The function answers with an error: Lambda retries the event.
+                        w.retry_invocation(
+                            now,
+                            attempt,
+                            &function,
+                            dataplane::Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1 },
+                        );
+                    }
+                    drop(w);
                     shared.wake.notify_one();
                 });
             }
-            Invocation::Detector { at, function, config, lines } => {
+            Invocation::Detector { at, function, config, lines, attempt } => {
                 tokio::spawn(async move {
                     shared.clock.sleep_until(at).await;
                     let model = match LabModels::shared().get_calibrated(
                         config.window_s,
                         &config.baseline,
                         config.target_fpr,
-                        &shared.latency,
+                        &shared.base_latency,
                         &shared.baselines,
                     ) {
                         Ok(m) => m,
@@ -98,11 +179,27 @@ impl Shared {
                     };
                     let event = {
                         let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
-                        subscription_event(&w, &function, lines)
+                        subscription_event(&w, &function, &lines)
                     };
                     let api = SimDetector { shared: Arc::clone(&shared), model: Arc::clone(&model) };
-                    if let Err(e) = crate::detection::handle(&api, &config, &model, event.as_bytes()).await {
-                        shared.world_now().pipeline.failures.push(format!("{at}: detector {function} failed: {e}"));
+                    match crate::detection::handle(&api, &config, &model, event.as_bytes()).await {
+                        Ok(_) => {}
+                        // As the function does: a payload that is not a subscription event
+                        // is reported, not failed, since a retry would fail the same way.
+                        Err(e @ crate::detection::DetectorError::Envelope(_)) => {
+                            shared.world_now().pipeline.failures.push(format!("{at}: detector {function} refused its event: {e}"));
+                        }
+                        Err(e) => {
+                            let now = shared.clock.now();
+                            let mut w = shared.world_now();
+                            w.pipeline.failures.push(format!("{at}: detector {function} failed: {e}"));
+                            w.retry_invocation(
+                                now,
+                                attempt,
+                                &function,
+                                dataplane::Event::InvokeDetector { function: function.clone(), lines, attempt: attempt + 1 },
+                            );
+                        }
                     }
                     shared.wake.notify_one();
                 });
@@ -153,6 +250,12 @@ impl SimCloud {
     /// runtime. `seed` reseeds the account's generator; without it a new account uses
     /// [`DEFAULT_SEED`] and an existing one continues its stream.
     pub fn open(dir: &Path, seed: Option<u64>, region: &str) -> Result<SimCloud> {
+        SimCloud::open_with_faults(dir, seed, region, FaultProfile::None)
+    }
+
+    /// As [`SimCloud::open`], with the faults of `profile` injected; they draw from their
+    /// own generator, seeded by the account's seed.
+    pub fn open_with_faults(dir: &Path, seed: Option<u64>, region: &str, profile: FaultProfile) -> Result<SimCloud> {
         let lock = lock_exclusive(&dir.join("lock"), &format!("the simulated account in {}", dir.display()))?;
         let path = dir.join("account.json");
         let mut world = match std::fs::read_to_string(&path) {
@@ -165,15 +268,22 @@ impl SimCloud {
             world.rng = crate::rng::Rng::seeded(seed);
         }
         let crash_after = std::env::var(CRASH_AFTER_ENV).ok().and_then(|v| v.parse().ok());
+        let injector = Injector::new(profile, world.seed);
+        let base_latency = LatencyModel::embedded();
         let shared = Arc::new(Shared {
             clock: Clock::virtual_from(world.now),
             world: Mutex::new(world),
             path,
-            latency: LatencyModel::embedded(),
+            latency: injector.rates.latency(&base_latency),
+            base_latency,
             baselines: crate::scenario::baselines(),
             wake: Notify::new(),
             mutations: AtomicU64::new(0),
             crash_after,
+            faults: Mutex::new(injector),
+            invisible_until: Default::default(),
+            detaching_until: Default::default(),
+            serial: Default::default(),
         });
         {
             let mut w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
@@ -190,6 +300,28 @@ impl SimCloud {
 
     pub fn seed(&self) -> u64 {
         self.shared.world.lock().unwrap_or_else(|p| p.into_inner()).seed
+    }
+
+    /// The fault profile this account runs with.
+    pub fn fault_profile(&self) -> FaultProfile {
+        self.shared.injector().profile
+    }
+
+    /// How many faults of each kind were injected so far.
+    pub fn faults_injected(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.shared.injector().injected.clone()
+    }
+
+    /// Under a profile that kills the operator's process: after how much virtual time this
+    /// command dies, drawn from the fault generator within `within`. The caller kills it
+    /// (the CLI aborts; a test drops the command's future, which is what a kill leaves).
+    pub fn kill_after(&self, within: Duration) -> Option<Duration> {
+        let mut f = self.shared.injector();
+        if !f.rates.crash {
+            return None;
+        }
+        f.count("process killed");
+        Some(within.mul_f64(f.uniform()))
     }
 }
 
@@ -264,24 +396,58 @@ impl Cloud for SimCloud {
 
     async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> std::result::Result<String, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject(&format!("create {}", spec.kind))?;
+        let now = self.shared.clock.now();
         let mut w = self.shared.world_now();
-        let id = w.create(spec, refs, self.shared.clock.now(), &self.shared.latency)?;
+        let id = w.create(spec, refs, now, &self.shared.latency)?;
         self.shared.commit(&mut w)?;
-        Ok(id)
+        drop(w);
+        let invisible_for = self.shared.injector().rates.invisible_for_s;
+        if invisible_for > 0.0 {
+            let until = now.plus_secs_f64(invisible_for * self.shared.injector().uniform());
+            self.shared.invisible_until.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), until);
+        }
+        self.shared.answer(&format!("create {}", spec.kind), id, Call::Mutate)
     }
 
     async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> std::result::Result<Option<String>, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject(&format!("find {}", spec.kind))?;
         Ok(self.shared.world_now().find(spec, refs))
     }
 
     async fn status(&self, kind: ResourceKind, id: &str) -> std::result::Result<ResourceStatus, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject(&format!("describe {kind}"))?;
+        let now = self.shared.clock.now();
+        let invisible = self.shared.invisible_until.lock().unwrap_or_else(|p| p.into_inner()).get(id).is_some_and(|until| now < *until);
+        if invisible {
+            self.shared.injector().count("not yet visible");
+            return Err(CloudError::NotFound { kind, id: id.to_string() });
+        }
         self.shared.world_now().status(kind, id)
     }
 
     async fn delete(&self, kind: ResourceKind, id: &str) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject(&format!("delete {kind}"))?;
+        let now = self.shared.clock.now();
+        if matches!(kind, ResourceKind::SecurityGroup | ResourceKind::Subnet) {
+            let detaching = self.shared.detaching_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|until| now < until);
+            if detaching {
+                self.shared.injector().count("interface still detaching");
+                return Err(CloudError::DependencyViolation {
+                    what: id.to_string(),
+                    detail: "DependencyViolation: a network interface of a terminated instance is still detaching (injected)".into(),
+                });
+            }
+        }
+        let linger = self.shared.injector().rates.detach_linger_s;
+        if kind == ResourceKind::Instance && linger > 0.0 {
+            let until =
+                now.plus(self.shared.latency.max(Delay::InstanceTermination)).plus_secs_f64(linger * self.shared.injector().uniform());
+            *self.shared.detaching_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+        }
         let protected = kind == ResourceKind::Instance && {
             let w = self.shared.world_now();
             matches!(w.get(id).map(|r| &r.detail), Some(Detail::Instance { termination_protected: true, .. }))
@@ -297,21 +463,26 @@ impl Cloud for SimCloud {
         }
         let mut w = self.shared.world_now();
         w.delete(kind, id, self.shared.clock.now(), &self.shared.latency)?;
-        self.shared.commit(&mut w)
+        self.shared.commit(&mut w)?;
+        drop(w);
+        self.shared.answer(&format!("delete {kind}"), (), Call::Mutate)
     }
 
     async fn list_lab(&self, lab: &LabName) -> std::result::Result<Vec<CloudResource>, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject("tag:GetResources")?;
         Ok(self.shared.world_now().list_lab(lab.as_str()))
     }
 
     async fn list_labs(&self) -> std::result::Result<Vec<LabName>, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject("tag:GetResources")?;
         Ok(self.shared.world_now().labs().into_iter().filter_map(|l| l.parse().ok()).collect())
     }
 
     async fn first_delivery(&self, target: &LabTarget) -> std::result::Result<Option<Timestamp>, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject("logs:DescribeLogStreams")?;
         let w = self.shared.world_now();
         let lg = target.id(Role::LogGroup).ok_or_else(|| CloudError::Invalid("the lab has no log group".into()))?;
         match w.get(lg).map(|r| &r.detail) {
@@ -323,6 +494,7 @@ impl Cloud for SimCloud {
     async fn alarm_firing(&self, target: &LabTarget) -> std::result::Result<bool, CloudError> {
         let Some(alarm) = target.id(Role::EgressAlarm) else { return Ok(false) };
         self.shared.api_latency().await;
+        self.shared.inject("cloudwatch:DescribeAlarms")?;
         let w = self.shared.world_now();
         match w.get(alarm).map(|r| &r.detail) {
             Some(Detail::Alarm { state, .. }) => Ok(*state == crate::metric::AlarmState::Alarm),
@@ -332,6 +504,7 @@ impl Cloud for SimCloud {
 
     async fn start_attack(&self, target: &LabTarget, scenario: &Scenario, run_id: &str) -> std::result::Result<AttackHandle, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject("ssm:SendCommand")?;
         let now = self.shared.clock.now();
         let mut w = self.shared.world_now();
         let instance =
@@ -376,6 +549,7 @@ impl Cloud for SimCloud {
 
     async fn observe(&self, target: &LabTarget, attack: &AttackHandle) -> std::result::Result<Observation, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject("observe")?;
         let w = self.shared.world_now();
         let a = w
             .attacks
@@ -419,7 +593,7 @@ impl Cloud for SimCloud {
 }
 
 /// The Lambda event CloudWatch Logs sends a subscribed function, for these lines.
-fn subscription_event(w: &World, function: &str, lines: Vec<String>) -> String {
+fn subscription_event(w: &World, function: &str, lines: &[String]) -> String {
     use crate::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
     let filter = w.live_resources().into_iter().find_map(|r| match &r.detail {
         Detail::SubscriptionFilter { log_group, function: f, .. } if f == function => Some((log_group.clone(), r.name.clone())),
@@ -435,9 +609,9 @@ fn subscription_event(w: &World, function: &str, lines: Vec<String>) -> String {
         log_stream: stream,
         subscription_filters: vec![filter],
         log_events: lines
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, message)| LogEvent { id: i.to_string(), timestamp: w.now.millis(), message })
+            .map(|(i, message)| LogEvent { id: i.to_string(), timestamp: w.now.millis(), message: message.clone() })
             .collect(),
     })
 }
@@ -456,14 +630,16 @@ impl DetectorApi for SimDetector {
 
     async fn invoke_endpoint(&self, endpoint: &str, csv: &str) -> std::result::Result<Vec<u8>, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("sagemaker:InvokeEndpoint").await?;
         self.shared.world_now().invoke_endpoint(endpoint, csv, &self.model)
     }
 
     async fn put_detections(&self, detections: &[DetectionEvent]) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("events:PutEvents").await?;
         let now = self.shared.clock.now();
         let mut w = self.shared.world_now();
-        let ctx = Context { latency: &self.shared.latency, baselines: &self.shared.baselines, models: LabModels::shared() };
+        let ctx = self.shared.context();
         w.put_detections(now, detections, &ctx);
         drop(w);
         self.shared.wake.notify_one();
@@ -484,6 +660,7 @@ impl ContainmentApi for SimContainment {
 
     async fn describe_instance(&self, instance_id: &str) -> std::result::Result<InstanceView, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:DescribeInstances").await?;
         let w = self.shared.world_now();
         match w.get(instance_id) {
             Some(r) => match &r.detail {
@@ -506,6 +683,7 @@ impl ContainmentApi for SimContainment {
 
     async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:ModifyNetworkInterfaceAttribute").await?;
         let mut w = self.shared.world_now();
         w.set_interface_groups(interface_id, groups)?;
         self.shared.wake.notify_one();
@@ -514,6 +692,7 @@ impl ContainmentApi for SimContainment {
 
     async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:CreateTags").await?;
         let mut w = self.shared.world_now();
         match w.resources.get_mut(instance_id) {
             Some(r) if r.kind == ResourceKind::Instance => {
@@ -526,22 +705,26 @@ impl ContainmentApi for SimContainment {
 
     async fn protect_from_termination(&self, instance_id: &str) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:ModifyInstanceAttribute").await?;
         self.shared.world_now().set_termination_protection(instance_id, true)
     }
 
     async fn keep_volumes(&self, instance_id: &str, devices: &[String]) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:ModifyInstanceAttribute").await?;
         self.shared.world_now().keep_volumes(instance_id, devices)
     }
 
     async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> std::result::Result<String, CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:CreateSnapshot").await?;
         let now = self.shared.clock.now();
         self.shared.world_now().snapshot_volume(volume_id, description, tags, now)
     }
 
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("sns:Publish").await?;
         let now = self.shared.clock.now();
         let mut w = self.shared.world_now();
         if w.get(topic_arn).is_none_or(|r| r.kind != ResourceKind::SnsTopic) {

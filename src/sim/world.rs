@@ -153,6 +153,8 @@ pub enum Detail {
         code: FunctionCode,
         role: String,
         environment: BTreeMap<String, String>,
+        #[serde(default)]
+        reserved_concurrency: Option<u32>,
     },
     Permission {
         function: String,
@@ -580,7 +582,7 @@ impl World {
                 let detail = Detail::Subscription { topic: topic.clone(), protocol: protocol.clone(), endpoint: endpoint.clone() };
                 Ok(self.insert(id, spec, Some(topic), now, detail))
             }
-            C::LambdaFunction { code, role, environment, .. } => {
+            C::LambdaFunction { code, role, environment, reserved_concurrency, .. } => {
                 self.name_taken(spec.kind, &spec.name)?;
                 let role = self.resolve(refs, *role)?;
                 if let Detail::IamRole { assumable_at, .. } = role.detail {
@@ -590,7 +592,9 @@ impl World {
                 }
                 let role = role.id.clone();
                 let id = self.arn("lambda", &format!("function:{}", spec.name));
-                Ok(self.insert(id, spec, None, now, Detail::Function { code: *code, role, environment: environment.clone() }))
+                let detail =
+                    Detail::Function { code: *code, role, environment: environment.clone(), reserved_concurrency: *reserved_concurrency };
+                Ok(self.insert(id, spec, None, now, detail))
             }
             C::LambdaPermission { function, principal, source, statement_id } => {
                 let f = self.resolve(refs, *function)?;

@@ -450,6 +450,14 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     let env = config.environment().and_then(|e| e.variables()).unwrap();
     assert_eq!(env.get("CIS_ISOLATION_SG").map(String::as_str), Some("sg-0isolation-sg"), "the environment is rendered: {env:?}");
     assert_eq!(env.get("CIS_TOPIC_ARN"), Some(&refs[&Role::Topic]));
+    // Containment runs one delivery at a time: a duplicate sees the first one's isolation.
+    let reserved = |name: &str| {
+        let lambda_client = lambda_client.clone();
+        let name = name.to_string();
+        async move { lambda_client.get_function_concurrency().function_name(name).send().await.unwrap().reserved_concurrent_executions() }
+    };
+    assert_eq!(reserved("cis-fn-containment-function").await, Some(1));
+    assert_eq!(reserved("cis-fn-detector-function").await, None);
 
     for role in [Role::ContainmentPermission, Role::DetectorPermission, Role::ContainmentFunction, Role::DetectorFunction] {
         let kind = graph.get(role).unwrap().kind;

@@ -7,6 +7,7 @@ mod aws;
 mod cli;
 mod crash;
 mod detector;
+mod faults;
 mod fuzz;
 mod lifecycle;
 #[cfg(feature = "aws")]
