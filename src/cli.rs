@@ -106,11 +106,32 @@ pub enum Command {
     /// Root-cause analysis of security logs against the firewall rules: the issue, its
     /// cause, and a narrower rule set.
     Rca(RcaArgs),
+    /// Print the IAM policy the operator running `cis --cloud aws` needs (least privilege:
+    /// the lab's own names and tags), to attach to the user or role that runs cis.
+    Policy(PolicyArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct PolicyArgs {
+    /// The AWS account id to write into the ARNs [default: any account, `*`].
+    #[arg(long, value_name = "ID", value_parser = parse_account)]
+    pub account: Option<String>,
+    /// Leave the region out of the ARNs (`*`): one policy for every region.
+    #[arg(long)]
+    pub any_region: bool,
+}
+
+fn parse_account(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}' is not an AWS account id: twelve digits, as `aws sts get-caller-identity` prints"))
+    }
 }
 
 #[derive(Debug, ClapArgs)]

@@ -371,7 +371,7 @@ pub fn sagemaker_answer(body: &[u8]) -> Result<String, AnalysisError> {
 /// Foundation-Sec-8B-Instruct on a SageMaker endpoint, through the SDK's runtime client.
 #[cfg(feature = "aws-functions")]
 pub struct SageMaker {
-    pub client: aws_sdk_sagemakerruntime::Client,
+    pub runtime: aws_sdk_sagemakerruntime::Client,
     pub endpoint: String,
     pub sampling: Sampling,
 }
@@ -388,7 +388,7 @@ impl Completion for SageMaker {
     async fn complete(&self, system: &str, user: &str) -> Result<String, AnalysisError> {
         let body = sagemaker_request(system, user, &self.sampling).to_string();
         let out = self
-            .client
+            .runtime
             .invoke_endpoint()
             .endpoint_name(&self.endpoint)
             .content_type("application/json")

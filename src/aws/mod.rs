@@ -156,8 +156,8 @@ pub async fn connect(options: &AwsOptions) -> Result<AwsSession, CloudError> {
 /// Groups Tagging API (IAM roles, which it does not list, always come with tagged
 /// resources of their lab).
 pub async fn list_labs(session: &AwsSession) -> Result<Vec<LabName>, CloudError> {
-    let client = aws_sdk_resourcegroupstagging::Client::new(&session.sdk);
-    let mut pages = client
+    let tagging = aws_sdk_resourcegroupstagging::Client::new(&session.sdk);
+    let mut pages = tagging
         .get_resources()
         .tag_filters(aws_sdk_resourcegroupstagging::types::TagFilter::builder().key(TAG_MANAGED).values("true").build())
         .into_paginator()

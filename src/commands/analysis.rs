@@ -67,7 +67,7 @@ async fn sagemaker(args: &Args, a: &AnalyserArgs, sampling: Sampling, timeout: s
         loader = loader.profile_name(p);
     }
     let sdk = loader.load().await;
-    let client = crate::analysis::llm::SageMaker { client: aws_sdk_sagemakerruntime::Client::new(&sdk), endpoint, sampling };
+    let client = crate::analysis::llm::SageMaker { runtime: aws_sdk_sagemakerruntime::Client::new(&sdk), endpoint, sampling };
     Ok(Box::new(ModelAnalyser { client, timeout }))
 }
 

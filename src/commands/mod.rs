@@ -109,6 +109,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Triage(_) => "triage",
         Command::Rca(_) => "rca",
         Command::Completions { .. } => "completions",
+        Command::Policy(_) => "policy",
     }
 }
 
@@ -132,6 +133,12 @@ fn run(args: &Args) -> Result<()> {
             return Ok(());
         }
         Command::Scenarios(s) => return scenarios(s, args.output),
+        Command::Policy(p) => {
+            // The document is JSON whatever --output says: it goes to IAM as it is.
+            let region = (!p.any_region).then_some(args.region.as_str());
+            println!("{}", json(&crate::lab::operator::policy(p.account.as_deref(), region)));
+            return Ok(());
+        }
         // Files in, results out: no cloud.
         Command::Train(t) => return detection::train(args, t, &state),
         Command::Detect(d) => return detection::detect(args, d, &state),
@@ -451,6 +458,7 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
         | Command::Flows(_)
         | Command::Triage(_)
         | Command::Rca(_)
+        | Command::Policy(_)
         | Command::Completions { .. } => {
             unreachable!("handled before the runtime")
         }

@@ -5,6 +5,7 @@
 //! depends on by [`Role`], and the orchestration resolves those roles to the ids the cloud
 //! returned before handing the spec over.
 
+pub mod operator;
 pub mod package;
 pub mod pricing;
 

@@ -162,3 +162,154 @@ fn trust_policies_name_one_service_and_only_assume_role() {
     }
     assert!(seen >= 7, "{seen} trust policies");
 }
+
+/// The SDK operations the AWS backend (and the sagemaker analyser) call, as IAM actions:
+/// every `<client>.<operation>()` in their source, for the clients they name.
+fn sdk_actions() -> std::collections::BTreeSet<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("src/aws"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.push(root.join("src/analysis/llm.rs"));
+    files.sort();
+    // The variable each file names its clients by, and the service's IAM prefix.
+    let clients = [
+        ("ec2", "ec2"),
+        ("ssm", "ssm"),
+        ("events", "events"),
+        ("iam", "iam"),
+        ("lambda", "lambda"),
+        ("logs", "logs"),
+        ("metrics", "cloudwatch"),
+        ("s3", "s3"),
+        ("sm", "sagemaker"),
+        ("sagemaker", "sagemaker"),
+        ("runtime", "sagemaker"),
+        ("sns", "sns"),
+        ("sts", "sts"),
+        ("tagging", "tag"),
+    ];
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut actions = std::collections::BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let bytes = text.as_bytes();
+        for (var, prefix) in clients {
+            let mut from = 0;
+            while let Some(at) = text[from..].find(var).map(|i| i + from) {
+                from = at + var.len();
+                if at > 0 && ident(bytes[at - 1]) || bytes.get(from).is_some_and(|b| ident(*b)) {
+                    continue;
+                }
+                // `<var>` then `.`, then the operation and `()`, whitespace allowed between.
+                let rest = text[from..].trim_start();
+                let Some(rest) = rest.strip_prefix('.') else { continue };
+                let rest = rest.trim_start();
+                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if name.is_empty()
+                    || !rest[name.len()..].starts_with("()")
+                    || matches!(name.as_str(), "clone" | "into_paginator" | "send" | "iter" | "len" | "is_empty")
+                {
+                    continue;
+                }
+                let pascal: String = name
+                    .split('_')
+                    .map(|w| {
+                        let mut c = w.chars();
+                        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+                    })
+                    .collect();
+                // Where IAM's action is not the operation's name.
+                let action = match (prefix, name.as_str()) {
+                    ("sts", "get_caller_identity") => continue, // needs no permission
+                    ("s3", "delete_objects") => "s3:DeleteObject".to_string(),
+                    ("s3", "head_bucket" | "list_objects_v2") => "s3:ListBucket".to_string(),
+                    ("s3", "list_buckets") => "s3:ListAllMyBuckets".to_string(),
+                    ("s3", "put_public_access_block") => "s3:PutBucketPublicAccessBlock".to_string(),
+                    _ => format!("{prefix}:{pascal}"),
+                };
+                actions.insert(action);
+            }
+        }
+    }
+    actions
+}
+
+#[test]
+fn the_operator_policy_allows_every_call_the_aws_backend_makes_and_what_they_imply() {
+    let called = sdk_actions();
+    println!("{} IAM actions called by the AWS backend", called.len());
+    // The walk finds what it must: a few from each service.
+    for a in [
+        "ec2:RunInstances",
+        "iam:CreateRole",
+        "lambda:PutFunctionConcurrency",
+        "logs:PutMetricFilter",
+        "cloudwatch:PutMetricAlarm",
+        "sagemaker:CreateEndpoint",
+        "s3:PutObject",
+        "tag:GetResources",
+        "ssm:SendCommand",
+        "sns:Publish",
+        "sagemaker:InvokeEndpoint",
+    ] {
+        assert!(called.contains(a), "the walk over the source missed {a}: {called:?}");
+    }
+    assert!(called.len() > 120, "{called:?}");
+    let missing: Vec<&String> = called.iter().filter(|a| !cis::lab::operator::allows(a)).collect();
+    assert!(missing.is_empty(), "`cis policy` does not allow what the AWS backend calls: {missing:?}");
+    // Tags go with each create; roles are passed to the functions, the models, the
+    // instance and the flow log.
+    for implied in [
+        "iam:PassRole",
+        "iam:TagRole",
+        "iam:TagInstanceProfile",
+        "lambda:TagResource",
+        "logs:TagResource",
+        "sns:TagResource",
+        "events:TagResource",
+        "cloudwatch:TagResource",
+        "sagemaker:AddTags",
+        "ec2:CreateTags",
+        "s3:CreateBucket",
+    ] {
+        assert!(cis::lab::operator::allows(implied), "{implied}");
+    }
+    assert!(!cis::lab::operator::allows("iam:CreateUser") && !cis::lab::operator::allows("ec2:DeleteKeyPair"));
+}
+
+#[test]
+fn parliament_finds_in_the_operator_policy_only_the_role_management_a_lab_needs() {
+    let out = crate::Lab::new().ok(&["policy", "--account", ACCOUNT]);
+    let policy: serde_json::Value = serde_json::from_str(&out).expect("cis policy prints JSON");
+    assert_eq!(policy, cis::lab::operator::policy(Some(ACCOUNT), Some(REGION)));
+    let mut child = Command::new(parliament())
+        .args(["--json", "--include-community-auditors"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
+    let found = child.wait_with_output().unwrap();
+    let findings: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&found.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let issues: Vec<&str> = findings.iter().map(|f| f["issue"].as_str().unwrap()).collect();
+    // A tool that makes IAM roles for its functions manages permissions by definition, and
+    // passing a role to RunInstances is what parliament calls an escalation path: both
+    // are bounded to roles named cis-* and the services the lab passes them to.
+    assert_eq!(issues, ["PERMISSIONS_MANAGEMENT_ACTIONS", "PRIVILEGE_ESCALATION"], "{findings:#?}");
+    let escalation = findings[1].to_string().to_lowercase();
+    assert!(escalation.contains("iam:passrole") && escalation.contains("ec2:runinstances"), "{escalation}");
+    let statements = policy["Statement"].as_array().unwrap();
+    let pass = statements.iter().find(|s| s["Action"].to_string().contains("iam:PassRole")).unwrap();
+    assert_eq!(pass["Resource"], serde_json::json!([format!("arn:aws:iam::{ACCOUNT}:role/cis-*")]));
+    assert!(pass["Condition"]["StringEquals"]["iam:PassedToService"].is_array(), "{pass}");
+    for s in statements.iter().filter(|s| s["Resource"] == serde_json::json!(["*"])) {
+        let actions = s["Action"].to_string();
+        for a in ["Create", "Delete", "Terminate", "Put", "Modify"] {
+            assert!(!actions.contains(&format!(":{a}")), "an unscoped statement changes something: {s}");
+        }
+    }
+}
