@@ -173,9 +173,12 @@ pub struct LabArgs {
     /// E-mail address the alerts topic notifies.
     #[arg(long, value_name = "EMAIL")]
     pub notify: Option<String>,
-    /// How containment moves the target's interfaces: two-step (allow-all, then isolation,
-    /// as AWS recommends) or one-step, for training: it leaves tracked connections flowing.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["two-step", "one-step"]))]
+    /// How containment isolates the target: network-acl (the default: a deny-all entry in
+    /// the lab subnet's network ACL cuts even tracked connections, then the isolation
+    /// group), two-step (AWS's runbook: an allow-all group, then isolation; it needs a
+    /// group admitting all traffic from 0.0.0.0/0), or one-step, for training: it leaves
+    /// tracked connections flowing.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["network-acl", "two-step", "one-step"]))]
     pub isolation: Option<String>,
     /// The target's benign workload, a profile of assets/baselines.toml (idle-server,
     /// web-server, batch-job): the simulator runs its traffic and trains the lab's model on it.

@@ -10,10 +10,12 @@
 //! 4. forensics first (unless turned off): termination protection, volumes kept on
 //!    termination, a snapshot of each volume tagged with the lab; a forensic step that
 //!    fails is reported but does not hold back the isolation;
-//! 5. move every ENI to the allow-all group, so tracked connections become untracked,
-//!    then every ENI to the isolation group, which cuts them (a one-step swap, for
-//!    training only, leaves tracked connections flowing);
-//! 6. on error put the original groups back and report it;
+//! 5. cut tracked connections: by default a deny-all entry in each direction of the lab
+//!    subnet's network ACL (the lab owns its subnet), which cuts them at once; or, with
+//!    `two-step`, AWS's runbook: every ENI to an allow-all group, so they become
+//!    untracked; then every ENI to the isolation group (a one-step swap, for training
+//!    only, leaves tracked connections flowing);
+//! 6. on error put the original groups back, lift the cut, and report it;
 //! 7. publish one message with the timeline.
 
 use async_trait::async_trait;
@@ -44,7 +46,17 @@ pub struct InstanceView {
     pub volumes: Vec<VolumeView>,
     #[serde(default)]
     pub termination_protected: bool,
+    /// The subnet of its primary interface.
+    #[serde(default)]
+    pub subnet_id: String,
+    /// Whether that subnet's network ACL carries containment's deny-all entries.
+    #[serde(default)]
+    pub subnet_cut: bool,
 }
+
+/// The network ACL rule number of containment's deny-all entries: the lowest, so they
+/// come before every allow.
+pub const CUT_RULE_NUMBER: i32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceView {
@@ -76,6 +88,11 @@ pub trait ContainmentApi: Send + Sync {
     /// CreateSnapshot with the tags applied at creation; returns the snapshot id.
     async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> Result<String, CloudError>;
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> Result<(), CloudError>;
+    /// CreateNetworkAclEntry: deny all traffic, inbound and outbound, at rule
+    /// [`CUT_RULE_NUMBER`] of the subnet's network ACL; done already counts as done.
+    async fn cut_subnet(&self, subnet_id: &str) -> Result<(), CloudError>;
+    /// DeleteNetworkAclEntry of those two entries; gone already counts as done.
+    async fn restore_subnet(&self, subnet_id: &str) -> Result<(), CloudError>;
 }
 
 /// The function's configuration (its environment on Lambda).
@@ -83,7 +100,8 @@ pub trait ContainmentApi: Send + Sync {
 pub struct ContainmentConfig {
     pub lab: String,
     pub topic_arn: String,
-    pub allow_all_group: String,
+    /// Only for `two-step`.
+    pub allow_all_group: Option<String>,
     pub isolation_group: String,
     /// Termination protection, volumes kept, snapshots; on unless `CIS_FORENSICS=off`.
     pub forensics: bool,
@@ -92,8 +110,8 @@ pub struct ContainmentConfig {
 
 impl ContainmentConfig {
     /// From the function's environment variables (`CIS_LAB`, `CIS_TOPIC_ARN`,
-    /// `CIS_ALLOW_ALL_SG`, `CIS_ISOLATION_SG`, and optionally `CIS_FORENSICS=on|off`,
-    /// `CIS_ISOLATION=two-step|one-step`).
+    /// `CIS_ISOLATION_SG`, and optionally `CIS_FORENSICS=on|off`,
+    /// `CIS_ISOLATION=network-acl|two-step|one-step`; `CIS_ALLOW_ALL_SG` for two-step).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let need = |k: &str| get(k).filter(|v| !v.is_empty()).ok_or_else(|| format!("environment variable {k} is not set"));
         let forensics = match get("CIS_FORENSICS").as_deref() {
@@ -102,14 +120,13 @@ impl ContainmentConfig {
             Some(other) => return Err(format!("CIS_FORENSICS={other}: expected on or off")),
         };
         let steps = match get("CIS_ISOLATION").as_deref() {
-            None | Some("") | Some("two-step") => IsolationSteps::TwoStep,
-            Some("one-step") => IsolationSteps::OneStep,
-            Some(other) => return Err(format!("CIS_ISOLATION={other}: expected two-step or one-step")),
+            None | Some("") => IsolationSteps::NetworkAcl,
+            Some(s) => IsolationSteps::parse(s).ok_or_else(|| format!("CIS_ISOLATION={s}: expected network-acl, two-step or one-step"))?,
         };
         Ok(ContainmentConfig {
             lab: need("CIS_LAB")?,
             topic_arn: need("CIS_TOPIC_ARN")?,
-            allow_all_group: need("CIS_ALLOW_ALL_SG")?,
+            allow_all_group: if steps == IsolationSteps::TwoStep { Some(need("CIS_ALLOW_ALL_SG")?) } else { None },
             isolation_group: need("CIS_ISOLATION_SG")?,
             forensics,
             steps,
@@ -278,7 +295,8 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
         }
     }
     let isolated = |i: &InterfaceView| i.groups == [config.isolation_group.clone()];
-    if !instance.interfaces.is_empty() && instance.interfaces.iter().all(isolated) {
+    let cut_if_needed = config.steps != IsolationSteps::NetworkAcl || instance.subnet_cut;
+    if !instance.interfaces.is_empty() && instance.interfaces.iter().all(isolated) && cut_if_needed {
         return outcome("already-isolated", None, vec![], "duplicate delivery: the instance is already isolated".into());
     }
 
@@ -291,12 +309,15 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
 
     let (snapshots, forensic_problems) = if config.forensics { preserve(api, config, &instance, event).await } else { (vec![], vec![]) };
 
-    let steps: &[&String] = match config.steps {
-        IsolationSteps::TwoStep => &[&config.allow_all_group, &config.isolation_group],
-        IsolationSteps::OneStep => &[&config.isolation_group],
+    let steps: Vec<&String> = match (config.steps, &config.allow_all_group) {
+        (IsolationSteps::TwoStep, Some(allow_all)) => vec![allow_all, &config.isolation_group],
+        _ => vec![&config.isolation_group],
     };
     let swap = async {
-        for step in steps {
+        if config.steps == IsolationSteps::NetworkAcl {
+            api.cut_subnet(&instance.subnet_id).await?;
+        }
+        for step in &steps {
             for i in &instance.interfaces {
                 api.set_interface_groups(&i.id, std::slice::from_ref(*step)).await?;
             }
@@ -310,6 +331,11 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
             for (eni, groups) in &originals {
                 if let Err(re) = api.set_interface_groups(eni, groups).await {
                     restore_errors.push(format!("{eni}: {re}"));
+                }
+            }
+            if config.steps == IsolationSteps::NetworkAcl {
+                if let Err(re) = api.restore_subnet(&instance.subnet_id).await {
+                    restore_errors.push(format!("{}'s network ACL: {re}", instance.subnet_id));
                 }
             }
             let detail = if restore_errors.is_empty() {
@@ -407,12 +433,17 @@ pub async fn release(
     if instance.tags.get(TAG_LAB) != Some(&config.lab) {
         return Err(CloudError::Invalid(format!("{instance_id} does not carry {TAG_LAB}={}: not this lab's instance", config.lab)));
     }
-    let Some(original) = instance.tags.get(TAG_ORIGINAL_GROUPS) else {
-        return Ok(vec![]);
-    };
-    let originals = decode_groups(original);
+    let originals = instance.tags.get(TAG_ORIGINAL_GROUPS).map(|o| decode_groups(o)).unwrap_or_default();
     for (eni, groups) in &originals {
         api.set_interface_groups(eni, groups).await?;
+    }
+    // Groups first: lifting the cut while the isolation group is not yet in place would
+    // let the attack's connections through again for a moment.
+    if instance.subnet_cut {
+        api.restore_subnet(&instance.subnet_id).await?;
+    }
+    if originals.is_empty() && !instance.subnet_cut {
+        return Ok(vec![]);
     }
     api.tag_instance(instance_id, &Tags::from([(TAG_RELEASED_AT.to_string(), api.now().millis().to_string())])).await?;
     Ok(originals)
@@ -523,6 +554,16 @@ mod tests {
         async fn publish(&self, _: &str, subject: &str, message: &str) -> Result<(), CloudError> {
             self.call("publish", format!("{subject} {message}"))
         }
+        async fn cut_subnet(&self, subnet: &str) -> Result<(), CloudError> {
+            self.call("cut", subnet.into())?;
+            self.instance.lock().unwrap().subnet_cut = true;
+            Ok(())
+        }
+        async fn restore_subnet(&self, subnet: &str) -> Result<(), CloudError> {
+            self.call("uncut", subnet.into())?;
+            self.instance.lock().unwrap().subnet_cut = false;
+            Ok(())
+        }
     }
 
     fn config() -> ContainmentConfig {
@@ -533,6 +574,7 @@ mod tests {
                     "CIS_TOPIC_ARN" => "arn:aws:sns:us-east-1:123456789012:cis-lab-alerts",
                     "CIS_ALLOW_ALL_SG" => "sg-all",
                     "CIS_ISOLATION_SG" => "sg-iso",
+                    "CIS_ISOLATION" => "two-step",
                     _ => return None,
                 }
                 .to_string(),
@@ -543,6 +585,49 @@ mod tests {
 
     fn event() -> serde_json::Value {
         serde_json::from_str(EVENT).unwrap()
+    }
+
+    fn network_acl_config() -> ContainmentConfig {
+        ContainmentConfig { steps: IsolationSteps::NetworkAcl, allow_all_group: None, ..config() }
+    }
+
+    #[tokio::test]
+    async fn the_network_acl_cut_comes_before_the_isolation_group_and_is_lifted_on_failure_and_release() {
+        let mut instance: InstanceView = serde_json::from_str(IN_LAB).unwrap();
+        instance.subnet_id = "subnet-0lab".into();
+        let text = serde_json::to_string(&instance).unwrap();
+
+        let r = Recorder::new(&text);
+        let out = handle(&r, &network_acl_config(), &event()).await;
+        assert_eq!(out.outcome, "isolated", "{}", out.detail);
+        let all = r.all();
+        let cut = all.iter().position(|c| c == "cut subnet-0lab").unwrap_or_else(|| panic!("no cut: {all:?}"));
+        let first_set = all.iter().position(|c| c.starts_with("set")).unwrap();
+        assert!(cut < first_set, "the cut comes first: {all:?}");
+        assert_eq!(r.calls("set"), ["set eni-0aa sg-iso", "set eni-0bb sg-iso", "set eni-0cc sg-iso"], "no allow-all group");
+        // A duplicate delivery finds it cut and isolated: nothing more.
+        let again = handle(&r, &network_acl_config(), &event()).await;
+        assert_eq!(again.outcome, "already-isolated");
+        // Isolated groups without the cut (an interrupted attempt) are not enough.
+        r.instance.lock().unwrap().subnet_cut = false;
+        assert_eq!(handle(&r, &network_acl_config(), &event()).await.outcome, "isolated");
+        // release puts the groups back, then lifts the cut.
+        release(&r, &network_acl_config(), "i-0a1b2c3d4e5f60718").await.unwrap();
+        let all = r.all();
+        let last_set = all.iter().rposition(|c| c.starts_with("set")).unwrap();
+        assert!(
+            all.last().unwrap() == "tag cis:released-at" && all[all.len() - 2] == "uncut subnet-0lab" && last_set < all.len() - 2,
+            "{all:?}"
+        );
+        assert!(!r.instance.lock().unwrap().subnet_cut);
+
+        // A group change that fails: the groups come back and the cut is lifted.
+        let mut failing = Recorder::new(&text);
+        failing.fail_set_call = Some(1);
+        let out = handle(&failing, &network_acl_config(), &event()).await;
+        assert_eq!(out.outcome, "failed", "{}", out.detail);
+        assert!(failing.all().contains(&"uncut subnet-0lab".to_string()), "{:?}", failing.all());
+        assert!(!failing.instance.lock().unwrap().subnet_cut);
     }
 
     #[tokio::test]

@@ -59,6 +59,7 @@ pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> Cl
             CloudError::NotFound { kind, id: id.to_string() }
         }
         c if c.ends_with(".Duplicate")
+            || c == "NetworkAclEntryAlreadyExists"
             || c == "EntityAlreadyExists"
             || c == "ResourceAlreadyExistsException"
             || c == "ResourceConflictException" =>

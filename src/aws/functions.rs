@@ -30,6 +30,33 @@ fn ec2_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
+impl AwsContainment {
+    /// The network ACL of a subnet, and whether containment's deny-all entries are in it.
+    async fn subnet_acl(&self, subnet_id: &str) -> Result<(String, bool), CloudError> {
+        let out = self
+            .ec2
+            .describe_network_acls()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("association.subnet-id").values(subnet_id).build())
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::Subnet, subnet_id, e))?;
+        let acl = out
+            .network_acls()
+            .first()
+            .ok_or_else(|| CloudError::NotFound { kind: ResourceKind::Subnet, id: format!("the network ACL of {subnet_id}") })?;
+        let denies = acl
+            .entries()
+            .iter()
+            .filter(|e| {
+                e.rule_number() == Some(crate::containment::CUT_RULE_NUMBER)
+                    && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny)
+                    && e.cidr_block() == Some("0.0.0.0/0")
+            })
+            .count();
+        Ok((acl.network_acl_id().unwrap_or_default().to_string(), denies == 2))
+    }
+}
+
 #[async_trait]
 impl ContainmentApi for AwsContainment {
     fn now(&self) -> Timestamp {
@@ -90,7 +117,58 @@ impl ContainmentApi for AwsContainment {
                 })
                 .collect(),
             termination_protected: protection.disable_api_termination().and_then(|v| v.value()).unwrap_or(false),
+            subnet_cut: match instance.subnet_id() {
+                Some(subnet) => self.subnet_acl(subnet).await?.1,
+                None => false,
+            },
+            subnet_id: instance.subnet_id().unwrap_or_default().to_string(),
         })
+    }
+
+    async fn cut_subnet(&self, subnet_id: &str) -> Result<(), CloudError> {
+        let (acl, cut) = self.subnet_acl(subnet_id).await?;
+        if cut {
+            return Ok(());
+        }
+        for egress in [false, true] {
+            let created = self
+                .ec2
+                .create_network_acl_entry()
+                .network_acl_id(&acl)
+                .rule_number(crate::containment::CUT_RULE_NUMBER)
+                .protocol("-1")
+                .rule_action(aws_sdk_ec2::types::RuleAction::Deny)
+                .egress(egress)
+                .cidr_block("0.0.0.0/0")
+                .send()
+                .await
+                .map_err(|e| cloud_error(ResourceKind::Subnet, &acl, e));
+            match created {
+                Ok(_) | Err(CloudError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore_subnet(&self, subnet_id: &str) -> Result<(), CloudError> {
+        let (acl, _) = self.subnet_acl(subnet_id).await?;
+        for egress in [false, true] {
+            let deleted = self
+                .ec2
+                .delete_network_acl_entry()
+                .network_acl_id(&acl)
+                .rule_number(crate::containment::CUT_RULE_NUMBER)
+                .egress(egress)
+                .send()
+                .await
+                .map_err(|e| cloud_error(ResourceKind::Subnet, &acl, e));
+            match deleted {
+                Ok(_) | Err(CloudError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> Result<(), CloudError> {

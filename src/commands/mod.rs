@@ -488,7 +488,8 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
         o.ssh_from = Some(s.clone());
     }
     if let Some(i) = &l.isolation {
-        o.isolation = if i == "one-step" { IsolationSteps::OneStep } else { IsolationSteps::TwoStep };
+        o.isolation =
+            IsolationSteps::parse(i).ok_or_else(|| Error::Usage(format!("--isolation {i}: use network-acl, two-step or one-step")))?;
     }
     if let Some(f) = &l.forensics {
         o.forensics = f == "on";

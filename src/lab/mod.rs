@@ -146,8 +146,15 @@ impl From<SshSource> for String {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IsolationSteps {
-    /// Allow-all first, then isolation: what AWS recommends; cuts tracked connections.
+    /// A deny-all entry in both directions of the lab subnet's network ACL, which cuts
+    /// tracked connections at once (the lab owns its subnet: the target is all it holds),
+    /// then the isolation group; the entries stay until `cis release`. No rule anywhere
+    /// admits 0.0.0.0/0.
     #[default]
+    NetworkAcl,
+    /// Allow-all first, then isolation: AWS's runbook (AWSSupport-ContainEC2Instance);
+    /// cuts tracked connections too, but needs a group that admits all traffic from
+    /// 0.0.0.0/0, if only for an instant.
     TwoStep,
     /// Straight to the isolation group: tracked connections go on. For training only,
     /// to show why the recommendation exists.
@@ -155,11 +162,18 @@ pub enum IsolationSteps {
 }
 
 impl IsolationSteps {
+    pub const ALL: [IsolationSteps; 3] = [IsolationSteps::NetworkAcl, IsolationSteps::TwoStep, IsolationSteps::OneStep];
+
     pub fn name(self) -> &'static str {
         match self {
+            IsolationSteps::NetworkAcl => "network-acl",
             IsolationSteps::TwoStep => "two-step",
             IsolationSteps::OneStep => "one-step",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<IsolationSteps> {
+        IsolationSteps::ALL.into_iter().find(|i| i.name() == s)
     }
 }
 
@@ -215,7 +229,7 @@ impl Default for LabOptions {
             window_s: 60,
             ssh_from: None,
             notify_email: None,
-            isolation: IsolationSteps::TwoStep,
+            isolation: IsolationSteps::NetworkAcl,
             forensics: true,
             baseline: default_workload(),
             target_fpr: None,
@@ -798,17 +812,20 @@ impl LabGraph {
         );
         // Moving an ENI here first makes its tracked connections untracked, so the move to
         // the isolation group then cuts them (aws-facts.md, isolation step 2). Only ever
-        // attached for the instant between the two moves of containment.
-        b.add(
-            R::AllowAllSecurityGroup,
-            &[R::Vpc],
-            C::SecurityGroup {
-                vpc: R::Vpc,
-                description: "cis containment step 1: allow-all so tracked flows become untracked".into(),
-                ingress: vec![Rule::all_traffic("0.0.0.0/0")],
-                egress: vec![Rule::all_traffic("0.0.0.0/0")],
-            },
-        );
+        // attached for the instant between the two moves of containment, and only made
+        // for `--isolation two-step`: its inbound rule admits everything from anywhere.
+        if o.isolation == IsolationSteps::TwoStep {
+            b.add(
+                R::AllowAllSecurityGroup,
+                &[R::Vpc],
+                C::SecurityGroup {
+                    vpc: R::Vpc,
+                    description: "cis containment step 1: allow-all so tracked flows become untracked".into(),
+                    ingress: vec![Rule::all_traffic("0.0.0.0/0")],
+                    egress: vec![Rule::all_traffic("0.0.0.0/0")],
+                },
+            );
+        }
         b.add(
             R::IsolationSecurityGroup,
             &[R::Vpc],
@@ -1040,26 +1057,31 @@ impl LabGraph {
         );
         b.add(
             R::ContainmentPolicy,
-            &[R::ContainmentRole, R::Topic],
+            &[R::ContainmentRole, R::Topic, R::Vpc],
             C::InlinePolicy { role: R::ContainmentRole, policy_name: "containment".into(), document: policy("containment") },
         );
         b.add(R::ContainmentLogs, &[], C::LogGroup { retention_days: 7 });
+        let mut containment_env = BTreeMap::from([
+            ("CIS_LAB".to_string(), lab.to_string()),
+            ("CIS_TOPIC_ARN".to_string(), "${ref:alerts}".to_string()),
+            ("CIS_ISOLATION_SG".to_string(), "${ref:isolation-sg}".to_string()),
+            ("CIS_ISOLATION".to_string(), o.isolation.name().to_string()),
+            ("CIS_FORENSICS".to_string(), if o.forensics { "on" } else { "off" }.to_string()),
+        ]);
+        let mut containment_deps = vec![R::ContainmentRole, R::ContainmentPolicy, R::ContainmentLogs, R::Topic, R::IsolationSecurityGroup];
+        if o.isolation == IsolationSteps::TwoStep {
+            containment_env.insert("CIS_ALLOW_ALL_SG".to_string(), "${ref:allow-all-sg}".to_string());
+            containment_deps.push(R::AllowAllSecurityGroup);
+        }
         b.add(
             R::ContainmentFunction,
-            &[R::ContainmentRole, R::ContainmentPolicy, R::ContainmentLogs, R::Topic, R::AllowAllSecurityGroup, R::IsolationSecurityGroup],
+            &containment_deps,
             C::LambdaFunction {
                 code: FunctionCode::Containment,
                 role: R::ContainmentRole,
                 memory_mb: 128,
                 timeout_s: 60,
-                environment: BTreeMap::from([
-                    ("CIS_LAB".to_string(), lab.to_string()),
-                    ("CIS_TOPIC_ARN".to_string(), "${ref:alerts}".to_string()),
-                    ("CIS_ALLOW_ALL_SG".to_string(), "${ref:allow-all-sg}".to_string()),
-                    ("CIS_ISOLATION_SG".to_string(), "${ref:isolation-sg}".to_string()),
-                    ("CIS_ISOLATION".to_string(), o.isolation.name().to_string()),
-                    ("CIS_FORENSICS".to_string(), if o.forensics { "on" } else { "off" }.to_string()),
-                ]),
+                environment: containment_env,
                 reserved_concurrency: Some(1),
             },
         );

@@ -53,6 +53,7 @@ pub const STATEMENTS: &[Statement] = &[
             "ec2:DescribeVolumes",
             "ec2:DescribeSnapshots",
             "ec2:DescribeFlowLogs",
+            "ec2:DescribeNetworkAcls",
             "ec2:DescribeTags",
             "iam:ListRoles",
             "iam:ListInstanceProfiles",
@@ -123,6 +124,14 @@ pub const STATEMENTS: &[Statement] = &[
         ],
         resources: &["arn:{partition}:ec2:{region}:{account}:*", "arn:{partition}:ec2:{region}::snapshot/*"],
         condition: Condition::LabTagged,
+    },
+    Statement {
+        // `cis release` lifts containment's cut from the lab subnet's network ACL: the
+        // VPC's default one, which AWS creates without the lab's tag.
+        sid: "LiftTheCutFromTheLabsSubnet",
+        actions: &["ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"],
+        resources: &["arn:{partition}:ec2:{region}:{account}:network-acl/*"],
+        condition: Condition::None,
     },
     Statement {
         sid: "TheLatestAmazonLinuxImage",

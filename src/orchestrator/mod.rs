@@ -596,7 +596,7 @@ impl<'a> Orchestrator<'a> {
         let config = crate::containment::ContainmentConfig {
             lab: lab.to_string(),
             topic_arn: id(Role::Topic)?,
-            allow_all_group: id(Role::AllowAllSecurityGroup)?,
+            allow_all_group: ledger.entry(Role::AllowAllSecurityGroup).and_then(|e| e.id.clone()),
             isolation_group: id(Role::IsolationSecurityGroup)?,
             forensics: ledger.options.forensics,
             steps: ledger.options.isolation,

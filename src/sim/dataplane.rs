@@ -603,9 +603,9 @@ impl World {
 
     fn chunk(&mut self, at: Timestamp, id: u64) {
         let Some(mut conn) = self.net.conns.get(&id).cloned() else { return };
-        let groups = match self.get(&conn.instance).map(|r| &r.detail) {
-            Some(Detail::Instance { state: InstanceState::Running, interfaces, .. }) => {
-                interfaces.iter().find(|i| i.id == conn.eni).map(|i| i.groups.clone()).unwrap_or_default()
+        let (groups, subnet) = match self.get(&conn.instance).map(|r| &r.detail) {
+            Some(Detail::Instance { state: InstanceState::Running, interfaces, subnet, .. }) => {
+                (interfaces.iter().find(|i| i.id == conn.eni).map(|i| i.groups.clone()).unwrap_or_default(), subnet.clone())
             }
             _ => {
                 self.net.conns.remove(&id);
@@ -619,7 +619,9 @@ impl World {
         } else {
             ingress.iter().any(|r| rule_matches(r, conn.remote, conn.local_port, conn.protocol))
         };
-        let allowed = (conn.established && conn.tracked) || permitted;
+        // A network ACL is stateless and sits at the subnet's edge: its deny drops tracked
+        // and untracked packets alike.
+        let allowed = !self.subnet_cut(&subnet) && ((conn.established && conn.tracked) || permitted);
         let first = !conn.established;
         let (initiator_bytes, responder_bytes) =
             if conn.outbound { (conn.out_per_chunk, conn.in_per_chunk) } else { (conn.in_per_chunk, conn.out_per_chunk) };

@@ -664,7 +664,9 @@ impl ContainmentApi for SimContainment {
         let w = self.shared.world_now();
         match w.get(instance_id) {
             Some(r) => match &r.detail {
-                Detail::Instance { interfaces, termination_protected, .. } => Ok(InstanceView {
+                Detail::Instance { interfaces, termination_protected, subnet, .. } => Ok(InstanceView {
+                    subnet_id: subnet.clone(),
+                    subnet_cut: w.subnet_cut(subnet),
                     id: r.id.clone(),
                     tags: r.tags.clone(),
                     interfaces: interfaces.iter().map(|i| InterfaceView { id: i.id.clone(), groups: i.groups.clone() }).collect(),
@@ -720,6 +722,22 @@ impl ContainmentApi for SimContainment {
         self.shared.inject_with_sdk_retries("ec2:CreateSnapshot").await?;
         let now = self.shared.clock.now();
         self.shared.world_now().snapshot_volume(volume_id, description, tags, now)
+    }
+
+    async fn cut_subnet(&self, subnet_id: &str) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:CreateNetworkAclEntry").await?;
+        self.shared.world_now().set_subnet_cut(subnet_id, true)?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    async fn restore_subnet(&self, subnet_id: &str) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("ec2:DeleteNetworkAclEntry").await?;
+        self.shared.world_now().set_subnet_cut(subnet_id, false)?;
+        self.shared.wake.notify_one();
+        Ok(())
     }
 
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> std::result::Result<(), CloudError> {

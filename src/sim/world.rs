@@ -55,6 +55,10 @@ pub enum Detail {
         vpc: String,
         cidr: String,
         map_public_ip: bool,
+        /// Containment's deny-all entries are in the subnet's network ACL: nothing passes
+        /// its boundary, tracked or not.
+        #[serde(default)]
+        cut: bool,
     },
     InternetGateway {
         vpc: Option<String>,
@@ -328,7 +332,7 @@ impl World {
             C::Subnet { vpc, cidr, map_public_ip } => {
                 let vpc = self.resolve(refs, *vpc)?.id.clone();
                 let id = self.new_id("subnet");
-                Ok(self.insert(id, spec, None, now, Detail::Subnet { vpc, cidr: cidr.clone(), map_public_ip: *map_public_ip }))
+                Ok(self.insert(id, spec, None, now, Detail::Subnet { vpc, cidr: cidr.clone(), map_public_ip: *map_public_ip, cut: false }))
             }
             C::InternetGateway { vpc } => {
                 let vpc = self.resolve(refs, *vpc)?.id.clone();
@@ -852,6 +856,22 @@ impl World {
     }
 
     /// ModifyInstanceAttribute(DisableApiTermination).
+    /// Containment's network ACL entries on a subnet: added (`cut`) or removed.
+    pub fn set_subnet_cut(&mut self, subnet: &str, on: bool) -> Result<(), CloudError> {
+        match self.resources.get_mut(subnet).map(|r| &mut r.detail) {
+            Some(Detail::Subnet { cut, .. }) => {
+                *cut = on;
+                Ok(())
+            }
+            _ => Err(CloudError::NotFound { kind: ResourceKind::Subnet, id: subnet.to_string() }),
+        }
+    }
+
+    /// Whether the subnet's network ACL denies everything.
+    pub fn subnet_cut(&self, subnet: &str) -> bool {
+        matches!(self.get(subnet).map(|r| &r.detail), Some(Detail::Subnet { cut: true, .. }))
+    }
+
     pub fn set_termination_protection(&mut self, instance: &str, on: bool) -> Result<(), CloudError> {
         match self.resources.get_mut(instance).map(|r| &mut r.detail) {
             Some(Detail::Instance { termination_protected, state, .. }) if *state != InstanceState::Terminated => {

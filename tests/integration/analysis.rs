@@ -121,9 +121,15 @@ fn rca_without_rules_reads_the_labs_security_groups_from_its_ledger() {
     let out = lab.ok(&["rca", "--format", "json"]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let titles: Vec<&str> = report["issues"].as_array().unwrap().iter().map(|i| i["title"].as_str().unwrap()).collect();
-    // The allow-all group exists for containment's first step; the target's egress is open.
-    assert!(titles.iter().any(|t| t.contains("cis-default-allow-all-sg/inbound-1")), "{titles:?}");
+    // The target's egress is open (the exfiltration path the lab exists to show); nothing
+    // admits traffic from anywhere: containment cuts with the subnet's network ACL.
     assert!(titles.iter().any(|t| t.contains("cis-default-target-sg/outbound-1")), "{titles:?}");
+    assert!(!titles.iter().any(|t| t.contains("inbound")), "{titles:?}");
+    lab.ok(&["down"]);
+    // With --isolation two-step, AWS's runbook, rca does flag the allow-all group it needs.
+    lab.ok(&["up", "--detector", "lambda", "--isolation", "two-step"]);
+    let out = lab.ok(&["rca", "--format", "json"]);
+    assert!(out.contains("cis-default-allow-all-sg/inbound-1"), "{out}");
     lab.ok(&["down"]);
 }
 

@@ -100,7 +100,9 @@ async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_
     let moto = Moto::start();
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
     let lab: LabName = "net".parse().unwrap();
-    let graph = LabGraph::build(&lab, &LabOptions::default(), "run-1");
+    // Two-step isolation: the one way the lab has a group admitting 0.0.0.0/0.
+    let options = LabOptions { isolation: cis::lab::IsolationSteps::TwoStep, ..Default::default() };
+    let graph = LabGraph::build(&lab, &options, "run-1");
     let roles = [
         Role::Vpc,
         Role::Subnet,
@@ -176,6 +178,7 @@ async fn the_roles_policies_and_instance_profile_are_created_found_converged_and
     let mut refs = Refs::from([
         (Role::LogGroup, "arn:aws:logs:us-east-1:123456789012:log-group:cis-iam-flow-logs".to_string()),
         (Role::Topic, "arn:aws:sns:us-east-1:123456789012:cis-iam-alerts".to_string()),
+        (Role::Vpc, "vpc-0123456789abcdef0".to_string()),
     ]);
     let roles = [
         Role::InstanceRole,
@@ -408,11 +411,10 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     let (iam_client, lambda_client, p) = (aws_sdk_iam::Client::new(&sdk), aws_sdk_lambda::Client::new(&sdk), pipeline::Clients::new(&sdk));
     let lab: LabName = "fn".parse().unwrap();
     let graph = LabGraph::build(&lab, &LabOptions { detector: DetectorMode::Lambda, ..Default::default() }, "run-1");
-    let mut refs = Refs::new();
+    let mut refs = Refs::from([(Role::Vpc, "vpc-0lab".to_string())]);
     let mut specs = Vec::new();
     for role in [
         Role::Topic,
-        Role::AllowAllSecurityGroup,
         Role::IsolationSecurityGroup,
         Role::LogGroup,
         Role::DetectorRole,
@@ -425,7 +427,7 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
         Role::EventRule,
         Role::ContainmentPermission,
     ] {
-        if matches!(role, Role::AllowAllSecurityGroup | Role::IsolationSecurityGroup) {
+        if role == Role::IsolationSecurityGroup {
             refs.insert(role, format!("sg-0{role}"));
             continue;
         }
@@ -496,7 +498,7 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     let up = cis(&["up", "--detector", "lambda", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
-    assert_eq!(report["resources"].as_array().unwrap().len(), 29, "{report}");
+    assert_eq!(report["resources"].as_array().unwrap().len(), 28, "{report}");
 
     let status = cis(&["status", "--output", "json"]);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -515,10 +517,10 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     let config = cis::containment::ContainmentConfig {
         lab: "e2e".into(),
         topic_arn: id(cis::lab::Role::Topic),
-        allow_all_group: id(cis::lab::Role::AllowAllSecurityGroup),
+        allow_all_group: None,
         isolation_group: id(cis::lab::Role::IsolationSecurityGroup),
         forensics: true,
-        steps: cis::containment::IsolationSteps::TwoStep,
+        steps: cis::containment::IsolationSteps::NetworkAcl,
     };
     let target = id(cis::lab::Role::TargetInstance);
     let detection = cis::cloud::DetectionEvent {
@@ -543,6 +545,52 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
         .unwrap();
     assert_eq!(protected.disable_api_termination().and_then(|v| v.value()), Some(true));
     assert_eq!(tagged_with(&sdk, "e2e").await, counted + 1, "plus the forensic snapshot");
+    // The cut: deny-all at rule 1 of the lab subnet's network ACL, both directions; no
+    // group of the lab admits anything from 0.0.0.0/0.
+    let subnet = id(cis::lab::Role::Subnet);
+    let cut_entries = |ec2: aws_sdk_ec2::Client, subnet: String| async move {
+        let acls = ec2
+            .describe_network_acls()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("association.subnet-id").values(subnet).build())
+            .send()
+            .await
+            .unwrap();
+        let acl = acls.network_acls()[0].clone();
+        acl.entries()
+            .iter()
+            .filter(|e| e.rule_number() == Some(1) && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Deny))
+            .map(|e| {
+                (
+                    e.egress().unwrap_or_default(),
+                    e.cidr_block().unwrap_or_default().to_string(),
+                    e.protocol().unwrap_or_default().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut entries = cut_entries(ec2.clone(), subnet.clone()).await;
+    entries.sort();
+    assert_eq!(entries, [(false, "0.0.0.0/0".to_string(), "-1".to_string()), (true, "0.0.0.0/0".to_string(), "-1".to_string())]);
+    let groups = ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("tag:cis:lab").values("e2e").build())
+        .send()
+        .await
+        .unwrap();
+    for g in groups.security_groups() {
+        for p in g.ip_permissions() {
+            assert!(p.ip_ranges().iter().all(|r| r.cidr_ip() != Some("0.0.0.0/0")), "{g:?}");
+        }
+    }
+    // release lifts the cut and restores the groups.
+    // Containment reads the cut back (what makes a duplicate delivery a no-op; moto lists
+    // an interface's old and new groups after a change, so the duplicate itself is shown
+    // by the unit tests and the simulator, not here).
+    let view = cis::containment::ContainmentApi::describe_instance(&api, &target).await.unwrap();
+    assert!(view.subnet_cut && view.subnet_id == subnet, "{view:?}");
+    let release = cis(&["release"]);
+    assert!(release.status.success(), "{}", String::from_utf8_lossy(&release.stderr));
+    assert!(cut_entries(ec2.clone(), subnet.clone()).await.is_empty(), "release lifts the cut");
 
     // Down undoes what containment did for forensics: protection, kept volume, snapshot.
     let down = cis(&["down"]);
@@ -568,7 +616,7 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     let up = cis(&["up", "--detector", "metric-filter", "--llm", "--llm-instance-type", "ml.g4dn.2xlarge", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
-    assert_eq!(report["resources"].as_array().unwrap().len(), 30, "no detector function, no subscription; the LLM's five: {report}");
+    assert_eq!(report["resources"].as_array().unwrap().len(), 29, "no detector function, no subscription; the LLM's five: {report}");
 
     // The LLM as its publishers deploy it: DJL LMI from the region's DLC registry, the
     // model by Hugging Face id, a GPU instance and a startup allowance for an 8B model.
@@ -648,10 +696,10 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     let config = cis::containment::ContainmentConfig {
         lab: "mf".into(),
         topic_arn: id(cis::lab::Role::Topic),
-        allow_all_group: id(cis::lab::Role::AllowAllSecurityGroup),
+        allow_all_group: None,
         isolation_group: id(cis::lab::Role::IsolationSecurityGroup),
         forensics: false,
-        steps: cis::containment::IsolationSteps::TwoStep,
+        steps: cis::containment::IsolationSteps::NetworkAcl,
     };
     let api = cis::aws::functions::AwsContainment::new(&sdk);
     let outcome = cis::containment::handle(&api, &config, &event).await;
@@ -967,10 +1015,10 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
     let config = cis::containment::ContainmentConfig {
         lab: "att".into(),
         topic_arn: id(cis::lab::Role::Topic),
-        allow_all_group: id(cis::lab::Role::AllowAllSecurityGroup),
+        allow_all_group: None,
         isolation_group: id(cis::lab::Role::IsolationSecurityGroup),
         forensics: true,
-        steps: cis::containment::IsolationSteps::TwoStep,
+        steps: cis::containment::IsolationSteps::NetworkAcl,
     };
     let outcome = cis::containment::contain(&cis::aws::functions::AwsContainment::new(&sdk), &config, &detection).await;
     assert_eq!(outcome.outcome, "isolated", "{outcome:?}");

@@ -11,7 +11,7 @@ fn up_then_down_leaves_nothing_in_the_account() {
     let lab = Lab::new();
     let up = json(&lab.ok(&["up", "--output", "json"]));
     let n = up["resources"].as_array().unwrap().len();
-    assert_eq!(n, 36, "the default lab has 36 resources");
+    assert_eq!(n, 35, "the default lab has 35 resources");
     assert_eq!(lab.graph_resources().len(), n);
     assert_eq!(lab.live_resources().len(), n + 1, "and the target's root volume");
     let down = json(&lab.ok(&["down", "--output", "json"]));

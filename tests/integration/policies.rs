@@ -125,10 +125,18 @@ fn containment_acts_only_on_its_labs_tagged_resources_and_topic() {
         let writes = actions.iter().any(|a| !a.starts_with("ec2:Describe") && a.starts_with("ec2:"));
         if writes && st["Effect"] == "Allow" {
             let condition = st["Condition"].to_string();
+            // The network ACL is the VPC's default one, which AWS creates untagged: its
+            // entries are changed only in the lab's VPC.
+            let in_labs_vpc = condition.contains(&format!("\"ec2:Vpc\":\"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/vpc-0123456789abcdef0\""));
             assert!(
-                condition.contains("\"aws:ResourceTag/cis:lab\":\"lab\"") || condition.contains("\"aws:RequestTag/cis:lab\":\"lab\""),
+                condition.contains("\"aws:ResourceTag/cis:lab\":\"lab\"")
+                    || condition.contains("\"aws:RequestTag/cis:lab\":\"lab\"")
+                    || in_labs_vpc,
                 "an EC2 change without the lab's tag condition: {st}"
             );
+            if in_labs_vpc {
+                assert_eq!(actions, ["ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAclEntry"], "{st}");
+            }
             assert!(!resource.contains("\"*\""), "{st}");
         }
         if actions.iter().any(|a| a == "sns:Publish") {
@@ -312,4 +320,83 @@ fn parliament_finds_in_the_operator_policy_only_the_role_management_a_lab_needs(
             assert!(!actions.contains(&format!(":{a}")), "an unscoped statement changes something: {s}");
         }
     }
+}
+
+/// The security review of what the lab creates, over every way of making one: no group
+/// admits anything from 0.0.0.0/0 or ::/0 (only `--isolation two-step`, AWS's runbook,
+/// needs such a group, and says so), the target requires IMDSv2 and encrypts its root
+/// volume, and SSH, when asked for, comes from one /32.
+#[test]
+fn no_lab_group_admits_the_internet_the_target_requires_imdsv2_and_encrypts_its_volume() {
+    let lab: LabName = "lab".parse().unwrap();
+    let mut sets = option_sets();
+    sets.push(LabOptions { ssh_from: Some("198.51.100.7".parse().unwrap()), ..Default::default() });
+    sets.push(LabOptions { isolation: cis::lab::IsolationSteps::OneStep, ..Default::default() });
+    for options in &sets {
+        let graph = LabGraph::build(&lab, options, "run-1");
+        let mut instances = 0;
+        for spec in &graph.resources {
+            match &spec.config {
+                ResourceConfig::SecurityGroup { ingress, .. } => {
+                    for rule in ingress {
+                        assert!(rule.cidr != "0.0.0.0/0" && rule.cidr != "::/0", "{} admits {} ({options:?})", spec.name, rule.cidr);
+                        assert!(rule.cidr.ends_with("/32") && rule.from_port == 22 && rule.to_port == 22, "{}: {rule:?}", spec.name);
+                    }
+                }
+                ResourceConfig::Instance { imdsv2_required, root_volume_encrypted, .. } => {
+                    assert!(*imdsv2_required && *root_volume_encrypted, "{}", spec.name);
+                    instances += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(instances, 1);
+    }
+    let two_step = LabGraph::build(&lab, &LabOptions { isolation: cis::lab::IsolationSteps::TwoStep, ..Default::default() }, "run-1");
+    let open: Vec<&str> = two_step
+        .resources
+        .iter()
+        .filter(|s| matches!(&s.config, ResourceConfig::SecurityGroup { ingress, .. } if ingress.iter().any(|r| r.cidr == "0.0.0.0/0")))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(open, ["cis-lab-allow-all-sg"], "only two-step's allow-all group, by choice");
+}
+
+/// No secret reaches the state directory: the ledger, the runs and the simulated account
+/// hold ids and options, never the credentials or API keys in the environment.
+#[test]
+fn no_secret_from_the_environment_is_written_to_the_state_directory() {
+    let lab = crate::Lab::new();
+    let secrets = [("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"), ("OPENAI_API_KEY", "sk-test-0123456789abcdefSECRET")];
+    for args in [&["up", "--notify", "ops@example.com"][..], &["attack", "exfil-https-bulk"], &["release"], &["report"], &["status"]] {
+        let mut cmd = lab.cmd(args);
+        for (k, v) in secrets {
+            cmd.env(k, v).env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEACCESSKEY");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        for (_, v) in secrets {
+            assert!(!printed.contains(v), "{args:?} printed a secret");
+        }
+    }
+    let mut files = 0;
+    let mut stack = vec![lab.state().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            for (_, v) in secrets.iter().chain([&("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEACCESSKEY")]) {
+                assert!(!text.contains(v), "{} holds a secret", path.display());
+            }
+            files += 1;
+        }
+    }
+    assert!(files >= 3, "the ledger, a run and the account were written: {files}");
+    lab.ok(&["down"]);
 }
