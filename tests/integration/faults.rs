@@ -247,6 +247,13 @@ fn every_fault_profile_over_many_seeds_leaves_nothing_isolates_once_and_misses_n
         }
     }
     println!("{figures}");
+    // libtest hides a passing test's output: the figures also go to a file that `.ci/run`
+    // prints at the end.
+    if only_profile.is_none() && only_seed.is_none() {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-figures.txt");
+        let text = format!("{} seeds x {} fault profiles (tests/integration/faults.rs):\n{figures}", seeds, tallies.len());
+        std::fs::write(&path, text).unwrap();
+    }
     assert!(failures.is_empty(), "{} failing lives (rerun one with the variables printed above):\n{}", failures.len(), failures.join("\n"));
 }
 

@@ -367,7 +367,8 @@ fn no_lab_group_admits_the_internet_the_target_requires_imdsv2_and_encrypts_its_
 #[test]
 fn no_secret_from_the_environment_is_written_to_the_state_directory() {
     let lab = crate::Lab::new();
-    let secrets = [("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"), ("OPENAI_API_KEY", "sk-test-0123456789abcdefSECRET")];
+    let secrets =
+        [("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"), ("OPENAI_API_KEY", "sk-test-0123456789abcdefSECRET")];
     for args in [&["up", "--notify", "ops@example.com"][..], &["attack", "exfil-https-bulk"], &["release"], &["report"], &["status"]] {
         let mut cmd = lab.cmd(args);
         for (k, v) in secrets {
