@@ -82,9 +82,12 @@ pub enum Event {
     DeliverEvent {
         function: String,
         event: serde_json::Value,
-        /// EventBridge's retries of a failed delivery, then Lambda's of a failed invocation.
+        /// Lambda's asynchronous retries of a failed invocation: 0 first, at most 2.
         #[serde(default)]
         attempt: u32,
+        /// EventBridge's retries of a failed delivery (a budget of its own: up to 185).
+        #[serde(default)]
+        delivery: u32,
     },
     /// A metric alarm's once-a-period evaluation.
     EvaluateAlarm {
@@ -467,7 +470,7 @@ impl World {
                     Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
                 }
             }
-            Event::DeliverEvent { function, event, attempt } => {
+            Event::DeliverEvent { function, event, attempt, delivery } => {
                 let Some(Detail::Function { code: FunctionCode::Containment, environment, .. }) = self.get(&function).map(|r| &r.detail)
                 else {
                     self.pipeline.failures.push(format!("{at}: event {} not delivered: {function} is gone", event["id"]));
@@ -482,8 +485,8 @@ impl World {
                 if failed_delivery {
                     // EventBridge retries a failed delivery with exponential backoff and
                     // jitter for up to 24 hours (185 attempts).
-                    let backoff = 10.0 * 2f64.powi(attempt.min(10) as i32) * (0.5 + ctx.faults().uniform());
-                    self.schedule(at.plus_secs_f64(backoff), Event::DeliverEvent { function, event, attempt: attempt + 1 });
+                    let backoff = 10.0 * 2f64.powi(delivery.min(10) as i32) * (0.5 + ctx.faults().uniform());
+                    self.schedule(at.plus_secs_f64(backoff), Event::DeliverEvent { function, event, attempt, delivery: delivery + 1 });
                     return;
                 }
                 if failed_invocation {
@@ -491,7 +494,7 @@ impl World {
                         at,
                         attempt,
                         &function,
-                        Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1 },
+                        Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1, delivery },
                     );
                     return;
                 }
@@ -927,7 +930,10 @@ impl World {
             for _ in 0..copies {
                 let delay =
                     ctx.latency.draw(Delay::EventBridgeToLambda, &mut self.rng) + ctx.latency.draw(Delay::LambdaStart, &mut self.rng);
-                self.schedule(at.plus(delay), Event::DeliverEvent { function: function.clone(), event: event.clone(), attempt: 0 });
+                self.schedule(
+                    at.plus(delay),
+                    Event::DeliverEvent { function: function.clone(), event: event.clone(), attempt: 0, delivery: 0 },
+                );
             }
         }
     }

@@ -154,7 +154,7 @@ impl Shared {
                             now,
                             attempt,
                             &function,
-                            dataplane::Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1 },
+                            dataplane::Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1, delivery: 0 },
                         );
                     }
                     drop(w);
@@ -652,6 +652,18 @@ struct SimContainment {
     shared: Arc<Shared>,
 }
 
+impl SimContainment {
+    /// Containment's network ACL entries on the subnet, added or removed.
+    async fn set_cut(&self, subnet_id: &str, on: bool) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        let api = if on { "ec2:CreateNetworkAclEntry" } else { "ec2:DeleteNetworkAclEntry" };
+        self.shared.inject_with_sdk_retries(api).await?;
+        self.shared.world_now().set_subnet_cut(subnet_id, on)?;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ContainmentApi for SimContainment {
     fn now(&self) -> Timestamp {
@@ -725,19 +737,11 @@ impl ContainmentApi for SimContainment {
     }
 
     async fn cut_subnet(&self, subnet_id: &str) -> std::result::Result<(), CloudError> {
-        self.shared.api_latency().await;
-        self.shared.inject_with_sdk_retries("ec2:CreateNetworkAclEntry").await?;
-        self.shared.world_now().set_subnet_cut(subnet_id, true)?;
-        self.shared.wake.notify_one();
-        Ok(())
+        self.set_cut(subnet_id, true).await
     }
 
     async fn restore_subnet(&self, subnet_id: &str) -> std::result::Result<(), CloudError> {
-        self.shared.api_latency().await;
-        self.shared.inject_with_sdk_retries("ec2:DeleteNetworkAclEntry").await?;
-        self.shared.world_now().set_subnet_cut(subnet_id, false)?;
-        self.shared.wake.notify_one();
-        Ok(())
+        self.set_cut(subnet_id, false).await
     }
 
     async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> std::result::Result<(), CloudError> {

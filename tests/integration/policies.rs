@@ -10,6 +10,22 @@ use cis::lab::{rendered, DetectorMode, LabGraph, LabName, LabOptions, Refs, Reso
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
 
+/// parliament on one policy document: whether it ran cleanly, its findings (one JSON
+/// object a line) and what it said on stderr.
+fn parliament_on(document: &str) -> (bool, String, String) {
+    // parliament reads the policy on standard input when no --file is given.
+    let mut child = Command::new(parliament())
+        .args(["--json", "--include-community-auditors"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("parliament starts");
+    child.stdin.take().unwrap().write_all(document.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 fn parliament() -> std::path::PathBuf {
     let path = std::env::var_os("CIS_PARLIAMENT")
         .map(Into::into)
@@ -61,27 +77,15 @@ fn option_sets() -> Vec<LabOptions> {
 
 #[test]
 fn parliament_finds_nothing_in_the_labs_permission_policies() {
-    let parliament = parliament();
     let mut checked = 0;
     for options in option_sets() {
         for (what, _, document) in documents(&options).into_iter().filter(|(_, permissions, _)| *permissions) {
             assert!(!document.contains("${"), "{what}: unrendered placeholder in {document}");
-            // parliament reads the policy on standard input when no --file is given.
-            let mut child = Command::new(&parliament)
-                .args(["--json", "--include-community-auditors"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("parliament starts");
-            child.stdin.take().unwrap().write_all(document.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            let findings = String::from_utf8_lossy(&out.stdout);
+            let (ok, findings, stderr) = parliament_on(&document);
             assert!(
-                out.status.success() && findings.trim().is_empty(),
-                "parliament on {what} ({:?} detector): {findings}{}\n{document}",
-                options.detector,
-                String::from_utf8_lossy(&out.stderr)
+                ok && findings.trim().is_empty(),
+                "parliament on {what} ({:?} detector): {findings}{stderr}\n{document}",
+                options.detector
             );
             checked += 1;
         }
@@ -95,20 +99,10 @@ fn parliament_finds_nothing_in_the_labs_permission_policies() {
 #[test]
 fn parliament_does_flag_a_broad_policy() {
     // The check above can fail: the same run on an allow-everything policy reports it.
-    let mut child = Command::new(parliament())
-        .args(["--json", "--include-community-auditors"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:ModifyInstanceAttribute","sns:Publish"],"Resource":"*"}]}"#)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("RESOURCE_STAR"), "{}", String::from_utf8_lossy(&out.stdout));
+    let (_, findings, _) = parliament_on(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:ModifyInstanceAttribute","sns:Publish"],"Resource":"*"}]}"#,
+    );
+    assert!(findings.contains("RESOURCE_STAR"), "{findings}");
 }
 
 #[test]
@@ -293,16 +287,8 @@ fn parliament_finds_in_the_operator_policy_only_the_role_management_a_lab_needs(
     let out = crate::Lab::new().ok(&["policy", "--account", ACCOUNT]);
     let policy: serde_json::Value = serde_json::from_str(&out).expect("cis policy prints JSON");
     assert_eq!(policy, cis::lab::operator::policy(Some(ACCOUNT), Some(REGION)));
-    let mut child = Command::new(parliament())
-        .args(["--json", "--include-community-auditors"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(out.as_bytes()).unwrap();
-    let found = child.wait_with_output().unwrap();
-    let findings: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&found.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (_, found, _) = parliament_on(&out);
+    let findings: Vec<serde_json::Value> = found.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let issues: Vec<&str> = findings.iter().map(|f| f["issue"].as_str().unwrap()).collect();
     // A tool that makes IAM roles for its functions manages permissions by definition, and
     // passing a role to RunInstances is what parliament calls an escalation path: both
