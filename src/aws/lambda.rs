@@ -66,18 +66,7 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
                 .send()
                 .await
                 .map_err(err!())?;
-            if let Some(n) = reserved_concurrency {
-                let reserved =
-                    lambda.put_function_concurrency().function_name(&spec.name).reserved_concurrent_executions(*n as i32).send().await;
-                match reserved {
-                    Ok(_) => {}
-                    // A new account's concurrency limit of 10 leaves nothing to reserve: the
-                    // function still works, and containment's check of the instance's groups
-                    // still catches all but a truly simultaneous duplicate.
-                    Err(e) if format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)).contains("UnreservedConcurrentExecution") => {}
-                    Err(e) => return Err(cloud_error(spec.kind, &spec.name, e)),
-                }
-            }
+            converge_concurrency(lambda, &spec.name, *reserved_concurrency).await?;
             Ok(out.function_arn().unwrap_or_default().to_string())
         }
         ResourceConfig::LambdaPermission { function, principal, source, statement_id } => {
@@ -113,12 +102,40 @@ async fn statements(lambda: &Client, function: &str) -> Result<Option<Vec<String
     Ok(Some(doc["Statement"].as_array().into_iter().flatten().filter_map(|s| s["Sid"].as_str().map(String::from)).collect()))
 }
 
+/// The function's reserved concurrency set as the spec wants it (a crash may have come
+/// between CreateFunction and PutFunctionConcurrency: `up` adopts the function through
+/// [`find`], which converges it).
+async fn converge_concurrency(lambda: &Client, name: &str, reserved: Option<u32>) -> Result<(), CloudError> {
+    let Some(n) = reserved else { return Ok(()) };
+    let now = lambda
+        .get_function_concurrency()
+        .function_name(name)
+        .send()
+        .await
+        .map_err(|e| cloud_error(ResourceKind::LambdaFunction, name, e))?;
+    if now.reserved_concurrent_executions() == Some(n as i32) {
+        return Ok(());
+    }
+    match lambda.put_function_concurrency().function_name(name).reserved_concurrent_executions(n as i32).send().await {
+        Ok(_) => Ok(()),
+        // A new account's concurrency limit of 10 leaves nothing to reserve: the function
+        // still works, and containment's check of the groups and the cut still catches all
+        // but a truly simultaneous duplicate.
+        Err(e) if format!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)).contains("UnreservedConcurrentExecution") => Ok(()),
+        Err(e) => Err(cloud_error(ResourceKind::LambdaFunction, name, e)),
+    }
+}
+
 pub async fn find(lambda: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
     match &spec.config {
-        ResourceConfig::LambdaFunction { .. } => {
+        ResourceConfig::LambdaFunction { reserved_concurrency, .. } => {
             let out =
                 absent(lambda.get_function().function_name(&spec.name).send().await.map_err(|e| cloud_error(spec.kind, &spec.name, e)))?;
-            Ok(out.and_then(|o| o.configuration().and_then(|c| c.function_arn()).map(String::from)))
+            let arn = out.and_then(|o| o.configuration().and_then(|c| c.function_arn()).map(String::from));
+            if arn.is_some() {
+                converge_concurrency(lambda, &spec.name, *reserved_concurrency).await?;
+            }
+            Ok(arn)
         }
         ResourceConfig::LambdaPermission { function, statement_id, .. } => {
             let Some(name) = refs.get(function).map(|f| function_name(f).to_string()) else { return Ok(None) };

@@ -187,6 +187,7 @@ pub const STATEMENTS: &[Statement] = &[
             "lambda:TagResource",
             "lambda:ListTags",
             "lambda:PutFunctionConcurrency",
+            "lambda:GetFunctionConcurrency",
             "lambda:AddPermission",
             "lambda:RemovePermission",
             "lambda:GetPolicy",

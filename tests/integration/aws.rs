@@ -460,6 +460,12 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     };
     assert_eq!(reserved("cis-fn-containment-function").await, Some(1));
     assert_eq!(reserved("cis-fn-detector-function").await, None);
+    // As after a crash between the two calls: adopting the function converges it.
+    lambda_client.delete_function_concurrency().function_name("cis-fn-containment-function").send().await.unwrap();
+    assert_eq!(reserved("cis-fn-containment-function").await, None);
+    let containment = specs.iter().find(|s| s.role == Role::ContainmentFunction).unwrap();
+    lambda::find(&lambda_client, containment, &refs).await.unwrap();
+    assert_eq!(reserved("cis-fn-containment-function").await, Some(1), "adopting converges the reserved concurrency");
 
     for role in [Role::ContainmentPermission, Role::DetectorPermission, Role::ContainmentFunction, Role::DetectorFunction] {
         let kind = graph.get(role).unwrap().kind;
