@@ -126,6 +126,25 @@ pub struct PolicyArgs {
     pub any_region: bool,
 }
 
+/// A time to live in seconds, from `30m`, `4h`, `2d` or `900s`.
+pub fn parse_ttl(s: &str) -> Result<u64, String> {
+    let bad = || format!("'{s}' is not a duration: a number and a unit, s, m, h or d (30m, 4h, 2d)");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(bad()),
+    };
+    if !(15 * 60..=7 * 86_400).contains(&secs) {
+        return Err(format!("'{s}': a lab's time to live is 15 minutes to 7 days"));
+    }
+    Ok(secs)
+}
+
 fn parse_account(s: &str) -> Result<String, String> {
     if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(s.to_string())
@@ -158,6 +177,11 @@ pub struct DownArgs {
 /// Choices that shape the lab; recorded in its ledger. Unset ones keep the lab's (or the defaults).
 #[derive(Clone, Debug, Default, ClapArgs)]
 pub struct LabArgs {
+    /// The lab's time to live from its creation (30m, 4h, 2d; 15 minutes to 7 days): then
+    /// the lab deletes itself in the cloud (a schedule invokes its janitor function), even
+    /// if this machine is gone. `cis status` shows the time left.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+    pub ttl: Option<u64>,
     /// Where the anomaly model is scored: a SageMaker endpoint, or in the detector Lambda.
     #[arg(long, value_enum)]
     pub detector: Option<DetectorMode>,

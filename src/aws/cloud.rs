@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{attack, compute, iam, lambda, network, pipeline, sagemaker, AwsSession};
+use super::{attack, compute, iam, lambda, network, pipeline, sagemaker, scheduler, AwsSession};
 use crate::clock::{Clock, Timestamp};
 use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
 use crate::lab::{LabName, Refs, ResourceKind as K, ResourceSpec, Role, Tags, TAG_LAB, TAG_ROLE};
@@ -27,6 +27,7 @@ pub struct AwsCloud {
     lambda: aws_sdk_lambda::Client,
     pipeline: pipeline::Clients,
     sagemaker: sagemaker::Clients,
+    scheduler: aws_sdk_scheduler::Client,
     clock: Clock,
     packages: Vec<PathBuf>,
     /// Where attack scripts send their data (`--exfil-host`).
@@ -47,6 +48,7 @@ impl AwsCloud {
             lambda: aws_sdk_lambda::Client::new(sdk),
             pipeline: pipeline::Clients::new(sdk),
             sagemaker: sagemaker::Clients::new(sdk),
+            scheduler: aws_sdk_scheduler::Client::new(sdk),
             clock: Clock::system(),
             packages,
             session,
@@ -98,6 +100,8 @@ enum Part {
     Model,
     /// What containment kept for forensics: volumes and snapshots.
     Forensics,
+    /// The lab's time to live.
+    Scheduler,
 }
 
 /// The window features of the baseline every lab's model learns from, as the CSV the
@@ -123,6 +127,7 @@ fn part(kind: K) -> Result<Part, CloudError> {
         | K::EventTarget => Part::Pipeline,
         K::LambdaFunction | K::LambdaPermission => Part::Lambda,
         K::Volume | K::Snapshot => Part::Forensics,
+        K::Schedule => Part::Scheduler,
         K::S3Bucket | K::SageMakerTrainingJob | K::SageMakerModel | K::SageMakerEndpointConfig | K::SageMakerEndpoint => Part::Model,
     })
 }
@@ -153,6 +158,7 @@ impl Cloud for AwsCloud {
                 sagemaker::create(&self.sagemaker, spec, refs, &account.account_id, &account.region, baseline_csv).await
             }
             Part::Forensics => Err(CloudError::Invalid(format!("{} is made by containment, not by the lab graph", spec.kind))),
+            Part::Scheduler => scheduler::create(&self.scheduler, spec, refs).await,
         }?;
         let n = self.creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if self.crash_after == Some(n) {
@@ -171,6 +177,7 @@ impl Cloud for AwsCloud {
             Part::Lambda => lambda::find(&self.lambda, spec, refs).await,
             Part::Model => sagemaker::find(&self.sagemaker, spec, &self.session.account.account_id).await,
             Part::Forensics => Ok(None),
+            Part::Scheduler => scheduler::find(&self.scheduler, spec).await,
         }
     }
 
@@ -182,6 +189,7 @@ impl Cloud for AwsCloud {
             Part::Pipeline => pipeline::status(&self.pipeline, kind, id).await,
             Part::Lambda => lambda::status(&self.lambda, kind, id).await,
             Part::Model => sagemaker::status(&self.sagemaker, kind, id).await,
+            Part::Scheduler => scheduler::status(&self.scheduler, id).await,
             Part::Forensics if kind == K::Volume => {
                 let out = self.ec2.describe_volumes().volume_ids(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 out.volumes().first().map(|_| ResourceStatus::Ready).ok_or(CloudError::NotFound { kind, id: id.into() })
@@ -202,6 +210,7 @@ impl Cloud for AwsCloud {
             Part::Pipeline => pipeline::delete(&self.pipeline, kind, id).await,
             Part::Lambda => lambda::delete(&self.lambda, kind, id).await,
             Part::Model => sagemaker::delete(&self.sagemaker, kind, id).await,
+            Part::Scheduler => scheduler::delete(&self.scheduler, id).await,
             Part::Forensics if kind == K::Volume => {
                 self.ec2.delete_volume().volume_id(id).send().await.map_err(|e| super::error::cloud_error(kind, id, e))?;
                 Ok(())
@@ -253,6 +262,31 @@ impl Cloud for AwsCloud {
             let tags: Tags = all.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
             let name = tags.get("Name").cloned().unwrap_or_default();
             out.push(CloudResource { kind, id: id.to_string(), name, role: role_of(&tags), tags, status });
+        }
+        // Flow logs by their own describe call as well: DescribeTags does not list them
+        // everywhere (moto's does not), and a flow log left behind goes on costing.
+        let flow_logs = self
+            .ec2
+            .describe_flow_logs()
+            .filter(aws_sdk_ec2::types::Filter::builder().name(format!("tag:{TAG_LAB}")).values(lab.as_str()).build())
+            .send()
+            .await
+            .map_err(|e| super::error::cloud_error(K::FlowLog, "flow logs", e))?;
+        for f in flow_logs.flow_logs() {
+            let Some(id) = f.flow_log_id() else { continue };
+            if out.iter().any(|r| r.id == id) {
+                continue;
+            }
+            let tags: Tags = f.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect();
+            let name = tags.get("Name").cloned().unwrap_or_default();
+            out.push(CloudResource {
+                kind: K::FlowLog,
+                id: id.to_string(),
+                name,
+                role: role_of(&tags),
+                tags,
+                status: ResourceStatus::Ready,
+            });
         }
         let prefix = format!("cis-{lab}-");
         // The other services: candidates by the lab's name prefix, kept when tagged with it.
@@ -398,6 +432,7 @@ impl Cloud for AwsCloud {
             keep(K::LambdaFunction, arn.to_string(), name, t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default());
         }
         out.extend(model);
+        out.extend(scheduler::list_lab(&self.scheduler, lab).await?);
         Ok(out)
     }
 

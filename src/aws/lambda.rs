@@ -25,7 +25,7 @@ pub fn deployment_package(code: FunctionCode, window_s: u32, workload: &str, dir
     let found = package::locate(code, dirs).map_err(|e| CloudError::Invalid(e.to_string()))?;
     let bytes = std::fs::read(&found.path).map_err(|e| CloudError::Invalid(format!("{}: {e}", found.path.display())))?;
     match code {
-        FunctionCode::Containment => Ok(bytes),
+        FunctionCode::Containment | FunctionCode::Janitor => Ok(bytes),
         FunctionCode::Detector => {
             let model = crate::sim::baseline::LabModels::shared().get(
                 window_s,

@@ -26,6 +26,8 @@ pub mod network;
 pub mod pipeline;
 #[cfg(feature = "aws")]
 pub mod sagemaker;
+#[cfg(feature = "aws")]
+pub mod scheduler;
 
 #[cfg(feature = "aws")]
 use std::time::Duration;

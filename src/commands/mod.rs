@@ -278,7 +278,8 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
                         return Err(Error::Usage(format!("{why}; nothing was created")).into());
                     }
                 }
-                for code in [crate::lab::FunctionCode::Detector, crate::lab::FunctionCode::Containment] {
+                let graph = LabGraph::build(&args.lab, &options, "preflight");
+                for code in graph.function_codes() {
                     crate::lab::package::locate(code, &packages)?;
                 }
             }
@@ -477,6 +478,9 @@ fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions>) -> Resul
     }
     if let Some(t) = &l.llm_instance_type {
         o.llm_instance_type = Some(t.clone());
+    }
+    if let Some(ttl) = l.ttl {
+        o.ttl_s = Some(ttl);
     }
     if let Some(t) = &l.instance_type {
         o.instance_type = t.clone();
@@ -760,8 +764,33 @@ fn status_text(r: &StatusReport) -> String {
             if e.drift { "  (drift)" } else { "" }
         );
     }
+    if let (Some(at), Some(left)) = (r.expires_at, r.seconds_left) {
+        let _ = if left > 0.0 {
+            writeln!(
+                o,
+                "time to live: {} left; at {at} the lab deletes itself (its janitor function, invoked by its schedule)",
+                duration_text(left)
+            )
+        } else {
+            writeln!(
+                o,
+                "time to live: over since {at} ({} ago): its janitor deletes it; `cis down` removes whatever is left and the ledger",
+                duration_text(-left)
+            )
+        };
+    }
     let _ = write!(o, "cost: ${:.4}/hour, about ${:.4} so far", r.usd_per_hour, r.usd_so_far);
     o
+}
+
+/// `3 h 59 min`, `12 min`, `40 s`.
+fn duration_text(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
 }
 
 fn scenarios(s: &ScenariosArgs, output: OutputFormat) -> Result<()> {

@@ -209,6 +209,11 @@ pub struct LabOptions {
     /// The LLM endpoint's instance type when not [`LLM_INSTANCE_TYPE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_instance_type: Option<String>,
+    /// The lab's time to live, in seconds from its creation (`cis up --ttl`): an
+    /// EventBridge Scheduler schedule then invokes the lab's janitor function, which
+    /// deletes everything tagged with the lab, even if the operator's machine is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
 }
 
 fn forensics_on() -> bool {
@@ -235,6 +240,7 @@ impl Default for LabOptions {
             target_fpr: None,
             llm: false,
             llm_instance_type: None,
+            ttl_s: None,
         }
     }
 }
@@ -244,6 +250,10 @@ impl Default for LabOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    // The janitor's role and policy come first: the sweep deletes in the reverse of this
+    // order, and the janitor, which runs that sweep, needs them until its very end.
+    JanitorRole,
+    JanitorPolicy,
     Vpc,
     Subnet,
     InternetGateway,
@@ -288,10 +298,17 @@ pub enum Role {
     ContainmentPermission,
     EventRule,
     EventTarget,
+    JanitorLogs,
+    JanitorFunction,
+    SchedulerRole,
+    SchedulerPolicy,
+    TtlSchedule,
 }
 
 impl Role {
-    pub const ALL: [Role; 44] = [
+    pub const ALL: [Role; 51] = [
+        Role::JanitorRole,
+        Role::JanitorPolicy,
         Role::Vpc,
         Role::Subnet,
         Role::InternetGateway,
@@ -336,6 +353,11 @@ impl Role {
         Role::ContainmentPermission,
         Role::EventRule,
         Role::EventTarget,
+        Role::JanitorLogs,
+        Role::JanitorFunction,
+        Role::SchedulerRole,
+        Role::SchedulerPolicy,
+        Role::TtlSchedule,
     ];
 
     /// The kebab-case name used in resource names, tags and the ledger.
@@ -378,6 +400,13 @@ impl Role {
             Role::SubscriptionFilter => "detector-subscription",
             Role::EgressMetricFilter => "egress-metric-filter",
             Role::EgressAlarm => "egress-alarm",
+            Role::JanitorRole => "janitor-role",
+            Role::JanitorPolicy => "janitor-policy",
+            Role::JanitorLogs => "janitor-logs",
+            Role::JanitorFunction => "janitor-function",
+            Role::SchedulerRole => "scheduler-role",
+            Role::SchedulerPolicy => "scheduler-policy",
+            Role::TtlSchedule => "ttl-schedule",
             Role::ContainmentRole => "containment-role",
             Role::ContainmentPolicy => "containment-policy",
             Role::ContainmentLogs => "containment-logs",
@@ -400,33 +429,41 @@ impl Role {
             Role::InternetGateway => K::InternetGateway,
             Role::RouteTable => K::RouteTable,
             Role::TargetSecurityGroup | Role::AllowAllSecurityGroup | Role::IsolationSecurityGroup => K::SecurityGroup,
-            Role::InstanceRole | Role::FlowLogRole | Role::ModelRole | Role::LlmRole | Role::DetectorRole | Role::ContainmentRole => {
-                K::IamRole
-            }
+            Role::InstanceRole
+            | Role::FlowLogRole
+            | Role::ModelRole
+            | Role::LlmRole
+            | Role::DetectorRole
+            | Role::ContainmentRole
+            | Role::JanitorRole
+            | Role::SchedulerRole => K::IamRole,
             Role::InstanceRolePolicy
             | Role::FlowLogPolicy
             | Role::ModelPolicy
             | Role::LlmPolicy
             | Role::DetectorPolicy
-            | Role::ContainmentPolicy => K::IamRolePolicy,
+            | Role::ContainmentPolicy
+            | Role::JanitorPolicy
+            | Role::SchedulerPolicy => K::IamRolePolicy,
             Role::ModelData => K::S3Bucket,
             Role::TrainingJob => K::SageMakerTrainingJob,
             Role::InstanceProfile => K::InstanceProfile,
             Role::TargetInstance => K::Instance,
-            Role::LogGroup | Role::DetectorLogs | Role::ContainmentLogs => K::LogGroup,
+            Role::LogGroup | Role::DetectorLogs | Role::ContainmentLogs | Role::JanitorLogs => K::LogGroup,
             Role::FlowLog => K::FlowLog,
             Role::AnomalyModel | Role::LlmModel => K::SageMakerModel,
             Role::AnomalyEndpointConfig | Role::LlmEndpointConfig => K::SageMakerEndpointConfig,
             Role::AnomalyEndpoint | Role::LlmEndpoint => K::SageMakerEndpoint,
             Role::Topic => K::SnsTopic,
             Role::TopicSubscription => K::SnsSubscription,
-            Role::DetectorFunction | Role::ContainmentFunction => K::LambdaFunction,
+            Role::DetectorFunction | Role::ContainmentFunction | Role::JanitorFunction => K::LambdaFunction,
             Role::DetectorPermission | Role::ContainmentPermission => K::LambdaPermission,
             Role::SubscriptionFilter => K::SubscriptionFilter,
             Role::EgressMetricFilter => K::MetricFilter,
             Role::EgressAlarm => K::MetricAlarm,
             Role::EventRule => K::EventRule,
             Role::EventTarget => K::EventTarget,
+            Role::TtlSchedule => K::Schedule,
         }
     }
 }
@@ -494,6 +531,10 @@ pub enum ResourceKind {
     EventRule,
     #[serde(rename = "events:target")]
     EventTarget,
+    /// EventBridge Scheduler's one-time schedule that ends the lab's life. Schedules carry
+    /// no tags: found by name.
+    #[serde(rename = "scheduler:schedule")]
+    Schedule,
     /// Not created by the graph: an instance's EBS volume, tagged at launch, kept after
     /// termination once containment has preserved it.
     #[serde(rename = "ec2:volume")]
@@ -531,6 +572,7 @@ impl ResourceKind {
             ResourceKind::MetricAlarm => "cloudwatch:alarm",
             ResourceKind::EventRule => "events:rule",
             ResourceKind::EventTarget => "events:target",
+            ResourceKind::Schedule => "scheduler:schedule",
             ResourceKind::Volume => "ec2:volume",
             ResourceKind::Snapshot => "ec2:snapshot",
         }
@@ -548,6 +590,7 @@ impl ResourceKind {
                 | ResourceKind::MetricFilter
                 | ResourceKind::EventTarget
                 | ResourceKind::SnsSubscription
+                | ResourceKind::Schedule
         )
     }
 }
@@ -582,6 +625,8 @@ impl Rule {
 pub enum FunctionCode {
     Detector,
     Containment,
+    /// Deletes its lab by tag when the lab's time to live is up.
+    Janitor,
 }
 
 /// What a resource is to be, per kind. References to other lab resources are roles; the
@@ -733,6 +778,16 @@ pub enum ResourceConfig {
         rule: Role,
         function: Role,
         target_id: String,
+    },
+    /// A one-time EventBridge Scheduler schedule invoking `function` as `role` at the
+    /// lab's creation plus `ttl_s`, then deleting itself. The orchestration fills `at`
+    /// from the ledger, so a resumed `up` keeps the first expiry.
+    Schedule {
+        function: Role,
+        role: Role,
+        ttl_s: u64,
+        #[serde(default)]
+        at: Option<crate::clock::Timestamp>,
     },
 }
 
@@ -1113,11 +1168,62 @@ impl LabGraph {
             C::EventTarget { rule: R::EventRule, function: R::ContainmentFunction, target_id: "containment".into() },
         );
 
+        // The lab's time to live: a schedule that fires once, at the lab's creation plus
+        // the TTL, and invokes the janitor, which runs `down`'s sweep by tag in the cloud.
+        if let Some(ttl_s) = o.ttl_s {
+            b.add(R::JanitorRole, &[], C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: the lab's janitor".into() });
+            b.add(
+                R::JanitorPolicy,
+                &[R::JanitorRole],
+                C::InlinePolicy { role: R::JanitorRole, policy_name: "janitor".into(), document: policy("janitor") },
+            );
+            b.add(R::JanitorLogs, &[], C::LogGroup { retention_days: 7 });
+            b.add(
+                R::JanitorFunction,
+                &[R::JanitorRole, R::JanitorPolicy, R::JanitorLogs],
+                C::LambdaFunction {
+                    code: FunctionCode::Janitor,
+                    role: R::JanitorRole,
+                    memory_mb: 256,
+                    // A SageMaker endpoint takes minutes to go: the janitor may take long.
+                    timeout_s: 900,
+                    environment: BTreeMap::from([("CIS_LAB".to_string(), lab.to_string())]),
+                    reserved_concurrency: None,
+                },
+            );
+            b.add(
+                R::SchedulerRole,
+                &[],
+                C::IamRole { trust_policy: policy("scheduler-trust"), description: "cis: the lab's TTL schedule".into() },
+            );
+            b.add(
+                R::SchedulerPolicy,
+                &[R::SchedulerRole, R::JanitorFunction],
+                C::InlinePolicy { role: R::SchedulerRole, policy_name: "invoke-janitor".into(), document: policy("scheduler") },
+            );
+            b.add(
+                R::TtlSchedule,
+                &[R::JanitorFunction, R::SchedulerRole, R::SchedulerPolicy],
+                C::Schedule { function: R::JanitorFunction, role: R::SchedulerRole, ttl_s, at: None },
+            );
+        }
+
         LabGraph { lab: lab.clone(), options: options.clone(), resources: b.resources }
     }
 
     pub fn get(&self, role: Role) -> Option<&ResourceSpec> {
         self.resources.iter().find(|r| r.role == role)
+    }
+
+    /// The function packages this lab deploys.
+    pub fn function_codes(&self) -> Vec<FunctionCode> {
+        self.resources
+            .iter()
+            .filter_map(|r| match &r.config {
+                ResourceConfig::LambdaFunction { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
@@ -1230,6 +1336,9 @@ fn policy(name: &str) -> String {
         "detector-endpoint" => include_str!("../../assets/policies/detector-endpoint.json"),
         "model" => include_str!("../../assets/policies/model.json"),
         "llm" => include_str!("../../assets/policies/llm.json"),
+        "janitor" => include_str!("../../assets/policies/janitor.json"),
+        "scheduler" => include_str!("../../assets/policies/scheduler.json"),
+        "scheduler-trust" => include_str!("../../assets/policies/scheduler-trust.json"),
         other => unreachable!("no policy asset {other}"),
     };
     text.to_string()

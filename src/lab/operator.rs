@@ -66,6 +66,7 @@ pub const STATEMENTS: &[Statement] = &[
             "sagemaker:ListEndpointConfigs",
             "sagemaker:ListTrainingJobs",
             "s3:ListAllMyBuckets",
+            "scheduler:ListSchedules",
             // No resource-level permissions for these.
             "ssm:GetCommandInvocation",
             "sns:Unsubscribe",
@@ -299,6 +300,12 @@ pub const STATEMENTS: &[Statement] = &[
         condition: Condition::None,
     },
     Statement {
+        sid: "TheLabsTimeToLive",
+        actions: &["scheduler:CreateSchedule", "scheduler:GetSchedule", "scheduler:DeleteSchedule"],
+        resources: &["arn:{partition}:scheduler:{region}:{account}:schedule/default/cis-*"],
+        condition: Condition::None,
+    },
+    Statement {
         sid: "TheLabsModelBucket",
         actions: &[
             "s3:CreateBucket",
@@ -317,7 +324,8 @@ pub const STATEMENTS: &[Statement] = &[
 ];
 
 /// The services the lab passes its roles to.
-pub const PASSED_TO: &[&str] = &["lambda.amazonaws.com", "sagemaker.amazonaws.com", "ec2.amazonaws.com", "vpc-flow-logs.amazonaws.com"];
+pub const PASSED_TO: &[&str] =
+    &["lambda.amazonaws.com", "sagemaker.amazonaws.com", "ec2.amazonaws.com", "vpc-flow-logs.amazonaws.com", "scheduler.amazonaws.com"];
 
 /// The policy document, for one account and region or (`None`) any.
 pub fn policy(account: Option<&str>, region: Option<&str>) -> Value {

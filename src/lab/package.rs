@@ -29,6 +29,7 @@ pub fn file_name(code: FunctionCode) -> &'static str {
     match code {
         FunctionCode::Containment => "containment.zip",
         FunctionCode::Detector => "detector.zip",
+        FunctionCode::Janitor => "janitor.zip",
     }
 }
 
@@ -58,10 +59,11 @@ pub fn locate(code: FunctionCode, dirs: &[PathBuf]) -> Result<Package, Error> {
     }
     let looked: Vec<String> = dirs.iter().map(|d| d.join(name).display().to_string()).collect();
     Err(Error::LabState(format!(
-        "the {} function's package is missing (looked for {}): build both with `cargo xtask lambdas` in the cis source tree, or point CIS_LAMBDA_DIR at a directory holding containment.zip and detector.zip",
+        "the {} function's package is missing (looked for {}): build them with `cargo xtask lambdas` in the cis source tree, or point CIS_LAMBDA_DIR at a directory holding containment.zip, detector.zip and janitor.zip",
         match code {
             FunctionCode::Containment => "containment",
             FunctionCode::Detector => "detector",
+            FunctionCode::Janitor => "janitor",
         },
         looked.join(", ")
     )))

@@ -124,6 +124,12 @@ pub struct StatusReport {
     pub resources: Vec<StatusEntry>,
     pub usd_per_hour: f64,
     pub usd_so_far: f64,
+    /// When the lab deletes itself (`cis up --ttl`), and how long until then (negative
+    /// once past).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_left: Option<f64>,
 }
 
 pub struct Orchestrator<'a> {
@@ -132,7 +138,7 @@ pub struct Orchestrator<'a> {
     pub state: &'a StateDir,
 }
 
-type Step<'f> = Pin<Box<dyn Future<Output = (Role, Result<Option<String>>)> + 'f>>;
+type Step<'f> = Pin<Box<dyn Future<Output = (Role, Result<Option<String>>)> + Send + 'f>>;
 
 impl<'a> Orchestrator<'a> {
     pub fn new(cloud: &'a dyn Cloud, progress: &'a dyn Progress, state: &'a StateDir) -> Self {
@@ -283,7 +289,12 @@ impl<'a> Orchestrator<'a> {
         let spec = rendered(spec, &lab, region, account, refs)?;
         // A threshold the graph leaves to its baseline (the egress alarm's) is set here, once
         // for both backends.
-        let spec = crate::sim::baseline::calibrated(spec)?;
+        let mut spec = crate::sim::baseline::calibrated(spec)?;
+        // The TTL counts from the lab's creation, as the ledger has it: a resumed `up`
+        // keeps the first expiry.
+        if let crate::lab::ResourceConfig::Schedule { ttl_s, at, .. } = &mut spec.config {
+            *at = Some(file.lock().expect("not poisoned").ledger.created_at.plus(Duration::from_secs(*ttl_s)));
+        }
         let entry = file.lock().expect("not poisoned").ledger.entry(spec.role).cloned();
         let set = |id: Option<String>, state: EntryState| -> Result<()> {
             let entry = Entry { role: spec.role, kind: spec.kind, name: spec.name.clone(), id, state, updated_at: clock.now() };
@@ -577,6 +588,15 @@ impl<'a> Orchestrator<'a> {
         })
     }
 
+    /// What the lab's janitor function runs when the lab's time to live is up, on either
+    /// backend: `down` with no ledger (the function's scratch directory), so the sweep of
+    /// everything tagged with the lab, in the reverse of the roles' order (the janitor's
+    /// own role last).
+    pub async fn janitor(cloud: &dyn Cloud, lab: &LabName, scratch: &std::path::Path) -> Result<DownReport> {
+        let state = StateDir::new(scratch);
+        Orchestrator::new(cloud, &crate::progress::Silent, &state).down(lab).await
+    }
+
     /// Undoes containment's isolation of the target: every interface back to the groups
     /// recorded before it, with the containment function's own code. Forensic snapshots
     /// stay until `down`.
@@ -624,7 +644,7 @@ impl<'a> Orchestrator<'a> {
             for e in &l.entries {
                 let state = match &e.id {
                     None => "intent".to_string(),
-                    Some(id) => match self.cloud.status(e.kind, id).await {
+                    Some(id) => match self.retrying("status", CREATE_RETRY_FOR, || self.cloud.status(e.kind, id)).await {
                         Ok(ResourceStatus::Ready) => {
                             live_roles.push(e.role);
                             "ready".into()
@@ -670,7 +690,10 @@ impl<'a> Orchestrator<'a> {
             None => (0.0, None),
         };
         let hours = created_at.map(|c| now.seconds_since(c) / 3600.0).unwrap_or(0.0);
+        let expires_at = ledger.as_ref().and_then(|l| l.options.ttl_s.map(|ttl| l.created_at.plus(Duration::from_secs(ttl))));
         Ok(StatusReport {
+            expires_at,
+            seconds_left: expires_at.map(|e| e.seconds_since(now)),
             lab: lab.to_string(),
             cloud: self.cloud.kind().name().into(),
             up: ledger.is_some(),

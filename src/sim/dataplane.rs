@@ -78,6 +78,10 @@ pub enum Event {
         function: String,
         detection: DetectionEvent,
     },
+    /// A schedule's time has come.
+    ScheduleFires {
+        schedule: String,
+    },
     /// An EventBridge event delivered to a target function, as Lambda receives it.
     DeliverEvent {
         function: String,
@@ -190,6 +194,9 @@ pub struct PipelineLog {
     pub notifications: Vec<SimNotification>,
     /// Deliveries that failed silently, as AWS's do (a target without permission).
     pub failures: Vec<String>,
+    /// What each janitor run did: its lab, when, and what it deleted or why it failed.
+    #[serde(default)]
+    pub janitor_runs: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -248,6 +255,11 @@ pub enum Invocation {
         config: DetectorConfig,
         lines: Vec<String>,
         attempt: u32,
+    },
+    /// The lab's janitor: `down` by tag, run in the cloud.
+    Janitor {
+        at: Timestamp,
+        lab: String,
     },
 }
 
@@ -501,6 +513,18 @@ impl World {
                 match config {
                     Ok(config) => out.push(Invocation::Containment { at, function, config, event, attempt }),
                     Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
+                }
+            }
+            Event::ScheduleFires { schedule } => {
+                let Some(Detail::Schedule { function, .. }) = self.get(&schedule).map(|r| r.detail.clone()) else { return };
+                // A one-time schedule with ActionAfterCompletion DELETE: gone once it fired.
+                self.remove_with_children(&schedule);
+                match self.get(&function).map(|r| &r.detail) {
+                    Some(Detail::Function { code: FunctionCode::Janitor, environment, .. }) => match environment.get("CIS_LAB") {
+                        Some(lab) => out.push(Invocation::Janitor { at, lab: lab.clone() }),
+                        None => self.pipeline.failures.push(format!("{at}: janitor {function} has no CIS_LAB")),
+                    },
+                    _ => self.pipeline.failures.push(format!("{at}: schedule {schedule} fired but {function} is gone")),
                 }
             }
             Event::EvaluateAlarm { alarm } => self.evaluate_alarm(at, &alarm, ctx),

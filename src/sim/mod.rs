@@ -161,6 +161,25 @@ impl Shared {
                     shared.wake.notify_one();
                 });
             }
+            Invocation::Janitor { at, lab } => {
+                tokio::spawn(async move {
+                    shared.clock.sleep_until(at).await;
+                    // The janitor function's code: `down` of its lab with no ledger (a
+                    // Lambda's /tmp), so the sweep by tag, against the account it runs in.
+                    let cloud = SimCloud { shared: Arc::clone(&shared), pump: None, _lock: None };
+                    let scratch = shared.path.with_file_name("janitor");
+                    let report = match lab.parse::<LabName>() {
+                        Ok(name) => crate::orchestrator::Orchestrator::janitor(&cloud, &name, &scratch).await,
+                        Err(e) => Err(Error::Usage(e)),
+                    };
+                    let line = match report {
+                        Ok(r) => format!("{at}: janitor of lab {lab}: deleted {} resource(s)", r.deleted.len()),
+                        Err(e) => format!("{at}: janitor of lab {lab} failed: {e}"),
+                    };
+                    cloud.shared.world_now().pipeline.janitor_runs.push(line);
+                    cloud.shared.wake.notify_one();
+                });
+            }
             Invocation::Detector { at, function, config, lines, attempt } => {
                 tokio::spawn(async move {
                     shared.clock.sleep_until(at).await;
@@ -241,8 +260,10 @@ impl Shared {
 /// The simulated AWS.
 pub struct SimCloud {
     shared: Arc<Shared>,
-    pump: JoinHandle<()>,
-    _lock: LockGuard,
+    /// The operator's handle runs the pump and holds the account's lock; a janitor's
+    /// handle (the cloud acting on itself) has neither.
+    pump: Option<JoinHandle<()>>,
+    _lock: Option<LockGuard>,
 }
 
 impl SimCloud {
@@ -290,7 +311,7 @@ impl SimCloud {
             shared.save(&mut w)?;
         }
         let pump = tokio::spawn(pump(Arc::clone(&shared)));
-        Ok(SimCloud { shared, pump, _lock: lock })
+        Ok(SimCloud { shared, pump: Some(pump), _lock: Some(lock) })
     }
 
     /// A read-only look at the account, for tests and status.
@@ -327,7 +348,9 @@ impl SimCloud {
 
 impl Drop for SimCloud {
     fn drop(&mut self) {
-        self.pump.abort();
+        if let Some(pump) = &self.pump {
+            pump.abort();
+        }
         let mut w = self.shared.world.lock().unwrap_or_else(|p| p.into_inner());
         let _ = self.shared.save(&mut w);
     }

@@ -187,6 +187,11 @@ pub enum Detail {
         rule: String,
         function: String,
     },
+    /// A one-time schedule: at `at` it invokes `function`, then deletes itself.
+    Schedule {
+        at: Timestamp,
+        function: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -676,6 +681,18 @@ impl World {
                 let id = format!("{rname}/{target_id}");
                 Ok(self.insert(id, spec, Some(rid.clone()), now, Detail::EventTarget { rule: rid, function: fid }))
             }
+            C::Schedule { function, role, at, .. } => {
+                self.name_taken(spec.kind, &spec.name)?;
+                let at = at.ok_or_else(|| invalid("the schedule's time was not set before CreateSchedule"))?;
+                if at <= now {
+                    return Err(invalid(format!("ValidationException: the schedule's time {at} is in the past")));
+                }
+                let function = self.resolve(refs, *function)?.id.clone();
+                self.resolve(refs, *role)?;
+                let id = self.arn("scheduler", &format!("schedule/default/{}", spec.name));
+                self.schedule(at, Event::ScheduleFires { schedule: id.clone() });
+                Ok(self.insert(id, spec, None, now, Detail::Schedule { at, function }))
+            }
         }
     }
 
@@ -699,6 +716,7 @@ impl World {
                 format!("{}/{}", parent_name(log_group)?, spec.name)
             }
             ResourceConfig::EventTarget { rule, target_id, .. } => format!("{}/{target_id}", parent_name(rule)?),
+            ResourceConfig::Schedule { .. } => self.arn("scheduler", &format!("schedule/default/{}", spec.name)),
             ResourceConfig::SnsSubscription { topic, .. } => {
                 let topic = refs.get(topic)?;
                 return self

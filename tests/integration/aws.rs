@@ -387,7 +387,7 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     // Stand-in packages (moto stores code, it does not run it; the real bootstraps are
     // tested as Lambda runs them in lambda/tests/functions).
     let dir = tempfile::tempdir().unwrap();
-    for name in ["containment.zip", "detector.zip"] {
+    for name in ["containment.zip", "detector.zip", "janitor.zip"] {
         let zip = cis::zip::write(&[cis::zip::Entry { name: "bootstrap", data: b"#!/bin/sh\n", mode: 0o755 }]).unwrap();
         std::fs::write(dir.path().join(name), zip).unwrap();
     }
@@ -483,7 +483,7 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
 /// Stand-in packages for `up` (moto stores function code, it does not run it).
 fn stand_in_packages() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["containment.zip", "detector.zip"] {
+    for name in ["containment.zip", "detector.zip", "janitor.zip"] {
         let zip = cis::zip::write(&[cis::zip::Entry { name: "bootstrap", data: b"#!/bin/sh\n", mode: 0o755 }]).unwrap();
         std::fs::write(dir.path().join(name), zip).unwrap();
     }
@@ -767,6 +767,8 @@ async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
     n += ec2.describe_flow_logs().filter(by_lab()).send().await.unwrap().flow_logs().len();
     let iam = aws_sdk_iam::Client::new(sdk);
     let prefix = format!("cis-{lab}-");
+    // Schedules carry no tags: by name.
+    n += aws_sdk_scheduler::Client::new(sdk).list_schedules().name_prefix(&prefix).send().await.unwrap().schedules().len();
     n += iam.list_roles().send().await.unwrap().roles().iter().filter(|r| r.role_name().starts_with(&prefix)).count();
     n += iam
         .list_instance_profiles()
@@ -1051,4 +1053,68 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
     let down = cis(&["down"]).output().unwrap();
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert_eq!(tagged_with(&sdk, "att").await, 0, "nothing tagged with the lab remains");
+}
+
+/// `cis up --ttl 4h` on AWS: the janitor function, its role, the scheduler's role and a
+/// one-time schedule at the lab's creation plus four hours that invokes the janitor; the
+/// janitor's code (the orchestration's `down` without a ledger, as it runs in Lambda)
+/// removes every tagged resource and the schedule, its own role last; the operator's
+/// `status` then shows it all missing and `down` clears the ledger.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_everything_by_tag() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let packages = stand_in_packages();
+    let lab = Lab::new();
+    let cis = |args: &[&str]| {
+        let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", "ttl"][..], args].concat());
+        c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
+        c.output().unwrap()
+    };
+    let up = cis(&["up", "--detector", "lambda", "--ttl", "4h", "--output", "json"]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    assert_eq!(report["resources"].as_array().unwrap().len(), 35, "28 and the janitor's seven: {report}");
+
+    let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/ttl/ledger.json")).unwrap().expect("a ledger");
+    let id = |role: cis::lab::Role| ledger.entry(role).and_then(|e| e.id.clone()).unwrap();
+    let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+    let schedule = scheduler.get_schedule().name("cis-ttl-ttl-schedule").send().await.unwrap();
+    let expires = ledger.created_at.plus(std::time::Duration::from_secs(4 * 3600));
+    assert_eq!(schedule.schedule_expression(), Some(cis::aws::scheduler::at_expression(expires).as_str()));
+    assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
+    let target = schedule.target().unwrap();
+    assert_eq!(target.arn(), id(cis::lab::Role::JanitorFunction));
+    assert_eq!(target.role_arn(), id(cis::lab::Role::SchedulerRole));
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let janitor = lambda.get_function().function_name("cis-ttl-janitor-function").send().await.unwrap();
+    let env = janitor.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).unwrap();
+    assert_eq!(env.get("CIS_LAB").map(String::as_str), Some("ttl"));
+
+    let status = cis(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("time to live: 3 h 59 min left") || text.contains("time to live: 4 h 0 min left"), "{text}");
+
+    // The time is up: what the janitor function runs, with the lab's ledger out of reach.
+    let before = tagged_with(&sdk, "ttl").await;
+    assert!(before >= 15, "{before}");
+    let account = cis::cloud::AccountInfo { account_id: "123456789012".into(), region: "us-east-1".into(), description: "moto".into() };
+    let cloud = cis::aws::cloud::AwsCloud::new(cis::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
+    let scratch = tempfile::tempdir().unwrap();
+    let swept = cis::orchestrator::Orchestrator::janitor(&cloud, &"ttl".parse().unwrap(), scratch.path()).await.unwrap();
+    assert!(!swept.had_ledger);
+    let roles: Vec<Option<cis::lab::Role>> = swept.deleted.iter().map(|d| d.role).collect();
+    assert_eq!(roles.last(), Some(&Some(cis::lab::Role::JanitorRole)), "the janitor's own role goes last: {roles:?}");
+    assert!(roles.contains(&Some(cis::lab::Role::TtlSchedule)), "{roles:?}");
+    use cis::cloud::Cloud as _;
+    let left = cloud.list_lab(&"ttl".parse().unwrap()).await.unwrap();
+    assert_eq!(tagged_with(&sdk, "ttl").await, 0, "nothing tagged with the lab remains: {left:?} {roles:?}");
+    assert!(scheduler.get_schedule().name("cis-ttl-ttl-schedule").send().await.is_err(), "the schedule is gone");
+
+    let status = cis(&["status", "--output", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status["resources"].as_array().unwrap().iter().all(|r| r["state"] == "missing"), "{status}");
+    let down = cis(&["down"]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(!lab.state().join("aws/labs/ttl/ledger.json").exists());
 }

@@ -210,3 +210,48 @@ fn a_sweep_shows_a_looser_threshold_buying_false_alarms() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--windows 90"));
 }
+
+/// `cis up --ttl`: when the time is up the lab removes itself in the cloud, the operator
+/// gone: the schedule fires, the janitor function runs `down`'s sweep by tag (no
+/// ledger: a Lambda's /tmp) and leaves nothing, itself and its schedule included. The
+/// operator's `status` then shows the lab expired and its resources missing; `down`
+/// clears the ledger.
+#[test]
+fn a_lab_with_a_ttl_removes_itself_when_the_time_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    runtime.block_on(async {
+        let state = StateDir::new(dir.path());
+        let cloud = SimCloud::open(&state.sim_account_dir(), Some(4), "us-east-1").unwrap();
+        let orch = Orchestrator::new(&cloud, &Silent, &state);
+        let lab = "ttl".parse().unwrap();
+        let other = "keep".parse().unwrap();
+        let options = LabOptions { detector: DetectorMode::Endpoint, ttl_s: Some(3600), ..Default::default() };
+        let up = orch.up(&lab, &options).await.unwrap();
+        assert_eq!(up.resources.len(), 42, "35 and the janitor's seven");
+        // A lab without a TTL beside it stays.
+        orch.up(&other, &LabOptions { detector: DetectorMode::Lambda, ..Default::default() }).await.unwrap();
+        let status = orch.status(&lab).await.unwrap();
+        let left = status.seconds_left.unwrap();
+        assert!(left > 0.0 && left < 3600.0, "{left}");
+        assert_eq!(status.expires_at, Some(orch.load_ledger(&lab).unwrap().unwrap().created_at.plus(Duration::from_secs(3600))));
+
+        let live = |lab: &str| cloud.inspect(|w| w.list_lab(lab).len());
+        assert!(live("ttl") > 0);
+        tokio::time::sleep(Duration::from_secs_f64(left) + Duration::from_secs(30 * 60)).await;
+        let runs = cloud.inspect(|w| w.pipeline.janitor_runs.clone());
+        println!("{runs:?}");
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert!(runs[0].contains("janitor of lab ttl: deleted"), "{runs:?}");
+        assert_eq!(live("ttl"), 0, "the janitor left nothing of its lab: {:?}", cloud.inspect(|w| w.list_lab("ttl")));
+        assert!(live("keep") > 0, "another lab is not touched");
+
+        let status = orch.status(&lab).await.unwrap();
+        assert!(status.seconds_left.unwrap() < 0.0);
+        assert!(status.resources.iter().all(|r| r.state == "missing"), "{:?}", status.resources);
+        orch.down(&lab).await.unwrap();
+        assert!(orch.load_ledger(&lab).unwrap().is_none());
+        orch.down(&other).await.unwrap();
+        assert!(cloud.inspect(|w| w.live_resources().is_empty()));
+    });
+}

@@ -1,6 +1,6 @@
 //! `cargo xtask lambdas [--out DIR]`: builds the lab's Lambda functions for the
 //! `provided.al2023` runtime on x86_64 and writes one deployment package per function,
-//! `DIR/containment.zip` and `DIR/detector.zip` (default `target/lambda`), each holding
+//! `DIR/containment.zip`, `DIR/detector.zip` and `DIR/janitor.zip` (default `target/lambda`), each holding
 //! an executable `bootstrap`. A binary that needs a glibc newer than Amazon Linux 2023's
 //! (2.34) would not start there, so it is refused before it is packaged.
 
@@ -11,7 +11,7 @@ use xtask::{elf, zip, AL2023_GLIBC};
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// (binary, package name)
-const FUNCTIONS: [(&str, &str); 2] = [("cis-containment", "containment"), ("cis-detector", "detector")];
+const FUNCTIONS: [(&str, &str); 3] = [("cis-containment", "containment"), ("cis-detector", "detector"), ("cis-janitor", "janitor")];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
