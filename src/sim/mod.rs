@@ -341,7 +341,7 @@ impl SimCloud {
         if !f.rates.crash {
             return None;
         }
-        f.count("process killed");
+        f.count("kill scheduled");
         Some(within.mul_f64(f.uniform()))
     }
 }
