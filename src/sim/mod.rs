@@ -279,15 +279,21 @@ impl SimCloud {
     pub fn open_with_faults(dir: &Path, seed: Option<u64>, region: &str, profile: FaultProfile) -> Result<SimCloud> {
         let lock = lock_exclusive(&dir.join("lock"), &format!("the simulated account in {}", dir.display()))?;
         let path = dir.join("account.json");
-        let mut world = match std::fs::read_to_string(&path) {
-            Ok(text) => load_world(&text, &path)?,
+        let world = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut world = load_world(&text, &path)?;
+                // Only an existing account is reseeded: a new one was just seeded, and
+                // reseeding it would restart the stream after the account's own draws,
+                // so `--seed 1` would differ from the default seed 1.
+                if let Some(seed) = seed {
+                    world.seed = seed;
+                    world.rng = crate::rng::Rng::seeded(seed);
+                }
+                world
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::new(seed.unwrap_or(DEFAULT_SEED), region),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        if let Some(seed) = seed {
-            world.seed = seed;
-            world.rng = crate::rng::Rng::seeded(seed);
-        }
         let crash_after = std::env::var(CRASH_AFTER_ENV).ok().and_then(|v| v.parse().ok());
         let injector = Injector::new(profile, world.seed);
         let base_latency = LatencyModel::embedded();

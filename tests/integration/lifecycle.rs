@@ -159,6 +159,10 @@ fn demo_is_repeatable_per_seed_and_seeds_differ() {
     let (a, c) = (json(&a), json(&c));
     assert_ne!(a["runs"][0]["timeline"]["detected"], c["runs"][0]["timeline"]["detected"], "different seeds, different timings");
     assert_eq!(a["summary"]["detected"], 1);
+    // The documented default seed is 1: naming it changes nothing.
+    let default = lab.ok(&["demo", "--output", "json"]);
+    let one = lab.ok(&["demo", "--seed", "1", "--output", "json"]);
+    assert_eq!(default, one, "no --seed is --seed 1");
 }
 
 #[test]
