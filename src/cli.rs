@@ -39,7 +39,8 @@ pub struct Args {
 
     /// Inject the faults of PROFILE into the simulated AWS: none, throttling, server-errors,
     /// consistency, detaching, deliveries, duplicates, crashes (this process killed
-    /// mid-command, as SIGKILL would), or chaos (all of them). Drawn from --seed.
+    /// mid-command, as SIGKILL would), chaos (all of them), or denied (containment's EC2
+    /// changes refused: Lambda gives up and tells the lab's topic). Drawn from --seed.
     #[arg(long, global = true, value_name = "PROFILE", default_value = "none")]
     pub faults: crate::sim::faults::FaultProfile,
 

@@ -53,7 +53,17 @@ impl Error {
                 | Error::Usage(_)
                 | Error::LabState(_)
                 | Error::Analysis(_)
-        ) || matches!(self, Error::Cloud(CloudError::Credentials(_)))
+        ) || matches!(self, Error::Cloud(CloudError::Credentials(_) | CloudError::AccessDenied(_)))
+    }
+
+    /// What to do next where the message alone does not say it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Cloud(CloudError::AccessDenied(_)) => {
+                Some("the identity cis runs as may not make this call: `cis policy` prints the IAM policy that allows every call cis makes")
+            }
+            _ => None,
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

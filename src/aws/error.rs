@@ -42,8 +42,10 @@ where
 pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> CloudError {
     // What AWS says while a just-created role or permission has not propagated: the
     // orchestration retries these.
-    const NOT_YET: [&str; 6] = [
+    const NOT_YET: [&str; 7] = [
         "cannot be assumed by Lambda",
+        // Lambda: an on-failure destination the function's just-written policy allows.
+        "execution role does not have permissions to call",
         "Could not execute the lambda function",
         "Invalid IAM Instance Profile",
         // SageMaker: a just-created role, or CreateEndpoint racing its config.
@@ -80,10 +82,10 @@ pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> Cl
         | "UnrecognizedClientException"
         | "ExpiredToken"
         | "ExpiredTokenException"
-        | "AuthFailure"
-        | "AccessDenied"
-        | "AccessDeniedException"
-        | "UnauthorizedOperation" => CloudError::Credentials(message),
+        | "AuthFailure" => CloudError::Credentials(message),
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError" | "AuthorizationErrorException" => {
+            CloudError::AccessDenied(message)
+        }
         _ => CloudError::Other(message),
     }
 }
@@ -101,9 +103,13 @@ mod tests {
         assert!(matches!(classify(k, "vpc", "DependencyViolation", "m".into()), CloudError::DependencyViolation { .. }));
         assert!(matches!(classify(k, "x", "RequestLimitExceeded", "m".into()), CloudError::Throttled(_)));
         assert!(matches!(classify(k, "x", "ExpiredToken", "m".into()), CloudError::Credentials(_)));
+        assert!(matches!(classify(k, "x", "UnauthorizedOperation", "m".into()), CloudError::AccessDenied(_)));
+        assert!(matches!(classify(k, "x", "AccessDeniedException", "m".into()), CloudError::AccessDenied(_)));
         assert!(matches!(classify(k, "x", "InvalidParameterValue", "m".into()), CloudError::Other(_)));
         assert!(classify(k, "x", "InternalError", "m".into()).is_transient());
         let not_yet = "InvalidParameterValueException: The role defined for the function cannot be assumed by Lambda.";
         assert!(matches!(classify(k, "f", "InvalidParameterValueException", not_yet.into()), CloudError::NotPropagatedYet(_)));
+        let destination = "InvalidParameterValueException: The provided execution role does not have permissions to call Publish on SNS";
+        assert!(matches!(classify(k, "f", "InvalidParameterValueException", destination.into()), CloudError::NotPropagatedYet(_)));
     }
 }

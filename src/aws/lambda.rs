@@ -4,7 +4,7 @@
 //! orchestration retries CreateFunction while the role is not yet assumable (mapped to
 //! NotPropagatedYet) and waits for the function to become Active.
 
-use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode as Code, Runtime, State};
+use aws_sdk_lambda::types::{Architecture, DestinationConfig, Environment, FunctionCode as Code, OnFailure, Runtime, State};
 use aws_sdk_lambda::Client;
 
 use super::error::cloud_error;
@@ -47,7 +47,7 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
         };
     }
     match &spec.config {
-        ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment, reserved_concurrency } => {
+        ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment, reserved_concurrency, on_failure } => {
             let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
             let workload = environment.get("CIS_BASELINE").cloned().unwrap_or_else(crate::lab::default_workload);
             let zip = deployment_package(*code, window_s, &workload, dirs)?;
@@ -67,6 +67,7 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
                 .await
                 .map_err(err!())?;
             converge_concurrency(lambda, &spec.name, *reserved_concurrency).await?;
+            converge_invoke_config(lambda, &spec.name, on_failure.map(|r| referenced(refs, r)).transpose()?).await?;
             Ok(out.function_arn().unwrap_or_default().to_string())
         }
         ResourceConfig::LambdaPermission { function, principal, source, statement_id } => {
@@ -126,14 +127,46 @@ async fn converge_concurrency(lambda: &Client, name: &str, reserved: Option<u32>
     }
 }
 
+/// The function's asynchronous invocation settings as the spec wants them: Lambda's two
+/// retries, then the event to the on-failure destination. Converged like the reserved
+/// concurrency, on creation and on adoption.
+async fn converge_invoke_config(lambda: &Client, name: &str, on_failure: Option<&str>) -> Result<(), CloudError> {
+    let Some(destination) = on_failure else { return Ok(()) };
+    let retries = crate::lab::LAMBDA_ASYNC_RETRIES as i32;
+    let now = absent(
+        lambda
+            .get_function_event_invoke_config()
+            .function_name(name)
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::LambdaFunction, name, e)),
+    )?;
+    let current = now.as_ref().and_then(|c| c.destination_config()).and_then(|d| d.on_failure()).and_then(|f| f.destination());
+    if current == Some(destination) && now.as_ref().and_then(|c| c.maximum_retry_attempts()) == Some(retries) {
+        return Ok(());
+    }
+    // Lambda checks here that the function's role may publish to the topic: right after
+    // the role's policy was put, it may say not yet (mapped to NotPropagatedYet).
+    lambda
+        .put_function_event_invoke_config()
+        .function_name(name)
+        .maximum_retry_attempts(retries)
+        .destination_config(DestinationConfig::builder().on_failure(OnFailure::builder().destination(destination).build()).build())
+        .send()
+        .await
+        .map_err(|e| cloud_error(ResourceKind::LambdaFunction, name, e))?;
+    Ok(())
+}
+
 pub async fn find(lambda: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
     match &spec.config {
-        ResourceConfig::LambdaFunction { reserved_concurrency, .. } => {
+        ResourceConfig::LambdaFunction { reserved_concurrency, on_failure, .. } => {
             let out =
                 absent(lambda.get_function().function_name(&spec.name).send().await.map_err(|e| cloud_error(spec.kind, &spec.name, e)))?;
             let arn = out.and_then(|o| o.configuration().and_then(|c| c.function_arn()).map(String::from));
             if arn.is_some() {
                 converge_concurrency(lambda, &spec.name, *reserved_concurrency).await?;
+                converge_invoke_config(lambda, &spec.name, on_failure.map(|r| referenced(refs, r)).transpose()?).await?;
             }
             Ok(arn)
         }

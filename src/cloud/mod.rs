@@ -51,6 +51,9 @@ pub enum CloudError {
     Invalid(String),
     #[error("no usable credentials: {0}")]
     Credentials(String),
+    /// The credentials work, but their policy (or an SCP) does not allow the call.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
     #[error("{0}")]
     Other(String),
 }

@@ -44,6 +44,9 @@ pub fn main() -> i32 {
             let bad_input = e.chain().any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_bad_input));
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("cis: error: {}", msg.join(": ").replace('\n', " "));
+            if let Some(hint) = e.chain().find_map(|c| c.downcast_ref::<Error>().and_then(Error::hint)) {
+                eprintln!("cis: {hint}");
+            }
             if bad_input {
                 2
             } else {

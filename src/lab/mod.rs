@@ -744,6 +744,12 @@ pub enum ResourceConfig {
         /// Reserved concurrency: containment's 1 makes EventBridge's duplicate deliveries
         /// run one after the other, so the second sees the first's isolation.
         reserved_concurrency: Option<u32>,
+        /// Where Lambda sends an asynchronous event once all its attempts failed (the
+        /// on-failure destination, here the lab's topic): a containment or a detection
+        /// that gave up is announced, not dropped in silence. The function's role must be
+        /// allowed to publish there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_failure: Option<Role>,
     },
     LambdaPermission {
         function: Role,
@@ -824,6 +830,11 @@ pub const LAB_LOG_FORMAT: &str = "${version} ${account-id} ${interface-id} ${src
 
 /// The public SSM parameter that names the current Amazon Linux 2023 AMI.
 pub const AL2023_PARAMETER: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+
+/// How many times Lambda retries a failed asynchronous invocation of the lab's functions
+/// before it sends the event to their on-failure destination: AWS's default, set
+/// explicitly so the simulator and the report count the same attempts.
+pub const LAMBDA_ASYNC_RETRIES: u32 = 2;
 
 /// The detection events the rule matches: our detector's source and detail type.
 pub const DETECTION_SOURCE: &str = "cis.detector";
@@ -1025,7 +1036,7 @@ impl LabGraph {
         }
         if o.detector.has_function() {
             b.add(R::DetectorRole, &[], C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() });
-            let mut detector_deps = vec![R::DetectorRole];
+            let mut detector_deps = vec![R::DetectorRole, R::Topic];
             let mut detector_policy = policy("detector");
             if o.detector == DetectorMode::Endpoint {
                 detector_policy = merge_statements(&detector_policy, &policy("detector-endpoint"));
@@ -1054,7 +1065,7 @@ impl LabGraph {
             b.add(R::DetectorLogs, &[], C::LogGroup { retention_days: 7 });
             b.add(
                 R::DetectorFunction,
-                &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs],
+                &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs, R::Topic],
                 C::LambdaFunction {
                     code: FunctionCode::Detector,
                     role: R::DetectorRole,
@@ -1062,6 +1073,7 @@ impl LabGraph {
                     timeout_s: 30,
                     environment: detector_env,
                     reserved_concurrency: None,
+                    on_failure: Some(R::Topic),
                 },
             );
             b.add(
@@ -1138,6 +1150,7 @@ impl LabGraph {
                 timeout_s: 60,
                 environment: containment_env,
                 reserved_concurrency: Some(1),
+                on_failure: Some(R::Topic),
             },
         );
         let event_pattern = if o.detector.has_function() {
@@ -1189,6 +1202,8 @@ impl LabGraph {
                     timeout_s: 900,
                     environment: BTreeMap::from([("CIS_LAB".to_string(), lab.to_string())]),
                     reserved_concurrency: None,
+                    // The janitor deletes the topic on its way: no destination to outlive it.
+                    on_failure: None,
                 },
             );
             b.add(

@@ -189,6 +189,8 @@ pub const STATEMENTS: &[Statement] = &[
             "lambda:ListTags",
             "lambda:PutFunctionConcurrency",
             "lambda:GetFunctionConcurrency",
+            "lambda:PutFunctionEventInvokeConfig",
+            "lambda:GetFunctionEventInvokeConfig",
             "lambda:AddPermission",
             "lambda:RemovePermission",
             "lambda:GetPolicy",

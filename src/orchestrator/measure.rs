@@ -165,8 +165,30 @@ impl RunRecord {
         if isolated.is_some() && !obs.instance_isolated {
             notes.push("containment reported isolation but the instance's groups no longer show it".to_string());
         }
+        // Failures repeat (Lambda retries each event twice; each window raises an event of
+        // its own): one note per outcome and detail, in the order they first came.
+        let mut repeated: Vec<(&str, &str, Timestamp, Timestamp, usize)> = Vec::new();
         for c in obs.containments.iter().filter(|c| c.outcome != "isolated") {
-            notes.push(format!("containment at {}: {} ({})", c.invoked_at, c.outcome, c.detail));
+            match repeated.iter_mut().find(|r| r.0 == c.outcome && r.1 == c.detail) {
+                Some(r) => {
+                    r.3 = c.invoked_at;
+                    r.4 += 1;
+                }
+                None => repeated.push((&c.outcome, &c.detail, c.invoked_at, c.invoked_at, 1)),
+            }
+        }
+        for (outcome, detail, first, last, n) in repeated {
+            notes.push(if n == 1 {
+                format!("containment at {first}: {outcome} ({detail})")
+            } else {
+                format!("containment {outcome} {n} times, {first} to {last} ({detail})")
+            });
+        }
+        let attempts = 1 + crate::lab::LAMBDA_ASYNC_RETRIES as usize;
+        if !metrics.isolated && metrics.containment_failures >= attempts {
+            notes.push(format!(
+                "containment did not isolate: once {attempts} attempts at an event have failed, Lambda sends it to the lab's topic (the function's on-failure destination), so the people subscribed hear of it"
+            ));
         }
         if metrics.isolated
             && metrics.bytes_before_isolation == metrics.bytes_exfiltrated
@@ -405,5 +427,42 @@ mod tests {
         assert_eq!(r.verdict, "as expected");
         let missed = RunRecord::from_observation("run-0002", "l", "sim", &s, t(5), &Observation::default());
         assert_eq!(missed.verdict, "missed");
+    }
+
+    #[test]
+    fn repeated_containment_failures_are_one_note_and_a_given_up_event_says_where_it_went() {
+        let s = crate::scenario::find("exfil-long-stream").unwrap();
+        let t = |s: i64| Timestamp(s * 1000);
+        let failed = |at: i64, detail: &str| ContainmentOutcome {
+            invoked_at: t(at),
+            finished_at: t(at),
+            detected_at: Some(t(100)),
+            instance_id: "i".into(),
+            outcome: "failed".into(),
+            isolated_at: None,
+            snapshots: vec![],
+            detail: detail.into(),
+        };
+        let detection = DetectionEvent {
+            at: t(100),
+            lab: "l".into(),
+            instance_id: "i".into(),
+            detector: "d".into(),
+            window_start: t(0),
+            reason: "r".into(),
+        };
+        let mut obs = Observation { detections: vec![detection], containments: vec![failed(101, "denied")], ..Default::default() };
+        let r = RunRecord::from_observation("run-0001", "l", "sim", &s, t(5), &obs);
+        assert_eq!(r.verdict, "not isolated");
+        assert!(r.notes.iter().any(|n| n.contains("containment at") && n.contains("denied")), "{:?}", r.notes);
+        assert!(!r.notes.iter().any(|n| n.contains("on-failure destination")), "Lambda still retries: {:?}", r.notes);
+
+        obs.containments.extend([failed(161, "denied"), failed(281, "denied"), failed(282, "timeout")]);
+        let r = RunRecord::from_observation("run-0002", "l", "sim", &s, t(5), &obs);
+        let containment_notes: Vec<&String> = r.notes.iter().filter(|n| n.starts_with("containment")).collect();
+        assert_eq!(containment_notes.len(), 3, "{containment_notes:?}");
+        assert!(containment_notes[0].contains("failed 3 times") && containment_notes[0].contains("denied"), "{containment_notes:?}");
+        assert!(containment_notes[1].contains("timeout"), "{containment_notes:?}");
+        assert!(containment_notes[2].contains("on-failure destination"), "{containment_notes:?}");
     }
 }

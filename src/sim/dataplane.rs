@@ -22,7 +22,7 @@ use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
 use crate::containment::ContainmentConfig;
 use crate::detection::DetectorConfig;
 use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};
-use crate::lab::{FunctionCode, Rule};
+use crate::lab::{FunctionCode, ResourceKind, Rule};
 use crate::scenario::{Arrival, BaselineProfile, Direction, Scenario, Stream};
 
 /// Long connections move their bytes in chunks this far apart.
@@ -229,8 +229,12 @@ impl Context<'_> {
 }
 
 /// Lambda's asynchronous invocation retries a failed invocation twice, one and then two
-/// minutes later; after that the event is dropped.
-pub const LAMBDA_RETRIES: u32 = 2;
+/// minutes later; after that the event goes to the function's on-failure destination, or
+/// is dropped.
+pub const LAMBDA_RETRIES: u32 = crate::lab::LAMBDA_ASYNC_RETRIES;
+
+/// How an invocation the duplicates profile fails ends: before the handler ran.
+const INJECTED_INVOCATION_ERROR: &str = "Runtime exited before completing the request (injected)";
 
 /// When Lambda retries a failed asynchronous invocation.
 pub fn lambda_retry_delay(attempt: u32) -> std::time::Duration {
@@ -462,6 +466,7 @@ impl World {
                         attempt,
                         &function,
                         Event::InvokeDetector { function: function.clone(), lines, attempt: attempt + 1 },
+                        INJECTED_INVOCATION_ERROR,
                     );
                     return;
                 }
@@ -507,6 +512,7 @@ impl World {
                         attempt,
                         &function,
                         Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1, delivery },
+                        INJECTED_INVOCATION_ERROR,
                     );
                     return;
                 }
@@ -962,15 +968,70 @@ impl World {
         }
     }
 
-    /// Lambda's asynchronous queue after a failed invocation: `retry` again later, or,
-    /// after the last retry, the event dropped (and said so).
-    pub fn retry_invocation(&mut self, at: Timestamp, attempt: u32, function: &str, retry: Event) {
+    /// Lambda's asynchronous queue after a failed invocation (`error` says why): `retry`
+    /// again later, or, after the last retry, the event to the function's on-failure
+    /// destination as Lambda's invocation record, published to the topic; dropped (and
+    /// said so) where the function has none.
+    pub fn retry_invocation(&mut self, at: Timestamp, attempt: u32, function: &str, retry: Event, error: &str) {
         if attempt < LAMBDA_RETRIES {
             self.schedule(at.plus(lambda_retry_delay(attempt)), retry);
-        } else {
-            self.pipeline.failures.push(format!("{at}: {function} failed {} times: the event was dropped", attempt + 1));
+            return;
         }
+        let attempts = attempt + 1;
+        let destination = match self.get(function).map(|r| &r.detail) {
+            Some(Detail::Function { on_failure, .. }) => on_failure.clone(),
+            _ => None,
+        };
+        let Some(topic) = destination else {
+            self.pipeline.failures.push(format!("{at}: {function} failed {attempts} times: the event was dropped"));
+            return;
+        };
+        let payload = match &retry {
+            Event::DeliverEvent { event, .. } => event.clone(),
+            Event::InvokeDetector { lines, .. } => {
+                serde_json::from_str(&super::subscription_event(self, function, lines)).unwrap_or(serde_json::Value::Null)
+            }
+            _ => serde_json::Value::Null,
+        };
+        if self.get(&topic).is_none_or(|r| r.kind != ResourceKind::SnsTopic) {
+            self.pipeline.failures.push(format!(
+                "{at}: {function} failed {attempts} times and its on-failure destination {topic} is gone: the event was dropped"
+            ));
+            return;
+        }
+        let record = invocation_record(at, function, attempts, payload, error);
+        // Lambda publishes the record as it is, with no subject: an email subscriber sees
+        // SNS's default one.
+        self.pipeline.notifications.push(SimNotification {
+            at,
+            topic,
+            subject: LAMBDA_DESTINATION_SUBJECT.to_string(),
+            message: record.to_string(),
+        });
     }
+}
+
+/// The subject an email subscriber sees on a message published without one, as Lambda
+/// publishes its invocation records.
+pub const LAMBDA_DESTINATION_SUBJECT: &str = "AWS Notification Message";
+
+/// The record Lambda sends an on-failure destination once it gave up on an asynchronous
+/// event (AWS Lambda Developer Guide, "Capturing records of asynchronous invocations"):
+/// the event as it was sent and the function's last error.
+pub fn invocation_record(at: Timestamp, function_arn: &str, attempts: u32, payload: serde_json::Value, error: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "1.0",
+        "timestamp": at.to_string(),
+        "requestContext": {
+            "requestId": format!("{}-{}", function_arn.rsplit(':').next().unwrap_or(function_arn), at.millis()),
+            "functionArn": format!("{function_arn}:$LATEST"),
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": payload,
+        "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
+        "responsePayload": { "errorMessage": error },
+    })
 }
 
 /// EventBridge pattern matching for the subset the lab uses: objects nest, arrays list

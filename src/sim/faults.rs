@@ -7,7 +7,8 @@
 //! not yet assumable, security groups and subnets held by a detaching interface, slow and
 //! failed EventBridge deliveries (retried with backoff, as EventBridge does), duplicate
 //! deliveries and failing function invocations (retried by Lambda's asynchronous queue),
-//! and the operator's process killed mid-command. The faults draw from their own seeded
+//! and the operator's process killed mid-command; and, apart from the rest, a containment
+//! function its account denies. The faults draw from their own seeded
 //! generator, so one seed and one profile give one history.
 
 use std::fmt;
@@ -45,10 +46,15 @@ pub enum FaultProfile {
     Crashes,
     /// All of the above at once.
     Chaos,
+    /// The containment function's changes to EC2 refused (AccessDenied: a service control
+    /// policy, or its role's policy edited): every attempt fails, and Lambda sends the
+    /// event to the lab's topic, the function's on-failure destination. Not part of
+    /// `chaos`: under it every attack is missed, and what it shows is that people hear so.
+    Denied,
 }
 
 impl FaultProfile {
-    pub const ALL: [FaultProfile; 9] = [
+    pub const ALL: [FaultProfile; 10] = [
         FaultProfile::None,
         FaultProfile::Throttling,
         FaultProfile::ServerErrors,
@@ -58,6 +64,7 @@ impl FaultProfile {
         FaultProfile::Duplicates,
         FaultProfile::Crashes,
         FaultProfile::Chaos,
+        FaultProfile::Denied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,11 +78,18 @@ impl FaultProfile {
             FaultProfile::Duplicates => "duplicates",
             FaultProfile::Crashes => "crashes",
             FaultProfile::Chaos => "chaos",
+            FaultProfile::Denied => "denied",
         }
     }
 
     fn has(self, family: FaultProfile) -> bool {
-        self == family || self == FaultProfile::Chaos
+        self == family || (self == FaultProfile::Chaos && family != FaultProfile::Denied)
+    }
+
+    /// Whether an attack under this profile is to be detected and isolated: every profile
+    /// but `denied`, whose point is a containment that cannot isolate.
+    pub fn isolates(self) -> bool {
+        !self.has(FaultProfile::Denied)
     }
 
     /// The rates this profile injects.
@@ -93,6 +107,7 @@ impl FaultProfile {
             duplicate: on(FaultProfile::Duplicates, 0.5),
             function_error: on(FaultProfile::Duplicates, 0.2),
             crash: self.has(FaultProfile::Crashes),
+            deny_containment: self.has(FaultProfile::Denied),
         }
     }
 }
@@ -142,6 +157,8 @@ pub struct FaultRates {
     pub function_error: f64,
     /// The operator's process may be killed mid-command.
     pub crash: bool,
+    /// The containment function's changes to EC2 are refused.
+    pub deny_containment: bool,
 }
 
 impl FaultRates {
@@ -240,6 +257,14 @@ impl Injector {
         d
     }
 
+    /// Whether the containment function's change is refused (counted when it is).
+    pub fn deny_containment(&mut self) -> bool {
+        if self.rates.deny_containment {
+            self.count("denied containment call");
+        }
+        self.rates.deny_containment
+    }
+
     /// Whether a mutating call that took effect loses its response.
     pub fn lose_response(&mut self) -> bool {
         let lost = self.chance(self.rates.server_error * self.rates.lost_response);
@@ -267,14 +292,17 @@ mod tests {
     fn each_profile_turns_on_only_its_family_and_chaos_turns_on_all() {
         assert_eq!(FaultProfile::None.rates(), FaultRates::none());
         let chaos = FaultProfile::Chaos.rates();
-        for p in &FaultProfile::ALL[1..8] {
+        for p in FaultProfile::ALL.into_iter().filter(|p| ![FaultProfile::None, FaultProfile::Chaos].contains(p)) {
             let r = p.rates();
             assert_ne!(r, FaultRates::none(), "{p} injects nothing");
-            assert!(r.throttle == 0.0 || *p == FaultProfile::Throttling, "{p}");
-            assert!(r.delivery_failure == 0.0 || *p == FaultProfile::Deliveries, "{p}");
+            assert!(r.throttle == 0.0 || p == FaultProfile::Throttling, "{p}");
+            assert!(r.delivery_failure == 0.0 || p == FaultProfile::Deliveries, "{p}");
+            assert!(!r.deny_containment || p == FaultProfile::Denied, "{p}");
         }
         assert!(chaos.throttle > 0.0 && chaos.server_error > 0.0 && chaos.duplicate > 0.0 && chaos.crash);
         assert!(chaos.invisible_for_s > 0.0 && chaos.detach_linger_s > 0.0 && chaos.delivery_failure > 0.0);
+        // Chaos still isolates every attack: the one profile that cannot is not in it.
+        assert!(!chaos.deny_containment && FaultProfile::Chaos.isolates() && !FaultProfile::Denied.isolates());
     }
 
     #[test]

@@ -142,9 +142,10 @@ impl Shared {
                         Some(lock) => Some(lock.lock().await),
                         None => None,
                     };
-                    let api = SimContainment { shared: Arc::clone(&shared) };
+                    let api = SimContainment { shared: Arc::clone(&shared), as_function: true };
                     let outcome = crate::containment::handle(&api, &config, &event).await;
                     let failed = outcome.outcome == "failed";
+                    let error = outcome.detail.clone();
                     let now = shared.clock.now();
                     let mut w = shared.world_now();
                     w.pipeline.containments.push(outcome);
@@ -155,6 +156,7 @@ impl Shared {
                             attempt,
                             &function,
                             dataplane::Event::DeliverEvent { function: function.clone(), event, attempt: attempt + 1, delivery: 0 },
+                            &error,
                         );
                     }
                     drop(w);
@@ -217,6 +219,7 @@ impl Shared {
                                 attempt,
                                 &function,
                                 dataplane::Event::InvokeDetector { function: function.clone(), lines, attempt: attempt + 1 },
+                                &e.to_string(),
                             );
                         }
                     }
@@ -612,7 +615,7 @@ impl Cloud for SimCloud {
     }
 
     fn containment_api(&self) -> Box<dyn ContainmentApi + '_> {
-        Box::new(SimContainment { shared: Arc::clone(&self.shared) })
+        Box::new(SimContainment { shared: Arc::clone(&self.shared), as_function: false })
     }
 
     async fn checkpoint(&self) -> std::result::Result<(), CloudError> {
@@ -676,17 +679,33 @@ impl DetectorApi for SimDetector {
     }
 }
 
-/// The containment function's view of the simulated EC2 and SNS.
+/// The containment function's view of the simulated EC2 and SNS; also the operator's, for
+/// `cis release`.
 struct SimContainment {
     shared: Arc<Shared>,
+    /// The calls are the containment function's, made as its role (the `denied` profile
+    /// refuses its changes), not the operator's.
+    as_function: bool,
 }
 
 impl SimContainment {
+    /// A change to EC2 as the SDK makes it: the injected faults with its retries, and,
+    /// under the `denied` profile, the function's role refused outright (AccessDenied is
+    /// not retried).
+    async fn change(&self, api: &str) -> std::result::Result<(), CloudError> {
+        if self.as_function && self.shared.injector().deny_containment() {
+            return Err(CloudError::AccessDenied(format!(
+                "{api}: UnauthorizedOperation: You are not authorized to perform this operation (explicit deny in a service control policy; injected)"
+            )));
+        }
+        self.shared.inject_with_sdk_retries(api).await
+    }
+
     /// Containment's network ACL entries on the subnet, added or removed.
     async fn set_cut(&self, subnet_id: &str, on: bool) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
         let api = if on { "ec2:CreateNetworkAclEntry" } else { "ec2:DeleteNetworkAclEntry" };
-        self.shared.inject_with_sdk_retries(api).await?;
+        self.change(api).await?;
         self.shared.world_now().set_subnet_cut(subnet_id, on)?;
         self.shared.wake.notify_one();
         Ok(())
@@ -726,7 +745,7 @@ impl ContainmentApi for SimContainment {
 
     async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
-        self.shared.inject_with_sdk_retries("ec2:ModifyNetworkInterfaceAttribute").await?;
+        self.change("ec2:ModifyNetworkInterfaceAttribute").await?;
         let mut w = self.shared.world_now();
         w.set_interface_groups(interface_id, groups)?;
         self.shared.wake.notify_one();
@@ -735,7 +754,7 @@ impl ContainmentApi for SimContainment {
 
     async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
-        self.shared.inject_with_sdk_retries("ec2:CreateTags").await?;
+        self.change("ec2:CreateTags").await?;
         let mut w = self.shared.world_now();
         match w.resources.get_mut(instance_id) {
             Some(r) if r.kind == ResourceKind::Instance => {
@@ -748,19 +767,19 @@ impl ContainmentApi for SimContainment {
 
     async fn protect_from_termination(&self, instance_id: &str) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
-        self.shared.inject_with_sdk_retries("ec2:ModifyInstanceAttribute").await?;
+        self.change("ec2:ModifyInstanceAttribute").await?;
         self.shared.world_now().set_termination_protection(instance_id, true)
     }
 
     async fn keep_volumes(&self, instance_id: &str, devices: &[String]) -> std::result::Result<(), CloudError> {
         self.shared.api_latency().await;
-        self.shared.inject_with_sdk_retries("ec2:ModifyInstanceAttribute").await?;
+        self.change("ec2:ModifyInstanceAttribute").await?;
         self.shared.world_now().keep_volumes(instance_id, devices)
     }
 
     async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> std::result::Result<String, CloudError> {
         self.shared.api_latency().await;
-        self.shared.inject_with_sdk_retries("ec2:CreateSnapshot").await?;
+        self.change("ec2:CreateSnapshot").await?;
         let now = self.shared.clock.now();
         self.shared.world_now().snapshot_volume(volume_id, description, tags, now)
     }

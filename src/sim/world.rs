@@ -159,6 +159,9 @@ pub enum Detail {
         environment: BTreeMap<String, String>,
         #[serde(default)]
         reserved_concurrency: Option<u32>,
+        /// The topic Lambda sends an event to once every attempt at it failed.
+        #[serde(default)]
+        on_failure: Option<String>,
     },
     Permission {
         function: String,
@@ -591,8 +594,12 @@ impl World {
                 let detail = Detail::Subscription { topic: topic.clone(), protocol: protocol.clone(), endpoint: endpoint.clone() };
                 Ok(self.insert(id, spec, Some(topic), now, detail))
             }
-            C::LambdaFunction { code, role, environment, reserved_concurrency, .. } => {
+            C::LambdaFunction { code, role, environment, reserved_concurrency, on_failure, .. } => {
                 self.name_taken(spec.kind, &spec.name)?;
+                let on_failure = match on_failure {
+                    Some(topic) => Some(self.resolve(refs, *topic)?.id.clone()),
+                    None => None,
+                };
                 let role = self.resolve(refs, *role)?;
                 if let Detail::IamRole { assumable_at, .. } = role.detail {
                     if now < assumable_at {
@@ -601,8 +608,13 @@ impl World {
                 }
                 let role = role.id.clone();
                 let id = self.arn("lambda", &format!("function:{}", spec.name));
-                let detail =
-                    Detail::Function { code: *code, role, environment: environment.clone(), reserved_concurrency: *reserved_concurrency };
+                let detail = Detail::Function {
+                    code: *code,
+                    role,
+                    environment: environment.clone(),
+                    reserved_concurrency: *reserved_concurrency,
+                    on_failure,
+                };
                 Ok(self.insert(id, spec, None, now, detail))
             }
             C::LambdaPermission { function, principal, source, statement_id } => {

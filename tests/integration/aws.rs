@@ -467,6 +467,32 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     lambda::find(&lambda_client, containment, &refs).await.unwrap();
     assert_eq!(reserved("cis-fn-containment-function").await, Some(1), "adopting converges the reserved concurrency");
 
+    // Both functions' events go to the lab's topic once Lambda's two retries failed: a
+    // containment or a detection that gave up is announced, not dropped in silence.
+    let on_failure = |name: &str| {
+        let lambda_client = lambda_client.clone();
+        let name = name.to_string();
+        async move {
+            match lambda_client.get_function_event_invoke_config().function_name(name).send().await {
+                Ok(c) => Some((
+                    c.maximum_retry_attempts(),
+                    c.destination_config().and_then(|d| d.on_failure()).and_then(|f| f.destination()).map(String::from),
+                )),
+                Err(_) => None,
+            }
+        }
+    };
+    let topic = refs[&Role::Topic].clone();
+    for name in ["cis-fn-containment-function", "cis-fn-detector-function"] {
+        assert_eq!(on_failure(name).await, Some((Some(2), Some(topic.clone()))), "{name}");
+    }
+    // As after a crash between CreateFunction and PutFunctionEventInvokeConfig: adopting
+    // the function converges it.
+    lambda_client.delete_function_event_invoke_config().function_name("cis-fn-containment-function").send().await.unwrap();
+    assert_eq!(on_failure("cis-fn-containment-function").await, None);
+    lambda::find(&lambda_client, containment, &refs).await.unwrap();
+    assert_eq!(on_failure("cis-fn-containment-function").await, Some((Some(2), Some(topic.clone()))), "adopting converges it");
+
     for role in [Role::ContainmentPermission, Role::DetectorPermission, Role::ContainmentFunction, Role::DetectorFunction] {
         let kind = graph.get(role).unwrap().kind;
         lambda::delete(&lambda_client, kind, &refs[&role]).await.unwrap_or_else(|e| panic!("{role}: {e}"));

@@ -1,6 +1,8 @@
 //! The lab's whole life under every fault profile, over many seeds: `up` converges or
 //! fails cleanly (and a rerun converges), an attack is detected and isolated exactly once,
-//! the run never shows detection after isolation, and `down` leaves nothing.
+//! the run never shows detection after isolation, and `down` leaves nothing. Under
+//! `denied`, where containment cannot isolate, the attack is detected and the lab's topic
+//! gets Lambda's record of the containment it gave up on: a miss, but never a silent one.
 //!
 //! Each life runs in-process on a paused runtime against a fresh simulated account. Under
 //! the `crashes` profile the command's future is dropped at a random virtual instant,
@@ -36,6 +38,10 @@ struct Tally {
     detected: u64,
     isolated: u64,
     misses: u64,
+    /// Misses the lab's topic was told of by Lambda's on-failure record (`denied`).
+    announced_misses: u64,
+    /// Lambda's records of containment events it gave up on, on the lab's topic.
+    given_up_records: u64,
     double_isolations: u64,
     detection_after_isolation: u64,
     containment_failures_retried: u64,
@@ -53,6 +59,8 @@ impl Tally {
         self.detected += o.detected;
         self.isolated += o.isolated;
         self.misses += o.misses;
+        self.announced_misses += o.announced_misses;
+        self.given_up_records += o.given_up_records;
         self.double_isolations += o.double_isolations;
         self.detection_after_isolation += o.detection_after_isolation;
         self.containment_failures_retried += o.containment_failures_retried;
@@ -118,9 +126,35 @@ fn life(profile: FaultProfile, seed: u64, tally: &mut Tally) -> Result<(), Strin
         tally.isolated += u64::from(m.isolated);
         tally.containment_failures_retried += m.containment_failures as u64;
         let mut broken = Vec::new();
-        if !(m.detected && m.isolated) {
+        // Lambda's records of containment events it gave up on, sent to the lab's topic.
+        let given_up = cloud.inspect(|w| {
+            w.pipeline
+                .notifications
+                .iter()
+                .filter_map(|n| serde_json::from_str::<serde_json::Value>(&n.message).ok())
+                .filter(|r| {
+                    r["requestContext"]["condition"] == "RetriesExhausted"
+                        && r["requestContext"]["functionArn"].as_str().is_some_and(|f| f.contains("containment-function"))
+                        && r["requestPayload"]["detail"]["lab"] == lab.as_str()
+                })
+                .count() as u64
+        });
+        tally.given_up_records += given_up;
+        if profile.isolates() {
+            if !(m.detected && m.isolated) {
+                tally.misses += 1;
+                broken.push(format!("missed: detected {}, isolated {} ({:?})", m.detected, m.isolated, run.notes));
+            }
+        } else if !m.detected || m.isolated {
+            broken.push(format!(
+                "containment is denied: expected detected and not isolated, got detected {}, isolated {}",
+                m.detected, m.isolated
+            ));
+        } else if given_up == 0 {
             tally.misses += 1;
-            broken.push(format!("missed: detected {}, isolated {} ({:?})", m.detected, m.isolated, run.notes));
+            broken.push(format!("a silent miss: containment failed and nothing reached the topic ({:?})", run.notes));
+        } else {
+            tally.announced_misses += 1;
         }
         if m.isolations > 1 {
             tally.double_isolations += 1;
@@ -178,7 +212,7 @@ fn life(profile: FaultProfile, seed: u64, tally: &mut Tally) -> Result<(), Strin
 }
 
 #[test]
-fn every_fault_profile_over_many_seeds_leaves_nothing_isolates_once_and_misses_nothing() {
+fn every_fault_profile_over_many_seeds_leaves_nothing_isolates_once_and_never_misses_in_silence() {
     let seeds: u64 = std::env::var("CIS_FAULT_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let only_profile: Option<FaultProfile> = std::env::var("CIS_FAULT_PROFILE").ok().map(|p| p.parse().unwrap());
     let only_seed: Option<u64> = std::env::var("CIS_FAULT_SEED").ok().and_then(|v| v.parse().ok());
@@ -226,7 +260,7 @@ fn every_fault_profile_over_many_seeds_leaves_nothing_isolates_once_and_misses_n
         let injected: Vec<String> = tally.injected.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(
             figures,
-            "{profile:>13}: {} lives, up first try {}, failed cleanly {}, killed {}; detected {}, isolated {}, misses {}, double isolations {}, detection after isolation {}, failed containments retried {}; down reruns {}, leftovers {}; injected: {}",
+            "{profile:>13}: {} lives, up first try {}, failed cleanly {}, killed {}; detected {}, isolated {}, misses {}, announced misses {}, double isolations {}, detection after isolation {}, failed containments retried {}, given up and sent to the topic {}; down reruns {}, leftovers {}; injected: {}",
             tally.lives,
             tally.up_first_try,
             tally.up_failed_cleanly,
@@ -234,9 +268,11 @@ fn every_fault_profile_over_many_seeds_leaves_nothing_isolates_once_and_misses_n
             tally.detected,
             tally.isolated,
             tally.misses,
+            tally.announced_misses,
             tally.double_isolations,
             tally.detection_after_isolation,
             tally.containment_failures_retried,
+            tally.given_up_records,
             tally.down_reruns,
             tally.leftovers,
             if injected.is_empty() { "nothing".to_string() } else { injected.join(", ") }
@@ -282,5 +318,37 @@ fn the_faults_flag_names_its_profiles_refuses_aws_and_a_killed_up_resumes() {
     let up = lab.ok(&["--faults", "throttling", "up"]);
     assert!(up.contains("resumed") || up.contains("unchanged") || up.contains("adopted"), "{up}");
     lab.ok(&["--faults", "detaching", "down"]);
+    assert_eq!(lab.live_resources(), vec![]);
+}
+
+/// A containment function its account denies, as an operator meets it: the attack is
+/// detected and not isolated, the report says why and that the lab's topic was told, and
+/// the topic holds Lambda's record of every event it gave up on, each after three attempts.
+#[test]
+fn a_denied_containment_misses_the_attack_but_the_topic_hears_of_it() {
+    let lab = crate::Lab::new();
+    lab.ok(&["up"]);
+    let attack = lab.ok(&["--faults", "denied", "attack", "exfil-https-bulk"]);
+    assert!(attack.contains("not isolated"), "{attack}");
+    let report = lab.ok(&["report"]);
+    assert!(report.contains("on-failure destination") && report.contains("UnauthorizedOperation"), "{report}");
+
+    let path = lab.account_path();
+    let world = cis::sim::load_world(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+    let records: Vec<serde_json::Value> = world
+        .pipeline
+        .notifications
+        .iter()
+        .filter_map(|n| serde_json::from_str::<serde_json::Value>(&n.message).ok())
+        .filter(|r| r["requestContext"]["condition"] == "RetriesExhausted")
+        .collect();
+    assert!(!records.is_empty(), "no record of a given-up event reached the topic: {:?}", world.pipeline.notifications);
+    for r in &records {
+        assert!(r["requestContext"]["functionArn"].as_str().unwrap().ends_with("cis-default-containment-function:$LATEST"), "{r}");
+        assert_eq!(r["requestContext"]["approximateInvokeCount"], 3, "{r}");
+        assert_eq!(r["requestPayload"]["source"], "cis.detector", "the event as EventBridge sent it: {r}");
+        assert!(r["responsePayload"]["errorMessage"].as_str().unwrap().contains("UnauthorizedOperation"), "{r}");
+    }
+    lab.ok(&["down"]);
     assert_eq!(lab.live_resources(), vec![]);
 }
