@@ -228,15 +228,11 @@ impl Context<'_> {
     }
 }
 
-/// Lambda's asynchronous invocation retries a failed invocation twice, one and then two
-/// minutes later; after that the event goes to the function's on-failure destination, or
-/// is dropped.
-pub const LAMBDA_RETRIES: u32 = crate::lab::LAMBDA_ASYNC_RETRIES;
-
 /// How an invocation the duplicates profile fails ends: before the handler ran.
 const INJECTED_INVOCATION_ERROR: &str = "Runtime exited before completing the request (injected)";
 
-/// When Lambda retries a failed asynchronous invocation.
+/// When Lambda retries a failed asynchronous invocation: one and then two minutes later
+/// (it retries `lab::LAMBDA_ASYNC_RETRIES` times).
 pub fn lambda_retry_delay(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_secs(60 * u64::from(attempt + 1))
 }
@@ -973,7 +969,7 @@ impl World {
     /// destination as Lambda's invocation record, published to the topic; dropped (and
     /// said so) where the function has none.
     pub fn retry_invocation(&mut self, at: Timestamp, attempt: u32, function: &str, retry: Event, error: &str) {
-        if attempt < LAMBDA_RETRIES {
+        if attempt < crate::lab::LAMBDA_ASYNC_RETRIES {
             self.schedule(at.plus(lambda_retry_delay(attempt)), retry);
             return;
         }

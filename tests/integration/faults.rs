@@ -72,6 +72,17 @@ impl Tally {
     }
 }
 
+/// Lambda's records of the events it gave up on, as published to the account's topics.
+fn given_up_records(world: &cis::sim::world::World) -> Vec<serde_json::Value> {
+    world
+        .pipeline
+        .notifications
+        .iter()
+        .filter_map(|n| serde_json::from_str::<serde_json::Value>(&n.message).ok())
+        .filter(|r| r["requestContext"]["condition"] == "RetriesExhausted")
+        .collect()
+}
+
 /// What one life broke, if anything.
 fn life(profile: FaultProfile, seed: u64, tally: &mut Tally) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -128,13 +139,10 @@ fn life(profile: FaultProfile, seed: u64, tally: &mut Tally) -> Result<(), Strin
         let mut broken = Vec::new();
         // Lambda's records of containment events it gave up on, sent to the lab's topic.
         let given_up = cloud.inspect(|w| {
-            w.pipeline
-                .notifications
+            given_up_records(w)
                 .iter()
-                .filter_map(|n| serde_json::from_str::<serde_json::Value>(&n.message).ok())
                 .filter(|r| {
-                    r["requestContext"]["condition"] == "RetriesExhausted"
-                        && r["requestContext"]["functionArn"].as_str().is_some_and(|f| f.contains("containment-function"))
+                    r["requestContext"]["functionArn"].as_str().is_some_and(|f| f.contains("containment-function"))
                         && r["requestPayload"]["detail"]["lab"] == lab.as_str()
                 })
                 .count() as u64
@@ -335,13 +343,7 @@ fn a_denied_containment_misses_the_attack_but_the_topic_hears_of_it() {
 
     let path = lab.account_path();
     let world = cis::sim::load_world(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
-    let records: Vec<serde_json::Value> = world
-        .pipeline
-        .notifications
-        .iter()
-        .filter_map(|n| serde_json::from_str::<serde_json::Value>(&n.message).ok())
-        .filter(|r| r["requestContext"]["condition"] == "RetriesExhausted")
-        .collect();
+    let records = given_up_records(&world);
     assert!(!records.is_empty(), "no record of a given-up event reached the topic: {:?}", world.pipeline.notifications);
     for r in &records {
         assert!(r["requestContext"]["functionArn"].as_str().unwrap().ends_with("cis-default-containment-function:$LATEST"), "{r}");
