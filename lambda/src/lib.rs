@@ -1,13 +1,13 @@
 //! The lab's Lambda functions around the cis library's handlers.
 //!
-//! The handlers themselves ([`cis::containment`], [`cis::detection`]) are plain async
+//! The handlers themselves ([`cis::containment`], [`cis::detector`]) are plain async
 //! functions over small traits, run unchanged by the simulator; their AWS side (the SDK
-//! clients behind the traits) is `cis::aws::functions`. This crate reads the functions'
+//! clients behind the traits) is `cis::backends::aws::functions`. This crate reads the functions'
 //! configuration from their environment and hands them to `lambda_runtime`. `cargo xtask lambdas`
 //! builds both binaries as `bootstrap` zips for `provided.al2023` on x86_64.
 
 /// The SDK side of the handlers' traits lives in cis, which `cis release` shares.
-pub use cis::aws::functions as aws;
+pub use cis::backends::aws::functions as aws;
 
 use std::path::PathBuf;
 

@@ -309,14 +309,8 @@ fn address_in(spec: &str, addr: Option<&str>) -> bool {
     let Some(addr) = addr else { return false };
     spec.split([',', ' ']).filter(|s| !s.is_empty()).any(|s| {
         let s = s.trim();
-        match (s.split_once('/'), addr.parse::<std::net::Ipv4Addr>()) {
-            (Some((net, bits)), Ok(ip)) => match (net.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>()) {
-                (Ok(net), Ok(bits)) if bits <= 32 => {
-                    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-                    u32::from(ip) & mask == u32::from(net) & mask
-                }
-                _ => false,
-            },
+        match addr.parse::<std::net::IpAddr>() {
+            Ok(ip) if s.contains('/') => crate::base::net::cidr_contains(s, ip),
             _ => s == addr,
         }
     })

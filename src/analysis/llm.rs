@@ -344,7 +344,8 @@ impl Completion for OpenAi {
     }
 }
 
-/// The request Foundation-Sec-8B-Instruct's DJL LMI container takes (aws-facts.md).
+/// The request Foundation-Sec-8B-Instruct's DJL LMI container takes (SageMaker's LMI
+/// guide, "Endpoint request and response schema").
 pub fn sagemaker_request(system: &str, user: &str, sampling: &Sampling) -> serde_json::Value {
     serde_json::json!({
         "inputs": format!("{system}\n\n{user}"),

@@ -16,6 +16,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::base::error::AnalysisError;
+
 /// One alert of a batch, with where it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -387,14 +389,12 @@ pub fn parse_logs(text: &str) -> Result<Vec<LogRow>, InputError> {
             })
             .collect();
     }
-    let lab = crate::flowlog::LogFormat::parse(crate::lab::LAB_LOG_FORMAT).expect("the lab's format parses");
-    let default = crate::flowlog::LogFormat::default_v2();
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() || line.trim_start().starts_with("version") {
             continue;
         }
-        let format = if line.split_whitespace().count() == lab.fields().len() { &lab } else { &default };
+        let format = crate::formats::flowlog::LogFormat::guess(line);
         let Some(r) =
             format.read(line).map_err(|e| InputError { what: "line", position: i + 1, message: format!("not a flow-log record: {e}") })?
         else {
@@ -402,17 +402,12 @@ pub fn parse_logs(text: &str) -> Result<Vec<LogRow>, InputError> {
         };
         rows.push(LogRow {
             position: i + 1,
-            time: r.start.map(|s| crate::clock::Timestamp::from_unix_seconds(s).to_string()),
+            time: r.start.map(|s| crate::base::clock::Timestamp::from_unix_seconds(s).to_string()),
             source: r.srcaddr.map(|a| a.to_string()),
             destination: r.dstaddr.map(|a| a.to_string()),
             port: r.dstport,
-            protocol: r.protocol.map(|p| match p {
-                6 => "tcp".to_string(),
-                17 => "udp".to_string(),
-                1 => "icmp".to_string(),
-                other => other.to_string(),
-            }),
-            action: r.action.map(|a| if a == crate::flowlog::Action::Accept { "allow" } else { "deny" }.to_string()),
+            protocol: r.protocol.map(|p| crate::base::net::protocol_name(p).map_or_else(|| p.to_string(), str::to_string)),
+            action: r.action.map(|a| if a == crate::formats::flowlog::Action::Accept { "allow" } else { "deny" }.to_string()),
             rule: None,
             message: String::new(),
             raw: line.to_string(),
@@ -453,10 +448,10 @@ pub fn parse_rules(text: &str) -> Result<Vec<FirewallRule>, InputError> {
 }
 
 /// The lab's own firewall: its security groups' rules, from the ledger's specs.
-pub fn rules_of_lab(graph: &crate::lab::LabGraph) -> Vec<FirewallRule> {
+pub fn rules_of_lab(graph: &crate::model::lab::LabGraph) -> Vec<FirewallRule> {
     let mut out = Vec::new();
     for spec in &graph.resources {
-        let crate::lab::ResourceConfig::SecurityGroup { ingress, egress, .. } = &spec.config else { continue };
+        let crate::model::lab::ResourceConfig::SecurityGroup { ingress, egress, .. } = &spec.config else { continue };
         for (direction, rules) in [("inbound", ingress), ("outbound", egress)] {
             for (i, r) in rules.iter().enumerate() {
                 let ports = if r.protocol == "-1" || r.from_port < 0 {
@@ -581,17 +576,6 @@ pub struct RcaInput {
     pub detections: Vec<Alert>,
 }
 
-/// Why an analyser gave no answer: the message says what to check.
-#[derive(Debug, thiserror::Error)]
-pub enum AnalysisError {
-    #[error("the {analyser} analyser did not answer within {seconds} s: raise --timeout or check the server at {target}")]
-    Timeout { analyser: String, seconds: u64, target: String },
-    #[error("the {analyser} analyser could not be reached at {target}: {detail}")]
-    Unreachable { analyser: String, target: String, detail: String },
-    #[error("the {analyser} analyser's answer is unusable: {detail}")]
-    BadAnswer { analyser: String, detail: String },
-}
-
 /// What a lab run gives a root-cause analysis: its detection as an alert, the attack's
 /// traffic (the scenario's streams, allowed when the run lost bytes) as log rows, and the
 /// lab's rules.
@@ -609,9 +593,9 @@ pub fn run_input(record: &crate::orchestrator::measure::RunRecord, rules: Vec<Fi
             code: Some("cis.detection".into()),
         });
     }
-    let Ok(scenario) = crate::scenario::find(&record.scenario) else { return input };
+    let Ok(scenario) = crate::model::scenario::find(&record.scenario) else { return input };
     let action = if record.metrics.bytes_exfiltrated > 0 { "allow" } else { "deny" };
-    for stream in scenario.streams.iter().filter(|s| s.direction == crate::scenario::Direction::Outbound) {
+    for stream in scenario.streams.iter().filter(|s| s.direction == crate::model::scenario::Direction::Outbound) {
         for remote in &stream.remotes {
             for port in &stream.ports {
                 let position = input.logs.len() + 1;

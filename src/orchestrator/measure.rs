@@ -7,13 +7,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Orchestrator;
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
+use crate::base::error::{Error, Result};
+use crate::base::versioned::check_header;
 use crate::cloud::{LabTarget, Observation};
-use crate::error::{Error, Result};
-use crate::lab::LabName;
-use crate::ledger::{check_header, Ledger};
-use crate::scenario::Scenario;
-use crate::state::{json_error_message, write_atomic};
+use crate::model::events::Outcome;
+use crate::model::lab::LabName;
+use crate::model::scenario::Scenario;
+use crate::store::ledger::Ledger;
+use crate::store::state::{json_error_message, write_atomic};
 
 pub const RUN_FORMAT: &str = "cis-run";
 pub const RUN_VERSION: u32 = 1;
@@ -21,7 +23,8 @@ pub const RUN_VERSION: u32 = 1;
 /// How long flow logs may take to deliver their first records before an attack.
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// After the attack ends, how long a detection may still arrive: flow-log delivery is
-/// "best effort", typically 5 minutes, sometimes 10 or more (aws-facts.md).
+/// "best effort", typically 5 minutes, sometimes 10 or more (VPC user guide, "Flow log
+/// records": "Flow log records are delivered ... in about 5 minutes").
 const DELIVERY_ALLOWANCE: Duration = Duration::from_secs(15 * 60);
 const POLL: Duration = Duration::from_secs(5);
 /// How long a poll's throttling and 5xx answers are retried before the run gives up.
@@ -81,6 +84,39 @@ pub struct RunMetrics {
     pub containment_failures: usize,
 }
 
+/// How a run ended against what its scenario expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    #[serde(rename = "as expected")]
+    AsExpected,
+    /// An attack the scenario expects caught went undetected.
+    #[serde(rename = "missed")]
+    Missed,
+    /// Detected, but the scenario expects isolation and none happened.
+    #[serde(rename = "not isolated")]
+    NotIsolated,
+    /// A benign scenario's target was isolated.
+    #[serde(rename = "unexpected isolation")]
+    UnexpectedIsolation,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::AsExpected => "as expected",
+            Verdict::Missed => "missed",
+            Verdict::NotIsolated => "not isolated",
+            Verdict::UnexpectedIsolation => "unexpected isolation",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One attack run, as stored in the lab's `runs/` directory (schema: README, "Run records").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -101,7 +137,7 @@ pub struct RunRecord {
     pub timeline: Timeline,
     pub metrics: RunMetrics,
     /// `as expected`, `missed`, `not isolated`, or `unexpected isolation`.
-    pub verdict: String,
+    pub verdict: Verdict,
     pub notes: Vec<String>,
 }
 
@@ -110,7 +146,7 @@ impl RunRecord {
     pub fn from_observation(run_id: &str, lab: &str, cloud: &str, scenario: &Scenario, started: Timestamp, obs: &Observation) -> RunRecord {
         let accepted = || obs.transfers.iter().filter(|t| t.accepted);
         let detection = obs.detections.iter().min_by_key(|d| d.at);
-        let containment = obs.containments.iter().filter(|c| c.outcome == "isolated").min_by_key(|c| c.invoked_at);
+        let containment = obs.containments.iter().filter(|c| c.outcome == Outcome::Isolated).min_by_key(|c| c.invoked_at);
         let invoked = obs.containments.iter().map(|c| c.invoked_at).min();
         let isolated = containment.and_then(|c| c.isolated_at);
         let notified = obs.notifications.iter().map(|n| n.at).min();
@@ -140,15 +176,15 @@ impl RunRecord {
             bytes_blocked: obs.transfers.iter().filter(|t| !t.accepted).map(|t| t.bytes_out).sum(),
             bytes_after_isolation: accepted().filter(|t| isolated.is_some_and(|i| t.at >= i)).map(|t| t.bytes_out).sum(),
             detections: obs.detections.len(),
-            isolations: obs.containments.iter().filter(|c| c.outcome == "isolated").count(),
-            containment_failures: obs.containments.iter().filter(|c| c.outcome == "failed").count(),
+            isolations: obs.containments.iter().filter(|c| c.outcome == Outcome::Isolated).count(),
+            containment_failures: obs.containments.iter().filter(|c| c.outcome == Outcome::Failed).count(),
         };
         let e = &scenario.expect;
         let verdict = match (e.detected || e.isolated, metrics.detected, metrics.isolated) {
-            (false, _, true) => "unexpected isolation",
-            (true, false, _) => "missed",
-            (true, true, false) if e.isolated => "not isolated",
-            _ => "as expected",
+            (false, _, true) => Verdict::UnexpectedIsolation,
+            (true, false, _) => Verdict::Missed,
+            (true, true, false) if e.isolated => Verdict::NotIsolated,
+            _ => Verdict::AsExpected,
         };
         let mut notes = Vec::new();
         if !e.visible_in_flow_logs {
@@ -167,14 +203,14 @@ impl RunRecord {
         }
         // Failures repeat (Lambda retries each event twice; each window raises an event of
         // its own): one note per outcome and detail, in the order they first came.
-        let mut repeated: Vec<(&str, &str, Timestamp, Timestamp, usize)> = Vec::new();
-        for c in obs.containments.iter().filter(|c| c.outcome != "isolated") {
+        let mut repeated: Vec<(Outcome, &str, Timestamp, Timestamp, usize)> = Vec::new();
+        for c in obs.containments.iter().filter(|c| c.outcome != Outcome::Isolated) {
             match repeated.iter_mut().find(|r| r.0 == c.outcome && r.1 == c.detail) {
                 Some(r) => {
                     r.3 = c.invoked_at;
                     r.4 += 1;
                 }
-                None => repeated.push((&c.outcome, &c.detail, c.invoked_at, c.invoked_at, 1)),
+                None => repeated.push((c.outcome, &c.detail, c.invoked_at, c.invoked_at, 1)),
             }
         }
         for (outcome, detail, first, last, n) in repeated {
@@ -184,7 +220,7 @@ impl RunRecord {
                 format!("containment {outcome} {n} times, {first} to {last} ({detail})")
             });
         }
-        let attempts = 1 + crate::lab::LAMBDA_ASYNC_RETRIES as usize;
+        let attempts = 1 + crate::model::lab::LAMBDA_ASYNC_RETRIES as usize;
         if !metrics.isolated && metrics.containment_failures >= attempts {
             notes.push(format!(
                 "containment did not isolate: once {attempts} attempts at an event have failed, Lambda sends it to the lab's topic (the function's on-failure destination), so the people subscribed hear of it"
@@ -211,7 +247,7 @@ impl RunRecord {
             visible_in_flow_logs: e.visible_in_flow_logs,
             timeline,
             metrics,
-            verdict: verdict.into(),
+            verdict,
             notes,
         }
     }
@@ -355,11 +391,11 @@ impl Orchestrator<'_> {
             tokio::time::sleep(POLL).await;
             let obs = self.retrying(label, POLL_RETRY_FOR, || self.cloud.observe(&target, &handle)).await?;
             let now = clock.now();
-            let isolated_at = obs.containments.iter().filter(|c| c.outcome == "isolated").filter_map(|c| c.isolated_at).min();
+            let isolated_at = obs.containments.iter().filter(|c| c.outcome == Outcome::Isolated).filter_map(|c| c.isolated_at).min();
             let contained = isolated_at.is_some_and(|i| now >= i.plus(AFTER_ISOLATION_WATCH));
             let notified = !obs.notifications.is_empty();
             // A refusal is final; a failure is not: Lambda retries the event twice.
-            let settled = obs.containments.iter().any(|c| c.outcome == "refused");
+            let settled = obs.containments.iter().any(|c| c.outcome == Outcome::Refused);
             let quiet_since = obs.attack_finished_at.map(|end| end.plus(window + DELIVERY_ALLOWANCE));
             let msg = match (&obs.detections.first(), isolated_at.is_some()) {
                 (_, true) => "isolated; watching the attack and waiting for the notification".to_string(),
@@ -384,11 +420,11 @@ impl Orchestrator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::{ContainmentOutcome, DetectionEvent, Notification, Transfer};
+    use crate::model::events::{ContainmentOutcome, DetectionEvent, Notification, Transfer};
 
     #[test]
     fn latencies_and_bytes_come_from_the_observation() {
-        let s = crate::scenario::find("exfil-long-stream").unwrap();
+        let s = crate::model::scenario::find("exfil-long-stream").unwrap();
         let t = |s: i64| Timestamp(s * 1000);
         let obs = Observation {
             attack_finished_at: Some(t(500)),
@@ -411,7 +447,7 @@ mod tests {
                 finished_at: t(342),
                 detected_at: Some(t(340)),
                 instance_id: "i".into(),
-                outcome: "isolated".into(),
+                outcome: Outcome::Isolated,
                 isolated_at: Some(t(342)),
                 snapshots: vec![],
                 detail: String::new(),
@@ -424,21 +460,21 @@ mod tests {
         assert_eq!(r.metrics.isolation_latency_s, Some(2.0));
         assert_eq!(r.metrics.end_to_end_s, Some(332.0));
         assert_eq!((r.metrics.bytes_exfiltrated, r.metrics.bytes_before_isolation, r.metrics.bytes_blocked), (200, 200, 100));
-        assert_eq!(r.verdict, "as expected");
+        assert_eq!(r.verdict, Verdict::AsExpected);
         let missed = RunRecord::from_observation("run-0002", "l", "sim", &s, t(5), &Observation::default());
-        assert_eq!(missed.verdict, "missed");
+        assert_eq!(missed.verdict, Verdict::Missed);
     }
 
     #[test]
     fn repeated_containment_failures_are_one_note_and_a_given_up_event_says_where_it_went() {
-        let s = crate::scenario::find("exfil-long-stream").unwrap();
+        let s = crate::model::scenario::find("exfil-long-stream").unwrap();
         let t = |s: i64| Timestamp(s * 1000);
         let failed = |at: i64, detail: &str| ContainmentOutcome {
             invoked_at: t(at),
             finished_at: t(at),
             detected_at: Some(t(100)),
             instance_id: "i".into(),
-            outcome: "failed".into(),
+            outcome: Outcome::Failed,
             isolated_at: None,
             snapshots: vec![],
             detail: detail.into(),
@@ -453,7 +489,7 @@ mod tests {
         };
         let mut obs = Observation { detections: vec![detection], containments: vec![failed(101, "denied")], ..Default::default() };
         let r = RunRecord::from_observation("run-0001", "l", "sim", &s, t(5), &obs);
-        assert_eq!(r.verdict, "not isolated");
+        assert_eq!(r.verdict, Verdict::NotIsolated);
         assert!(r.notes.iter().any(|n| n.contains("containment at") && n.contains("denied")), "{:?}", r.notes);
         assert!(!r.notes.iter().any(|n| n.contains("on-failure destination")), "Lambda still retries: {:?}", r.notes);
 

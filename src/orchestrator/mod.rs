@@ -6,7 +6,12 @@
 //! NotFound as done, retries what AWS says will pass (DependencyViolation, throttling),
 //! then sweeps anything still tagged with the lab, and removes the ledger last.
 
+// What the orchestration reports as it goes; app shows it.
+pub mod progress;
+// A lab run's measurement and its record on disk.
 pub mod measure;
+
+pub use progress::{Progress, Silent};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -17,14 +22,13 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
+use crate::base::error::{Error, Result};
 use crate::cloud::{Cloud, CloudError, ResourceStatus};
-use crate::error::{Error, Result};
-use crate::lab::pricing::PriceTable;
-use crate::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, ResourceSpec, Role};
-use crate::ledger::{Entry, EntryState, Ledger, LedgerFile};
-use crate::progress::Progress;
-use crate::state::{lock_exclusive, LockGuard, StateDir};
+use crate::model::lab::pricing::PriceTable;
+use crate::model::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, ResourceSpec, Role};
+use crate::store::ledger::{Entry, EntryState, Ledger, LedgerFile};
+use crate::store::state::{lock_exclusive, LockGuard, StateDir};
 
 /// How long transient errors are retried before giving up.
 const CREATE_RETRY_FOR: Duration = Duration::from_secs(180);
@@ -45,14 +49,45 @@ fn ready_timeout(kind: ResourceKind) -> (Duration, Duration) {
 }
 
 /// What `up` did to one resource.
+/// What `up` did with one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Created,
+    /// Found by its name or tags after a crash cut its create short.
+    Adopted,
+    /// Recorded in the ledger, not ready yet: waited for.
+    Resumed,
+    Unchanged,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Adopted => "adopted",
+            Action::Resumed => "resumed",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// How `down` found a resource it deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FoundBy {
+    /// The ledger named it.
+    Ledger,
+    /// Only its lab tag did (the sweep).
+    Sweep,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Applied {
     pub role: Role,
     pub kind: ResourceKind,
     pub id: String,
-    /// `created`, `adopted` (found by its tags after a crash cut its create short),
-    /// `resumed` (recorded, not ready yet) or `unchanged`.
-    pub action: String,
+    pub action: Action,
     pub seconds: f64,
 }
 
@@ -71,8 +106,7 @@ pub struct Deleted {
     pub role: Option<Role>,
     pub kind: ResourceKind,
     pub id: String,
-    /// `ledger` or `sweep` (found by its lab tag only).
-    pub via: String,
+    pub via: FoundBy,
 }
 
 /// What `release` did.
@@ -285,14 +319,14 @@ impl<'a> Orchestrator<'a> {
         let label = spec.role.name();
         let clock = self.cloud.clock();
         let t0 = clock.now();
-        let lab: LabName = spec.tags[crate::lab::TAG_LAB].parse().map_err(Error::Internal)?;
+        let lab: LabName = spec.tags[crate::model::lab::TAG_LAB].parse().map_err(Error::Internal)?;
         let spec = rendered(spec, &lab, region, account, refs)?;
         // A threshold the graph leaves to its baseline (the egress alarm's) is set here, once
         // for both backends.
-        let mut spec = crate::sim::baseline::calibrated(spec)?;
+        let mut spec = crate::training::calibrated(spec)?;
         // The TTL counts from the lab's creation, as the ledger has it: a resumed `up`
         // keeps the first expiry.
-        if let crate::lab::ResourceConfig::Schedule { ttl_s, at, .. } = &mut spec.config {
+        if let crate::model::lab::ResourceConfig::Schedule { ttl_s, at, .. } = &mut spec.config {
             *at = Some(file.lock().expect("not poisoned").ledger.created_at.plus(Duration::from_secs(*ttl_s)));
         }
         let entry = file.lock().expect("not poisoned").ledger.entry(spec.role).cloned();
@@ -307,7 +341,7 @@ impl<'a> Orchestrator<'a> {
             match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.status(spec.kind, id)).await {
                 Ok(ResourceStatus::Ready) if entry.as_ref().map(|e| e.state) == Some(EntryState::Ready) => {
                     self.progress.finish(label, &format!("{} {id} (unchanged)", spec.kind));
-                    return Ok(Applied { role: spec.role, kind: spec.kind, id: id.clone(), action: "unchanged".into(), seconds: 0.0 });
+                    return Ok(Applied { role: spec.role, kind: spec.kind, id: id.clone(), action: Action::Unchanged, seconds: 0.0 });
                 }
                 Ok(ResourceStatus::Ready | ResourceStatus::Pending(_)) => existing = Some(id.clone()),
                 Ok(ResourceStatus::Failed(_) | ResourceStatus::Deleting(_)) | Err(CloudError::NotFound { .. }) => {}
@@ -316,10 +350,10 @@ impl<'a> Orchestrator<'a> {
         }
         self.progress.begin(label, &spec.name, if existing.is_some() { "resuming" } else { "creating" });
 
-        let mut action = "adopted";
+        let mut action = Action::Adopted;
         let id = match existing {
             Some(id) => {
-                action = "resumed";
+                action = Action::Resumed;
                 id
             }
             None => {
@@ -334,11 +368,11 @@ impl<'a> Orchestrator<'a> {
                     Some(id) => id,
                     None => {
                         set(None, EntryState::Intent)?;
-                        action = "created";
+                        action = Action::Created;
                         match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.create(&spec, refs)).await {
                             Ok(id) => id,
                             Err(CloudError::AlreadyExists { .. }) => {
-                                action = "adopted";
+                                action = Action::Adopted;
                                 self.retrying(label, CREATE_RETRY_FOR, || self.cloud.find(&spec, refs)).await?.ok_or_else(|| {
                                     Error::LabState(format!(
                                         "{} '{}' already exists but is not this lab's (no matching cis:lab tag): rename the lab with --lab or remove it",
@@ -356,8 +390,8 @@ impl<'a> Orchestrator<'a> {
         self.wait_ready(label, spec.kind, &id).await?;
         set(Some(id.clone()), EntryState::Ready)?;
         let seconds = clock.now().seconds_since(t0);
-        self.progress.finish(label, &format!("{} {id} ({action} in {seconds:.1} s)", spec.kind));
-        Ok(Applied { role: spec.role, kind: spec.kind, id, action: action.into(), seconds })
+        self.progress.finish(label, &format!("{} {id} ({} in {seconds:.1} s)", spec.kind, action.name()));
+        Ok(Applied { role: spec.role, kind: spec.kind, id, action, seconds })
     }
 
     /// Runs `start` for every role once all of its blockers finished, as many at once as
@@ -482,7 +516,7 @@ impl<'a> Orchestrator<'a> {
                                             role: Some(role),
                                             kind: extra.kind,
                                             id: extra.id.clone(),
-                                            via: "sweep".into(),
+                                            via: FoundBy::Sweep,
                                         });
                                     }
                                 }
@@ -511,7 +545,7 @@ impl<'a> Orchestrator<'a> {
                                             role: Some(role),
                                             kind: entry.kind,
                                             id,
-                                            via: "ledger".into(),
+                                            via: FoundBy::Ledger,
                                         });
                                     }
                                 }
@@ -560,7 +594,7 @@ impl<'a> Orchestrator<'a> {
                 let label = r.role.map(Role::name).unwrap_or("untracked");
                 match self.delete_and_wait(label, r.kind, &r.id).await {
                     Ok(true) => {
-                        deleted.lock().expect("not poisoned").push(Deleted { role: r.role, kind: r.kind, id: r.id, via: "sweep".into() })
+                        deleted.lock().expect("not poisoned").push(Deleted { role: r.role, kind: r.kind, id: r.id, via: FoundBy::Sweep })
                     }
                     Ok(false) => {}
                     Err(e) => {
@@ -594,7 +628,7 @@ impl<'a> Orchestrator<'a> {
     /// own role last).
     pub async fn janitor(cloud: &dyn Cloud, lab: &LabName, scratch: &std::path::Path) -> Result<DownReport> {
         let state = StateDir::new(scratch);
-        Orchestrator::new(cloud, &crate::progress::Silent, &state).down(lab).await
+        Orchestrator::new(cloud, &crate::orchestrator::Silent, &state).down(lab).await
     }
 
     /// Undoes containment's isolation of the target: every interface back to the groups
@@ -613,7 +647,7 @@ impl<'a> Orchestrator<'a> {
                 .ok_or_else(|| Error::LabState(format!("lab '{lab}' has no {role} yet: run `cis up --lab {lab}` first")))
         };
         let instance = id(Role::TargetInstance)?;
-        let config = crate::containment::ContainmentConfig {
+        let config = crate::functions::containment::ContainmentConfig {
             lab: lab.to_string(),
             topic_arn: id(Role::Topic)?,
             allow_all_group: ledger.entry(Role::AllowAllSecurityGroup).and_then(|e| e.id.clone()),
@@ -622,7 +656,8 @@ impl<'a> Orchestrator<'a> {
             steps: ledger.options.isolation,
         };
         let api = self.cloud.containment_api();
-        let restored = self.retrying("release", DELETE_RETRY_FOR, || crate::containment::release(api.as_ref(), &config, &instance)).await?;
+        let restored =
+            self.retrying("release", DELETE_RETRY_FOR, || crate::functions::containment::release(api.as_ref(), &config, &instance)).await?;
         self.cloud.checkpoint().await?;
         Ok(ReleaseReport {
             lab: lab.to_string(),

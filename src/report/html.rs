@@ -5,7 +5,8 @@
 
 use std::fmt::Write as _;
 
-use super::{human_bytes, secs, Report};
+use super::{secs, Report};
+use crate::base::units::human_bytes;
 
 /// Text safe inside HTML.
 fn esc(s: &str) -> String {
@@ -177,13 +178,13 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(o, "<h2>Runs</h2><table><tr><th>run</th><th>scenario</th><th>verdict</th><th class=\"n\">detection</th><th class=\"n\">isolation</th><th class=\"n\">end-to-end</th><th class=\"n\">exfiltrated</th><th class=\"n\">before isolation</th></tr>");
     for r in &report.runs {
         let m = &r.metrics;
-        let class = if r.verdict == "as expected" { "verdict-ok" } else { "verdict-bad" };
+        let class = if r.verdict == crate::orchestrator::measure::Verdict::AsExpected { "verdict-ok" } else { "verdict-bad" };
         let _ = writeln!(
             o,
             "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(&r.run_id),
             esc(&r.scenario),
-            esc(&r.verdict),
+            esc(r.verdict.name()),
             esc(&secs(m.detection_latency_s)),
             esc(&secs(m.isolation_latency_s)),
             esc(&secs(m.end_to_end_s)),

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
+use crate::base::units::human_bytes;
 use crate::orchestrator::measure::RunRecord;
 
 pub const FORMAT: &str = "cis-report";
@@ -403,16 +404,6 @@ fn secs(s: Option<f64>) -> String {
         Some(s) if s >= 120.0 => format!("{s:.1} s ({:.1} min)", s / 60.0),
         Some(s) => format!("{s:.3} s"),
         None => "-".into(),
-    }
-}
-
-/// A byte count as people read it (B, KiB, MiB, GiB).
-pub fn human_bytes(b: u64) -> String {
-    match b {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
     }
 }
 

@@ -7,23 +7,24 @@
 //! connection the groups allowed stays allowed after a rule change while it is tracked;
 //! a flow is untracked when the interface's groups allow all traffic both ways from
 //! anywhere, and an untracked flow is judged by the rules on every packet. That is why
-//! containment moves interfaces to an allow-all group before the isolation group.
+//! AWS's runbook (`--isolation two-step`) moves interfaces to an allow-all group before
+//! the isolation group; the default cut, a deny in the subnet's network ACL, is stateless
+//! and stops tracked connections at once.
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-
-use super::baseline::LabModels;
 use super::faults::Injector;
 use super::latency::{Delay, LatencyModel};
+use super::traffic::*;
 use super::world::{Detail, EndpointStatus, InstanceState, World};
-use crate::clock::Timestamp;
-use crate::cloud::{ContainmentOutcome, DetectionEvent, Transfer};
-use crate::containment::ContainmentConfig;
-use crate::detection::DetectorConfig;
-use crate::flowlog::{self, FlowRecord, LogFormat, LogStatus};
-use crate::lab::{FunctionCode, ResourceKind, Rule};
-use crate::scenario::{Arrival, BaselineProfile, Direction, Scenario, Stream};
+use crate::base::clock::Timestamp;
+use crate::base::net::{cidr_contains, protocol_name};
+use crate::formats::flowlog::{self, FlowRecord, LogFormat, LogStatus};
+use crate::functions::containment::ContainmentConfig;
+use crate::functions::detector::DetectorConfig;
+use crate::model::events::{DetectionEvent, Transfer};
+use crate::model::lab::{FunctionCode, ResourceKind, Rule};
+use crate::model::scenario::{Arrival, BaselineProfile, Direction, Stream};
 
 /// Long connections move their bytes in chunks this far apart.
 const CHUNK_S: f64 = 5.0;
@@ -31,194 +32,10 @@ const CHUNK_S: f64 = 5.0;
 const MSS: u64 = 1448;
 const HEADER: u64 = 52;
 
-/// Whose traffic a stream is.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Source {
-    Baseline { profile: String, stream: usize },
-    Attack { run: String, stream: usize },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Event {
-    InstanceRunning {
-        instance: String,
-    },
-    InstanceTerminated {
-        instance: String,
-    },
-    EndpointInService {
-        endpoint: String,
-    },
-    EndpointGone {
-        endpoint: String,
-    },
-    CaptureStart {
-        flow_log: String,
-    },
-    WindowClose {
-        flow_log: String,
-    },
-    Deliver {
-        log_group: String,
-        lines: Vec<String>,
-        attack_runs: Vec<String>,
-    },
-    InvokeDetector {
-        function: String,
-        lines: Vec<String>,
-        /// Lambda's asynchronous retries of a failed invocation: 0 first, at most 2.
-        #[serde(default)]
-        attempt: u32,
-    },
-    /// What accounts saved before alarm events queued for a rule's target; new ones queue
-    /// [`Event::DeliverEvent`]. Kept so such an account still runs.
-    DeliverDetection {
-        function: String,
-        detection: DetectionEvent,
-    },
-    /// A schedule's time has come.
-    ScheduleFires {
-        schedule: String,
-    },
-    /// An EventBridge event delivered to a target function, as Lambda receives it.
-    DeliverEvent {
-        function: String,
-        event: serde_json::Value,
-        /// Lambda's asynchronous retries of a failed invocation: 0 first, at most 2.
-        #[serde(default)]
-        attempt: u32,
-        /// EventBridge's retries of a failed delivery (a budget of its own: up to 185).
-        #[serde(default)]
-        delivery: u32,
-    },
-    /// A metric alarm's once-a-period evaluation.
-    EvaluateAlarm {
-        alarm: String,
-    },
-    OpenConnection {
-        instance: String,
-        source: Source,
-        index: u32,
-    },
-    Chunk {
-        conn: u64,
-    },
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Conn {
-    pub instance: String,
-    pub eni: String,
-    pub local: IpAddr,
-    pub local_port: u16,
-    pub remote: IpAddr,
-    pub remote_port: u16,
-    pub protocol: u8,
-    pub outbound: bool,
-    pub established: bool,
-    pub tracked: bool,
-    pub attack: Option<String>,
-    pub chunks_left: u32,
-    pub out_per_chunk: u64,
-    pub in_per_chunk: u64,
-    pub gap_ms: i64,
-}
-
-/// One flow-log record being aggregated in the current window.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FlowAgg {
-    pub eni: String,
-    pub instance: String,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub srcport: u16,
-    pub dstport: u16,
-    pub protocol: u8,
-    pub accept: bool,
-    pub egress: bool,
-    pub packets: u64,
-    pub bytes: u64,
-    pub first_s: i64,
-    pub last_s: i64,
-    pub tcp_flags: u16,
-    pub attack: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Window {
-    pub start: Option<Timestamp>,
-    pub flows: Vec<FlowAgg>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Network {
-    pub conns: std::collections::BTreeMap<u64, Conn>,
-    pub next_conn: u64,
-    /// Current window per flow log id.
-    pub windows: std::collections::BTreeMap<String, Window>,
-}
-
-/// What metric filters added to one metric: per delivered batch and period, the sum and
-/// when CloudWatch makes it visible to alarms.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Contribution {
-    pub period: Timestamp,
-    pub value: f64,
-    pub visible_at: Timestamp,
-}
-
-/// The account's custom metrics, keyed by [`metric_id`]; a day of history is kept.
-pub type Metrics = std::collections::BTreeMap<String, Vec<Contribution>>;
-
-/// A metric's key as text (JSON map keys are strings).
-pub fn metric_id(k: &crate::metric::MetricKey) -> String {
-    let dims: Vec<String> = k.dimensions.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    format!("{}|{}|{}", k.namespace, k.metric_name, dims.join(","))
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SimNotification {
-    pub at: Timestamp,
-    pub topic: String,
-    pub subject: String,
-    pub message: String,
-}
-
-/// What the pipeline did, for observation and reports.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct PipelineLog {
-    pub detections: Vec<DetectionEvent>,
-    pub containments: Vec<ContainmentOutcome>,
-    pub notifications: Vec<SimNotification>,
-    /// Deliveries that failed silently, as AWS's do (a target without permission).
-    pub failures: Vec<String>,
-    /// What each janitor run did: its lab, when, and what it deleted or why it failed.
-    #[serde(default)]
-    pub janitor_runs: Vec<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AttackState {
-    pub run_id: String,
-    pub lab: String,
-    pub instance: String,
-    pub scenario: Scenario,
-    pub started_at: Timestamp,
-    pub finished_at: Option<Timestamp>,
-    pub transfers: Vec<Transfer>,
-    pub first_records_delivered_at: Option<Timestamp>,
-    /// Streams still opening connections, and connections still open.
-    pub streams_left: u32,
-    pub open_conns: u32,
-}
-
 /// What the data plane needs besides the world.
 pub struct Context<'a> {
     pub latency: &'a LatencyModel,
     pub baselines: &'a [BaselineProfile],
-    pub models: &'a LabModels,
     pub faults: &'a std::sync::Mutex<Injector>,
 }
 
@@ -264,34 +81,11 @@ pub enum Invocation {
 }
 
 fn rule_matches(rule: &Rule, remote: IpAddr, port: u16, protocol: u8) -> bool {
-    let proto_ok = rule.protocol == "-1" || rule.protocol.parse::<u8>().ok() == Some(protocol) || proto_name(protocol) == rule.protocol;
+    let proto_ok = rule.protocol == "-1"
+        || rule.protocol.parse::<u8>().ok() == Some(protocol)
+        || protocol_name(protocol) == Some(rule.protocol.as_str());
     let port_ok = rule.protocol == "-1" || (rule.from_port <= port as i32 && port as i32 <= rule.to_port);
     proto_ok && port_ok && cidr_contains(&rule.cidr, remote)
-}
-
-fn proto_name(p: u8) -> &'static str {
-    match p {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
-        _ => "",
-    }
-}
-
-fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
-    let (net, bits) = cidr.split_once('/').unwrap_or((cidr, "32"));
-    let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else { return false };
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits.min(32)) };
-            (u32::from(n) & mask) == (u32::from(i) & mask)
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits.min(128)) };
-            (u128::from(n) & mask) == (u128::from(i) & mask)
-        }
-        _ => false,
-    }
 }
 
 fn is_all_from_anywhere(rules: &[Rule]) -> bool {
@@ -327,7 +121,7 @@ impl World {
             .values()
             .find(|r| matches!(&r.detail, Detail::Instance { interfaces, state, .. } if *state != InstanceState::Terminated && interfaces.iter().any(|i| i.id == eni)))
             .map(|r| r.id.clone())
-            .ok_or_else(|| CloudError::NotFound { kind: crate::lab::ResourceKind::Instance, id: eni.to_string() })?;
+            .ok_or_else(|| CloudError::NotFound { kind: crate::model::lab::ResourceKind::Instance.name(), id: eni.to_string() })?;
         let vpc = match &self.resources[&owner].detail {
             Detail::Instance { vpc, .. } => vpc.clone(),
             _ => unreachable!(),
@@ -477,7 +271,7 @@ impl World {
                     self.pipeline.failures.push(format!("{at}: detection for {} not delivered: {function} is gone", detection.instance_id));
                     return;
                 };
-                let event = crate::containment::eventbridge_event(&detection, &self.account_id, &self.region);
+                let event = crate::functions::containment::eventbridge_event(&detection, &self.account_id, &self.region);
                 match ContainmentConfig::from_env(|k| environment.get(k).cloned()) {
                     Ok(config) => out.push(Invocation::Containment { at, function, config, event, attempt: 0 }),
                     Err(e) => self.pipeline.failures.push(format!("{at}: containment function misconfigured: {e}")),
@@ -837,7 +631,7 @@ impl World {
     pub fn put_detections(&mut self, at: Timestamp, detections: &[DetectionEvent], ctx: &Context) {
         for d in detections {
             self.pipeline.detections.push(d.clone());
-            let event = crate::containment::eventbridge_event(d, &self.account_id, &self.region);
+            let event = crate::functions::containment::eventbridge_event(d, &self.account_id, &self.region);
             self.put_event(at, event, ctx);
         }
     }
@@ -846,7 +640,7 @@ impl World {
     /// group: matching events add to their metric, in the period of their timestamp (a
     /// flow record's start), visible to alarms after the metric's publication delay.
     fn apply_metric_filters(&mut self, at: Timestamp, log_group: &str, lines: &[String], ctx: &Context) {
-        let filters: Vec<(String, crate::metric::MetricTransformation)> = self
+        let filters: Vec<(String, crate::formats::metric::MetricTransformation)> = self
             .live_resources()
             .into_iter()
             .filter_map(|r| match &r.detail {
@@ -857,8 +651,8 @@ impl World {
             })
             .collect();
         for (pattern, transformation) in filters {
-            let Ok(pattern) = crate::metric::FilterPattern::parse(&pattern) else { continue };
-            let sums = crate::metric::period_sums(&pattern, &transformation, lines.iter().map(String::as_str), 60);
+            let Ok(pattern) = crate::formats::metric::FilterPattern::parse(&pattern) else { continue };
+            let sums = crate::formats::metric::period_sums(&pattern, &transformation, lines.iter().map(String::as_str), 60);
             for (key, periods) in sums {
                 let visible_at = at.plus(ctx.latency.draw(Delay::MetricPublication, &mut self.rng));
                 let series = self.metrics.entry(metric_id(&key)).or_default();
@@ -888,7 +682,7 @@ impl World {
             *state = evaluation.state;
         }
         let name = self.get(alarm).map(|r| r.name.clone()).unwrap_or_default();
-        let event = crate::metric::state_change_event(&crate::metric::StateChange {
+        let event = crate::formats::metric::state_change_event(&crate::formats::metric::StateChange {
             alarm_name: &name,
             alarm_arn: alarm,
             account: &self.account_id,
@@ -899,8 +693,8 @@ impl World {
             evaluation: &evaluation,
             at,
         });
-        if evaluation.state == crate::metric::AlarmState::Alarm {
-            if let Ok(detection) = crate::containment::parse_event(&event) {
+        if evaluation.state == crate::formats::metric::AlarmState::Alarm {
+            if let Ok(detection) = crate::functions::containment::parse_event(&event) {
                 self.pipeline.detections.push(detection);
             }
         }
@@ -908,17 +702,24 @@ impl World {
     }
 
     /// InvokeEndpoint: the simulated Random Cut Forest endpoint serves the lab's model.
-    pub fn invoke_endpoint(&self, name: &str, csv: &str, model: &crate::detector::Model) -> Result<Vec<u8>, crate::cloud::CloudError> {
+    pub fn invoke_endpoint(
+        &self,
+        name: &str,
+        csv: &str,
+        model: &crate::detect::anomaly::Model,
+    ) -> Result<Vec<u8>, crate::cloud::CloudError> {
         use crate::cloud::CloudError;
         let endpoint = self
             .live_resources()
             .into_iter()
-            .find(|r| r.kind == crate::lab::ResourceKind::SageMakerEndpoint && r.name == name)
+            .find(|r| r.kind == crate::model::lab::ResourceKind::SageMakerEndpoint && r.name == name)
             .map(|r| r.detail.clone());
         match endpoint {
             Some(Detail::Endpoint { status: EndpointStatus::InService, .. }) => {}
             Some(_) => return Err(CloudError::Invalid(format!("ValidationError: Endpoint {name} is not in service"))),
-            None => return Err(CloudError::NotFound { kind: crate::lab::ResourceKind::SageMakerEndpoint, id: name.to_string() }),
+            None => {
+                return Err(CloudError::NotFound { kind: crate::model::lab::ResourceKind::SageMakerEndpoint.name(), id: name.to_string() })
+            }
         }
         let scores = model.score_csv(csv).map_err(|e| CloudError::Invalid(format!("ModelError: {e}")))?;
         Ok(serde_json::json!({"scores": scores.iter().map(|s| serde_json::json!({"score": s})).collect::<Vec<_>>()})
@@ -969,7 +770,7 @@ impl World {
     /// destination as Lambda's invocation record, published to the topic; dropped (and
     /// said so) where the function has none.
     pub fn retry_invocation(&mut self, at: Timestamp, attempt: u32, function: &str, retry: Event, error: &str) {
-        if attempt < crate::lab::LAMBDA_ASYNC_RETRIES {
+        if attempt < crate::model::lab::LAMBDA_ASYNC_RETRIES {
             self.schedule(at.plus(lambda_retry_delay(attempt)), retry);
             return;
         }
@@ -985,7 +786,7 @@ impl World {
         let payload = match &retry {
             Event::DeliverEvent { event, .. } => event.clone(),
             Event::InvokeDetector { lines, .. } => {
-                serde_json::from_str(&super::subscription_event(self, function, lines)).unwrap_or(serde_json::Value::Null)
+                serde_json::from_str(&subscription_event(self, function, lines)).unwrap_or(serde_json::Value::Null)
             }
             _ => serde_json::Value::Null,
         };
@@ -1041,6 +842,30 @@ pub fn pattern_matches(pattern: &str, event: &serde_json::Value) -> bool {
         }
     }
     serde_json::from_str::<serde_json::Value>(pattern).is_ok_and(|p| matches(&p, event))
+}
+
+/// The Lambda event CloudWatch Logs sends a subscribed function, for these lines.
+pub fn subscription_event(w: &World, function: &str, lines: &[String]) -> String {
+    use crate::formats::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
+    let filter = w.live_resources().into_iter().find_map(|r| match &r.detail {
+        Detail::SubscriptionFilter { log_group, function: f, .. } if f == function => Some((log_group.clone(), r.name.clone())),
+        _ => None,
+    });
+    let (log_group, filter) = filter.unwrap_or_default();
+    let stream =
+        lines.first().and_then(|l| l.split(' ').find(|f| f.starts_with("eni-"))).map(|eni| format!("{eni}-all")).unwrap_or_default();
+    encode_lambda_event(&LogsData {
+        message_type: "DATA_MESSAGE".into(),
+        owner: w.account_id.clone(),
+        log_group: log_group.rsplit(':').next().unwrap_or_default().to_string(),
+        log_stream: stream,
+        subscription_filters: vec![filter],
+        log_events: lines
+            .iter()
+            .enumerate()
+            .map(|(i, message)| LogEvent { id: i.to_string(), timestamp: w.now.millis(), message: message.clone() })
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::latency::{Delay, LatencyModel};
+use crate::base::rng::Rng;
 use crate::cloud::CloudError;
-use crate::rng::Rng;
 
 /// A named family of faults.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

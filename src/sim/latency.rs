@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::rng::Rng;
+use crate::base::rng::Rng;
 
 const MODEL_TOML: &str = include_str!("../../assets/latency.toml");
 

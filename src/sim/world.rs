@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::dataplane::{AttackState, Event, Network, PipelineLog};
 use super::latency::{Delay, LatencyModel};
-use crate::clock::Timestamp;
+use super::traffic::{AttackState, Event, Metrics, Network, PipelineLog};
+use crate::base::clock::Timestamp;
+use crate::base::rng::Rng;
 use crate::cloud::{CloudError, CloudResource, ResourceStatus};
-use crate::flowlog::LogFormat;
-use crate::lab::{FunctionCode, Refs, ResourceConfig, ResourceKind, ResourceSpec, Role, Rule, Tags, TAG_LAB, TAG_ROLE};
-use crate::rng::Rng;
+use crate::formats::flowlog::LogFormat;
+use crate::model::lab::{FunctionCode, Refs, ResourceConfig, ResourceKind, ResourceSpec, Role, Rule, Tags, TAG_LAB, TAG_ROLE};
 
 pub const FORMAT: &str = "cis-sim-account";
 pub const VERSION: u32 = 1;
@@ -102,7 +102,7 @@ pub enum Detail {
         #[serde(default)]
         termination_protected: bool,
         /// The baseline profile whose traffic it generates.
-        #[serde(default = "crate::lab::default_workload")]
+        #[serde(default = "crate::model::lab::default_workload")]
         workload: String,
     },
     /// An EBS volume; `instance` while attached.
@@ -176,12 +176,12 @@ pub enum Detail {
     MetricFilter {
         log_group: String,
         pattern: String,
-        transformation: crate::metric::MetricTransformation,
+        transformation: crate::formats::metric::MetricTransformation,
     },
     Alarm {
-        metric: crate::metric::MetricKey,
-        rule: crate::metric::AlarmRule,
-        state: crate::metric::AlarmState,
+        metric: crate::formats::metric::MetricKey,
+        rule: crate::formats::metric::AlarmRule,
+        state: crate::formats::metric::AlarmState,
     },
     EventRule {
         pattern: String,
@@ -237,7 +237,7 @@ pub struct World {
     pub attacks: BTreeMap<String, AttackState>,
     /// What the metric filters made of delivered log events, by metric.
     #[serde(default)]
-    pub metrics: super::dataplane::Metrics,
+    pub metrics: Metrics,
     /// When set, every flow-log line delivered is kept here too (baseline captures).
     #[serde(skip)]
     pub capture: Option<Vec<String>>,
@@ -301,7 +301,7 @@ impl World {
     }
 
     fn get_kind(&self, id: &str, kind: ResourceKind) -> Result<&SimResource, CloudError> {
-        self.get(id).filter(|r| r.kind == kind).ok_or_else(|| CloudError::NotFound { kind, id: id.to_string() })
+        self.get(id).filter(|r| r.kind == kind).ok_or_else(|| CloudError::NotFound { kind: kind.name(), id: id.to_string() })
     }
 
     fn resolve<'a>(&'a self, refs: &Refs, role: Role) -> Result<&'a SimResource, CloudError> {
@@ -315,7 +315,7 @@ impl World {
 
     fn name_taken(&self, kind: ResourceKind, name: &str) -> Result<(), CloudError> {
         match self.live().find(|r| r.kind == kind && r.name == name) {
-            Some(_) => Err(CloudError::AlreadyExists { kind, name: name.to_string() }),
+            Some(_) => Err(CloudError::AlreadyExists { kind: kind.name(), name: name.to_string() }),
             None => Ok(()),
         }
     }
@@ -366,7 +366,7 @@ impl World {
                         && matches!(&r.detail, Detail::SecurityGroup { vpc: v, .. } if *v == vpc)
                 });
                 if dup {
-                    return Err(CloudError::AlreadyExists { kind: spec.kind, name: spec.name.clone() });
+                    return Err(CloudError::AlreadyExists { kind: spec.kind.name(), name: spec.name.clone() });
                 }
                 // CreateSecurityGroup adds the default allow-all egress rule; the spec's egress
                 // is what remains after revoking it and authorizing the rest.
@@ -524,7 +524,7 @@ impl World {
                 // Bucket names are global: the account makes the lab's its own.
                 let id = format!("{}-{}", spec.name, self.account_id);
                 if self.get(&id).is_some() {
-                    return Err(CloudError::AlreadyExists { kind: spec.kind, name: id });
+                    return Err(CloudError::AlreadyExists { kind: spec.kind.name(), name: id });
                 }
                 Ok(self.insert(id, spec, None, now, Detail::Bucket))
             }
@@ -623,7 +623,7 @@ impl World {
                 let source_arn = self.resolve(refs, *source)?.id.clone();
                 let id = format!("{fname}/{statement_id}");
                 if self.get(&id).is_some() {
-                    return Err(CloudError::AlreadyExists { kind: spec.kind, name: id });
+                    return Err(CloudError::AlreadyExists { kind: spec.kind.name(), name: id });
                 }
                 let detail = Detail::Permission { function: fid.clone(), principal: principal.clone(), source_arn };
                 Ok(self.insert(id, spec, Some(fid), now, detail))
@@ -650,7 +650,8 @@ impl World {
                 Ok(self.insert(id, spec, Some(lg_id), now, detail))
             }
             C::MetricFilter { log_group, filter_pattern, transformation } => {
-                crate::metric::FilterPattern::parse(filter_pattern).map_err(|e| invalid(format!("InvalidParameterException: {e}")))?;
+                crate::formats::metric::FilterPattern::parse(filter_pattern)
+                    .map_err(|e| invalid(format!("InvalidParameterException: {e}")))?;
                 let lg = self.resolve(refs, *log_group)?;
                 let (lg_id, lg_name) = (lg.id.clone(), lg.name.clone());
                 // PutMetricFilter creates or replaces by name within the group.
@@ -672,10 +673,14 @@ impl World {
                 }
                 // PutMetricAlarm creates or updates by name; a new alarm starts without data.
                 let id = self.arn("cloudwatch", &format!("alarm:{}", spec.name));
-                let detail =
-                    Detail::Alarm { metric: metric.clone(), rule: rule.clone(), state: crate::metric::AlarmState::InsufficientData };
+                let detail = Detail::Alarm {
+                    metric: metric.clone(),
+                    rule: rule.clone(),
+                    state: crate::formats::metric::AlarmState::InsufficientData,
+                };
                 let id = self.insert(id, spec, None, now, detail);
-                let first = crate::metric::period_start(now, rule.period_s).plus(std::time::Duration::from_secs(u64::from(rule.period_s)));
+                let first =
+                    crate::formats::metric::period_start(now, rule.period_s).plus(std::time::Duration::from_secs(u64::from(rule.period_s)));
                 self.schedule(first, Event::EvaluateAlarm { alarm: id.clone() });
                 Ok(id)
             }
@@ -893,7 +898,7 @@ impl World {
                 *cut = on;
                 Ok(())
             }
-            _ => Err(CloudError::NotFound { kind: ResourceKind::Subnet, id: subnet.to_string() }),
+            _ => Err(CloudError::NotFound { kind: ResourceKind::Subnet.name(), id: subnet.to_string() }),
         }
     }
 
@@ -908,14 +913,14 @@ impl World {
                 *termination_protected = on;
                 Ok(())
             }
-            _ => Err(CloudError::NotFound { kind: ResourceKind::Instance, id: instance.to_string() }),
+            _ => Err(CloudError::NotFound { kind: ResourceKind::Instance.name(), id: instance.to_string() }),
         }
     }
 
     /// ModifyInstanceAttribute(BlockDeviceMappings: DeleteOnTermination=false).
     pub fn keep_volumes(&mut self, instance: &str, devices: &[String]) -> Result<(), CloudError> {
         if self.get(instance).is_none_or(|r| r.kind != ResourceKind::Instance) {
-            return Err(CloudError::NotFound { kind: ResourceKind::Instance, id: instance.to_string() });
+            return Err(CloudError::NotFound { kind: ResourceKind::Instance.name(), id: instance.to_string() });
         }
         for d in devices {
             let volume = self.volumes_of(instance).into_iter().find(|(_, dev, _)| dev == d).map(|(v, _, _)| v);
@@ -932,7 +937,7 @@ impl World {
     /// CreateSnapshot with TagSpecifications.
     pub fn snapshot_volume(&mut self, volume: &str, description: &str, tags: &Tags, now: Timestamp) -> Result<String, CloudError> {
         if self.get(volume).is_none_or(|r| r.kind != ResourceKind::Volume) {
-            return Err(CloudError::NotFound { kind: ResourceKind::Volume, id: volume.to_string() });
+            return Err(CloudError::NotFound { kind: ResourceKind::Volume.name(), id: volume.to_string() });
         }
         let id = self.new_id("snap");
         self.resources.insert(

@@ -1,6 +1,7 @@
-//! `--cloud aws`: the connection and its credential check, against a real moto server and
-//! against a machine with no credentials at all. (The backend's resource operations are
-//! not built yet; these tests pin down what is.)
+//! `--cloud aws` against a real moto server: the connection and its credential check
+//! (and a machine with no credentials at all), every kind of the lab created, found,
+//! probed and deleted, the SageMaker model, attacks through SSM Run Command, containment,
+//! the TTL's janitor, and crashes of `up` at many points.
 
 use std::process::Command;
 
@@ -94,7 +95,7 @@ async fn status_all_lists_the_labs_tagged_in_the_account_and_an_impossible_up_ch
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_deleted() {
-    use cis::aws::network;
+    use cis::backends::aws::network;
     use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, Role};
 
     let moto = Moto::start();
@@ -167,7 +168,7 @@ async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_roles_policies_and_instance_profile_are_created_found_converged_and_deleted() {
-    use cis::aws::iam;
+    use cis::backends::aws::iam;
     use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, Role};
 
     let moto = Moto::start();
@@ -232,7 +233,7 @@ async fn the_roles_policies_and_instance_profile_are_created_found_converged_and
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_log_group_topic_and_rule_with_their_children_are_created_found_and_deleted() {
-    use cis::aws::pipeline::{self, Clients};
+    use cis::backends::aws::pipeline::{self, Clients};
     use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, Role};
 
     let moto = Moto::start();
@@ -296,7 +297,7 @@ async fn the_log_group_topic_and_rule_with_their_children_are_created_found_and_
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_target_and_its_flow_log_are_launched_as_the_lab_wants_and_removed() {
-    use cis::aws::{compute, iam, network, pipeline};
+    use cis::backends::aws::{compute, iam, network, pipeline};
     use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, Role, AL2023_PARAMETER, LAB_LOG_FORMAT};
 
     let moto = Moto::start();
@@ -381,7 +382,7 @@ async fn the_target_and_its_flow_log_are_launched_as_the_lab_wants_and_removed()
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their_permissions() {
-    use cis::aws::{iam, lambda, pipeline};
+    use cis::backends::aws::{iam, lambda, pipeline};
     use cis::lab::{rendered, DetectorMode, FunctionCode, LabGraph, LabName, LabOptions, Refs, ResourceKind, Role};
 
     // Stand-in packages (moto stores code, it does not run it; the real bootstraps are
@@ -555,7 +556,7 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
         steps: cis::containment::IsolationSteps::NetworkAcl,
     };
     let target = id(cis::lab::Role::TargetInstance);
-    let detection = cis::cloud::DetectionEvent {
+    let detection = cis::events::DetectionEvent {
         at: cis::clock::Timestamp(1_767_226_032_000),
         lab: "e2e".into(),
         instance_id: target.clone(),
@@ -563,9 +564,9 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
         window_start: cis::clock::Timestamp(1_767_225_980_000),
         reason: "test".into(),
     };
-    let api = cis::aws::functions::AwsContainment::new(&sdk);
+    let api = cis::backends::aws::functions::AwsContainment::new(&sdk);
     let outcome = cis::containment::contain(&api, &config, &detection).await;
-    assert_eq!(outcome.outcome, "isolated", "{outcome:?}");
+    assert_eq!(outcome.outcome, cis::events::Outcome::Isolated, "{outcome:?}");
     assert_eq!(outcome.snapshots.len(), 1, "{outcome:?}");
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let protected = ec2
@@ -680,7 +681,7 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     let cw = aws_sdk_cloudwatch::Client::new(&sdk);
     let alarms = cw.describe_alarms().alarm_names("cis-mf-egress-alarm").send().await.unwrap();
     let [alarm] = alarms.metric_alarms() else { panic!("one alarm: {alarms:?}") };
-    let expected = cis::sim::baseline::egress_threshold(
+    let expected = cis::training::egress_threshold(
         &cis::lab::AlarmCalibration { workload: "idle-server".into(), window_s: 60, target_fpr: None },
         &cis::sim::latency::LatencyModel::embedded(),
         &cis::scenario::baselines(),
@@ -733,15 +734,15 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
         forensics: false,
         steps: cis::containment::IsolationSteps::NetworkAcl,
     };
-    let api = cis::aws::functions::AwsContainment::new(&sdk);
+    let api = cis::backends::aws::functions::AwsContainment::new(&sdk);
     let outcome = cis::containment::handle(&api, &config, &event).await;
-    assert_eq!(outcome.outcome, "isolated", "{outcome:?}");
+    assert_eq!(outcome.outcome, cis::events::Outcome::Isolated, "{outcome:?}");
     assert_eq!(outcome.detected_at, Some(at));
 
     // A run waits while the alarm is in ALARM (it would not fire again).
     use cis::cloud::Cloud as _;
     let account = cis::cloud::AccountInfo { account_id: "123456789012".into(), region: "us-east-1".into(), description: "moto".into() };
-    let cloud = cis::aws::cloud::AwsCloud::new(cis::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
+    let cloud = cis::backends::aws::cloud::AwsCloud::new(cis::backends::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
     let lab_target = cis::cloud::LabTarget {
         lab: "mf".parse().unwrap(),
         refs: ledger.entries.iter().filter_map(|e| e.id.clone().map(|i| (e.role, i))).collect(),
@@ -857,7 +858,7 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     let lab = Lab::new();
     // moto's endpoint answers what it is told to: one RCF score per baseline window.
     let rows =
-        cis::sim::baseline::baseline_windows(60, "idle-server", &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::baselines())
+        cis::training::baseline_windows(60, "idle-server", &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::baselines())
             .unwrap()
             .len();
     let scores: Vec<f64> = (0..rows).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();
@@ -910,7 +911,7 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     let f = lambda.get_function_configuration().function_name("cis-rcf-detector-function").send().await.unwrap();
     let env = f.environment().and_then(|e| e.variables()).unwrap();
     assert_eq!(env.get("CIS_ENDPOINT").map(String::as_str), Some("cis-rcf-anomaly-endpoint"));
-    let expected = cis::aws::sagemaker::threshold_of(&scores).unwrap();
+    let expected = cis::backends::aws::sagemaker::threshold_of(&scores).unwrap();
     let threshold: f64 = env["CIS_ENDPOINT_THRESHOLD"].parse().unwrap();
     assert!((threshold - expected).abs() < 1e-5, "{threshold} vs {expected}");
 
@@ -940,7 +941,7 @@ async fn killing_up_at_20_points_then_down_leaves_nothing_tagged_every_time() {
             let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", &name][..], args].concat());
             c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
             if let Some(n) = crash {
-                c.env(cis::aws::cloud::CRASH_AFTER_ENV, n.to_string());
+                c.env(cis::backends::aws::cloud::CRASH_AFTER_ENV, n.to_string());
             }
             c.output().unwrap()
         };
@@ -1036,7 +1037,7 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
     put_line(&logs, flow_group, &format!("{eni}-all"), &record("203.0.113.50", 80, 16384, first_flow)).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let detected_at = cis::clock::Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
-    let detection = cis::cloud::DetectionEvent {
+    let detection = cis::events::DetectionEvent {
         at: detected_at,
         lab: "att".into(),
         instance_id: target.clone(),
@@ -1045,7 +1046,7 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
         reason: "test".into(),
     };
     let detector_logs = "/aws/lambda/cis-att-detector-function";
-    put_line(&logs, detector_logs, "2026/11/23/[$LATEST]1", &cis::cloud::log_line(cis::cloud::DETECTION_LOG_MARKER, &detection)).await;
+    put_line(&logs, detector_logs, "2026/11/23/[$LATEST]1", &cis::events::log_line(cis::events::DETECTION_LOG_MARKER, &detection)).await;
     let config = cis::containment::ContainmentConfig {
         lab: "att".into(),
         topic_arn: id(cis::lab::Role::Topic),
@@ -1054,10 +1055,10 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
         forensics: true,
         steps: cis::containment::IsolationSteps::NetworkAcl,
     };
-    let outcome = cis::containment::contain(&cis::aws::functions::AwsContainment::new(&sdk), &config, &detection).await;
-    assert_eq!(outcome.outcome, "isolated", "{outcome:?}");
+    let outcome = cis::containment::contain(&cis::backends::aws::functions::AwsContainment::new(&sdk), &config, &detection).await;
+    assert_eq!(outcome.outcome, cis::events::Outcome::Isolated, "{outcome:?}");
     let containment_logs = "/aws/lambda/cis-att-containment-function";
-    let printed = format!("2026-11-23T15:00:00.000Z\tREQUEST-ID\t{}", cis::cloud::log_line(cis::cloud::CONTAINMENT_LOG_MARKER, &outcome));
+    let printed = format!("2026-11-23T15:00:00.000Z\tREQUEST-ID\t{}", cis::events::log_line(cis::events::CONTAINMENT_LOG_MARKER, &outcome));
     put_line(&logs, containment_logs, "2026/11/23/[$LATEST]2", &printed).await;
 
     let out = attack.wait_with_output().unwrap();
@@ -1107,7 +1108,7 @@ async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_everything_by_tag(
     let scheduler = aws_sdk_scheduler::Client::new(&sdk);
     let schedule = scheduler.get_schedule().name("cis-ttl-ttl-schedule").send().await.unwrap();
     let expires = ledger.created_at.plus(std::time::Duration::from_secs(4 * 3600));
-    assert_eq!(schedule.schedule_expression(), Some(cis::aws::scheduler::at_expression(expires).as_str()));
+    assert_eq!(schedule.schedule_expression(), Some(cis::backends::aws::scheduler::at_expression(expires).as_str()));
     assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
     let target = schedule.target().unwrap();
     assert_eq!(target.arn(), id(cis::lab::Role::JanitorFunction));
@@ -1125,7 +1126,7 @@ async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_everything_by_tag(
     let before = tagged_with(&sdk, "ttl").await;
     assert!(before >= 15, "{before}");
     let account = cis::cloud::AccountInfo { account_id: "123456789012".into(), region: "us-east-1".into(), description: "moto".into() };
-    let cloud = cis::aws::cloud::AwsCloud::new(cis::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
+    let cloud = cis::backends::aws::cloud::AwsCloud::new(cis::backends::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
     let scratch = tempfile::tempdir().unwrap();
     let swept = cis::orchestrator::Orchestrator::janitor(&cloud, &"ttl".parse().unwrap(), scratch.path()).await.unwrap();
     assert!(!swept.had_ledger);

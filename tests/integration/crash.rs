@@ -6,7 +6,7 @@
 use crate::Lab;
 
 fn crashed_run(lab: &Lab, args: &[&str], after: usize) {
-    let out = lab.cmd(args).env(cis::sim::CRASH_AFTER_ENV, after.to_string()).output().unwrap();
+    let out = lab.cmd(args).env(cis::backends::sim::CRASH_AFTER_ENV, after.to_string()).output().unwrap();
     assert!(!out.status.success(), "cis {args:?} was to be killed after step {after}");
 }
 
@@ -23,7 +23,7 @@ fn killing_up_at_every_step_then_down_leaves_nothing() {
     }
     // One step past the end: up completes, nothing to kill.
     let lab = Lab::new();
-    let out = lab.cmd(&["up"]).env(cis::sim::CRASH_AFTER_ENV, (steps + 1).to_string()).output().unwrap();
+    let out = lab.cmd(&["up"]).env(cis::backends::sim::CRASH_AFTER_ENV, (steps + 1).to_string()).output().unwrap();
     assert!(out.status.success(), "the lab has exactly {steps} creating steps");
 }
 

@@ -16,12 +16,12 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cis::backends::sim::SimCloud;
 use cis::cloud::Cloud;
 use cis::lab::{DetectorMode, LabName, LabOptions};
 use cis::orchestrator::Orchestrator;
-use cis::progress::Silent;
+use cis::orchestrator::Silent;
 use cis::sim::faults::FaultProfile;
-use cis::sim::SimCloud;
 use cis::state::StateDir;
 
 /// The scenario every life runs: flow logs see it and the model must catch it.
@@ -342,7 +342,7 @@ fn a_denied_containment_misses_the_attack_but_the_topic_hears_of_it() {
     assert!(report.contains("on-failure destination") && report.contains("UnauthorizedOperation"), "{report}");
 
     let path = lab.account_path();
-    let world = cis::sim::load_world(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+    let world = cis::backends::sim::load_world(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
     let records = given_up_records(&world);
     assert!(!records.is_empty(), "no record of a given-up event reached the topic: {:?}", world.pipeline.notifications);
     for r in &records {

@@ -186,7 +186,7 @@ fn mutate_document(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 fn lambda_event_decoders_survive_a_million_mutated_events() {
     // The two events the containment function is given: the detector's detection and the
     // egress alarm's state change, as EventBridge delivers them.
-    let detection = cis::cloud::DetectionEvent {
+    let detection = cis::events::DetectionEvent {
         at: cis::clock::Timestamp(1_767_225_900_000),
         lab: "demo".into(),
         instance_id: "i-0abc".into(),

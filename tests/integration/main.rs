@@ -10,6 +10,7 @@ mod crash;
 mod detector;
 mod faults;
 mod fuzz;
+mod layers;
 mod lifecycle;
 #[cfg(feature = "aws")]
 #[path = "../support/moto.rs"]
@@ -43,7 +44,11 @@ impl Lab {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cis"));
-        c.args(args).env("CIS_STATE_DIR", self.state()).env_remove("CIS_LAB").env_remove("CIS_CLOUD").env_remove(cis::sim::CRASH_AFTER_ENV);
+        c.args(args)
+            .env("CIS_STATE_DIR", self.state())
+            .env_remove("CIS_LAB")
+            .env_remove("CIS_CLOUD")
+            .env_remove(cis::backends::sim::CRASH_AFTER_ENV);
         c
     }
 
@@ -72,7 +77,7 @@ impl Lab {
     pub fn live_resources(&self) -> Vec<(String, String)> {
         let path = self.account_path();
         let text = std::fs::read_to_string(&path).expect("account exists");
-        let world = cis::sim::load_world(&text, &path).expect("account loads");
+        let world = cis::backends::sim::load_world(&text, &path).expect("account loads");
         world.live_resources().iter().map(|r| (r.kind.name().to_string(), r.id.clone())).collect()
     }
 

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use cis::backends::sim::SimCloud;
 use cis::cloud::{Cloud, CloudError};
 use cis::lab::{DetectorMode, LabOptions, ResourceKind, Role};
 use cis::orchestrator::Orchestrator;
-use cis::progress::Silent;
-use cis::sim::SimCloud;
+use cis::orchestrator::Silent;
 use cis::state::StateDir;
 
 #[test]
@@ -111,7 +111,7 @@ fn every_workload_profile_runs_a_virtual_day_without_a_false_isolation_and_attac
             assert_eq!(containments, 0, "{}: false isolations in a benign day", profile.id);
             let run = orch.attack(&lab, &cis::scenario::find("exfil-unusual-port").unwrap()).await.unwrap();
             println!("{}: exfil-unusual-port detected {} after {:?} s", profile.id, run.metrics.detected, run.metrics.detection_latency_s);
-            assert_eq!(run.verdict, "as expected", "{}: {:?}", profile.id, run.notes);
+            assert_eq!(run.verdict, cis::orchestrator::measure::Verdict::AsExpected, "{}: {:?}", profile.id, run.notes);
             orch.down(&lab).await.unwrap();
         }
     });
@@ -150,7 +150,7 @@ fn a_metric_filter_lab_isolates_bulk_exfiltration_through_its_alarm_and_misses_w
         assert_eq!(detection.instance_id, target.id(Role::TargetInstance).unwrap());
         assert_eq!(detection.at.millis() % 60_000, 0, "an alarm is evaluated on the minute");
         assert!(detection.reason.starts_with("Threshold Crossed: "), "{}", detection.reason);
-        assert_eq!(outcome.outcome, "isolated");
+        assert_eq!(outcome.outcome, cis::events::Outcome::Isolated);
         // Longer than the metric's shortest publication delay (3 min) and a window.
         assert!(bulk.metrics.detection_latency_s.unwrap() > 240.0);
 

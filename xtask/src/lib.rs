@@ -3,7 +3,7 @@
 
 pub mod elf;
 /// Shared with cis, which adds the lab's model to the detector's package.
-#[path = "../../src/zip.rs"]
+#[path = "../../src/base/zip.rs"]
 pub mod zip;
 
 /// The newest glibc on Amazon Linux 2023, the `provided.al2023` runtime's OS.

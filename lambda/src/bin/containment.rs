@@ -15,9 +15,9 @@ async fn main() -> Result<(), Error> {
         let outcome = handle(api, config, &event.payload).await;
         tracing::info!(outcome = %outcome.outcome, instance = %outcome.instance_id, detail = %outcome.detail, "containment");
         // The record `cis attack` reads back from this function's log group.
-        println!("{}", cis::cloud::log_line(cis::cloud::CONTAINMENT_LOG_MARKER, &outcome));
+        println!("{}", cis::events::log_line(cis::events::CONTAINMENT_LOG_MARKER, &outcome));
         // A failure (the groups restored) is worth Lambda's retry; a refusal is final.
-        if outcome.outcome == "failed" {
+        if outcome.outcome == cis::events::Outcome::Failed {
             return Err(Error::from(format!("containment of {} failed: {}", outcome.instance_id, outcome.detail)));
         }
         Ok::<_, Error>(serde_json::to_value(&outcome)?)

@@ -1,8 +1,8 @@
 //! The detector function: `bootstrap` of the lab's detector Lambda, subscribed to the
 //! flow-log group.
 
-use cis::detection::{handle, DetectorConfig, DetectorError};
-use cis::detector::Model;
+use cis::anomaly::Model;
+use cis::detector::{handle, DetectorConfig, DetectorError};
 use cis_lambda::aws::AwsDetector;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
                 tracing::info!(stream = %report.log_stream, records = report.records, windows = report.windows, scored_by = %report.scored_by, detections = report.detections.len(), "batch");
                 // The records `cis attack` reads back from this function's log group.
                 for d in &report.detections {
-                    println!("{}", cis::cloud::log_line(cis::cloud::DETECTION_LOG_MARKER, d));
+                    println!("{}", cis::events::log_line(cis::events::DETECTION_LOG_MARKER, d));
                 }
                 Ok::<_, Error>(serde_json::to_value(&report)?)
             }

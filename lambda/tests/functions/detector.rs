@@ -1,12 +1,12 @@
 //! The detector bootstrap, run as Lambda runs it with the model in its package, against
 //! EventBridge in moto: a subscription batch holding an exfiltration window becomes one
 //! `cis.detector` event, which a rule routes to an SQS queue the test reads (moto's
-//! PutEvents fails when a rule targets Lambda: aws-facts.md); a control message puts
+//! PutEvents fails with HTTP 500 when a rule targets Lambda); a control message puts
 //! nothing. This is `--detector lambda`: no SageMaker.
 
 use std::process::{Command, Stdio};
 
-use cis::detector::{Model, TrainOptions};
+use cis::anomaly::{Model, TrainOptions};
 use cis::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
 use cis::flowlog::{Action, Direction, FlowRecord, LogFormat, LogStatus};
 use cis::lab::LAB_LOG_FORMAT;

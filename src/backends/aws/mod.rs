@@ -1,0 +1,194 @@
+//! The AWS backend. This module: the connection (the standard credential chain,
+//! `--profile`, `--region` and `--endpoint-url` / `AWS_ENDPOINT_URL`, checked before
+//! anything is done), the account-wide look at labs by tag, and the helpers the parts
+//! share. The parts handle groups of kinds ([`network`], [`iam`], [`pipeline`],
+//! [`compute`], [`lambda`], [`sagemaker`], [`scheduler`]); [`attack`] runs scenarios
+//! through SSM Run Command and reads the run's timeline back from the pipeline's records;
+//! [`cloud`] is the `Cloud` boundary over them; [`functions`] the SDK side of the Lambda
+//! handlers' traits.
+
+// The Lambda functions build with feature `aws-functions` alone (the error mapping and
+// the SDK side of the handlers' traits); everything else is the backend proper, `aws`.
+// How AWS's errors map onto the lab's kinds.
+pub mod error;
+// The SDK side of the Lambda handlers' traits.
+pub mod functions;
+// VPC, subnet, gateway, routes, security groups, network ACL, flow log.
+#[cfg(feature = "aws")]
+pub mod network;
+// Roles, their inline policies, the instance profile.
+#[cfg(feature = "aws")]
+pub mod iam;
+// The target instance and what containment leaves of it (volumes, snapshots).
+#[cfg(feature = "aws")]
+pub mod compute;
+// The functions, their permissions and invoke configs.
+#[cfg(feature = "aws")]
+pub mod lambda;
+// Log groups, subscription and metric filters, the alarm, EventBridge, SNS.
+#[cfg(feature = "aws")]
+pub mod pipeline;
+// The anomaly model's bucket, training job, model, endpoint config and endpoint.
+#[cfg(feature = "aws")]
+pub mod sagemaker;
+// The TTL's one-time schedule.
+#[cfg(feature = "aws")]
+pub mod scheduler;
+// Scenarios through SSM Run Command, and the run's timeline from the pipeline's records.
+#[cfg(feature = "aws")]
+pub mod attack;
+// The `Cloud` boundary over the parts.
+#[cfg(feature = "aws")]
+pub mod cloud;
+
+#[cfg(feature = "aws")]
+use std::time::Duration;
+
+#[cfg(feature = "aws")]
+use aws_config::BehaviorVersion;
+#[cfg(feature = "aws")]
+use aws_credential_types::provider::ProvideCredentials;
+
+#[cfg(feature = "aws")]
+use crate::cloud::{AccountInfo, CloudError};
+#[cfg(feature = "aws")]
+use crate::model::lab::{LabName, TAG_LAB, TAG_MANAGED};
+
+#[cfg(feature = "aws")]
+/// The id of a resource this one needs, or why it cannot be created yet.
+pub(crate) fn referenced(refs: &crate::model::lab::Refs, role: crate::model::lab::Role) -> Result<&str, CloudError> {
+    refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
+}
+
+#[cfg(feature = "aws")]
+/// NotFound as None: what a `find` wants.
+pub(crate) fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(feature = "aws")]
+/// EC2 tags at creation: the lab's tags and a Name.
+pub(crate) fn ec2_tag_spec(
+    kind: aws_sdk_ec2::types::ResourceType,
+    tags: &crate::model::lab::Tags,
+    name: &str,
+) -> aws_sdk_ec2::types::TagSpecification {
+    use aws_sdk_ec2::types::Tag;
+    let mut spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(kind).tags(Tag::builder().key("Name").value(name).build());
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(k).value(v).build());
+    }
+    spec.build()
+}
+
+#[cfg(feature = "aws")]
+/// EC2 filters for the resource's lab and role tags.
+pub(crate) fn ec2_tag_filters(spec: &crate::model::lab::ResourceSpec) -> Vec<aws_sdk_ec2::types::Filter> {
+    [TAG_LAB, crate::model::lab::TAG_ROLE]
+        .iter()
+        .filter_map(|k| spec.tags.get(*k).map(|v| aws_sdk_ec2::types::Filter::builder().name(format!("tag:{k}")).values(v).build()))
+        .collect()
+}
+
+#[cfg(feature = "aws")]
+/// How long finding credentials may take. The default chain ends with the EC2 instance
+/// metadata service, which off EC2 only times out: without a bound, a machine with no
+/// credentials waits on it instead of being told what to do.
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[cfg(feature = "aws")]
+/// Where and as whom to connect.
+#[derive(Clone, Debug, Default)]
+pub struct AwsOptions {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    /// An AWS-compatible endpoint (moto, LocalStack); `AWS_ENDPOINT_URL` works too.
+    pub endpoint_url: Option<String>,
+}
+
+#[cfg(feature = "aws")]
+/// A checked connection to one account and region.
+pub struct AwsSession {
+    pub sdk: aws_config::SdkConfig,
+    pub account: AccountInfo,
+}
+
+#[cfg(feature = "aws")]
+/// Loads the configuration, finds credentials (bounded in time) and asks STS who we are.
+pub async fn connect(options: &AwsOptions) -> Result<AwsSession, CloudError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &options.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &options.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(e) = &options.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    let sdk = loader.load().await;
+    let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+        CloudError::Credentials("no AWS region: pass --region, set AWS_REGION, or give the profile a region (`aws configure`)".into())
+    })?;
+    let profile = options.profile.clone().or_else(|| std::env::var("AWS_PROFILE").ok()).unwrap_or_else(|| "default".into());
+    let how = format!(
+        "configure them with `aws configure` (profile '{profile}'), `aws sso login`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; choose a profile with --profile; nothing was created"
+    );
+    let provider = sdk.credentials_provider().ok_or_else(|| CloudError::Credentials(format!("no credential provider: {how}")))?;
+    match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(CloudError::Credentials(format!("no AWS credentials found ({e}): {how}"))),
+        Err(_) => {
+            return Err(CloudError::Credentials(format!(
+                "no AWS credentials found within {} s (the last place looked, the EC2 instance metadata service, did not answer): {how}",
+                CREDENTIALS_TIMEOUT.as_secs()
+            )))
+        }
+    }
+    let sts = aws_sdk_sts::Client::new(&sdk);
+    let me = sts.get_caller_identity().send().await.map_err(|e| {
+        match error::cloud_error(crate::model::lab::ResourceKind::IamRole, "caller", e) {
+            CloudError::Other(m) | CloudError::Invalid(m) => CloudError::Credentials(format!("the credentials were refused ({m}): {how}")),
+            other => other,
+        }
+    })?;
+    let account_id = me.account().unwrap_or_default().to_string();
+    let endpoint = options.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    let description = format!(
+        "AWS account {account_id} in {region} as {}{}",
+        me.arn().unwrap_or("an unknown principal"),
+        endpoint.map(|e| format!(" (endpoint {e})")).unwrap_or_default()
+    );
+    Ok(AwsSession { sdk, account: AccountInfo { account_id, region, description } })
+}
+
+#[cfg(feature = "aws")]
+/// Every lab with resources tagged `cis:managed=true` in the region, by the Resource
+/// Groups Tagging API (IAM roles, which it does not list, always come with tagged
+/// resources of their lab).
+pub async fn list_labs(session: &AwsSession) -> Result<Vec<LabName>, CloudError> {
+    let tagging = aws_sdk_resourcegroupstagging::Client::new(&session.sdk);
+    let mut pages = tagging
+        .get_resources()
+        .tag_filters(aws_sdk_resourcegroupstagging::types::TagFilter::builder().key(TAG_MANAGED).values("true").build())
+        .into_paginator()
+        .send();
+    let mut labs = std::collections::BTreeSet::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| error::cloud_error(crate::model::lab::ResourceKind::Vpc, "tagged resources", e))?;
+        for mapping in page.resource_tag_mapping_list() {
+            for tag in mapping.tags() {
+                if tag.key() == TAG_LAB {
+                    if let Ok(lab) = tag.value().parse::<LabName>() {
+                        labs.insert(lab);
+                    }
+                }
+            }
+        }
+    }
+    Ok(labs.into_iter().collect())
+}

@@ -1,0 +1,325 @@
+//! The detector function: a batch of flow-log records from the subscription filter in,
+//! detection events on EventBridge out.
+//!
+//! A plain async function over a small trait ([`DetectorApi`]) for the two calls it makes
+//! (SageMaker InvokeEndpoint, EventBridge PutEvents), so the Lambda (`lambda/`, with the
+//! AWS SDK) and the simulator run the same code. It decodes the CloudWatch Logs envelope,
+//! cuts the records into per-interface windows with the detector library, scores them
+//! with the lab's model (in the function with `--detector lambda`; on the SageMaker
+//! endpoint when the lab has one) and puts one `cis.detector` event per anomalous window.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::base::clock::Timestamp;
+use crate::base::error::CloudError;
+use crate::detect::anomaly::{rcf_csv, rcf_scores, Model, DETECTOR_NAME};
+use crate::detect::features::windows_of_lines;
+use crate::formats::flowlog::envelope::{decode_lambda_event, EnvelopeError};
+use crate::formats::flowlog::LogFormat;
+use crate::model::events::DetectionEvent;
+
+/// The calls the detector function makes.
+#[async_trait]
+pub trait DetectorApi: Send + Sync {
+    fn now(&self) -> Timestamp;
+    /// SageMaker InvokeEndpoint with `text/csv` rows; returns the answer's body.
+    async fn invoke_endpoint(&self, endpoint: &str, csv: &str) -> Result<Vec<u8>, CloudError>;
+    /// EventBridge PutEvents on the default bus, one entry per detection, with the
+    /// lab's source and detail type.
+    async fn put_detections(&self, detections: &[DetectionEvent]) -> Result<(), CloudError>;
+}
+
+/// The function's configuration (its environment on Lambda).
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    pub lab: String,
+    pub window_s: u32,
+    pub format: LogFormat,
+    /// The SageMaker endpoint that scores windows, when the lab has one.
+    pub endpoint: Option<String>,
+    /// The endpoint's score above which a window is anomalous; the model's own
+    /// threshold when unset (right when the endpoint serves the model, as the simulated
+    /// one does).
+    pub endpoint_threshold: Option<f64>,
+    /// The workload the lab's model was trained on (`CIS_BASELINE`; the simulator picks
+    /// the model by it).
+    pub baseline: String,
+    /// The model's calibration target (`CIS_TARGET_FPR`), when the lab sets one.
+    pub target_fpr: Option<f64>,
+}
+
+impl DetectorConfig {
+    /// From `CIS_LAB`, `CIS_WINDOW_S` (60 or 600), `CIS_LOG_FORMAT` (the flow log's
+    /// format; v2 when unset), and optionally `CIS_ENDPOINT` and `CIS_ENDPOINT_THRESHOLD`.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let lab = get("CIS_LAB").filter(|v| !v.is_empty()).ok_or("environment variable CIS_LAB is not set")?;
+        let window_s = match get("CIS_WINDOW_S").as_deref() {
+            None | Some("") => 60,
+            Some(w) => w.parse().ok().filter(|w| [60, 600].contains(w)).ok_or(format!("CIS_WINDOW_S={w}: expected 60 or 600"))?,
+        };
+        let format = match get("CIS_LOG_FORMAT").filter(|f| !f.is_empty()) {
+            None => LogFormat::default_v2(),
+            Some(f) => LogFormat::parse(&f).map_err(|e| format!("CIS_LOG_FORMAT: {e}"))?,
+        };
+        let endpoint_threshold = match get("CIS_ENDPOINT_THRESHOLD").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => {
+                Some(t.parse::<f64>().ok().filter(|t| t.is_finite()).ok_or(format!("CIS_ENDPOINT_THRESHOLD={t}: expected a number"))?)
+            }
+        };
+        let baseline = get("CIS_BASELINE").filter(|b| !b.is_empty()).unwrap_or_else(crate::model::lab::default_workload);
+        let target_fpr = get("CIS_TARGET_FPR").and_then(|f| f.parse().ok());
+        Ok(DetectorConfig {
+            lab,
+            window_s,
+            format,
+            endpoint: get("CIS_ENDPOINT").filter(|e| !e.is_empty()),
+            endpoint_threshold,
+            baseline,
+            target_fpr,
+        })
+    }
+}
+
+/// What one invocation did, for the function's log and the tests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct BatchReport {
+    pub log_stream: String,
+    pub records: usize,
+    pub windows: usize,
+    /// `model` (in the function), `endpoint NAME`, or the model after the endpoint failed.
+    pub scored_by: String,
+    pub detections: Vec<DetectionEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    /// A payload that is not a subscription event: retrying cannot help.
+    #[error("not a CloudWatch Logs subscription event: {0}")]
+    Envelope(#[from] EnvelopeError),
+    /// PutEvents failed: the invocation fails, so Lambda retries it.
+    #[error("the detections could not be put on EventBridge: {0}")]
+    Put(CloudError),
+}
+
+/// Handles one subscription-filter delivery (`{"awslogs": {"data": ...}}`).
+pub async fn handle(api: &dyn DetectorApi, config: &DetectorConfig, model: &Model, event: &[u8]) -> Result<BatchReport, DetectorError> {
+    let data = decode_lambda_event(event)?;
+    let lines: Vec<&str> = data.messages().collect();
+    let mut report = score_lines(api, config, model, &lines).await?;
+    report.log_stream = data.log_stream;
+    Ok(report)
+}
+
+/// Scores a batch of flow-log lines and puts a detection per anomalous window.
+pub async fn score_lines(
+    api: &dyn DetectorApi,
+    config: &DetectorConfig,
+    model: &Model,
+    lines: &[&str],
+) -> Result<BatchReport, DetectorError> {
+    let mut windows = windows_of_lines(lines.iter().copied(), &config.format, i64::from(config.window_s));
+    let mut report = BatchReport { records: lines.len(), windows: windows.len(), ..Default::default() };
+    if windows.is_empty() {
+        report.scored_by = "nothing to score".into();
+        return Ok(report);
+    }
+    model.prepare(&mut windows);
+    let local =
+        |windows: &[crate::detect::features::WindowFeatures]| model.judge(windows, &model.forest_scores(windows), model.threshold, false);
+    let verdicts = match &config.endpoint {
+        None => {
+            report.scored_by = "model".into();
+            local(&windows)
+        }
+        // An immune system that goes blind when its endpoint hiccups is no use: the model
+        // the function carries scores the batch instead, and the report says so.
+        Some(endpoint) => match endpoint_scores(api, endpoint, &windows).await {
+            Ok(scores) => {
+                report.scored_by = format!("endpoint {endpoint}");
+                model.judge(&windows, &scores, config.endpoint_threshold.unwrap_or(model.threshold), false)
+            }
+            Err(e) => {
+                report.scored_by = format!("model (endpoint {endpoint} failed: {e})");
+                local(&windows)
+            }
+        },
+    };
+    let at = api.now();
+    report.detections = verdicts
+        .into_iter()
+        .filter(|v| v.anomalous)
+        .filter_map(|v| {
+            Some(DetectionEvent {
+                at,
+                lab: config.lab.clone(),
+                instance_id: v.instance_id.clone()?,
+                detector: DETECTOR_NAME.to_string(),
+                window_start: Timestamp::from_unix_seconds(v.window_start),
+                reason: v.summary(),
+            })
+        })
+        .collect();
+    if !report.detections.is_empty() {
+        api.put_detections(&report.detections).await.map_err(DetectorError::Put)?;
+    }
+    Ok(report)
+}
+
+async fn endpoint_scores(
+    api: &dyn DetectorApi,
+    endpoint: &str,
+    windows: &[crate::detect::features::WindowFeatures],
+) -> Result<Vec<f64>, String> {
+    let answer = api.invoke_endpoint(endpoint, &rcf_csv(windows)).await.map_err(|e| e.to_string())?;
+    rcf_scores(&answer, windows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
+    use crate::formats::flowlog::LAB_LOG_FORMAT;
+    use crate::formats::flowlog::{Action, FlowRecord};
+    use std::sync::Mutex;
+
+    /// Records PutEvents; answers InvokeEndpoint with a canned body.
+    struct Recorder {
+        endpoint_answer: Result<Vec<u8>, CloudError>,
+        csv_sent: Mutex<Vec<String>>,
+        put: Mutex<Vec<DetectionEvent>>,
+    }
+
+    #[async_trait]
+    impl DetectorApi for Recorder {
+        fn now(&self) -> Timestamp {
+            Timestamp(1_767_230_000_000)
+        }
+        async fn invoke_endpoint(&self, _: &str, csv: &str) -> Result<Vec<u8>, CloudError> {
+            self.csv_sent.lock().unwrap().push(csv.to_string());
+            self.endpoint_answer.clone()
+        }
+        async fn put_detections(&self, d: &[DetectionEvent]) -> Result<(), CloudError> {
+            self.put.lock().unwrap().extend_from_slice(d);
+            Ok(())
+        }
+    }
+
+    fn recorder(answer: Result<Vec<u8>, CloudError>) -> Recorder {
+        Recorder { endpoint_answer: answer, csv_sent: Mutex::new(vec![]), put: Mutex::new(vec![]) }
+    }
+
+    /// Twelve hours of a quiet agent, then one window that sends a gigabyte away.
+    fn model_and_attack() -> (Model, Vec<String>) {
+        let base = 1_767_225_600;
+        let format = LogFormat::parse(LAB_LOG_FORMAT).unwrap();
+        let rec = |start: i64, dst: &str, bytes: u64| FlowRecord {
+            version: Some(2),
+            account_id: Some("123456789012".into()),
+            ..crate::detect::features::tests::out(start, 40_000 + (start % 20_000) as u16, dst, 443, bytes, Action::Accept)
+        };
+        let quiet: Vec<FlowRecord> = (0..12 * 60).map(|m| rec(base + m * 60, "52.46.141.10", 2_000 + (m as u64 * 37) % 900)).collect();
+        let model = Model::train(crate::detect::features::windows(&quiet, 60), &Default::default(), "test").unwrap();
+        let attack_at = base + 13 * 3600;
+        let lines =
+            [rec(attack_at, "52.46.141.10", 2_400), rec(attack_at + 5, "203.0.113.50", 1 << 30)].iter().map(|r| format.write(r)).collect();
+        (model, lines)
+    }
+
+    fn config(endpoint: Option<&str>) -> DetectorConfig {
+        DetectorConfig::from_env(|k| match k {
+            "CIS_LAB" => Some("lab".into()),
+            "CIS_LOG_FORMAT" => Some(LAB_LOG_FORMAT.into()),
+            "CIS_ENDPOINT" => endpoint.map(String::from),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    fn subscription_event(lines: &[String]) -> String {
+        encode_lambda_event(&LogsData {
+            message_type: "DATA_MESSAGE".into(),
+            owner: "123456789012".into(),
+            log_group: "/cis/lab/flow-logs".into(),
+            log_stream: "eni-1-all".into(),
+            subscription_filters: vec!["cis-lab-subscription".into()],
+            log_events: lines.iter().enumerate().map(|(i, l)| LogEvent { id: i.to_string(), timestamp: 0, message: l.clone() }).collect(),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_exfiltration_window_becomes_one_detection_for_its_instance() {
+        let (model, lines) = model_and_attack();
+        let r = recorder(Err(CloudError::Invalid("no endpoint".into())));
+        let report = handle(&r, &config(None), &model, subscription_event(&lines).as_bytes()).await.unwrap();
+        assert_eq!((report.records, report.windows, report.scored_by.as_str()), (2, 1, "model"));
+        assert_eq!(report.log_stream, "eni-1-all");
+        let put = r.put.lock().unwrap().clone();
+        assert_eq!(put.len(), 1);
+        assert_eq!((put[0].lab.as_str(), put[0].instance_id.as_str()), ("lab", "i-1"));
+        assert!(put[0].reason.contains("bytes"), "{}", put[0].reason);
+        assert!(r.csv_sent.lock().unwrap().is_empty(), "no endpoint call without an endpoint");
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_scores_when_the_lab_has_one_and_the_model_when_it_fails() {
+        let (model, lines) = model_and_attack();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        // The endpoint calls the window normal: no detection from the score (the guard's
+        // learned limits still apply, so use a window under them).
+        let quiet = &lines[..1];
+        let r = recorder(Ok(br#"{"scores":[{"score":0.01}]}"#.to_vec()));
+        let report = score_lines(&r, &config(Some("cis-lab-anomaly-endpoint")), &model, quiet).await.unwrap();
+        assert_eq!(report.scored_by, "endpoint cis-lab-anomaly-endpoint");
+        assert_eq!(r.csv_sent.lock().unwrap().len(), 1);
+        assert_eq!(r.csv_sent.lock().unwrap()[0].lines().count(), 1, "one CSV row per window");
+        assert!(report.detections.is_empty());
+
+        let broken = recorder(Ok(b"<html>502</html>".to_vec()));
+        let report = score_lines(&broken, &config(Some("cis-lab-anomaly-endpoint")), &model, &lines).await.unwrap();
+        assert!(
+            report.scored_by.starts_with("model (endpoint cis-lab-anomaly-endpoint failed: the anomaly endpoint answered"),
+            "{}",
+            report.scored_by
+        );
+        assert_eq!(report.detections.len(), 1, "the carried model still detects");
+    }
+
+    #[tokio::test]
+    async fn a_control_message_or_a_foreign_payload_puts_nothing() {
+        let (model, _) = model_and_attack();
+        let r = recorder(Err(CloudError::Invalid("unused".into())));
+        let control = encode_lambda_event(&LogsData {
+            message_type: "CONTROL_MESSAGE".into(),
+            owner: "CloudwatchLogs".into(),
+            log_group: String::new(),
+            log_stream: String::new(),
+            subscription_filters: vec![],
+            log_events: vec![LogEvent {
+                id: "0".into(),
+                timestamp: 0,
+                message: "CWL CONTROL MESSAGE: Checking health of destination Lambda.".into(),
+            }],
+        });
+        let report = handle(&r, &config(None), &model, control.as_bytes()).await.unwrap();
+        assert_eq!(report.windows, 0);
+        let err = handle(&r, &config(None), &model, br#"{"source":"cis.detector"}"#).await.unwrap_err();
+        assert!(err.to_string().starts_with("not a CloudWatch Logs subscription event"), "{err}");
+        assert!(r.put.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn configuration_errors_name_the_variable() {
+        for (k, v, want) in [("CIS_WINDOW_S", "30", "CIS_WINDOW_S=30"), ("CIS_ENDPOINT_THRESHOLD", "high", "CIS_ENDPOINT_THRESHOLD=high")] {
+            let e = DetectorConfig::from_env(|key| match key {
+                "CIS_LAB" => Some("lab".into()),
+                key if key == k => Some(v.into()),
+                _ => None,
+            })
+            .unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(DetectorConfig::from_env(|_| None).unwrap_err().contains("CIS_LAB"));
+    }
+}

@@ -1,0 +1,311 @@
+//! Attack scenarios: one TOML file each under `scenarios/`, embedded in the binary.
+//!
+//! A scenario says what it does on a real instance (a shell script run through SSM) and
+//! how its traffic looks to the simulator (streams of connections), and what a detector
+//! should make of it. Baseline (benign) traffic profiles use the same stream model.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::base::error::{Error, Result};
+
+/// The scenarios shipped with cis, as (file name, text).
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("benign-package-update.toml", include_str!("../../scenarios/benign-package-update.toml")),
+    ("c2-beacon-jitter.toml", include_str!("../../scenarios/c2-beacon-jitter.toml")),
+    ("exfil-dns-tunnel.toml", include_str!("../../scenarios/exfil-dns-tunnel.toml")),
+    ("exfil-http-beacon.toml", include_str!("../../scenarios/exfil-http-beacon.toml")),
+    ("exfil-https-bulk.toml", include_str!("../../scenarios/exfil-https-bulk.toml")),
+    ("exfil-long-stream.toml", include_str!("../../scenarios/exfil-long-stream.toml")),
+    ("exfil-slow-drip.toml", include_str!("../../scenarios/exfil-slow-drip.toml")),
+    ("exfil-spray.toml", include_str!("../../scenarios/exfil-spray.toml")),
+    ("exfil-unusual-port.toml", include_str!("../../scenarios/exfil-unusual-port.toml")),
+    ("recon-port-scan.toml", include_str!("../../scenarios/recon-port-scan.toml")),
+];
+
+/// The scenario `cis attack` and `cis demo` run when none is named.
+pub const DEFAULT_SCENARIO: &str = "exfil-http-beacon";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub id: String,
+    pub title: String,
+    /// MITRE ATT&CK technique ids.
+    pub mitre: Vec<String>,
+    pub description: String,
+    /// What runs on a real target (bash, through SSM Run Command).
+    pub script: String,
+    pub expect: Expectation,
+    #[serde(rename = "traffic")]
+    pub streams: Vec<Stream>,
+}
+
+/// What a working pipeline should do with the scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub detected: bool,
+    pub isolated: bool,
+    /// False where flow logs cannot see the traffic at all (DNS to the VPC resolver).
+    #[serde(default = "yes")]
+    pub visible_in_flow_logs: bool,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Protocol {
+    /// The IANA protocol number flow logs carry.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Icmp => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The target opens the connections.
+    Outbound,
+    /// Remote hosts open connections to the target.
+    Inbound,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// Every `interval_s`, plus or minus `jitter_s`.
+    Periodic,
+    /// Poisson arrivals with mean gap `interval_s`.
+    Poisson,
+}
+
+/// A stream of connections with one shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    #[serde(default = "outbound")]
+    pub direction: Direction,
+    /// Remote addresses, used in turn.
+    pub remotes: Vec<String>,
+    /// Remote (outbound) or local (inbound) ports, used in turn.
+    pub ports: Vec<u16>,
+    #[serde(default = "tcp")]
+    pub protocol: Protocol,
+    /// Seconds after the scenario starts when the first connection opens.
+    #[serde(default)]
+    pub start_s: f64,
+    /// How many connections; 0 in a baseline profile means forever.
+    pub connections: u32,
+    #[serde(default = "periodic")]
+    pub arrival: Arrival,
+    #[serde(default)]
+    pub interval_s: f64,
+    #[serde(default)]
+    pub jitter_s: f64,
+    /// Bytes the target sends on each connection.
+    pub bytes_out: u64,
+    /// Bytes the target receives on each connection.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// How long each connection stays open.
+    #[serde(default = "short")]
+    pub duration_s: f64,
+}
+
+fn outbound() -> Direction {
+    Direction::Outbound
+}
+fn tcp() -> Protocol {
+    Protocol::Tcp
+}
+fn periodic() -> Arrival {
+    Arrival::Periodic
+}
+fn short() -> f64 {
+    0.5
+}
+
+impl Stream {
+    fn check(&self, i: usize) -> std::result::Result<(), String> {
+        let at = format!("[[traffic]] #{}", i + 1);
+        if self.remotes.is_empty() {
+            return Err(format!("{at}: 'remotes' needs at least one address"));
+        }
+        for r in &self.remotes {
+            r.parse::<std::net::IpAddr>().map_err(|_| format!("{at}: remote '{r}' is not an IP address"))?;
+        }
+        if self.ports.is_empty() {
+            return Err(format!("{at}: 'ports' needs at least one port"));
+        }
+        if !(self.start_s >= 0.0 && self.interval_s >= 0.0 && self.jitter_s >= 0.0 && self.duration_s > 0.0) {
+            return Err(format!("{at}: times must be non-negative and duration_s positive"));
+        }
+        if self.connections != 1 && self.interval_s <= 0.0 {
+            return Err(format!("{at}: more than one connection needs interval_s > 0"));
+        }
+        if self.jitter_s > self.interval_s {
+            return Err(format!("{at}: jitter_s must not exceed interval_s"));
+        }
+        Ok(())
+    }
+
+    /// Seconds from the scenario's start until this stream's last connection closes.
+    pub fn span_s(&self) -> f64 {
+        self.start_s + self.interval_s * self.connections.saturating_sub(1) as f64 + self.jitter_s + self.duration_s
+    }
+}
+
+impl Scenario {
+    /// Parses a scenario file; errors name the file and line.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| Error::BadFile {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+            message: e.message().to_string(),
+        })?;
+        let bad = |line: usize, message: String| Error::BadFile { path: path.to_path_buf(), line, message };
+        if scenario.id.is_empty() || !scenario.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(bad(find_line(text, "id"), format!("id '{}' must be lowercase letters, digits and hyphens", scenario.id)));
+        }
+        if scenario.streams.is_empty() {
+            return Err(bad(1, "a scenario needs at least one [[traffic]] stream".into()));
+        }
+        for (i, s) in scenario.streams.iter().enumerate() {
+            if s.connections == 0 {
+                return Err(bad(nth_table_line(text, i), format!("[[traffic]] #{}: a scenario's stream needs connections >= 1", i + 1)));
+            }
+            s.check(i).map_err(|m| bad(nth_table_line(text, i), m))?;
+        }
+        Ok(scenario)
+    }
+
+    /// Seconds from start until the last connection closes.
+    pub fn span_s(&self) -> f64 {
+        self.streams.iter().map(Stream::span_s).fold(0.0, f64::max)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn find_line(text: &str, key: &str) -> usize {
+    text.lines().position(|l| l.trim_start().starts_with(key)).map_or(1, |i| i + 1)
+}
+
+fn nth_table_line(text: &str, n: usize) -> usize {
+    text.lines().enumerate().filter(|(_, l)| l.trim() == "[[traffic]]").nth(n).map_or(1, |(i, _)| i + 1)
+}
+
+/// The embedded catalogue, in id order.
+pub fn catalogue() -> Vec<Scenario> {
+    let mut all: Vec<Scenario> = EMBEDDED
+        .iter()
+        .map(|(file, text)| {
+            Scenario::parse(text, &Path::new("scenarios").join(file)).expect("embedded scenarios are checked by the test suite")
+        })
+        .collect();
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    all
+}
+
+/// Looks a scenario up by id in the catalogue, or loads it from a `.toml` path.
+pub fn find(id_or_path: &str) -> Result<Scenario> {
+    if id_or_path.ends_with(".toml") {
+        let path = Path::new(id_or_path);
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        return Scenario::parse(&text, path);
+    }
+    catalogue().into_iter().find(|s| s.id == id_or_path).ok_or_else(|| Error::UnknownScenario(id_or_path.to_string()))
+}
+
+/// A benign traffic profile: streams that run as long as the target does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineProfile {
+    pub id: String,
+    pub description: String,
+    #[serde(rename = "traffic")]
+    pub streams: Vec<Stream>,
+}
+
+#[derive(Deserialize)]
+struct BaselineFile {
+    profile: Vec<BaselineProfile>,
+}
+
+const BASELINES_TOML: &str = include_str!("../../assets/baselines.toml");
+
+/// The benign background the simulator runs on every target.
+pub fn baselines() -> Vec<BaselineProfile> {
+    let file: BaselineFile = toml::from_str(BASELINES_TOML).expect("assets/baselines.toml is checked by the test suite");
+    for p in &file.profile {
+        for (i, s) in p.streams.iter().enumerate() {
+            s.check(i).expect("assets/baselines.toml streams are valid");
+        }
+    }
+    file.profile
+}
+
+pub const DEFAULT_BASELINE: &str = "idle-server";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_scenarios_is_embedded_and_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = EMBEDDED.iter().map(|(f, _)| f.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+        let all = catalogue();
+        for s in &all {
+            assert_eq!(format!("{}.toml", s.id), EMBEDDED.iter().find(|(_, t)| t.contains(&format!("id = \"{}\"", s.id))).unwrap().0);
+        }
+        assert!(all.iter().any(|s| s.id == DEFAULT_SCENARIO));
+        assert!(baselines().iter().any(|b| b.id == DEFAULT_BASELINE));
+    }
+
+    #[test]
+    fn malformed_files_name_path_and_line() {
+        let text = "id = \"x\"\ntitle = \"t\"\nmitre = []\ndescription = \"d\"\nscript = \"s\"\n[expect]\ndetected = maybe\n";
+        let err = Scenario::parse(text, Path::new("scenarios/x.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("scenarios/x.toml:7:"), "{err}");
+        let text = "id = \"x\"\ntitle = \"t\"\nmitre = []\ndescription = \"d\"\nscript = \"s\"\n[expect]\ndetected = true\nisolated = true\n\n[[traffic]]\nremotes = [\"nope\"]\nports = [80]\nconnections = 1\nbytes_out = 1\n";
+        let err = Scenario::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:10:") && err.contains("nope"), "{err}");
+        assert!(matches!(find("no-such-scenario"), Err(Error::UnknownScenario(_))));
+    }
+}
