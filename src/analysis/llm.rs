@@ -281,10 +281,11 @@ impl Default for Sampling {
     }
 }
 
-/// An OpenAI-compatible chat-completions server, over plain HTTP (a local vLLM, llama.cpp
-/// or Ollama; put a TLS-terminating proxy in front of a remote one).
+/// An OpenAI-compatible chat-completions server, over HTTP or HTTPS (a local vLLM,
+/// llama.cpp or Ollama, or a hosted one). HTTPS trusts the system's roots
+/// (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
 pub struct OpenAi {
-    /// `http://host:port` or `http://host:port/v1`.
+    /// `http[s]://host[:port]`, with or without `/v1`.
     pub url: String,
     pub model: String,
     /// Sent as a bearer token when set (`OPENAI_API_KEY`).
@@ -325,15 +326,18 @@ impl Completion for OpenAi {
             "max_tokens": self.sampling.max_new_tokens,
         });
         let url = self.completions_url();
-        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-        if let Some(k) = &self.api_key {
-            headers.push(("Authorization".to_string(), format!("Bearer {k}")));
-        }
         let unreachable = |detail: String| AnalysisError::Unreachable { analyser: "openai".into(), target: url.clone(), detail };
-        let (status, text) = http::post(&url, &headers, body.to_string().as_bytes()).await.map_err(unreachable)?;
+        let client = reqwest::Client::builder().build().map_err(|e| unreachable(error_chain(&e)))?;
+        let mut request = client.post(&url).header("Content-Type", "application/json").body(body.to_string());
+        if let Some(k) = &self.api_key {
+            request = request.bearer_auth(k);
+        }
+        let reply = request.send().await.map_err(|e| unreachable(error_chain(&e)))?;
+        let status = reply.status();
+        let text = reply.text().await.map_err(|e| unreachable(format!("reading the reply: {}", error_chain(&e))))?;
         let bad = |detail: String| AnalysisError::BadAnswer { analyser: "openai".into(), detail };
-        if !(200..300).contains(&status) {
-            return Err(unreachable(format!("HTTP {status}: {}", excerpt(&text))));
+        if !status.is_success() {
+            return Err(unreachable(format!("HTTP {}: {}", status.as_u16(), excerpt(&text))));
         }
         let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("the server's reply is not JSON ({e}): {}", excerpt(&text))))?;
@@ -342,6 +346,18 @@ impl Completion for OpenAi {
             .map(str::to_string)
             .ok_or_else(|| bad(format!("the reply has no choices[0].message.content: {}", excerpt(&text))))
     }
+}
+
+/// An error with its causes, which say what went wrong (refused, a certificate not trusted).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// The request Foundation-Sec-8B-Instruct's DJL LMI container takes (SageMaker's LMI
@@ -403,92 +419,6 @@ impl Completion for SageMaker {
                 detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
             })?;
         sagemaker_answer(out.body().map(|b| b.as_ref()).unwrap_or_default())
-    }
-}
-
-/// Just enough HTTP/1.1 for a chat-completions POST: one request per connection, a body
-/// by Content-Length, an answer by Content-Length, chunks or the connection's end.
-mod http {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-    pub async fn post(url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, String), String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("'{url}': only http:// URLs are supported (put a TLS-terminating proxy in front of an https server)"))?;
-        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
-        let address = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
-        let mut stream = tokio::net::TcpStream::connect(&address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
-        let mut request = format!("POST {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(|e| format!("sending the request: {e}"))?;
-        stream.write_all(body).await.map_err(|e| format!("sending the request: {e}"))?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.map_err(|e| format!("reading the reply: {e}"))?;
-        parse_response(&raw)
-    }
-
-    pub fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("the reply is not HTTP: no end of headers")?;
-        let head = String::from_utf8_lossy(&raw[..split]);
-        let mut lines = head.lines();
-        let status_line = lines.next().unwrap_or_default();
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .filter(|_| status_line.starts_with("HTTP/1."))
-            .ok_or_else(|| format!("the reply is not HTTP: '{status_line}'"))?;
-        let header = |name: &str| {
-            lines
-                .clone()
-                .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
-        };
-        let mut body = raw[split + 4..].to_vec();
-        if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            body = dechunk(&body)?;
-        } else if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            if body.len() < n {
-                return Err(format!("the reply ended after {} of its {n} bytes", body.len()));
-            }
-            body.truncate(n);
-        }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-
-    fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        loop {
-            let end = data.windows(2).position(|w| w == b"\r\n").ok_or("a chunked reply ended inside a chunk header")?;
-            let size_text = String::from_utf8_lossy(&data[..end]);
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16)
-                .map_err(|_| format!("bad chunk size '{size_text}'"))?;
-            data = &data[end + 2..];
-            if size == 0 {
-                return Ok(out);
-            }
-            if data.len() < size {
-                return Err("a chunked reply ended inside a chunk".into());
-            }
-            out.extend_from_slice(&data[..size]);
-            data = data.get(size + 2..).unwrap_or_default();
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn replies_by_length_by_chunks_and_to_the_end() {
-            assert_eq!(super::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiXX").unwrap(), (200, "hi".into()));
-            let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-            assert_eq!(super::parse_response(chunked).unwrap(), (200, "abcde".into()));
-            assert_eq!(super::parse_response(b"HTTP/1.0 503 Busy\r\n\r\nlater").unwrap(), (503, "later".into()));
-            assert!(super::parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
-            assert!(super::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort").is_err());
-            assert!(super::parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
-        }
     }
 }
 

@@ -41,11 +41,11 @@ async fn analyser(args: &Args, a: &AnalyserArgs) -> Result<Box<dyn Analyser>> {
     match a.analyser {
         AnalyserKind::Builtin => Ok(Box::new(Builtin)),
         AnalyserKind::Openai => {
-            let url = a.url.clone().ok_or_else(|| Error::Usage("--analyser openai needs --url http://HOST:PORT of the server".into()))?;
-            if !url.starts_with("http://") {
-                return Err(Error::Usage(format!(
-                    "--url {url}: only http:// is supported; put a TLS-terminating proxy in front of an https server"
-                )));
+            let url =
+                a.url.clone().ok_or_else(|| Error::Usage("--analyser openai needs --url http[s]://HOST[:PORT] of the server".into()))?;
+            match reqwest::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return Err(Error::Usage(format!("--url {url}: give the server as http://HOST[:PORT] or https://HOST[:PORT]"))),
             }
             let model =
                 a.model.clone().ok_or_else(|| Error::Usage("--analyser openai needs --model NAME (the model the server serves)".into()))?;

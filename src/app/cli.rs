@@ -152,19 +152,12 @@ pub struct PolicyArgs {
     pub any_region: bool,
 }
 
-/// A time to live in seconds, from `30m`, `4h`, `2d` or `900s`.
+/// A time to live in seconds, from `30m`, `4h`, `2d`, `900s` or `1h 30m` (humantime's
+/// format).
 pub fn parse_ttl(s: &str) -> Result<u64, String> {
-    let bad = || format!("'{s}' is not a duration: a number and a unit, s, m, h or d (30m, 4h, 2d)");
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
-        _ => return Err(bad()),
-    };
+    let secs = humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}): a number and a unit, such as 30m, 4h, 2d or 1h 30m"))?
+        .as_secs();
     if !(15 * 60..=7 * 86_400).contains(&secs) {
         return Err(format!("'{s}': a lab's time to live is 15 minutes to 7 days"));
     }
@@ -442,7 +435,7 @@ pub enum AnalyserKind {
 pub struct AnalyserArgs {
     #[arg(long, value_enum, default_value = "builtin")]
     pub analyser: AnalyserKind,
-    /// The OpenAI-compatible server: `http://host:port`, with or without `/v1`.
+    /// The OpenAI-compatible server: `http[s]://host[:port]`, with or without `/v1`.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The model name the OpenAI-compatible server serves.

@@ -51,86 +51,31 @@ impl Timestamp {
         Duration::from_millis((self.0 - earlier.0).max(0) as u64)
     }
 
-    /// Compact UTC form used in identifiers: `20260101T000000Z`.
     /// Parses `2026-01-01T00:05:12.345Z`, `...+0000` or `...+00:00` (what CloudWatch and
-    /// EventBridge write); other offsets are applied.
+    /// EventBridge write); other offsets are applied. RFC 3339 by `jiff`.
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
-        let b = text.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-            return None;
-        }
-        let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-        let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
-        let mut rest = &text[19..];
-        let mut ms = 0;
-        if let Some(frac) = rest.strip_prefix('.') {
-            let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
-            if digits == 0 {
-                return None;
-            }
-            let padded = format!("{:0<3}", &frac[..digits.min(3)]);
-            ms = padded.parse::<i64>().ok()?;
-            rest = &frac[digits..];
-        }
-        let offset_s = match rest {
-            "Z" | "z" => 0,
-            _ => {
-                let sign = match rest.as_bytes().first()? {
-                    b'+' => 1,
-                    b'-' => -1,
-                    _ => return None,
-                };
-                let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
-                if digits.len() != 4 || !digits.chars().all(|c| c.is_ascii_digit()) {
-                    return None;
-                }
-                sign * (digits[..2].parse::<i64>().ok()? * 3600 + digits[2..].parse::<i64>().ok()? * 60)
-            }
-        };
-        // Howard Hinnant's days_from_civil.
-        let y = if mo <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let mp = (mo + 9) % 12;
-        let doy = (153 * mp + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        let days = era * 146_097 + doe - 719_468;
-        Some(Timestamp(((days * 86_400 + h * 3600 + mi * 60 + s) - offset_s) * 1000 + ms))
+        let t: jiff::Timestamp = text.parse().ok()?;
+        Some(Timestamp(t.as_millisecond()))
     }
 
+    /// Compact UTC form used in identifiers: `20260101T000000Z`.
     pub fn compact(self) -> String {
-        let (y, mo, d, h, mi, s, _) = civil(self.0);
-        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(t) => t.strftime("%Y%m%dT%H%M%SZ").to_string(),
+            Err(_) => format!("{}ms", self.0),
+        }
     }
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 with milliseconds: `2026-01-01T00:05:12.345Z`.
+    /// RFC 3339 with milliseconds: `2026-01-01T00:05:12.345Z`. An instant beyond what a
+    /// calendar date can name (years past 9999, from hostile input) shows its milliseconds.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, mo, d, h, mi, s, ms) = civil(self.0);
-        write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(t) => write!(f, "{}", t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+            Err(_) => write!(f, "{}ms since the epoch", self.0),
+        }
     }
-}
-
-/// Splits epoch milliseconds into UTC calendar fields (Howard Hinnant's civil_from_days).
-fn civil(millis: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let ms = millis.rem_euclid(1000) as u32;
-    let secs = millis.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (sod / 3600) as u32, ((sod % 3600) / 60) as u32, (sod % 60) as u32, ms)
 }
 
 /// The program's one source of wall time.

@@ -5,9 +5,9 @@
 //! addresses) are left out and listed. An empty cell is 0. A label column, when named, is
 //! read as positive (`1`, `true`, `yes`, `malicious`, `attack`, `anomaly`) or negative
 //! (`0`, `false`, `no`, `benign`, `normal`); rows with any other label are skipped and
-//! counted. Fields may be quoted but may not contain commas.
+//! counted. Fields are read as RFC 4180 has them (the `csv` crate): quoted fields may hold
+//! commas, quotes and line breaks; spaces around a field are trimmed.
 
-use std::io::BufRead;
 use std::path::Path;
 
 use crate::base::error::{Error, Result};
@@ -41,21 +41,18 @@ pub fn label(value: &str) -> Option<bool> {
     }
 }
 
-fn unquote(field: &str) -> &str {
-    let f = field.trim();
-    f.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(f)
-}
-
 /// Reads a CSV table; `label_column` names the labels, if any.
 pub fn read_csv(path: &Path, label_column: Option<&str>) -> Result<Table> {
     let bad = |line: usize, message: String| Error::BadFile { path: path.to_path_buf(), line, message };
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut lines = std::io::BufReader::with_capacity(1 << 16, file).lines();
-    let header = match lines.next() {
-        Some(h) => h.map_err(|e| Error::io(path, e))?,
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).buffer_capacity(1 << 16).from_reader(file);
+    let mut records = reader.records();
+    let line_of = |e: &csv::Error| e.position().map_or(0, |p| p.line() as usize);
+    let names: Vec<String> = match records.next() {
+        Some(h) => h.map_err(|e| bad(line_of(&e).max(1), format!("cannot be read: {e}")))?.iter().map(str::to_string).collect(),
         None => return Err(bad(1, "empty file: expected a header line of column names".into())),
     };
-    let names: Vec<String> = header.split(',').map(|n| unquote(n).to_string()).collect();
     let label_at = match label_column {
         Some(l) => Some(
             names
@@ -69,25 +66,24 @@ pub fn read_csv(path: &Path, label_column: Option<&str>) -> Result<Table> {
         Table { columns: vec![], ignored: vec![], data: vec![], labels: label_at.map(|_| vec![]), skipped_rows: 0, empty_cells: 0 };
     // Decided on the first data row: which columns are features.
     let mut features: Option<Vec<usize>> = None;
-    for (i, line) in lines.enumerate() {
-        let number = i + 2;
-        let line = line.map_err(|e| bad(number, format!("cannot be read: {e}")))?;
-        if line.trim().is_empty() {
+    for record in records {
+        let record = record.map_err(|e| bad(line_of(&e), format!("cannot be read: {e}")))?;
+        let number = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(str::is_empty) {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').map(unquote).collect();
-        if fields.len() != names.len() {
-            return Err(bad(number, format!("{} fields, the header has {}", fields.len(), names.len())));
+        if record.len() != names.len() {
+            return Err(bad(number, format!("{} fields, the header has {}", record.len(), names.len())));
         }
         let cols = features.get_or_insert_with(|| {
             let (keep, drop): (Vec<usize>, Vec<usize>) =
-                (0..names.len()).filter(|&c| Some(c) != label_at).partition(|&c| fields[c].is_empty() || fields[c].parse::<f64>().is_ok());
+                (0..names.len()).filter(|&c| Some(c) != label_at).partition(|&c| record[c].is_empty() || record[c].parse::<f64>().is_ok());
             table.columns = keep.iter().map(|&c| names[c].clone()).collect();
             table.ignored = drop.iter().map(|&c| names[c].clone()).collect();
             keep
         });
         if let (Some(at), Some(labels)) = (label_at, table.labels.as_mut()) {
-            match label(fields[at]) {
+            match label(&record[at]) {
                 Some(l) => labels.push(l),
                 None => {
                     table.skipped_rows += 1;
@@ -96,7 +92,7 @@ pub fn read_csv(path: &Path, label_column: Option<&str>) -> Result<Table> {
             }
         }
         for &c in cols.iter() {
-            let v = fields[c];
+            let v = &record[c];
             if v.is_empty() {
                 table.empty_cells += 1;
                 table.data.push(0.0);
@@ -134,5 +130,15 @@ mod tests {
         assert!(read_csv(&p, Some("label")).unwrap_err().to_string().contains(":1: no column 'label'"));
         std::fs::write(&p, "a,b\n1\n").unwrap();
         assert!(read_csv(&p, None).unwrap_err().to_string().contains(":2: 1 fields, the header has 2"));
+        // Quoted fields may hold the separator, quotes and line breaks.
+        std::fs::write(&p, "a,name,label\n1,\"Smith, J. \"\"JS\"\"\",normal\n2,\"two\nlines\",attack\n3,x,oops\n").unwrap();
+        let t = read_csv(&p, Some("label")).unwrap();
+        assert_eq!(
+            (t.columns.clone(), t.ignored.clone(), t.data.clone()),
+            (vec!["a".to_string()], vec!["name".to_string()], vec![1.0, 2.0])
+        );
+        assert_eq!(t.labels, Some(vec![false, true]));
+        std::fs::write(&p, "a,b\n1,2\n\"3,4\n").unwrap();
+        assert!(read_csv(&p, None).unwrap_err().to_string().contains(":3: 1 fields, the header has 2"));
     }
 }

@@ -10,18 +10,19 @@
 pub mod progress;
 // A lab run's measurement and its record on disk.
 pub mod measure;
+// A walk over a dependency graph: vertices, blockers and a callback.
+mod walk;
 
 pub use progress::{Progress, Silent};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
+use self::walk::{walk, Visit, WalkError};
 use crate::base::clock::Timestamp;
 use crate::base::error::{Error, Result};
 use crate::cloud::{Cloud, CloudError, ResourceStatus};
@@ -172,8 +173,6 @@ pub struct Orchestrator<'a> {
     pub state: &'a StateDir,
 }
 
-type Step<'f> = Pin<Box<dyn Future<Output = (Role, Result<Option<String>>)> + Send + 'f>>;
-
 impl<'a> Orchestrator<'a> {
     pub fn new(cloud: &'a dyn Cloud, progress: &'a dyn Progress, state: &'a StateDir) -> Self {
         Orchestrator { cloud, progress, state }
@@ -269,32 +268,28 @@ impl<'a> Orchestrator<'a> {
         file.lock().expect("not poisoned").update(|l| l.complete = false)?;
         let applied = Mutex::new(Vec::new());
 
-        let result = self
-            .run_ordered(
-                graph.roles().collect(),
-                |role| graph.get(role).map(|s| s.depends_on.clone()).unwrap_or_default(),
-                |role, refs| -> Step<'_> {
-                    let spec = graph.get(role).expect("role from the graph").clone();
-                    let (file, applied, account) = (&file, &applied, &account);
-                    Box::pin(async move {
-                        let r = self.ensure(&spec, &refs, file, &account.account_id, &account.region).await;
-                        match r {
-                            Ok(a) => {
-                                let id = a.id.clone();
-                                applied.lock().expect("not poisoned").push(a);
-                                (role, Ok(Some(id)))
-                            }
-                            Err(e) => (role, Err(e)),
-                        }
-                    })
-                },
-            )
-            .await;
-        result.map_err(|(role, e)| match e {
-            Error::Cloud(ce) => Error::LabState(format!(
+        let result = walk(
+            graph.roles().collect(),
+            |role| graph.get(role).map(|s| s.depends_on.clone()).unwrap_or_default(),
+            |role, refs| -> Visit<'_, String, Error> {
+                let spec = graph.get(role).expect("role from the graph").clone();
+                let refs = refs.clone();
+                let (file, applied, account) = (&file, &applied, &account);
+                Box::pin(async move {
+                    let a = self.ensure(&spec, &refs, file, &account.account_id, &account.region).await?;
+                    let id = a.id.clone();
+                    applied.lock().expect("not poisoned").push(a);
+                    Ok(Some(id))
+                })
+            },
+        )
+        .await;
+        result.map_err(|e| match e {
+            WalkError::Failed(role, Error::Cloud(ce)) => Error::LabState(format!(
                 "creating {role} failed: {ce}; what was created is in the ledger: run `cis up --lab {lab}` again to resume, or `cis down --lab {lab}` to remove it"
             )),
-            other => other,
+            WalkError::Failed(_, other) => other,
+            WalkError::Cycle(roles) => Error::Internal(format!("dependency cycle in the lab graph among {roles:?}")),
         })?;
         let mut file = file.into_inner().expect("not poisoned");
         file.update(|l| l.complete = true)?;
@@ -394,52 +389,6 @@ impl<'a> Orchestrator<'a> {
         Ok(Applied { role: spec.role, kind: spec.kind, id, action, seconds })
     }
 
-    /// Runs `start` for every role once all of its blockers finished, as many at once as
-    /// are ready. After a failure no new step starts; the running ones finish. Returns the
-    /// ids by role, or the first failure.
-    async fn run_ordered<'f>(
-        &self,
-        roles: Vec<Role>,
-        blockers: impl Fn(Role) -> Vec<Role>,
-        mut start: impl FnMut(Role, Refs) -> Step<'f>,
-    ) -> std::result::Result<Refs, (Role, Error)> {
-        let set: BTreeSet<Role> = roles.iter().copied().collect();
-        let mut pending = roles;
-        let mut done: BTreeSet<Role> = BTreeSet::new();
-        let mut refs = Refs::new();
-        let mut running = FuturesUnordered::new();
-        let mut failure: Option<(Role, Error)> = None;
-        loop {
-            if failure.is_none() {
-                let (ready, rest): (Vec<Role>, Vec<Role>) =
-                    pending.into_iter().partition(|r| blockers(*r).iter().all(|b| !set.contains(b) || done.contains(b)));
-                pending = rest;
-                for role in ready {
-                    running.push(start(role, refs.clone()));
-                }
-            }
-            match running.next().await {
-                Some((role, Ok(id))) => {
-                    done.insert(role);
-                    if let Some(id) = id {
-                        refs.insert(role, id);
-                    }
-                }
-                Some((role, Err(e))) => {
-                    if failure.is_none() {
-                        failure = Some((role, e));
-                    }
-                }
-                None => break,
-            }
-        }
-        match failure {
-            Some(f) => Err(f),
-            None if !pending.is_empty() => Err((pending[0], Error::Internal("dependency cycle in the lab graph".into()))),
-            None => Ok(refs),
-        }
-    }
-
     /// Deletes one resource and waits until it is gone.
     async fn delete_and_wait(&self, label: &str, kind: ResourceKind, id: &str) -> std::result::Result<bool, CloudError> {
         self.progress.begin(label, id, "deleting");
@@ -502,66 +451,55 @@ impl<'a> Orchestrator<'a> {
             let file = Mutex::new(LedgerFile { path: path.clone(), ledger });
             let mut roles: Vec<Role> = file.lock().expect("not poisoned").ledger.entries.iter().map(|e| e.role).collect();
             roles.extend(duplicates.keys().filter(|r| !roles.contains(r)).copied().collect::<Vec<_>>());
-            let result = self
-                .run_ordered(
-                    roles,
-                    |role| graph.dependents(role),
-                    |role, _| -> Step<'_> {
-                        let (file, deleted, graph, refs, duplicates) = (&file, &deleted, &graph, &refs, &duplicates);
-                        Box::pin(async move {
-                            let r = async {
-                                for extra in duplicates.get(&role).into_iter().flatten() {
-                                    if self.delete_and_wait(role.name(), extra.kind, &extra.id).await? {
-                                        deleted.lock().expect("not poisoned").push(Deleted {
-                                            role: Some(role),
-                                            kind: extra.kind,
-                                            id: extra.id.clone(),
-                                            via: FoundBy::Sweep,
-                                        });
-                                    }
-                                }
-                                let Some(entry) = file.lock().expect("not poisoned").ledger.entry(role).cloned() else {
-                                    return Ok(None);
-                                };
-                                let id = match (&entry.id, graph.get(role)) {
-                                    (Some(id), _) => Some(id.clone()),
-                                    // Only an intent: the create may or may not have happened.
-                                    (None, Some(spec)) => {
-                                        self.retrying(role.name(), DELETE_RETRY_FOR, || self.cloud.find(spec, refs)).await?
-                                    }
-                                    (None, None) => None,
-                                };
-                                if let Some(id) = id {
-                                    file.lock().expect("not poisoned").update(|l| {
-                                        l.set(Entry {
-                                            id: Some(id.clone()),
-                                            state: EntryState::Deleting,
-                                            updated_at: clock.now(),
-                                            ..entry.clone()
-                                        })
-                                    })?;
-                                    if self.delete_and_wait(role.name(), entry.kind, &id).await? {
-                                        deleted.lock().expect("not poisoned").push(Deleted {
-                                            role: Some(role),
-                                            kind: entry.kind,
-                                            id,
-                                            via: FoundBy::Ledger,
-                                        });
-                                    }
-                                }
-                                file.lock().expect("not poisoned").update(|l| l.remove(role))?;
-                                Ok::<_, Error>(None)
+            let result = walk(
+                roles,
+                |role| graph.dependents(role),
+                |role, _| -> Visit<'_, String, Error> {
+                    let (file, deleted, graph, refs, duplicates) = (&file, &deleted, &graph, &refs, &duplicates);
+                    Box::pin(async move {
+                        for extra in duplicates.get(&role).into_iter().flatten() {
+                            if self.delete_and_wait(role.name(), extra.kind, &extra.id).await? {
+                                deleted.lock().expect("not poisoned").push(Deleted {
+                                    role: Some(role),
+                                    kind: extra.kind,
+                                    id: extra.id.clone(),
+                                    via: FoundBy::Sweep,
+                                });
                             }
-                            .await;
-                            (role, r)
-                        })
-                    },
-                )
-                .await;
-            result.map_err(|(role, e)| {
-                Error::LabState(format!(
+                        }
+                        let Some(entry) = file.lock().expect("not poisoned").ledger.entry(role).cloned() else {
+                            return Ok(None);
+                        };
+                        let id = match (&entry.id, graph.get(role)) {
+                            (Some(id), _) => Some(id.clone()),
+                            // Only an intent: the create may or may not have happened.
+                            (None, Some(spec)) => self.retrying(role.name(), DELETE_RETRY_FOR, || self.cloud.find(spec, refs)).await?,
+                            (None, None) => None,
+                        };
+                        if let Some(id) = id {
+                            file.lock().expect("not poisoned").update(|l| {
+                                l.set(Entry { id: Some(id.clone()), state: EntryState::Deleting, updated_at: clock.now(), ..entry.clone() })
+                            })?;
+                            if self.delete_and_wait(role.name(), entry.kind, &id).await? {
+                                deleted.lock().expect("not poisoned").push(Deleted {
+                                    role: Some(role),
+                                    kind: entry.kind,
+                                    id,
+                                    via: FoundBy::Ledger,
+                                });
+                            }
+                        }
+                        file.lock().expect("not poisoned").update(|l| l.remove(role))?;
+                        Ok(None)
+                    })
+                },
+            )
+            .await;
+            result.map_err(|e| match e {
+                WalkError::Failed(role, e) => Error::LabState(format!(
                     "deleting {role} failed: {e}; the ledger still names what is left: run `cis down --lab {lab}` again"
-                ))
+                )),
+                WalkError::Cycle(roles) => Error::Internal(format!("dependency cycle in the lab graph among {roles:?}")),
             })?;
         }
 

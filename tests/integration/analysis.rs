@@ -306,10 +306,11 @@ fn malformed_empty_unknown_and_late_answers_are_clear_errors_with_status_2() {
         assert!(out.stdout.is_empty(), "no half-report on stdout");
     }
     // Flags checked before anything is sent.
-    let out =
-        lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", "https://api.example.com", "--model", "m"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only http:// is supported"));
+    for url in ["ftp://api.example.com", "api.example.com:8000", "https://"] {
+        let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", url, "--model", "m"]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("give the server as http://HOST[:PORT] or https://HOST[:PORT]"), "{url}");
+    }
     let out = lab.run(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", "http://127.0.0.1:9"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --model"));
     // Nothing listening: unreachable, said so.
@@ -444,4 +445,92 @@ fn a_lab_runs_root_cause_is_in_its_report_and_rca_run_explains_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--run run-0099: no such run"), "{}", String::from_utf8_lossy(&out.stderr));
     lab.ok(&["down"]);
+}
+
+/// A chat-completions server over real TLS: Python's `ssl` with a certificate openssl
+/// makes for 127.0.0.1, trusted through `SSL_CERT_FILE` as a private CA would be.
+#[test]
+fn the_openai_analyser_speaks_https_and_refuses_a_certificate_it_does_not_trust() {
+    use std::io::BufRead as _;
+    let lab = crate::Lab::new();
+    let dir = lab.state().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, empty) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("no-certificates"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let answer = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": GOOD_TRIAGE}}]}).to_string();
+    let server = |requests: usize| {
+        let script = format!(
+            r#"
+import http.server, ssl, sys
+answer = sys.argv[3].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+    def log_message(self, *a):
+        pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+for _ in range({requests}):
+    srv.handle_request()
+"#
+        );
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&cert)
+            .arg(&key)
+            .arg(&answer)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+        (child, format!("https://127.0.0.1:{}", port.trim()))
+    };
+    let triage = |url: &str, trusted: bool| {
+        let mut c =
+            lab.cmd(&["triage", &fixture("alerts-mixed.jsonl"), "--analyser", "openai", "--url", url, "--model", "m", "--format", "json"]);
+        c.env("SSL_CERT_DIR", &empty);
+        if trusted {
+            c.env("SSL_CERT_FILE", &cert);
+        } else {
+            c.env("SSL_CERT_FILE", dir.join("no-such-bundle.pem"));
+        }
+        c.output().unwrap()
+    };
+
+    let (mut child, url) = server(1);
+    let out = triage(&url, true);
+    let _ = child.kill();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["analyser"].as_str(), report["findings"][1]["category"].as_str()), (Some("openai"), Some("outage")));
+
+    // The same server, its certificate not trusted: refused, said so, nothing on stdout.
+    let (mut child, url) = server(1);
+    let out = triage(&url, false);
+    let _ = child.kill();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("could not be reached") && err.to_lowercase().contains("certificate"), "{err}");
+    assert!(out.stdout.is_empty());
 }

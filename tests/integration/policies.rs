@@ -183,7 +183,7 @@ fn trust_policies_name_one_service_and_only_assume_role() {
 /// every `<client>.<operation>()` in their source, for the clients they name.
 fn sdk_actions() -> std::collections::BTreeSet<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("src/aws"))
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("src/backends/aws"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "rs"))

@@ -1,11 +1,11 @@
-//! The symbol versions an ELF64 little-endian executable needs from its shared
-//! libraries, read from its `.gnu.version_r` (SHT_GNU_verneed) section: what decides
-//! whether it starts on an older glibc.
+//! The symbol versions an ELF64 executable needs from its shared libraries, read from its
+//! `.gnu.version_r` (SHT_GNU_verneed) section by the `object` crate: what decides whether
+//! it starts on an older glibc.
 
 use std::fmt;
 
-const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
-const EM_X86_64: u16 = 62;
+use object::elf::EM_X86_64;
+use object::read::elf::{ElfFile64, FileHeader as _};
 
 /// One needed version: `GLIBC_2.34` from `libc.so.6`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,87 +50,28 @@ impl ElfInfo {
     }
 }
 
-fn u16_at(b: &[u8], at: usize) -> Result<u16, String> {
-    b.get(at..at.saturating_add(2)).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or_else(|| format!("truncated at byte {at}"))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Result<u32, String> {
-    b.get(at..at.saturating_add(4))
-        .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
-        .ok_or_else(|| format!("truncated at byte {at}"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Result<usize, String> {
-    b.get(at..at.saturating_add(8))
-        .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")) as usize)
-        .ok_or_else(|| format!("truncated at byte {at}"))
-}
-
-fn c_string(b: &[u8], at: usize) -> Result<String, String> {
-    let rest = b.get(at..).ok_or_else(|| format!("string offset {at} out of bounds"))?;
-    let end = rest.iter().position(|&c| c == 0).ok_or("unterminated string")?;
-    Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
-}
-
-/// Reads an ELF64 little-endian file's machine and needed versions.
+/// Reads an ELF64 file's machine and needed versions.
 pub fn read(bytes: &[u8]) -> Result<ElfInfo, String> {
     if bytes.get(..4) != Some(b"\x7fELF") {
         return Err("not an ELF file".into());
     }
-    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
-        return Err("not a 64-bit little-endian ELF file".into());
-    }
-    let machine = u16_at(bytes, 18)?;
-    let shoff = u64_at(bytes, 0x28)?;
-    let shentsize = u16_at(bytes, 0x3a)? as usize;
-    let shnum = u16_at(bytes, 0x3c)? as usize;
-    if shentsize < 64 {
-        return Err(format!("section header size {shentsize} is too small"));
-    }
-    let section = |i: usize| -> Result<(u32, usize, usize, u32, u32), String> {
-        let h = shoff.saturating_add(i.saturating_mul(shentsize));
-        // sh_type, sh_offset, sh_size, sh_link, sh_info
-        Ok((
-            u32_at(bytes, h.saturating_add(4))?,
-            u64_at(bytes, h.saturating_add(0x18))?,
-            u64_at(bytes, h.saturating_add(0x20))?,
-            u32_at(bytes, h.saturating_add(0x28))?,
-            u32_at(bytes, h.saturating_add(0x2c))?,
-        ))
-    };
+    let elf = ElfFile64::<object::Endianness>::parse(bytes).map_err(|e| format!("not a 64-bit ELF file this reader takes: {e}"))?;
+    let endian = elf.endian();
+    let sections = elf.elf_section_table();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut needed = Vec::new();
-    for i in 0..shnum {
-        let (kind, offset, _, link, count) = section(i)?;
-        if kind != SHT_GNU_VERNEED {
-            continue;
-        }
-        let (_, strings, _, _, _) = section(link as usize)?;
-        let mut entry = offset;
-        for _ in 0..count {
-            let aux_count = u16_at(bytes, entry.saturating_add(2))?;
-            let file = c_string(bytes, strings.saturating_add(u32_at(bytes, entry.saturating_add(4))? as usize))?;
-            let mut aux = entry.saturating_add(u32_at(bytes, entry.saturating_add(8))? as usize);
-            for _ in 0..aux_count {
-                needed.push(Needed {
-                    file: file.clone(),
-                    version: c_string(bytes, strings.saturating_add(u32_at(bytes, aux.saturating_add(8))? as usize))?,
-                });
-                let next = u32_at(bytes, aux.saturating_add(12))? as usize;
-                if next == 0 {
-                    break;
-                }
-                aux = aux.saturating_add(next);
+    if let Some((mut files, link)) = sections.gnu_verneed(endian, bytes).map_err(|e| e.to_string())? {
+        let strings = sections.strings(endian, bytes, link).map_err(|e| e.to_string())?;
+        while let Some((file, mut versions)) = files.next().map_err(|e| e.to_string())? {
+            let file = text(file.file(endian, strings).map_err(|e| e.to_string())?);
+            while let Some(version) = versions.next().map_err(|e| e.to_string())? {
+                needed.push(Needed { file: file.clone(), version: text(version.name(endian, strings).map_err(|e| e.to_string())?) });
             }
-            let next = u32_at(bytes, entry.saturating_add(12))? as usize;
-            if next == 0 {
-                break;
-            }
-            entry = entry.saturating_add(next);
         }
     }
     needed.sort();
     needed.dedup();
-    Ok(ElfInfo { x86_64: machine == EM_X86_64, needed })
+    Ok(ElfInfo { x86_64: elf.elf_header().e_machine(endian) == EM_X86_64, needed })
 }
 
 #[cfg(test)]
