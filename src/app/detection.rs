@@ -11,12 +11,13 @@ use serde::Serialize;
 use super::{json, print};
 use crate::app::cli::{Args, DetectArgs, FlowsArgs, ForestArgs, InputFormat, OutputFormat, TrainArgs};
 use crate::base::error::Error;
+use crate::base::files::write_atomic;
 use crate::detect::anomaly::{Model, TrainOptions, Verdict};
 use crate::detect::features::{Flow, WindowAggregator};
 use crate::detect::forest::{average_precision, recall_at_fpr, roc_auc, ForestParams, IsolationForest, Matrix};
 use crate::formats::flowlog::input::Input;
 use crate::formats::flowlog::LogFormat;
-use crate::store::state::{write_atomic, StateDir};
+use crate::store::state::StateDir;
 
 /// Malformed lines reported one by one before the rest are only counted.
 const SHOWN_ERRORS: usize = 10;

@@ -585,7 +585,7 @@ fn report(args: &Args, r: &crate::app::cli::ReportArgs, state: &StateDir) -> Res
             other => return Err(Error::Usage(format!("report --all-labs writes text or json, not {other:?}")).into()),
         };
         match &r.out {
-            Some(path) => crate::store::state::write_atomic(path, text.as_bytes())?,
+            Some(path) => crate::base::files::write_atomic(path, text.as_bytes())?,
             None => print(&text),
         }
         return Ok(());
@@ -605,7 +605,7 @@ fn report(args: &Args, r: &crate::app::cli::ReportArgs, state: &StateDir) -> Res
     };
     match &r.out {
         Some(path) => {
-            crate::store::state::write_atomic(path, text.as_bytes())?;
+            crate::base::files::write_atomic(path, text.as_bytes())?;
             eprintln!("cis: wrote {}", path.display());
         }
         None => print(&text),

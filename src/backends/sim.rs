@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::base::clock::{Clock, Timestamp};
 use crate::base::error::{Error, Result};
+use crate::base::files::{json_error_message, lock_exclusive, LockGuard};
 use crate::base::versioned::check_header;
 use crate::cloud::{AccountInfo, AttackHandle, Cloud, CloudError, CloudKind, CloudResource, LabTarget, Observation, ResourceStatus};
 use crate::functions::containment::{ContainmentApi, InstanceView, InterfaceView, VolumeView};
@@ -30,7 +31,6 @@ use crate::sim::faults::{Call, FaultProfile, Injector};
 use crate::sim::latency::{Delay, LatencyModel};
 use crate::sim::traffic::AttackState;
 use crate::sim::world::{Detail, InstanceState, World};
-use crate::store::state::{json_error_message, lock_exclusive, LockGuard};
 use crate::training::LabModels;
 
 /// The seed of a new simulated account when none is given.
@@ -234,7 +234,7 @@ impl Shared {
         world.now = self.clock.now().max(was);
         let text = serde_json::to_vec(&*world).map_err(|e| Error::Internal(e.to_string()));
         world.now = was;
-        crate::store::state::write_replacing_unsynced(&self.path, &text?)
+        crate::base::files::write_replacing_unsynced(&self.path, &text?)
     }
 
     /// Persists a control-plane change, then honours the crash hook.

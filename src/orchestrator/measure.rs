@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use super::Orchestrator;
 use crate::base::clock::Timestamp;
 use crate::base::error::{Error, Result};
+use crate::base::files::{json_error_message, write_atomic};
 use crate::base::versioned::check_header;
 use crate::cloud::{LabTarget, Observation};
 use crate::model::events::Outcome;
 use crate::model::lab::LabName;
 use crate::model::scenario::Scenario;
 use crate::store::ledger::Ledger;
-use crate::store::state::{json_error_message, write_atomic};
 
 pub const RUN_FORMAT: &str = "cis-run";
 pub const RUN_VERSION: u32 = 1;

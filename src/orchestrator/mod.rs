@@ -25,11 +25,12 @@ use serde::Serialize;
 use self::walk::{walk, Visit, WalkError};
 use crate::base::clock::Timestamp;
 use crate::base::error::{Error, Result};
+use crate::base::files::{lock_exclusive, LockGuard};
 use crate::cloud::{Cloud, CloudError, ResourceStatus};
 use crate::model::lab::pricing::PriceTable;
 use crate::model::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, ResourceSpec, Role};
 use crate::store::ledger::{Entry, EntryState, Ledger, LedgerFile};
-use crate::store::state::{lock_exclusive, LockGuard, StateDir};
+use crate::store::state::StateDir;
 
 /// How long transient errors are retried before giving up.
 const CREATE_RETRY_FOR: Duration = Duration::from_secs(180);

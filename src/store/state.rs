@@ -51,5 +51,3 @@ impl StateDir {
         self.root.join("sim").join("account")
     }
 }
-
-pub use crate::base::files::{json_error_message, lock_exclusive, write_atomic, write_replacing_unsynced, LockGuard};

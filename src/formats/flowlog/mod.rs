@@ -328,7 +328,9 @@ impl LogFormat {
             }
         }
         if first_line.split_ascii_whitespace().count() == LAB_FIELDS {
-            return LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses");
+            // Parsed once: callers guess per record line (pasted logs in `cis rca`).
+            static LAB: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+            return LAB.get_or_init(|| LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses")).clone();
         }
         LogFormat::default_v2()
     }
