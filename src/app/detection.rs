@@ -274,7 +274,7 @@ pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()
     let evaluation = labels.as_ref().map(|_| evaluate(&scores, &window_labels));
     match args.output {
         OutputFormat::Json => print(&json(&serde_json::json!({
-            "format": "cis-detections", "version": 1, "detector": crate::detect::anomaly::DETECTOR_NAME, "model": model.trained_on,
+            "format": "cis-detections", "version": 1, "detector": "isolation forest and feature tails (per-window flow features, frozen baseline model)", "model": model.trained_on,
             "records": reading.records, "malformed_lines": reading.malformed, "windows": windows, "anomalous": anomalous,
             "verdicts": shown, "evaluation": evaluation,
         }))),

@@ -1,51 +1,76 @@
-//! The detector: an isolation forest over per-window features, trained on a baseline and
-//! frozen, with its threshold calibrated to a target false-positive rate on that baseline.
+//! The detector: two models of the same per-window features, trained on a baseline and
+//! frozen, each with its threshold calibrated to a share of a target false-positive rate
+//! on that baseline.
+//!
+//! - An isolation forest sees the features together: a combination the baseline never
+//!   shows (a steady rhythm to a new destination group) is isolated early.
+//! - A tail model sees each feature alone, against its baseline's distribution for that
+//!   hour of the day where the baseline spans days (a nightly backup makes 02:00 busy, not
+//!   14:00). A forest seldom splits early on the one feature that is extreme, and scores a
+//!   point 1,000 times past the baseline's maximum about as it scores the maximum; the tail
+//!   model scores it by how far out it is (ECOD's idea, with an exponential tail fitted
+//!   past the 99th percentile), so an extreme on any single feature is an extreme.
 //!
 //! Frozen on purpose: a model that kept learning would learn a long burst of exfiltration
-//! as normal. An isolation forest cannot see a deviation in a feature that never varied in
-//! its training data (it never splits on it), and scores points far outside the training
-//! range about as it scores the baseline's most extreme points; so the model also keeps
-//! each feature's baseline percentiles and maximum, and a window that more than doubles
-//! the baseline's maximum on a volume, fan-out or failure feature is anomalous whatever its
-//! score. Every alert names the features that made it so, against those percentiles.
+//! as normal. No hand rule decides: a window is anomalous when a model's score passes that
+//! model's threshold, and the alert names the model and the features, against the baseline.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::features::{WindowFeatures, N_FEATURES, WINDOW_FEATURES};
+use crate::detect::destinations::Group;
+use crate::detect::features::{WindowFeatures, N_FEATURES, RESPONSE_BYTES, WINDOW_FEATURES};
 use crate::detect::forest::{ForestParams, IsolationForest, Matrix};
 
 pub const MODEL_FORMAT: &str = "cis-model";
-pub const MODEL_VERSION: u32 = 1;
+pub const MODEL_VERSION: u32 = 2;
 
-/// What detections are attributed to, in events and reports.
-pub const DETECTOR_NAME: &str = "isolation-forest (per-window flow features, frozen baseline model)";
+/// Which of the model's parts decided that a window is anomalous.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Component {
+    /// The isolation forest (in the function, or the endpoint serving it).
+    IsolationForest,
+    /// The per-feature tail model: one feature far out in its baseline's tail.
+    FeatureTails,
+}
 
-/// A window is anomalous whatever its score when a guarded feature reaches
-/// `ln(1 + max) + ln 2` (more than double the baseline's maximum, for a log-scaled one).
-const GUARD_MARGIN_LOG: f64 = std::f64::consts::LN_2;
-/// The same for a share (a rejected-flow share 0.25 above the baseline's maximum).
-const GUARD_MARGIN_SHARE: f64 = 0.25;
-/// Features the guard watches: volume, fan-out and failure. Not packets (bytes say it),
-/// not periodicity (agents poll like metronomes).
-const GUARDED: [&str; 8] = [
-    "bytes_out",
-    "connections",
-    "destinations",
-    "ports",
-    "new_destinations",
-    "reject_share",
-    "top_destination_bytes",
-    "top_destination_connections",
-];
+impl Component {
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::IsolationForest => "isolation-forest",
+            Component::FeatureTails => "feature-tails",
+        }
+    }
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Features the tail model leaves to the forest. A web server's answers to its clients
+/// grow tenfold in a flash crowd: alone, they say nothing about the server's intent.
+const NOT_IN_TAILS: [usize; 1] = [RESPONSE_BYTES];
+
+/// The tail model's quantile knots, with the share of the baseline above each.
+const KNOTS: [f64; 5] = [0.5, 0.75, 0.9, 0.95, 0.99];
+/// Where the baseline's tail is flat (a feature that never varied), the exponential tail
+/// still needs a scale: a tenth of an order of e for log-scaled features, 0.02 for shares.
+const MIN_SCALE_LOG: f64 = 0.1;
+const MIN_SCALE_SHARE: f64 = 0.02;
+/// An hour-of-day slice (the hour and its neighbours) is used once it holds this many
+/// baseline windows (two days of 60-second windows); below, the whole baseline.
+const MIN_HOUR_WINDOWS: usize = 300;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
     pub forest: ForestParams,
-    /// The share of baseline windows allowed above the threshold.
+    /// The share of baseline windows allowed above the threshold, shared evenly by the
+    /// forest and the tail model.
     pub target_fpr: f64,
     /// The flow-log aggregation window the features are computed over, in seconds.
     pub window_s: i64,
@@ -66,8 +91,105 @@ pub struct BaselineStats {
     pub p50: Vec<f64>,
     pub p99: Vec<f64>,
     pub max: Vec<f64>,
-    /// The share of baseline windows at or above the threshold.
+    /// The share of baseline windows at or above either threshold.
     pub achieved_fpr: f64,
+}
+
+/// One feature's baseline distribution, as the tail model keeps it: its quantiles at the
+/// knots and the scale of an exponential tail past the 99th percentile (the mean excess of
+/// the top 1%, at least ten windows).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tail {
+    pub q: [f64; 5],
+    pub scale: f64,
+}
+
+impl Tail {
+    fn fit(sorted: &[f64], min_scale: f64) -> Tail {
+        let q = KNOTS.map(|k| quantile(sorted, k));
+        let n = sorted.len();
+        let k = (n / 100).max(10).min(n).max(1);
+        let excess = sorted[n - k..].iter().map(|v| (v - q[4]).max(0.0)).sum::<f64>() / k as f64;
+        Tail { q, scale: excess.max(min_scale) }
+    }
+
+    /// `-ln` of the share of baseline windows that reach `x`: 0 at or below the median,
+    /// log-linear between the knots, and past the 99th percentile growing with the
+    /// distance in tail scales.
+    pub fn surprise(&self, x: f64) -> f64 {
+        if x <= self.q[0] {
+            return 0.0;
+        }
+        let ln_above = |i: usize| (1.0 - KNOTS[i]).ln();
+        for j in 1..KNOTS.len() {
+            if x <= self.q[j] {
+                let (a, b) = (self.q[j - 1], self.q[j]);
+                let ln_p = if b > a { ln_above(j - 1) + (ln_above(j) - ln_above(j - 1)) * (x - a) / (b - a) } else { ln_above(j) };
+                return -ln_p;
+            }
+        }
+        -ln_above(KNOTS.len() - 1) + (x - self.q[4]) / self.scale
+    }
+
+    /// The value at the 99th percentile, in model units.
+    pub fn p99(&self) -> f64 {
+        self.q[4]
+    }
+}
+
+/// The tail model: each feature's baseline distribution, over the whole baseline and,
+/// where the baseline spans enough days, for each hour of the day (UTC) with its
+/// neighbours.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TailModel {
+    pub all_day: Vec<Tail>,
+    /// 24 entries, one per hour; `None` where the slice held too few windows.
+    pub by_hour: Vec<Option<Vec<Tail>>>,
+    pub threshold: f64,
+}
+
+impl TailModel {
+    fn fit_columns(rows: &[[f64; N_FEATURES]]) -> Vec<Tail> {
+        (0..N_FEATURES)
+            .map(|f| {
+                let mut c: Vec<f64> = rows.iter().map(|r| r[f]).collect();
+                c.sort_by(f64::total_cmp);
+                Tail::fit(&c, if WINDOW_FEATURES[f].log_scaled { MIN_SCALE_LOG } else { MIN_SCALE_SHARE })
+            })
+            .collect()
+    }
+
+    fn fit(rows: &[[f64; N_FEATURES]], hours: &[u8]) -> TailModel {
+        let all_day = Self::fit_columns(rows);
+        let by_hour = (0..24u8)
+            .map(|h| {
+                let near = |x: u8| [(h + 23) % 24, h, (h + 1) % 24].contains(&x);
+                let slice: Vec<[f64; N_FEATURES]> = rows.iter().zip(hours).filter(|(_, &x)| near(x)).map(|(r, _)| *r).collect();
+                (slice.len() >= MIN_HOUR_WINDOWS).then(|| Self::fit_columns(&slice))
+            })
+            .collect();
+        TailModel { all_day, by_hour, threshold: f64::INFINITY }
+    }
+
+    /// The tails that apply at `hour`.
+    pub fn tails_at(&self, hour: u8) -> &[Tail] {
+        self.by_hour.get(hour as usize).and_then(|t| t.as_deref()).unwrap_or(&self.all_day)
+    }
+
+    /// Each feature's surprise (0 for the features left to the forest).
+    pub fn surprises(&self, v: &[f64; N_FEATURES], hour: u8) -> [f64; N_FEATURES] {
+        let tails = self.tails_at(hour);
+        let mut out = [0.0; N_FEATURES];
+        for f in (0..N_FEATURES).filter(|f| !NOT_IN_TAILS.contains(f)) {
+            out[f] = tails[f].surprise(v[f]);
+        }
+        out
+    }
+
+    /// The window's score: its most surprising feature's surprise.
+    pub fn score(&self, v: &[f64; N_FEATURES], hour: u8) -> f64 {
+        self.surprises(v, hour).into_iter().fold(0.0, f64::max)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,12 +198,14 @@ pub struct Model {
     pub version: u32,
     pub features: Vec<String>,
     pub options: TrainOptions,
+    /// The forest's threshold.
     pub threshold: f64,
     pub baseline: BaselineStats,
-    /// Every destination the baseline sent to: anything else counts as new.
-    pub known_destinations: BTreeSet<IpAddr>,
+    /// Every destination group the baseline sent to: anything else counts as new.
+    pub known_destinations: BTreeSet<Group>,
     /// Where the baseline came from, for people reading the file.
     pub trained_on: String,
+    pub tails: TailModel,
     forest: IsolationForest,
 }
 
@@ -100,10 +224,12 @@ pub struct Reason {
     pub meaning: String,
     /// In natural units (bytes, counts, a share).
     pub value: f64,
+    /// The baseline's 99th percentile and maximum, for the window's hour where the tail
+    /// model keeps hours.
     pub baseline_p99: f64,
     pub baseline_max: f64,
-    /// Over the guard's limit: anomalous whatever the score.
-    pub beyond_limit: bool,
+    /// `-ln` of the share of baseline windows that reach the value.
+    pub surprise: f64,
 }
 
 /// One scored window.
@@ -112,30 +238,37 @@ pub struct Verdict {
     pub interface_id: String,
     pub instance_id: Option<String>,
     pub window_start: i64,
+    /// The forest's score and threshold (the endpoint's, when it scored).
     pub score: f64,
     pub threshold: f64,
+    /// The tail model's score (the top feature's surprise) and threshold.
+    pub tail_score: f64,
+    pub tail_threshold: f64,
     pub anomalous: bool,
-    /// Some feature is over the limit learned from the baseline.
-    pub over_limits: bool,
-    pub top_destination: Option<IpAddr>,
-    /// Features above the baseline's 99th percentile, the most unusual first.
+    /// The part that decided, when anomalous: the one further past its threshold.
+    pub decided_by: Option<Component>,
+    pub top_destination: Option<std::net::IpAddr>,
+    /// Features above the baseline's 99th percentile, the most surprising first.
     pub reasons: Vec<Reason>,
 }
 
 impl Verdict {
-    /// Where the window ranks as the detector decides: over a learned limit first, then
-    /// by forest score. What evaluations rank by.
+    /// Where the window ranks as the detector decides: the further either part is past
+    /// its threshold, relative to it. What evaluations rank by.
     pub fn rank(&self) -> f64 {
-        self.score + if self.over_limits { 1.0 } else { 0.0 }
+        (self.score / self.threshold).max(self.tail_score / self.tail_threshold)
     }
 
     /// One line a person can act on.
     pub fn summary(&self) -> String {
         let why: Vec<String> = self.reasons.iter().map(Reason::describe).collect();
         format!(
-            "score {:.3} (threshold {:.3}){}{}",
+            "{}forest {:.3} (threshold {:.3}), feature tails {:.1} (threshold {:.1}){}{}",
+            self.decided_by.map(|c| format!("{c} decided: ")).unwrap_or_default(),
             self.score,
             self.threshold,
+            self.tail_score,
+            self.tail_threshold,
             self.top_destination.map(|d| format!(", top destination {d}")).unwrap_or_default(),
             if why.is_empty() { String::new() } else { format!(": {}", why.join("; ")) }
         )
@@ -154,13 +287,23 @@ impl Reason {
             }
         };
         format!(
-            "{} {} (baseline p99 {}, max {}){}",
+            "{} {} (baseline p99 {}, max {}; one baseline window in {} reaches it)",
             self.meaning,
             n(self.value),
             n(self.baseline_p99),
             n(self.baseline_max),
-            if self.beyond_limit { ", over twice the baseline's maximum" } else { "" }
+            odds(self.surprise)
         )
+    }
+}
+
+/// `e^surprise` for people: "40", "2,000", "3e9".
+fn odds(surprise: f64) -> String {
+    let x = surprise.min(700.0).exp();
+    if x < 1e6 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.0e}")
     }
 }
 
@@ -176,22 +319,33 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// The score that `target_fpr` of the baseline exceeds. Where the baseline holds at
 /// least ten windows above it, that is the empirical quantile. Beyond the data (a day of
 /// 60-second windows cannot show a one-in-100,000 rate) the tail is extrapolated, peaks over
-/// a threshold. Scores are bounded by 1, so the tail is fitted to `y = -ln(1 - score)`,
-/// which is not: the top 1% of `y` (at least ten) over their lowest, `u`, are taken as
-/// exponential with their mean excess `b`, so `P(y > u + x) = (k / n) e^(-x / b)`, and
-/// the threshold is the score at `y = u + b ln(k / (n * target_fpr))`.
-fn calibrate(sorted: &[f64], target_fpr: f64) -> f64 {
+/// a threshold: scores are mapped by `y` to an unbounded scale, the top 1% of `y` (at least
+/// ten) over their lowest, `u`, are taken as exponential with their mean excess `b`, so
+/// `P(y > u + x) = (k / n) e^(-x / b)`, and the threshold is the score at
+/// `y = u + b ln(k / (n * target_fpr))`.
+fn calibrate(sorted: &[f64], target_fpr: f64, y: impl Fn(f64) -> f64, score: impl Fn(f64) -> f64) -> f64 {
     let n = sorted.len();
     if n as f64 * target_fpr >= 10.0 {
         return quantile(sorted, 1.0 - target_fpr);
     }
-    let y = |s: f64| -(1.0 - s.min(1.0 - 1e-12)).ln();
     let k = (n / 100).max(10).min(n - 1);
     let u = y(sorted[n - 1 - k]);
     let excess = sorted[n - k..].iter().map(|&s| y(s) - u).sum::<f64>() / k as f64;
-    let t = 1.0 - (-(u + excess * (k as f64 / (n as f64 * target_fpr)).ln())).exp();
+    let t = score(u + excess * (k as f64 / (n as f64 * target_fpr)).ln());
     // Never below what the baseline itself reached.
     t.max(sorted[n - 1])
+}
+
+/// The forest's threshold: its scores are bounded by 1, so the tail is fitted to
+/// `y = -ln(1 - score)`, which is not.
+fn calibrate_forest(sorted: &[f64], target_fpr: f64) -> f64 {
+    calibrate(sorted, target_fpr, |s| -(1.0 - s.min(1.0 - 1e-12)).ln(), |y| 1.0 - (-y).exp())
+}
+
+/// The tail model's threshold: surprises are unbounded already. A floor keeps a baseline
+/// too short to show any tail from alerting on its own quantile noise.
+fn calibrate_tails(sorted: &[f64], target_fpr: f64) -> f64 {
+    calibrate(sorted, target_fpr, |s| s, |y| y).max(-(0.01f64.ln()) + 2.0)
 }
 
 /// Natural units from model units.
@@ -204,11 +358,11 @@ fn natural(feature: usize, v: f64) -> f64 {
 }
 
 impl Model {
-    /// Trains on baseline windows. Destinations are learned in time order: the first
-    /// quarter of the baseline only learns them, and from then on a window counts the
-    /// destinations no earlier window sent to, so the model knows how often new ones appear.
+    /// Trains on baseline windows. Destination groups are learned in time order: the
+    /// first quarter of the baseline only learns them, and from then on a window counts
+    /// the groups no earlier window sent to, so the model knows how often new ones appear.
     pub fn train(mut windows: Vec<WindowFeatures>, options: &TrainOptions, trained_on: &str) -> Result<Model, ModelError> {
-        let busy = windows.iter().filter(|w| w.raw[crate::detect::features::CONNECTIONS] > 0.0).count();
+        let busy = windows.iter().filter(|w| w.raw[crate::detect::features::CONNECTIONS] > 0.0 || w.raw[RESPONSE_BYTES] > 0.0).count();
         if busy < 32 {
             return Err(ModelError::TooLittleBaseline(busy));
         }
@@ -219,20 +373,29 @@ impl Model {
         let mut known = BTreeSet::new();
         for w in &mut windows {
             if w.window_start > warm_up_end {
-                w.set_new_destinations(&|d| known.contains(d));
+                w.set_new_destinations(&|g| known.contains(g));
             }
-            known.extend(w.destinations.iter().copied());
+            known.extend(w.groups.iter().copied());
         }
-        let data: Vec<f64> = windows.iter().flat_map(|w| w.vector()).collect();
+        let rows: Vec<[f64; N_FEATURES]> = windows.iter().map(|w| w.vector()).collect();
+        let hours: Vec<u8> = windows.iter().map(|w| w.hour()).collect();
+        let data: Vec<f64> = rows.iter().flatten().copied().collect();
         let x = Matrix::new(&data, N_FEATURES);
         let forest = IsolationForest::fit(x, &options.forest);
-        let mut scores = forest.score(x);
-        scores.sort_by(f64::total_cmp);
-        let threshold = calibrate(&scores, options.target_fpr);
-        // Strictly above the threshold alerts, so the baseline's own top score does not.
-        let achieved_fpr = scores.iter().filter(|&&s| s > threshold).count() as f64 / scores.len() as f64;
+        let forest_scores = forest.score(x);
+        let mut sorted = forest_scores.clone();
+        sorted.sort_by(f64::total_cmp);
+        // The target is shared by the two parts: either may alert.
+        let threshold = calibrate_forest(&sorted, options.target_fpr / 2.0);
+        let mut tails = TailModel::fit(&rows, &hours);
+        let tail_scores: Vec<f64> = rows.iter().zip(&hours).map(|(r, &h)| tails.score(r, h)).collect();
+        let mut sorted_tails = tail_scores.clone();
+        sorted_tails.sort_by(f64::total_cmp);
+        tails.threshold = calibrate_tails(&sorted_tails, options.target_fpr / 2.0);
+        // Strictly above a threshold alerts, so the baseline's own top score does not.
+        let alerts = forest_scores.iter().zip(&tail_scores).filter(|(&f, &t)| f > threshold || t > tails.threshold).count();
         let column = |f: usize| {
-            let mut c: Vec<f64> = (0..x.rows()).map(|r| x.row(r)[f]).collect();
+            let mut c: Vec<f64> = rows.iter().map(|r| r[f]).collect();
             c.sort_by(f64::total_cmp);
             c
         };
@@ -248,10 +411,11 @@ impl Model {
                 p50: columns.iter().map(|c| quantile(c, 0.5)).collect(),
                 p99: columns.iter().map(|c| quantile(c, 0.99)).collect(),
                 max: columns.iter().map(|c| c.last().copied().unwrap_or(0.0)).collect(),
-                achieved_fpr,
+                achieved_fpr: alerts as f64 / rows.len() as f64,
             },
             known_destinations: known,
             trained_on: trained_on.to_string(),
+            tails,
             forest,
         })
     }
@@ -267,9 +431,8 @@ impl Model {
     /// Sets each window's new-destination count against the baseline: what scoring needs,
     /// here or on an endpoint.
     pub fn prepare(&self, windows: &mut [WindowFeatures]) {
-        let known: crate::detect::features::HashSet<IpAddr> = self.known_destinations.iter().copied().collect();
         for w in windows.iter_mut() {
-            w.set_new_destinations(&|d| known.contains(d));
+            w.set_new_destinations(&|g| self.known_destinations.contains(g));
         }
     }
 
@@ -300,17 +463,10 @@ impl Model {
         Ok(self.forest.score(Matrix::new(&data, N_FEATURES)))
     }
 
-    /// Verdicts on prepared windows from their scores (this model's, or an endpoint's with
-    /// that scorer's threshold); the learned limits apply either way.
+    /// Verdicts on prepared windows from their forest scores (this model's, or an
+    /// endpoint's with that scorer's threshold); the tail model scores here either way.
     pub fn judge(&self, windows: &[WindowFeatures], scores: &[f64], threshold: f64, explain_all: bool) -> Vec<Verdict> {
         windows.iter().zip(scores).map(|(w, &score)| self.verdict(w, score, threshold, explain_all)).collect()
-    }
-
-    /// Whether feature `f` at `value` (model units) is over the guard's limit.
-    fn beyond_limit(&self, f: usize, value: f64) -> bool {
-        let spec = &WINDOW_FEATURES[f];
-        let margin = if spec.log_scaled { GUARD_MARGIN_LOG } else { GUARD_MARGIN_SHARE };
-        GUARDED.contains(&spec.name) && value >= self.baseline.max[f] + margin
     }
 
     /// The verdict on one window. Reasons are worked out for anomalous windows, and for
@@ -318,40 +474,48 @@ impl Model {
     /// reading a gigabyte should not spend its time explaining them).
     fn verdict(&self, w: &WindowFeatures, score: f64, threshold: f64, explain_all: bool) -> Verdict {
         let v = w.vector();
-        let over_limits = (0..N_FEATURES).any(|f| self.beyond_limit(f, v[f]));
-        let anomalous = score > threshold || over_limits;
-        let mut reasons: Vec<(f64, Reason)> = Vec::new();
+        let hour = w.hour();
+        let surprises = self.tails.surprises(&v, hour);
+        let tail_score = surprises.iter().copied().fold(0.0, f64::max);
+        let (forest_over, tails_over) = (score > threshold, tail_score > self.tails.threshold);
+        let decided_by = match (forest_over, tails_over) {
+            (false, false) => None,
+            (true, false) => Some(Component::IsolationForest),
+            (false, true) => Some(Component::FeatureTails),
+            // Both: the one further past its threshold, relative to it.
+            (true, true) if score / threshold >= tail_score / self.tails.threshold => Some(Component::IsolationForest),
+            (true, true) => Some(Component::FeatureTails),
+        };
+        let anomalous = decided_by.is_some();
+        let tails = self.tails.tails_at(hour);
+        let mut reasons: Vec<Reason> = Vec::new();
         for (f, spec) in WINDOW_FEATURES.iter().enumerate().filter(|_| anomalous || explain_all) {
-            let (p50, p99, max) = (self.baseline.p50[f], self.baseline.p99[f], self.baseline.max[f]);
+            let p99 = tails[f].p99();
             if v[f] <= p99 {
                 continue;
             }
-            let beyond_limit = self.beyond_limit(f, v[f]);
-            // How unusual, in units of the baseline's own spread.
-            let spread = (p99 - p50).max(0.05);
-            reasons.push((
-                (v[f] - p99) / spread + if beyond_limit { 1e6 } else { 0.0 },
-                Reason {
-                    feature: spec.name.to_string(),
-                    meaning: spec.meaning.to_string(),
-                    value: w.raw[f],
-                    baseline_p99: natural(f, p99),
-                    baseline_max: natural(f, max),
-                    beyond_limit,
-                },
-            ));
+            reasons.push(Reason {
+                feature: spec.name.to_string(),
+                meaning: spec.meaning.to_string(),
+                value: w.raw[f],
+                baseline_p99: natural(f, p99),
+                baseline_max: natural(f, self.baseline.max[f]),
+                surprise: tails[f].surprise(v[f]),
+            });
         }
-        reasons.sort_by(|a, b| b.0.total_cmp(&a.0));
+        reasons.sort_by(|a, b| b.surprise.total_cmp(&a.surprise));
         Verdict {
             interface_id: w.interface_id.clone(),
             instance_id: w.instance_id.clone(),
             window_start: w.window_start,
             score,
             threshold,
+            tail_score,
+            tail_threshold: self.tails.threshold,
             anomalous,
-            over_limits,
+            decided_by,
             top_destination: w.top_destination,
-            reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+            reasons,
         }
     }
 
@@ -454,7 +618,41 @@ mod tests {
         assert_eq!(v.top_destination, Some("203.0.113.50".parse().unwrap()));
         let named: Vec<&str> = v.reasons.iter().map(|r| r.feature.as_str()).collect();
         assert!(named.contains(&"new_destinations") && named.contains(&"connections"), "{named:?}");
-        assert!(v.summary().contains("destinations never seen in the baseline 1"), "{}", v.summary());
+        assert!(v.summary().contains("destination groups never seen in the baseline 1"), "{}", v.summary());
+        assert!(v.decided_by.is_some() && v.summary().contains("decided"), "{}", v.summary());
+    }
+
+    #[test]
+    fn an_extreme_on_one_feature_is_an_extreme_and_the_tails_say_so() {
+        let model = Model::train(crate::detect::features::windows(&baseline(24, 1), 60), &TrainOptions::default(), "test").unwrap();
+        // One poll a window, to a known service address, but 1,000 times the bytes.
+        let t0 = 1_767_312_000;
+        let big = vec![flow(t0, 40000, "52.46.141.10", 3_000_000)];
+        let v = model.score(&mut crate::detect::features::windows(&big, 60), false).remove(0);
+        assert!(v.anomalous && v.decided_by == Some(Component::FeatureTails), "{v:?}");
+        assert_eq!(v.reasons[0].feature, "bytes_out", "{}", v.summary());
+        assert!(v.tail_score > 3.0 * v.tail_threshold, "{}", v.summary());
+    }
+
+    #[test]
+    fn a_volume_usual_at_night_is_unusual_in_the_afternoon() {
+        // Three days of polling, and a 300 MiB backup to S3 at 02:00 every night.
+        let mut records = baseline(72, 5);
+        for day in 0..3 {
+            let t = 1_767_225_600 + day * 86_400 + 2 * 3600;
+            records.extend((0..5).map(|i| flow(t + 60 * i, 41000 + i as u16, "52.216.20.10", 60 << 20)));
+        }
+        records.sort_by_key(|r| r.start);
+        let model = Model::train(crate::detect::features::windows(&records, 60), &TrainOptions::default(), "test").unwrap();
+        assert!(model.tails.by_hour.iter().all(Option::is_some), "three days fill every hour");
+        let day4 = 1_767_225_600 + 3 * 86_400;
+        let upload = |hour: i64| {
+            let mut w = crate::detect::features::windows(&[flow(day4 + hour * 3600 + 60, 42000, "52.216.21.7", 60 << 20)], 60);
+            model.score(&mut w, false).remove(0)
+        };
+        assert!(!upload(2).anomalous, "{}", upload(2).summary());
+        let afternoon = upload(14);
+        assert!(afternoon.anomalous, "{}", afternoon.summary());
     }
 
     #[test]
@@ -473,7 +671,7 @@ mod tests {
         let model = Model::train(crate::detect::features::windows(&baseline(2, 3), 60), &TrainOptions::default(), "test").unwrap();
         assert_eq!(Model::from_json(&model.to_json()).unwrap(), model);
         assert!(Model::from_json("{}").is_err());
-        let newer = model.to_json().replacen("\"version\":1", "\"version\":99", 1);
+        let newer = model.to_json().replacen("\"version\":2", "\"version\":99", 1);
         assert!(Model::from_json(&newer).unwrap_err().to_string().contains("newer"), "{}", Model::from_json(&newer).unwrap_err());
         assert!(matches!(Model::train(vec![], &TrainOptions::default(), "x"), Err(ModelError::TooLittleBaseline(0))));
     }

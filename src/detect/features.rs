@@ -1,12 +1,20 @@
 //! What the anomaly model sees: one vector per network interface and flow-log window,
 //! summarising the traffic the interface sent.
 //!
-//! Exfiltration shows as volume (bytes and packets out), fan-out (connections, distinct
-//! destinations and ports, destinations the baseline never saw), failure (the share of
-//! outbound flows rejected, as a scan produces) and rhythm (a beacon's evenly spaced
-//! connections to one host). Counts and volumes enter the model as `ln(1 + x)`: exfiltration
-//! is a matter of orders of magnitude, and the isolation forest's uniform split thresholds
-//! then spread evenly over them.
+//! Direction first: a flow the interface opened is its own doing, and an answer to a
+//! client who opened it is not. A web server answers ever-new clients all day; counted
+//! as destinations they would drown any fan-out signal. So the fan-out features count
+//! only flows the interface opened (the TCP flags say who sent the SYN where the log has
+//! them; otherwise the ports: the side on a well-known or non-ephemeral port is the
+//! server), and the bytes it sent answering others are a feature of their own.
+//!
+//! Destinations count by group (see [`crate::detect::destinations`]): AWS service
+//! endpoints rotate inside published prefixes, so an address is new only when its
+//! group is. Exfiltration shows as volume (bytes out, and bytes out to destinations
+//! outside AWS's service ranges), fan-out (flows, destination groups, ports, groups the
+//! baseline never saw), failure (the share of flows rejected, as a scan produces) and
+//! rhythm (a beacon's evenly spaced connections to one host). Counts and volumes enter the
+//! model as `ln(1 + x)`: exfiltration is a matter of orders of magnitude.
 
 use std::collections::{HashMap as StdHashMap, HashSet as StdHashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -14,6 +22,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::destinations::Group;
 use crate::formats::flowlog::{is_external, Action, Direction, FlowRecord, FlowRecordOf, LogFormat, LogStatus};
 
 /// The Fx hash (rustc's): a multiply and a rotate per word. The maps it keys are filled
@@ -71,17 +80,18 @@ const fn spec(name: &'static str, meaning: &'static str, log_scaled: bool) -> Fe
 }
 
 /// The window features, in the order of the model's columns.
-pub const WINDOW_FEATURES: [FeatureSpec; 10] = [
-    spec("bytes_out", "bytes sent", true),
-    spec("packets_out", "packets sent", true),
-    spec("connections", "outbound flows", true),
-    spec("destinations", "distinct destination addresses", true),
+pub const WINDOW_FEATURES: [FeatureSpec; 11] = [
+    spec("bytes_out", "bytes sent out of the VPC on flows the interface opened", true),
+    spec("external_bytes_out", "bytes sent on opened flows to the internet outside AWS's service ranges", true),
+    spec("connections", "flows the interface opened", true),
+    spec("destinations", "distinct destination groups (AWS service or /24)", true),
     spec("ports", "distinct destination ports", true),
-    spec("new_destinations", "destinations never seen in the baseline", true),
-    spec("reject_share", "share of outbound flows rejected", false),
+    spec("new_destinations", "destination groups never seen in the baseline", true),
+    spec("reject_share", "share of opened flows rejected", false),
     spec("top_destination_bytes", "bytes sent to the busiest destination", true),
     spec("top_destination_connections", "flows to the busiest destination", true),
     spec("periodicity", "regularity of connections to the busiest destination (1 = a metronome)", false),
+    spec("response_bytes", "bytes sent answering flows others opened", true),
 ];
 
 pub const N_FEATURES: usize = WINDOW_FEATURES.len();
@@ -126,7 +136,8 @@ pub fn flow_vector<S>(r: &FlowRecordOf<S>) -> Option<[f64; FLOW_FEATURES.len()]>
 }
 /// Columns other modules read by position.
 pub const CONNECTIONS: usize = 2;
-const NEW_DESTINATIONS: usize = 5;
+pub const NEW_DESTINATIONS: usize = 5;
+pub const RESPONSE_BYTES: usize = 10;
 
 /// One interface's traffic in one window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,8 +148,8 @@ pub struct WindowFeatures {
     pub window_start: i64,
     /// The features in natural units (bytes, counts, shares).
     pub raw: [f64; N_FEATURES],
-    /// Every destination the interface sent to, sorted.
-    pub destinations: Vec<IpAddr>,
+    /// Every destination group the interface opened flows to, sorted.
+    pub groups: Vec<Group>,
     /// The destination that received the most bytes.
     pub top_destination: Option<IpAddr>,
     /// The flows behind it, labelled positive (for evaluation), if any was.
@@ -158,9 +169,43 @@ impl WindowFeatures {
         v
     }
 
-    /// Counts the destinations `known` does not hold as new.
-    pub fn set_new_destinations(&mut self, known: &impl Fn(&IpAddr) -> bool) {
-        self.raw[NEW_DESTINATIONS] = self.destinations.iter().filter(|d| !known(d)).count() as f64;
+    /// Counts the destination groups `known` does not hold as new.
+    pub fn set_new_destinations(&mut self, known: &impl Fn(&Group) -> bool) {
+        self.raw[NEW_DESTINATIONS] = self.groups.iter().filter(|g| !known(g)).count() as f64;
+    }
+
+    /// The window's hour of the day, UTC.
+    pub fn hour(&self) -> u8 {
+        (self.window_start.div_euclid(3600).rem_euclid(24)) as u8
+    }
+}
+
+/// TCP flags as flow logs report them, OR-ed over the aggregation interval: the opener's
+/// record carries SYN (2), the answerer's SYN-ACK (18); ACK is reported only with SYN.
+const SYN: u16 = 0x02;
+const SYN_ACK: u16 = 0x12;
+/// Where Linux picks ephemeral ports (`ip_local_port_range`), and Windows from 49152.
+const EPHEMERAL: u16 = 32768;
+
+/// Whether the interface opened the flow of a record it sent: by its TCP flags where the
+/// log has them (SYN without ACK: it opened; SYN-ACK: it answered), otherwise by the
+/// ports (the server sits on a well-known port, or at least below the ephemeral range).
+/// A record with neither (ICMP, mid-flow without flags, two high ports) counts as opened:
+/// the interface's doing unless something says otherwise.
+pub fn opened_by_sender(protocol: Option<u8>, flags: Option<u16>, srcport: Option<u16>, dstport: Option<u16>) -> bool {
+    if protocol == Some(6) {
+        match flags.map(|f| f & SYN_ACK) {
+            Some(SYN) => return true,
+            Some(SYN_ACK) => return false,
+            _ => {}
+        }
+    }
+    match (srcport, dstport) {
+        (Some(s), Some(d)) if s != 0 && d != 0 => {
+            let (s_server, d_server) = (s < 1024 || (s < EPHEMERAL && d >= EPHEMERAL), d < 1024 || (d < EPHEMERAL && s >= EPHEMERAL));
+            !(s_server && !d_server)
+        }
+        _ => true,
     }
 }
 
@@ -249,6 +294,8 @@ pub struct Flow {
     pub packets: u64,
     /// Sent by the interface, in a record with data.
     pub outbound: bool,
+    /// The interface opened the flow (not an answer to a peer).
+    pub opened: bool,
     pub rejected: bool,
 }
 
@@ -265,6 +312,7 @@ impl Flow {
             bytes: r.bytes.unwrap_or(0),
             packets: r.packets.unwrap_or(0),
             outbound: r.log_status == Some(LogStatus::Ok) && is_outbound(r),
+            opened: opened_by_sender(r.protocol, r.tcp_flags, r.srcport, r.dstport),
             rejected: r.action == Some(Action::Reject),
         })
     }
@@ -283,8 +331,7 @@ impl Tally {
 #[derive(Default)]
 struct Tally {
     instance_id: Option<Box<str>>,
-    bytes: u64,
-    packets: u64,
+    response_bytes: u64,
     flows: u64,
     rejected: u64,
     ports: HashSet<u16>,
@@ -387,13 +434,17 @@ impl WindowAggregator {
         }
         t.positive |= positive;
         let (true, Some(dst)) = (f.outbound, f.dst) else { return };
+        if !f.opened {
+            if !f.rejected {
+                t.response_bytes += f.bytes;
+            }
+            return;
+        }
         t.flows += 1;
         if f.rejected {
             t.rejected += 1;
             return;
         }
-        t.bytes += f.bytes;
-        t.packets += f.packets;
         if let Some(p) = f.dstport {
             t.ports.insert(p);
         }
@@ -421,28 +472,41 @@ fn features_of(tallies: &mut [((Box<str>, i64), Tally)]) -> Vec<WindowFeatures> 
                 Some((ip, d)) => (Some(*ip), d.bytes, d.flows, periodicity(&d.starts[..d.kept])),
                 None => (None, 0, 0, 0.0),
             };
+            // Bytes count where they leave the VPC: a neighbour in the subnet is no
+            // exfiltration, and a web server's database traffic grows with its load.
+            let mut groups: Vec<Group> = Vec::with_capacity(t.per_destination.len());
+            let (mut public_bytes, mut external_bytes) = (0u64, 0u64);
+            for (ip, d) in &t.per_destination {
+                let g = Group::of(*ip);
+                if is_external(*ip) {
+                    public_bytes += d.bytes;
+                    if !g.is_aws_service() {
+                        external_bytes += d.bytes;
+                    }
+                }
+                groups.push(g);
+            }
+            groups.sort_unstable();
+            groups.dedup();
             let raw = [
-                t.bytes as f64,
-                t.packets as f64,
+                public_bytes as f64,
+                external_bytes as f64,
                 t.flows as f64,
-                t.per_destination.len() as f64,
+                groups.len() as f64,
                 t.ports.len() as f64,
                 0.0,
                 if t.flows == 0 { 0.0 } else { t.rejected as f64 / t.flows as f64 },
                 top_bytes as f64,
                 top_flows as f64,
                 rhythm,
+                t.response_bytes as f64,
             ];
             WindowFeatures {
                 interface_id: interface_id.to_string(),
                 instance_id: t.instance_id.as_ref().map(|i| i.to_string()),
                 window_start: *window_start,
                 raw,
-                destinations: {
-                    let mut d: Vec<IpAddr> = t.per_destination.keys().copied().collect();
-                    d.sort_unstable();
-                    d
-                },
+                groups,
                 top_destination,
                 labelled_positive: t.positive,
             }
@@ -538,11 +602,35 @@ pub(crate) mod tests {
         assert_eq!(w[1].raw[2], 1.0);
         assert_eq!(w[1].raw[9], 0.0);
 
+        assert_eq!(beacon.raw[1], 12.0 * 16_000.0, "the SSM poll went to an AWS service range");
+
         let mut b = beacon.clone();
-        let known: BTreeSet<IpAddr> = BTreeSet::from(["52.46.141.10".parse().unwrap()]);
-        b.set_new_destinations(&|d| known.contains(d));
+        // Another address of the same service is no new destination.
+        let known: BTreeSet<Group> = BTreeSet::from([Group::of("52.46.141.99".parse().unwrap())]);
+        b.set_new_destinations(&|g| known.contains(g));
         assert_eq!(b.raw[NEW_DESTINATIONS], 1.0);
         assert!((b.vector()[2] - 15f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn who_opened_a_flow_by_flags_then_ports() {
+        // Flags decide where the log has them: SYN alone opens, SYN-ACK answers.
+        assert!(opened_by_sender(Some(6), Some(0x02), Some(443), Some(50000)));
+        assert!(!opened_by_sender(Some(6), Some(0x13), Some(40000), Some(443)));
+        // Otherwise the ports: the server's side is the well-known or non-ephemeral one.
+        assert!(opened_by_sender(Some(6), Some(0), Some(40000), Some(443)));
+        assert!(!opened_by_sender(Some(6), None, Some(443), Some(51000)));
+        assert!(!opened_by_sender(Some(6), None, Some(8080), Some(40000)));
+        assert!(opened_by_sender(Some(6), None, Some(40000), Some(4444)));
+        assert!(opened_by_sender(Some(1), None, Some(0), Some(0)));
+
+        // A web server's answers are response bytes, not destinations.
+        let t0 = 1_767_225_600;
+        let answers: Vec<FlowRecord> =
+            (0..50).map(|i| out(t0 + i, 443, &format!("81.2.{i}.9"), 50000 + i as u16, 48_000, Action::Accept)).collect();
+        let w = windows(&answers, 60);
+        assert_eq!((w[0].raw[CONNECTIONS], w[0].raw[RESPONSE_BYTES]), (0.0, 50.0 * 48_000.0));
+        assert!(w[0].groups.is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::clock::Timestamp;
 use crate::base::error::CloudError;
-use crate::model::events::{ContainmentOutcome, DetectionEvent, Outcome};
+use crate::model::events::{ContainmentOutcome, DetectionEvent, Detector, Outcome};
 pub use crate::model::lab::IsolationSteps;
 use crate::model::lab::{Tags, DETECTION_DETAIL_TYPE, DETECTION_SOURCE, TAG_LAB};
 
@@ -210,21 +210,24 @@ fn parse_alarm_event(event: &serde_json::Value) -> Result<DetectionEvent, String
     let reason_data: serde_json::Value =
         text(&detail["state"]["reasonData"]).and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default();
     // Hostile input must not overflow: a period is at most a day.
-    let period_ms = reason_data["period"].as_i64().unwrap_or(60).clamp(1, 86_400) * 1000;
+    let period_s = reason_data["period"].as_i64().unwrap_or(60).clamp(1, 86_400);
+    // The latest datapoint evaluated: the minute (period) whose flows tripped the alarm.
     let window_start = reason_data["evaluatedDatapoints"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|d| text(&d["timestamp"]).and_then(|t| Timestamp::parse_rfc3339(&t)))
         .max()
-        .map_or(at, |t| Timestamp(t.0.saturating_add(period_ms)));
+        .unwrap_or(Timestamp(at.0.saturating_sub(period_s * 1000)));
     Ok(DetectionEvent {
         at,
         lab: lab.to_string(),
         instance_id,
-        detector: "metric-filter".into(),
+        detector: Detector::MetricFilter,
         window_start,
+        window_s: period_s as u32,
         reason: text(&detail["state"]["reason"]).unwrap_or_default(),
+        evidence: None,
     })
 }
 
@@ -284,7 +287,13 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
         );
     }
     if let Some(released) = instance.tags.get(TAG_RELEASED_AT).and_then(|t| t.parse::<i64>().ok()).map(Timestamp) {
-        if event.window_start < released {
+        // A model's window holds the records that began in it; an alarm's datapoint sums a
+        // whole period, so one that ends after the release may hold new traffic.
+        let mark = match event.detector {
+            Detector::MetricFilter => event.window_end(),
+            _ => event.window_start,
+        };
+        if mark < released {
             return outcome(Outcome::Stale,
                 None,
                 vec![],
@@ -762,9 +771,10 @@ mod tests {
         let lab = config().lab;
         let name = format!("cis-{lab}-egress-alarm");
         let d = parse_event(&alarm_event(&name, crate::formats::metric::AlarmState::Alarm, IN_LAB)).unwrap();
-        assert_eq!((d.lab.as_str(), d.instance_id.as_str(), d.detector.as_str()), (lab.as_str(), IN_LAB, "metric-filter"));
+        assert_eq!((d.lab.as_str(), d.instance_id.as_str(), d.detector), (lab.as_str(), IN_LAB, Detector::MetricFilter));
         assert_eq!(d.at, Timestamp(1_767_226_020_000));
-        assert_eq!(d.window_start, Timestamp(1_767_225_660_000), "the end of the latest breaching minute");
+        assert_eq!((d.window_start, d.window_s), (Timestamp(1_767_225_600_000), 60), "the latest breaching minute");
+        assert_eq!(d.window_end(), Timestamp(1_767_225_660_000));
         let r = Recorder::new(IN_LAB);
         assert_eq!(
             handle(&r, &config(), &alarm_event(&name, crate::formats::metric::AlarmState::Alarm, IN_LAB)).await.outcome,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::base::clock::Timestamp;
 use crate::base::error::CloudError;
-use crate::detect::anomaly::{rcf_csv, rcf_scores, Model, DETECTOR_NAME};
+use crate::detect::anomaly::{rcf_csv, rcf_scores, Model};
 use crate::detect::features::windows_of_lines;
 use crate::formats::flowlog::envelope::{decode_lambda_event, EnvelopeError};
 use crate::formats::flowlog::LogFormat;
@@ -149,15 +149,16 @@ pub async fn score_lines(
     let at = api.now();
     report.detections = verdicts
         .into_iter()
-        .filter(|v| v.anomalous)
         .filter_map(|v| {
             Some(DetectionEvent {
                 at,
                 lab: config.lab.clone(),
                 instance_id: v.instance_id.clone()?,
-                detector: DETECTOR_NAME.to_string(),
+                detector: v.decided_by?.into(),
                 window_start: Timestamp::from_unix_seconds(v.window_start),
+                window_s: config.window_s,
                 reason: v.summary(),
+                evidence: v.reasons.first().cloned(),
             })
         })
         .collect();

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::base::clock::Timestamp;
+use crate::detect::anomaly::{Component, Reason};
 
 /// One transfer of attack traffic as the cloud saw it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -14,15 +15,83 @@ pub struct Transfer {
     pub accepted: bool,
 }
 
+/// What decided a detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Detector {
+    /// The model's isolation forest (records written before the model had parts say so
+    /// in a sentence).
+    #[serde(alias = "isolation-forest (per-window flow features, frozen baseline model)")]
+    IsolationForest,
+    /// The model's per-feature tail model.
+    FeatureTails,
+    /// The lab's egress alarm: a CloudWatch metric filter over the flow logs.
+    MetricFilter,
+}
+
+impl Detector {
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::IsolationForest => "isolation-forest",
+            Detector::FeatureTails => "feature-tails",
+            Detector::MetricFilter => "metric-filter",
+        }
+    }
+
+    /// Whether the lab's anomaly model decided (not a rule).
+    pub fn is_model(self) -> bool {
+        !matches!(self, Detector::MetricFilter)
+    }
+}
+
+impl From<Component> for Detector {
+    fn from(c: Component) -> Detector {
+        match c {
+            Component::IsolationForest => Detector::IsolationForest,
+            Component::FeatureTails => Detector::FeatureTails,
+        }
+    }
+}
+
+impl std::fmt::Display for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A detection the pipeline's detector emitted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetectionEvent {
     pub at: Timestamp,
     pub lab: String,
     pub instance_id: String,
-    pub detector: String,
+    pub detector: Detector,
+    /// The flow-log window the detection is about: `window_s` seconds from here.
     pub window_start: Timestamp,
+    #[serde(default = "default_window_s")]
+    pub window_s: u32,
     pub reason: String,
+    /// The feature that weighed most, its value against the baseline (none for a rule).
+    #[serde(default)]
+    pub evidence: Option<Reason>,
+}
+
+fn default_window_s() -> u32 {
+    60
+}
+
+impl DetectionEvent {
+    /// When the detection's window ends.
+    pub fn window_end(&self) -> Timestamp {
+        Timestamp(self.window_start.0.saturating_add(i64::from(self.window_s) * 1000))
+    }
+
+    /// Whether the detection's window holds the instant `at`.
+    pub fn window_holds(&self, at: Timestamp) -> bool {
+        let s = at.unix_seconds();
+        let start = self.window_start.unix_seconds();
+        s >= start && s < start + i64::from(self.window_s)
+    }
 }
 
 /// What the containment function reported for one invocation.
@@ -113,9 +182,11 @@ mod tests {
             at: Timestamp(5),
             lab: "l".into(),
             instance_id: "i-1".into(),
-            detector: "isolation-forest".into(),
+            detector: Detector::FeatureTails,
             window_start: Timestamp(1),
+            window_s: 60,
             reason: "r".into(),
+            evidence: None,
         };
         let line = format!("2026-11-23T15:00:00Z\tREQ\t{}", log_line(DETECTION_LOG_MARKER, &d));
         assert_eq!(parse_log_line::<DetectionEvent>(DETECTION_LOG_MARKER, &line), Some(d));

@@ -6,20 +6,30 @@
 
 use std::path::Path;
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use serde::{Deserialize, Serialize};
 
 use crate::base::error::{Error, Result};
+use crate::base::rng::Rng;
+use crate::detect::destinations::{aws_service, prefixes_of, AwsService};
+use crate::formats::flowlog::is_external;
 
 /// The scenarios shipped with cis, as (file name, text).
 pub const EMBEDDED: &[(&str, &str)] = &[
+    ("benign-api-rotation.toml", include_str!("../../scenarios/benign-api-rotation.toml")),
+    ("benign-cdn-update.toml", include_str!("../../scenarios/benign-cdn-update.toml")),
+    ("benign-flash-crowd.toml", include_str!("../../scenarios/benign-flash-crowd.toml")),
     ("benign-package-update.toml", include_str!("../../scenarios/benign-package-update.toml")),
     ("c2-beacon-jitter.toml", include_str!("../../scenarios/c2-beacon-jitter.toml")),
     ("exfil-dns-tunnel.toml", include_str!("../../scenarios/exfil-dns-tunnel.toml")),
     ("exfil-http-beacon.toml", include_str!("../../scenarios/exfil-http-beacon.toml")),
     ("exfil-https-bulk.toml", include_str!("../../scenarios/exfil-https-bulk.toml")),
+    ("exfil-s3-upload.toml", include_str!("../../scenarios/exfil-s3-upload.toml")),
     ("exfil-long-stream.toml", include_str!("../../scenarios/exfil-long-stream.toml")),
     ("exfil-slow-drip.toml", include_str!("../../scenarios/exfil-slow-drip.toml")),
     ("exfil-spray.toml", include_str!("../../scenarios/exfil-spray.toml")),
+    ("exfil-spray-wide.toml", include_str!("../../scenarios/exfil-spray-wide.toml")),
     ("exfil-unusual-port.toml", include_str!("../../scenarios/exfil-unusual-port.toml")),
     ("recon-port-scan.toml", include_str!("../../scenarios/recon-port-scan.toml")),
 ];
@@ -110,7 +120,10 @@ pub enum Arrival {
 pub struct Stream {
     #[serde(default = "outbound")]
     pub direction: Direction,
-    /// Remote addresses, used in turn.
+    /// Remote addresses, used in turn. Each is an address, or a pool a connection draws a
+    /// fresh address from: a network (`"151.101.0.0/16"`), an AWS service's published
+    /// prefixes (`"aws:S3"`, `"aws:AMAZON"`, `"aws:CLOUDFRONT"`), or `"internet"` (any
+    /// public IPv4 address outside AWS's service ranges). See [`Remote`].
     pub remotes: Vec<String>,
     /// Remote (outbound) or local (inbound) ports, used in turn.
     pub ports: Vec<u16>,
@@ -119,6 +132,11 @@ pub struct Stream {
     /// Seconds after the scenario starts when the first connection opens.
     #[serde(default)]
     pub start_s: f64,
+    /// A daily job's time, `"HH:MM"` UTC: the first connection opens at the next such
+    /// time (plus `start_s`), and `interval_s` must be a day. For a baseline's schedule,
+    /// which the detector learns by the hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_at: Option<String>,
     /// How many connections; 0 in a baseline profile means forever.
     pub connections: u32,
     #[serde(default = "periodic")]
@@ -150,14 +168,88 @@ fn short() -> f64 {
     0.5
 }
 
+/// Where a stream's connections go: one address, or a pool drawn from per connection, as
+/// real peers churn (clients from everywhere, service endpoints that rotate, CDN edges).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remote {
+    Address(IpAddr),
+    /// Any address of an IPv4 network.
+    Network(Ipv4Addr, u8),
+    /// Any address in an AWS service's shipped prefixes.
+    Aws(AwsService),
+    /// Any public IPv4 address outside AWS's service ranges.
+    Internet,
+}
+
+impl Remote {
+    pub fn parse(text: &str) -> std::result::Result<Remote, String> {
+        let bad =
+            || format!("remote '{text}' is not an IP address, an IPv4 network (a.b.c.d/n), aws:S3, aws:AMAZON, aws:CLOUDFRONT or internet");
+        if text == "internet" {
+            return Ok(Remote::Internet);
+        }
+        if let Some(name) = text.strip_prefix("aws:") {
+            return match name {
+                "S3" => Ok(Remote::Aws(AwsService::S3)),
+                "AMAZON" => Ok(Remote::Aws(AwsService::Amazon)),
+                "CLOUDFRONT" => Ok(Remote::Aws(AwsService::CloudFront)),
+                _ => Err(bad()),
+            };
+        }
+        if let Some((net, len)) = text.split_once('/') {
+            let (net, len): (Ipv4Addr, u8) = (net.parse().map_err(|_| bad())?, len.parse().map_err(|_| bad())?);
+            if !(8..=32).contains(&len) {
+                return Err(format!("remote '{text}': a network's prefix length must be 8 to 32"));
+            }
+            return Ok(Remote::Network(net, len));
+        }
+        text.parse().map(Remote::Address).map_err(|_| bad())
+    }
+
+    /// An address of this remote: itself, or a fresh draw from the pool.
+    pub fn pick(&self, rng: &mut Rng) -> IpAddr {
+        let in_network = |rng: &mut Rng, net: Ipv4Addr, len: u8| {
+            let size = 1u64 << (32 - u32::from(len));
+            IpAddr::V4(Ipv4Addr::from(u32::from(net) & (u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)) | rng.below(size) as u32))
+        };
+        match *self {
+            Remote::Address(ip) => ip,
+            Remote::Network(net, len) => in_network(rng, net, len),
+            Remote::Aws(service) => {
+                let prefixes = prefixes_of(service);
+                loop {
+                    let (net, len) = prefixes[rng.below(prefixes.len() as u64) as usize];
+                    let ip = in_network(rng, net, len);
+                    // Other customers' holes inside a service's prefix are not the service.
+                    if aws_service(ip) == Some(service) {
+                        return ip;
+                    }
+                }
+            }
+            Remote::Internet => loop {
+                let ip = IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32));
+                let IpAddr::V4(v4) = ip else { unreachable!() };
+                if is_external(ip) && !v4.is_multicast() && v4.octets()[0] < 224 && v4.octets()[0] != 0 && aws_service(ip).is_none() {
+                    return ip;
+                }
+            },
+        }
+    }
+}
+
 impl Stream {
+    /// The remote of the stream's `index`th connection.
+    pub fn remote(&self, index: u32, rng: &mut Rng) -> IpAddr {
+        Remote::parse(&self.remotes[index as usize % self.remotes.len()]).expect("streams are validated").pick(rng)
+    }
+
     fn check(&self, i: usize) -> std::result::Result<(), String> {
         let at = format!("[[traffic]] #{}", i + 1);
         if self.remotes.is_empty() {
             return Err(format!("{at}: 'remotes' needs at least one address"));
         }
         for r in &self.remotes {
-            r.parse::<std::net::IpAddr>().map_err(|_| format!("{at}: remote '{r}' is not an IP address"))?;
+            Remote::parse(r).map_err(|e| format!("{at}: {e}"))?;
         }
         if self.ports.is_empty() {
             return Err(format!("{at}: 'ports' needs at least one port"));
@@ -171,7 +263,29 @@ impl Stream {
         if self.jitter_s > self.interval_s {
             return Err(format!("{at}: jitter_s must not exceed interval_s"));
         }
+        if let Some(daily) = &self.daily_at {
+            self.daily_at_s().ok_or_else(|| format!("{at}: daily_at '{daily}' is not a time of day HH:MM"))?;
+            if self.interval_s != 86_400.0 {
+                return Err(format!("{at}: a daily_at stream repeats daily: set interval_s = 86400.0"));
+            }
+        }
         Ok(())
+    }
+
+    /// `daily_at` as seconds after midnight UTC.
+    pub fn daily_at_s(&self) -> Option<i64> {
+        let (h, m) = self.daily_at.as_deref()?.split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 3600 + m * 60)
+    }
+
+    /// Seconds from `now` (seconds since the epoch) to this stream's first connection,
+    /// before any random phase.
+    pub fn first_in_s(&self, now: i64) -> f64 {
+        match self.daily_at_s() {
+            Some(at) => (at - now.rem_euclid(86_400)).rem_euclid(86_400) as f64 + self.start_s,
+            None => self.start_s,
+        }
     }
 
     /// Seconds from the scenario's start until this stream's last connection closes.
@@ -299,6 +413,25 @@ mod tests {
     }
 
     #[test]
+    fn pools_draw_fresh_addresses_of_their_kind() {
+        let mut rng = Rng::seeded(3);
+        for (text, check) in [
+            ("aws:S3", Some(AwsService::S3)),
+            ("aws:AMAZON", Some(AwsService::Amazon)),
+            ("aws:CLOUDFRONT", Some(AwsService::CloudFront)),
+            ("internet", None),
+        ] {
+            let pool = Remote::parse(text).unwrap();
+            let drawn: std::collections::BTreeSet<IpAddr> = (0..50).map(|_| pool.pick(&mut rng)).collect();
+            assert!(drawn.len() > 40, "{text}: addresses churn");
+            assert!(drawn.iter().all(|ip| aws_service(*ip) == check && is_external(*ip)), "{text}: {drawn:?}");
+        }
+        let net = Remote::parse("151.101.0.0/16").unwrap();
+        assert!((0..20).all(|_| matches!(net.pick(&mut rng), IpAddr::V4(v) if v.octets()[..2] == [151, 101])));
+        assert_eq!(Remote::parse("10.42.1.200").unwrap().pick(&mut rng), "10.42.1.200".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
     fn malformed_files_name_path_and_line() {
         let text = "id = \"x\"\ntitle = \"t\"\nmitre = []\ndescription = \"d\"\nscript = \"s\"\n[expect]\ndetected = maybe\n";
         let err = Scenario::parse(text, Path::new("scenarios/x.toml")).unwrap_err().to_string();
@@ -306,6 +439,8 @@ mod tests {
         let text = "id = \"x\"\ntitle = \"t\"\nmitre = []\ndescription = \"d\"\nscript = \"s\"\n[expect]\ndetected = true\nisolated = true\n\n[[traffic]]\nremotes = [\"nope\"]\nports = [80]\nconnections = 1\nbytes_out = 1\n";
         let err = Scenario::parse(text, Path::new("x.toml")).unwrap_err().to_string();
         assert!(err.starts_with("x.toml:10:") && err.contains("nope"), "{err}");
+        let err = Scenario::parse(&text.replace("nope", "aws:EC2"), Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("aws:S3, aws:AMAZON"), "{err}");
         assert!(matches!(find("no-such-scenario"), Err(Error::UnknownScenario(_))));
     }
 }

@@ -12,7 +12,8 @@ use crate::base::error::{Error, Result};
 use crate::base::files::{json_error_message, write_atomic};
 use crate::base::versioned::check_header;
 use crate::cloud::{LabTarget, Observation};
-use crate::model::events::Outcome;
+use crate::detect::anomaly::Reason;
+use crate::model::events::{DetectionEvent, Detector, Outcome};
 use crate::model::lab::LabName;
 use crate::model::scenario::Scenario;
 use crate::store::ledger::Ledger;
@@ -45,6 +46,10 @@ pub struct Timeline {
     pub first_exfil_flow: Option<Timestamp>,
     pub records_delivered: Option<Timestamp>,
     pub detected: Option<Timestamp>,
+    /// The end of the flow-log window the counted detection is about: no detection can
+    /// come before its window closes and its records are delivered.
+    #[serde(default)]
+    pub detected_window_end: Option<Timestamp>,
     pub containment_invoked: Option<Timestamp>,
     pub isolated: Option<Timestamp>,
     pub last_exfil_byte: Option<Timestamp>,
@@ -82,6 +87,12 @@ pub struct RunMetrics {
     /// Containment invocations that failed (each retried by Lambda).
     #[serde(default)]
     pub containment_failures: usize,
+    /// Detections whose window holds none of the attack's flows: false alerts of this run.
+    #[serde(default)]
+    pub false_alerts: usize,
+    /// The target was isolated on a false alert.
+    #[serde(default)]
+    pub false_isolation: bool,
 }
 
 /// How a run ended against what its scenario expects.
@@ -95,9 +106,14 @@ pub enum Verdict {
     /// Detected, but the scenario expects isolation and none happened.
     #[serde(rename = "not isolated")]
     NotIsolated,
-    /// A benign scenario's target was isolated.
+    /// A benign scenario's target was isolated, or an attack's on a detection of
+    /// something else.
     #[serde(rename = "unexpected isolation")]
     UnexpectedIsolation,
+    /// A detection whose window holds none of the attack's flows (a benign or invisible
+    /// scenario's, or a false alert beside an attack).
+    #[serde(rename = "unexpected detection")]
+    UnexpectedDetection,
 }
 
 impl Verdict {
@@ -107,6 +123,7 @@ impl Verdict {
             Verdict::Missed => "missed",
             Verdict::NotIsolated => "not isolated",
             Verdict::UnexpectedIsolation => "unexpected isolation",
+            Verdict::UnexpectedDetection => "unexpected detection",
         }
     }
 }
@@ -127,26 +144,41 @@ pub struct RunRecord {
     pub cloud: String,
     pub scenario: String,
     pub title: String,
-    pub detector: Option<String>,
-    /// Why the first detection fired, as the detector explained it.
+    /// What decided the counted detection.
+    pub detector: Option<Detector>,
+    /// Why the counted detection fired, as the detector explained it.
     #[serde(default)]
     pub detection_reason: Option<String>,
+    /// The feature that weighed most in it, against the baseline.
+    #[serde(default)]
+    pub evidence: Option<Reason>,
     pub expected_detected: bool,
     pub expected_isolated: bool,
     pub visible_in_flow_logs: bool,
     pub timeline: Timeline,
     pub metrics: RunMetrics,
-    /// `as expected`, `missed`, `not isolated`, or `unexpected isolation`.
+    /// `as expected`, `missed`, `not isolated`, `unexpected isolation` or `unexpected detection`.
     pub verdict: Verdict,
     pub notes: Vec<String>,
 }
 
 impl RunRecord {
-    /// Builds the record from what the cloud observed.
+    /// Builds the record from what the cloud observed. A detection counts for the attack
+    /// only if its window holds the attack's flows (as flow logs see them: not at all for
+    /// an invisible scenario); any other is a false alert of the run, and an isolation it
+    /// set off is a false isolation.
     pub fn from_observation(run_id: &str, lab: &str, cloud: &str, scenario: &Scenario, started: Timestamp, obs: &Observation) -> RunRecord {
+        let e = &scenario.expect;
         let accepted = || obs.transfers.iter().filter(|t| t.accepted);
-        let detection = obs.detections.iter().min_by_key(|d| d.at);
+        let of_attack = |d: &DetectionEvent| e.visible_in_flow_logs && obs.transfers.iter().any(|t| d.window_holds(t.at));
+        let detection = obs.detections.iter().filter(|d| of_attack(d)).min_by_key(|d| d.at);
+        let false_alerts = obs.detections.iter().filter(|d| !of_attack(d)).count();
         let containment = obs.containments.iter().filter(|c| c.outcome == Outcome::Isolated).min_by_key(|c| c.invoked_at);
+        // Which detection set the isolation off: the event carries its time.
+        let isolation_of_attack = containment.is_some_and(|c| match c.detected_at {
+            Some(at) => obs.detections.iter().any(|d| d.at == at && of_attack(d)),
+            None => detection.is_some_and(|d| d.at <= c.invoked_at),
+        });
         let invoked = obs.containments.iter().map(|c| c.invoked_at).min();
         let isolated = containment.and_then(|c| c.isolated_at);
         let notified = obs.notifications.iter().map(|n| n.at).min();
@@ -155,6 +187,7 @@ impl RunRecord {
             first_exfil_flow: accepted().map(|t| t.at).min().or_else(|| obs.transfers.first().map(|t| t.at)),
             records_delivered: obs.first_records_delivered_at,
             detected: detection.map(|d| d.at),
+            detected_window_end: detection.map(DetectionEvent::window_end),
             containment_invoked: invoked,
             isolated,
             last_exfil_byte: accepted().map(|t| t.at).max(),
@@ -165,12 +198,13 @@ impl RunRecord {
             (Some(a), Some(b)) => Some(b.seconds_since(a)),
             _ => None,
         };
+        let isolated_by_attack = isolated.filter(|_| isolation_of_attack);
         let metrics = RunMetrics {
             detected: detection.is_some(),
-            isolated: isolated.is_some(),
+            isolated: isolated_by_attack.is_some(),
             detection_latency_s: secs(timeline.first_exfil_flow, timeline.detected),
-            isolation_latency_s: secs(timeline.detected, timeline.isolated),
-            end_to_end_s: secs(timeline.first_exfil_flow, timeline.isolated),
+            isolation_latency_s: secs(timeline.detected, isolated_by_attack),
+            end_to_end_s: secs(timeline.first_exfil_flow, isolated_by_attack),
             bytes_exfiltrated: accepted().map(|t| t.bytes_out).sum(),
             bytes_before_isolation: accepted().filter(|t| isolated.is_none_or(|i| t.at < i)).map(|t| t.bytes_out).sum(),
             bytes_blocked: obs.transfers.iter().filter(|t| !t.accepted).map(|t| t.bytes_out).sum(),
@@ -178,13 +212,20 @@ impl RunRecord {
             detections: obs.detections.len(),
             isolations: obs.containments.iter().filter(|c| c.outcome == Outcome::Isolated).count(),
             containment_failures: obs.containments.iter().filter(|c| c.outcome == Outcome::Failed).count(),
+            false_alerts,
+            false_isolation: isolated.is_some() && !isolation_of_attack,
         };
-        let e = &scenario.expect;
-        let verdict = match (e.detected || e.isolated, metrics.detected, metrics.isolated) {
-            (false, _, true) => Verdict::UnexpectedIsolation,
-            (true, false, _) => Verdict::Missed,
-            (true, true, false) if e.isolated => Verdict::NotIsolated,
-            _ => Verdict::AsExpected,
+        let expects_catch = e.detected || e.isolated;
+        let verdict = if isolated.is_some() && (!expects_catch || !isolation_of_attack) {
+            Verdict::UnexpectedIsolation
+        } else if expects_catch && !metrics.detected {
+            Verdict::Missed
+        } else if expects_catch && e.isolated && !metrics.isolated {
+            Verdict::NotIsolated
+        } else if false_alerts > 0 || (!expects_catch && metrics.detected) {
+            Verdict::UnexpectedDetection
+        } else {
+            Verdict::AsExpected
         };
         let mut notes = Vec::new();
         if !e.visible_in_flow_logs {
@@ -197,6 +238,14 @@ impl RunRecord {
                 "{} byte(s) left after isolation: a tracked connection outlived the group change (containment's two-step swap exists to cut it)",
                 metrics.bytes_after_isolation
             ));
+        }
+        if false_alerts > 0 {
+            notes.push(format!(
+                "{false_alerts} detection(s) of windows holding none of the attack's flows: false alerts, not counted as detecting it"
+            ));
+        }
+        if metrics.false_isolation {
+            notes.push("the target was isolated on a false alert (a window without the attack's flows)".to_string());
         }
         if isolated.is_some() && !obs.instance_isolated {
             notes.push("containment reported isolation but the instance's groups no longer show it".to_string());
@@ -240,8 +289,9 @@ impl RunRecord {
             cloud: cloud.into(),
             scenario: scenario.id.clone(),
             title: scenario.title.clone(),
-            detector: detection.map(|d| d.detector.clone()),
+            detector: detection.map(|d| d.detector),
             detection_reason: detection.map(|d| d.reason.clone()),
+            evidence: detection.and_then(|d| d.evidence.clone()),
             expected_detected: e.detected,
             expected_isolated: e.isolated,
             visible_in_flow_logs: e.visible_in_flow_logs,
@@ -420,7 +470,7 @@ impl Orchestrator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::events::{ContainmentOutcome, DetectionEvent, Notification, Transfer};
+    use crate::model::events::{ContainmentOutcome, Notification, Transfer};
 
     #[test]
     fn latencies_and_bytes_come_from_the_observation() {
@@ -438,9 +488,11 @@ mod tests {
                 at: t(340),
                 lab: "l".into(),
                 instance_id: "i".into(),
-                detector: "d".into(),
+                detector: Detector::FeatureTails,
                 window_start: t(0),
+                window_s: 60,
                 reason: "r".into(),
+                evidence: None,
             }],
             containments: vec![ContainmentOutcome {
                 invoked_at: t(341),
@@ -463,6 +515,28 @@ mod tests {
         assert_eq!(r.verdict, Verdict::AsExpected);
         let missed = RunRecord::from_observation("run-0002", "l", "sim", &s, t(5), &Observation::default());
         assert_eq!(missed.verdict, Verdict::Missed);
+
+        // The same detection of a window the attack's flows are not in: a false alert,
+        // and the isolation it set off a false isolation.
+        let mut elsewhere = obs.clone();
+        elsewhere.detections[0].window_start = t(120);
+        let r = RunRecord::from_observation("run-0003", "l", "sim", &s, t(5), &elsewhere);
+        assert_eq!((r.metrics.detected, r.metrics.false_alerts, r.metrics.false_isolation), (false, 1, true));
+        assert_eq!(r.metrics.detection_latency_s, None);
+        assert_eq!(r.verdict, Verdict::UnexpectedIsolation);
+        // Without the isolation: an attack missed beside a false alert is missed.
+        elsewhere.containments.clear();
+        let r = RunRecord::from_observation("run-0004", "l", "sim", &s, t(5), &elsewhere);
+        assert_eq!(r.verdict, Verdict::Missed);
+        // Caught and isolated, with a false alert beside it: an unexpected detection.
+        elsewhere.detections.push(obs.detections[0].clone());
+        elsewhere.containments = obs.containments.clone();
+        let r = RunRecord::from_observation("run-0005", "l", "sim", &s, t(5), &elsewhere);
+        assert_eq!((r.metrics.detected, r.verdict), (true, Verdict::UnexpectedDetection));
+        // An invisible scenario's "detection" can only be a false alert.
+        let dns = crate::model::scenario::find("exfil-dns-tunnel").unwrap();
+        let r = RunRecord::from_observation("run-0006", "l", "sim", &dns, t(5), &Observation { containments: vec![], ..obs.clone() });
+        assert_eq!((r.metrics.detected, r.metrics.false_alerts, r.verdict), (false, 1, Verdict::UnexpectedDetection));
     }
 
     #[test]
@@ -483,11 +557,18 @@ mod tests {
             at: t(100),
             lab: "l".into(),
             instance_id: "i".into(),
-            detector: "d".into(),
+            detector: Detector::FeatureTails,
             window_start: t(0),
+            window_s: 60,
             reason: "r".into(),
+            evidence: None,
         };
-        let mut obs = Observation { detections: vec![detection], containments: vec![failed(101, "denied")], ..Default::default() };
+        let mut obs = Observation {
+            transfers: vec![Transfer { at: t(10), bytes_out: 100, accepted: true }],
+            detections: vec![detection],
+            containments: vec![failed(101, "denied")],
+            ..Default::default()
+        };
         let r = RunRecord::from_observation("run-0001", "l", "sim", &s, t(5), &obs);
         assert_eq!(r.verdict, Verdict::NotIsolated);
         assert!(r.notes.iter().any(|n| n.contains("containment at") && n.contains("denied")), "{:?}", r.notes);

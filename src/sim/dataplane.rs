@@ -169,13 +169,14 @@ impl World {
                 // Benign background from the first second the server runs.
                 for profile in ctx.baselines.iter().filter(|p| p.id == workload) {
                     for (i, s) in profile.streams.iter().enumerate() {
-                        let phase = match s.arrival {
-                            Arrival::Periodic => self.rng.range_f64(0.0, s.interval_s.max(1.0)),
-                            Arrival::Poisson => self.rng.exponential(s.interval_s),
+                        let phase = match (s.arrival, &s.daily_at) {
+                            (Arrival::Periodic, Some(_)) => self.rng.range_f64(0.0, s.jitter_s),
+                            (Arrival::Periodic, None) => self.rng.range_f64(0.0, s.interval_s.max(1.0)),
+                            (Arrival::Poisson, _) => self.rng.exponential(s.interval_s),
                         };
                         let source = Source::Baseline { profile: profile.id.clone(), stream: i };
                         self.schedule(
-                            at.plus_secs_f64(s.start_s + phase),
+                            at.plus_secs_f64(s.first_in_s(at.unix_seconds()) + phase),
                             Event::OpenConnection { instance: instance.clone(), source, index: 0 },
                         );
                     }
@@ -351,7 +352,7 @@ impl World {
                 return;
             }
         };
-        let remote: IpAddr = stream.remotes[index as usize % stream.remotes.len()].parse().expect("streams are validated");
+        let remote = stream.remote(index, &mut self.rng);
         let port = stream.ports[index as usize % stream.ports.len()];
         let ephemeral = 32768 + self.rng.below(28_000) as u16;
         let outbound = stream.direction == Direction::Outbound;
@@ -453,15 +454,18 @@ impl World {
             conn.established = true;
             conn.tracked = conn.tracked && !self.untracked(&groups);
             let handshake = if first && conn.protocol == 6 { 2 } else { 0 };
-            let flags = if first { 0x02 | 0x10 } else { 0x10 };
-            self.record(at, &conn, true, true, initiator_bytes, handshake, flags);
+            // As flow logs report them: the opener's record carries SYN, the answerer's
+            // SYN-ACK; ACK alone is not reported.
+            let tcp = conn.protocol == 6;
+            let (opener_flags, answer_flags) = if first && tcp { (0x02, 0x12) } else { (0, 0) };
+            self.record(at, &conn, true, true, initiator_bytes, handshake, opener_flags);
             if responder_bytes > 0 || handshake > 0 {
-                self.record(at, &conn, false, true, responder_bytes, handshake, flags | if first { 0x12 } else { 0 });
+                self.record(at, &conn, false, true, responder_bytes, handshake, answer_flags);
             }
         } else {
             // Rejected: the SYN (or the data packets of a cut flow) is dropped; retries follow.
             let payload = if first { 0 } else { initiator_bytes };
-            self.record(at, &conn, true, false, payload, if first { 3 } else { 0 }, if first { 0x02 } else { 0x10 });
+            self.record(at, &conn, true, false, payload, if first { 3 } else { 0 }, if first && conn.protocol == 6 { 0x02 } else { 0 });
         }
         if let Some(run) = &conn.attack {
             if let Some(a) = self.attacks.get_mut(run) {

@@ -190,9 +190,11 @@ fn lambda_event_decoders_survive_a_million_mutated_events() {
         at: cis::clock::Timestamp(1_767_225_900_000),
         lab: "demo".into(),
         instance_id: "i-0abc".into(),
-        detector: "isolation-forest".into(),
+        detector: cis::events::Detector::IsolationForest,
         window_start: cis::clock::Timestamp(1_767_225_840_000),
+        window_s: 60,
         reason: "bytes out".into(),
+        evidence: None,
     };
     let detection_event = cis::containment::eventbridge_event(&detection, "123456789012", "us-east-1").to_string();
     let metric = cis::metric::MetricKey {

@@ -146,7 +146,7 @@ fn a_metric_filter_lab_isolates_bulk_exfiltration_through_its_alarm_and_misses_w
         println!("metric filter, exfil-https-bulk: {:?} s to detection, {:?}", bulk.metrics.detection_latency_s, bulk.detection_reason);
         assert!(bulk.metrics.detected && bulk.metrics.isolated, "{:?}", bulk.notes);
         let (detection, outcome) = cloud.inspect(|w| (w.pipeline.detections[0].clone(), w.pipeline.containments[0].clone()));
-        assert_eq!(detection.detector, "metric-filter");
+        assert_eq!(detection.detector, cis::events::Detector::MetricFilter);
         assert_eq!(detection.instance_id, target.id(Role::TargetInstance).unwrap());
         assert_eq!(detection.at.millis() % 60_000, 0, "an alarm is evaluated on the minute");
         assert!(detection.reason.starts_with("Threshold Crossed: "), "{}", detection.reason);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Detection quality on the simulator, over the CLI: for each workload profile and seed,
+# `cis up --baseline P --seed S`, `cis attack --all` (every scenario in the catalogue, one
+# after another, the lab settling between runs) and `cis report --output json`, then
+# `cis down`. Prints, per profile and scenario: runs, detected, isolated (on the attack's
+# own windows), false alerts, false isolations, p50/p95 detection latency, and which part
+# decided. The figures are the simulator's, on its workload profiles: see README,
+# "Detection quality".
+# Usage: bench/detection.sh [SEEDS (default 20)] [PROFILES (default: idle-server web-server batch-job)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seeds=${1:-20}
+profiles=${2:-idle-server web-server batch-job}
+cargo build --release --quiet -p cis
+cis=$PWD/target/release/cis
+work=$PWD/target/bench/detection
+rm -rf "$work"; mkdir -p "$work"
+for p in $profiles; do
+  for s in $(seq 1 "$seeds"); do
+    dir=$work/$p-$s
+    "$cis" --state-dir "$dir" up --baseline "$p" --seed "$s" > /dev/null
+    "$cis" --state-dir "$dir" attack --all --seed "$s" > /dev/null 2>&1 || true
+    "$cis" --state-dir "$dir" --output json report > "$work/$p-$s.json"
+    "$cis" --state-dir "$dir" down > /dev/null
+  done
+done
+python3 - "$work" $profiles <<'PY'
+import json, sys, glob, statistics as st
+work, profiles = sys.argv[1], sys.argv[2:]
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
+for p in profiles:
+    rows = {}
+    for f in sorted(glob.glob(f"{work}/{p}-*.json")):
+        for r in json.load(open(f)).get("runs", []):
+            rows.setdefault(r["scenario"], []).append(r)
+    print(f"\n## {p}\n")
+    print("| scenario | expects | runs | detected | isolated | false alerts | false isolations | p50 s | p95 s | decided by | verdicts |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for sc, rs in sorted(rows.items()):
+        m = [r["metrics"] for r in rs]
+        lat = [x["detection_latency_s"] for x in m if x.get("detection_latency_s") is not None]
+        by = {}
+        for r in rs:
+            if r.get("detector"):
+                by[r["detector"]] = by.get(r["detector"], 0) + 1
+        verdicts = {}
+        for r in rs:
+            verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+        exp = "catch" if rs[0]["expected_detected"] else ("-" if rs[0]["visible_in_flow_logs"] else "invisible")
+        f = lambda v: "-" if v is None else f"{v:.0f}"
+        print(f"| {sc} | {exp} | {len(rs)} | {sum(x['detected'] for x in m)} | {sum(x['isolated'] for x in m)} | {sum(x.get('false_alerts', 0) for x in m)} | {sum(x.get('false_isolation', False) for x in m)} | {f(pct(lat, .5))} | {f(pct(lat, .95))} | {', '.join(f'{k} {v}' for k, v in sorted(by.items()))} | {', '.join(f'{k} {v}' for k, v in sorted(verdicts.items()))} |")
+PY
