@@ -153,7 +153,7 @@ pub(super) fn train(args: &Args, t: &TrainArgs, state: &StateDir) -> Result<()> 
     print(&match args.output {
         OutputFormat::Json => json(&summary),
         OutputFormat::Text => format!(
-            "model written to {}: {} windows of {} s from {} records ({} malformed lines skipped), {} known destinations; threshold {:.4} for a target false-positive rate of {} (baseline windows over it: {:.4}%)",
+            "model written to {}: {} windows of {} s from {} records ({} malformed lines skipped), {} known destination group(s); forest threshold {:.4} for a target false-positive rate of {} (baseline windows over it: {:.4}%)",
             out.display(),
             model.baseline.windows,
             t.window,

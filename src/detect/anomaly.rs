@@ -21,7 +21,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::destinations::Group;
-use crate::detect::features::{WindowFeatures, N_FEATURES, RESPONSE_BYTES, WINDOW_FEATURES};
+use crate::detect::features::{WindowFeatures, N_FEATURES, PERIODICITY, RESPONSE_BYTES, WINDOW_FEATURES};
 use crate::detect::forest::{ForestParams, IsolationForest, Matrix};
 
 pub const MODEL_FORMAT: &str = "cis-model";
@@ -53,15 +53,19 @@ impl std::fmt::Display for Component {
 }
 
 /// Features the tail model leaves to the forest. A web server's answers to its clients
-/// grow tenfold in a flash crowd: alone, they say nothing about the server's intent.
-const NOT_IN_TAILS: [usize; 1] = [RESPONSE_BYTES];
+/// grow tenfold in a flash crowd, and agents poll like metronomes (four connections a
+/// second apart, in whole seconds, are a perfect rhythm by chance): alone, neither says
+/// anything about the server's intent.
+const NOT_IN_TAILS: [usize; 2] = [RESPONSE_BYTES, PERIODICITY];
 
 /// The tail model's quantile knots, with the share of the baseline above each.
 const KNOTS: [f64; 5] = [0.5, 0.75, 0.9, 0.95, 0.99];
 /// Where the baseline's tail is flat (a feature that never varied), the exponential tail
-/// still needs a scale: a tenth of an order of e for log-scaled features, 0.02 for shares.
-const MIN_SCALE_LOG: f64 = 0.1;
-const MIN_SCALE_SHARE: f64 = 0.02;
+/// still needs a scale: 0.3 for log-scaled features (each 35% further is e times rarer),
+/// 0.05 for shares. Smaller scales made one new destination group, or a window a few KB
+/// over a very regular baseline's maximum, an extreme: an allow-list under another name.
+const MIN_SCALE_LOG: f64 = 0.3;
+const MIN_SCALE_SHARE: f64 = 0.05;
 /// An hour-of-day slice (the hour and its neighbours) is used once it holds this many
 /// baseline windows (two days of 60-second windows); below, the whole baseline.
 const MIN_HOUR_WINDOWS: usize = 300;

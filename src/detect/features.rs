@@ -137,6 +137,7 @@ pub fn flow_vector<S>(r: &FlowRecordOf<S>) -> Option<[f64; FLOW_FEATURES.len()]>
 /// Columns other modules read by position.
 pub const CONNECTIONS: usize = 2;
 pub const NEW_DESTINATIONS: usize = 5;
+pub const PERIODICITY: usize = 9;
 pub const RESPONSE_BYTES: usize = 10;
 
 /// One interface's traffic in one window.

@@ -63,7 +63,7 @@ fn train_then_detect_finds_the_beacon_and_says_why() {
     assert_eq!(flows["interfaces"], 1);
 
     let trained = lab.ok(&["train", "--baseline", dir.join("baseline.log").to_str().unwrap()]);
-    assert!(trained.contains("model written to") && trained.contains("3 known destinations"), "{trained}");
+    assert!(trained.contains("model written to") && trained.contains("1 known destination group(s)"), "{trained}");
     assert!(dir.join("models/default.json").exists());
 
     // A day of the same polling with a beacon (12 requests in a minute to a new host).
@@ -119,7 +119,7 @@ fn train_then_detect_finds_the_beacon_and_says_why() {
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), day_text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("ALERT") && stdout.contains("destinations never seen in the baseline 1"), "{stdout}");
+    assert!(stdout.contains("ALERT") && stdout.contains("destination groups never seen in the baseline 1"), "{stdout}");
 }
 
 #[test]

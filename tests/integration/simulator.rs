@@ -71,8 +71,12 @@ fn a_benign_day_isolates_nothing_and_every_visible_scenario_is_detected() {
             orch.up(&lab, &options).await.unwrap();
             let run = orch.attack(&lab, &scenario).await.unwrap();
             println!(
-                "{}: detected {}, isolated {}, latency {:?} s",
-                scenario.id, run.metrics.detected, run.metrics.isolated, run.metrics.detection_latency_s
+                "{}: detected {}, isolated {}, latency {:?} s, {}",
+                scenario.id,
+                run.metrics.detected,
+                run.metrics.isolated,
+                run.metrics.detection_latency_s,
+                run.detection_reason.as_deref().unwrap_or("-")
             );
             if scenario.expect.visible_in_flow_logs {
                 assert_eq!(run.metrics.detected, scenario.expect.detected, "{}: {:?}", scenario.id, run.notes);
@@ -108,6 +112,10 @@ fn every_workload_profile_runs_a_virtual_day_without_a_false_isolation_and_attac
             let after = cloud.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.len()));
             let (detections, containments) = (after.0 - before.0, after.1 - before.1);
             println!("{}: 24 virtual hours, {detections} detections, {containments} containments", profile.id);
+            let seen = cloud.inspect(|w| w.pipeline.detections.clone());
+            for d in seen.iter().skip(before.0) {
+                println!("  {} {}: {}", d.window_start, d.detector, d.reason);
+            }
             assert_eq!(containments, 0, "{}: false isolations in a benign day", profile.id);
             let run = orch.attack(&lab, &cis::scenario::find("exfil-unusual-port").unwrap()).await.unwrap();
             println!("{}: exfil-unusual-port detected {} after {:?} s", profile.id, run.metrics.detected, run.metrics.detection_latency_s);
@@ -177,7 +185,7 @@ fn a_sweep_shows_a_looser_threshold_buying_false_alarms() {
         "json",
         "sim",
         "sweep",
-        "exfil-slow-drip",
+        "exfil-unusual-port",
         "--baseline",
         "web-server",
         "--runs",
