@@ -18,7 +18,7 @@ use crate::detect::anomaly::{Model, TrainOptions};
 use crate::detect::features::windows_of_lines;
 use crate::formats::flowlog::LogFormat;
 use crate::model::lab::{rendered, DetectorMode, LabGraph, LabName, LabOptions, Refs, Role, LAB_LOG_FORMAT};
-use crate::model::scenario::BaselineProfile;
+use crate::model::scenario::{BaselineProfile, Scenario};
 use crate::sim::dataplane::Context;
 use crate::sim::latency::LatencyModel;
 use crate::sim::world::World;
@@ -53,6 +53,21 @@ pub fn capture(
     latency: &LatencyModel,
     baselines: &[BaselineProfile],
 ) -> Result<Vec<String>, CloudError> {
+    Ok(capture_labelled(window_s, profile, hours, seed, &[], latency, baselines)?.into_iter().map(|(line, _)| line).collect())
+}
+
+/// [`capture`] with scenarios run on the target at the given seconds after its start (no
+/// pipeline watches: nothing is isolated), each line with the index in `attacks` of the
+/// scenario whose traffic it records, if any.
+pub fn capture_labelled(
+    window_s: u32,
+    profile: &str,
+    hours: u64,
+    seed: u64,
+    attacks: &[(f64, Scenario)],
+    latency: &LatencyModel,
+    baselines: &[BaselineProfile],
+) -> Result<Vec<(String, Option<usize>)>, CloudError> {
     let lab: LabName = "baseline".parse().expect("a valid lab name");
     let options = LabOptions { detector: DetectorMode::Lambda, window_s, baseline: profile.to_string(), ..Default::default() };
     let graph = LabGraph::build(&lab, &options, "baseline");
@@ -78,9 +93,19 @@ pub fn capture(
         };
         refs.insert(spec.role, id);
     }
+    let start = now;
     let end = now.plus(Duration::from_secs(hours * 3600));
+    let instance = refs.get(&Role::TargetInstance).cloned().ok_or_else(|| CloudError::Other("the capture has no target".into()))?;
+    let mut attacks: Vec<(usize, &(f64, Scenario))> = attacks.iter().enumerate().collect();
+    attacks.sort_by(|a, b| a.1 .0.total_cmp(&b.1 .0));
+    for (i, (at_s, scenario)) in attacks {
+        let at = start.plus_secs_f64(*at_s);
+        world.advance(at, &ctx);
+        world.start_attack(&format!("capture/{i}"), &format!("run-{i:04}"), lab.as_str(), &instance, scenario, at);
+    }
     world.advance(end, &ctx);
-    Ok(world.capture.take().unwrap_or_default())
+    let label = |run: Option<String>| run.and_then(|r| r.strip_prefix("capture/").and_then(|i| i.parse().ok()));
+    Ok(world.capture.take().unwrap_or_default().into_iter().map(|(line, run)| (line, label(run))).collect())
 }
 
 /// The window features of the baseline capture every lab's model learns from (and, on

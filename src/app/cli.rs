@@ -369,6 +369,41 @@ pub enum SimAction {
     /// threshold) in fresh simulated accounts and shows detection latency against false
     /// isolations.
     Sweep(SweepArgs),
+    /// Writes a labelled flow-log data set: a target running a workload profile for some
+    /// days, with scenarios run on it at spaced times; every record and every window
+    /// labelled with the scenario whose traffic it holds. Read it back with
+    /// `cis detect FLOWS --eval LABELS`.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ExportArgs {
+    /// The target's benign workload (a profile of assets/baselines.toml).
+    #[arg(long, value_name = "PROFILE", default_value = crate::model::scenario::DEFAULT_BASELINE)]
+    pub baseline: String,
+    /// Virtual days of traffic.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub days: u32,
+    /// Scenarios to run, spaced evenly over the days (repeat the flag); every scenario of
+    /// the catalogue when none is named.
+    #[arg(long = "scenario", value_name = "ID")]
+    pub scenarios: Vec<String>,
+    /// The flow-log format to write: the lab's (version 5 fields) or the default version 2.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Lab)]
+    pub format: ExportFormat,
+    /// The directory to write flows.log, labels.txt, records.csv and windows.csv into
+    /// (created; refused when it holds any of them).
+    #[arg(long, value_name = "DIR")]
+    pub out: std::path::PathBuf,
+}
+
+/// The flow-log format `cis sim export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The lab's format: version 5 fields, TCP flags and direction included.
+    Lab,
+    /// The default format (version 2): no flags, no direction.
+    V2,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -19,6 +19,8 @@ mod classroom;
 mod detection;
 // cis sim sweep.
 mod sweep;
+// cis sim export: a labelled flow-log data set.
+mod export;
 
 use crate::app::cli::{Args, Command, LabArgs, OutputFormat, ScenariosAction, ScenariosArgs};
 use crate::backends::sim::SimCloud;
@@ -537,7 +539,17 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
     if args.cloud != CloudKind::Sim {
         return Err(Error::Usage("`cis sim` runs on the simulator only: drop --cloud aws".into()).into());
     }
-    let crate::app::cli::SimAction::Sweep(sweep_args) = &s.action;
+    let sweep_args = match &s.action {
+        crate::app::cli::SimAction::Sweep(sweep_args) => sweep_args,
+        crate::app::cli::SimAction::Export(e) => {
+            let written = export::run(e, args.seed.unwrap_or(1))?;
+            print(&match args.output {
+                OutputFormat::Json => json(&written),
+                OutputFormat::Text => written.to_text(),
+            });
+            return Ok(());
+        }
+    };
     let runtime = runtime(Time::Virtual)?;
     let result = runtime.block_on(sweep::run(sweep_args, args.seed.unwrap_or(1), &args.region, &state.root().join("sweep")))?;
     print(&match args.output {

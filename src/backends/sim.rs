@@ -29,7 +29,6 @@ use crate::model::scenario::{BaselineProfile, Scenario};
 use crate::sim::dataplane::{Context, Invocation};
 use crate::sim::faults::{Call, FaultProfile, Injector};
 use crate::sim::latency::{Delay, LatencyModel};
-use crate::sim::traffic::AttackState;
 use crate::sim::world::{Detail, InstanceState, World};
 use crate::training::LabModels;
 
@@ -550,28 +549,7 @@ impl Cloud for SimCloud {
         if w.attacks.contains_key(&key) {
             return Err(CloudError::AlreadyExists { kind: ResourceKind::Instance.name(), name: format!("attack run {run_id}") });
         }
-        w.attacks.insert(
-            key.clone(),
-            AttackState {
-                run_id: run_id.to_string(),
-                lab: target.lab.to_string(),
-                instance: instance.clone(),
-                scenario: scenario.clone(),
-                started_at: now,
-                finished_at: None,
-                transfers: vec![],
-                first_records_delivered_at: None,
-                streams_left: scenario.streams.len() as u32,
-                open_conns: 0,
-            },
-        );
-        for (i, s) in scenario.streams.iter().enumerate() {
-            let source = crate::sim::traffic::Source::Attack { run: key.clone(), stream: i };
-            w.schedule(
-                now.plus_secs_f64(s.start_s),
-                crate::sim::traffic::Event::OpenConnection { instance: instance.clone(), source, index: 0 },
-            );
-        }
+        w.start_attack(&key, run_id, target.lab.as_str(), &instance, scenario, now);
         self.shared.commit(&mut w)?;
         Ok(AttackHandle {
             run_id: run_id.to_string(),

@@ -2,8 +2,10 @@
 //!
 //! AWS's service endpoints (SSM, CloudWatch, STS, S3) and its CDN answer from addresses
 //! that rotate inside the prefixes AWS publishes, so any address in one of those prefixes
-//! is that service. Any other address counts by its /24 (IPv4) or /48 (IPv6), where one
-//! provider's machines sit together. The prefixes ship in `assets/aws-prefixes.txt`, taken
+//! is that service. Any other public address counts by its /24 (IPv4) or /48 (IPv6),
+//! where one provider's machines sit together. Inside the VPC (private addresses) nothing
+//! rotates, and each address is one machine: a neighbour counts as itself, so a sweep of
+//! the subnet is a fan-out. The prefixes ship in `assets/aws-prefixes.txt`, taken
 //! from AWS's `ip-ranges.json` with the file's createDate; EC2's ranges are left out on
 //! purpose: they are other customers' machines, which an attacker can rent.
 
@@ -44,8 +46,11 @@ impl AwsService {
 pub enum Group {
     /// Inside one of AWS's published service prefixes.
     Aws(AwsService),
-    /// Anything else, by its /24 (IPv4) or /48 (IPv6): the network's first address.
+    /// Any other public address, by its /24 (IPv4) or /48 (IPv6): the network's first
+    /// address.
     Prefix(IpAddr),
+    /// A private address (inside the VPC, or the lab's own networks): the host itself.
+    Host(IpAddr),
 }
 
 impl Group {
@@ -53,6 +58,9 @@ impl Group {
     pub fn of(ip: IpAddr) -> Group {
         if let Some(service) = aws_service(ip) {
             return Group::Aws(service);
+        }
+        if !crate::formats::flowlog::is_external(ip) {
+            return Group::Host(ip);
         }
         Group::Prefix(match ip {
             IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
@@ -72,6 +80,7 @@ impl fmt::Display for Group {
             Group::Aws(s) => write!(f, "aws:{}", s.name()),
             Group::Prefix(ip @ IpAddr::V4(_)) => write!(f, "{ip}/24"),
             Group::Prefix(ip @ IpAddr::V6(_)) => write!(f, "{ip}/48"),
+            Group::Host(ip) => write!(f, "{ip}"),
         }
     }
 }
@@ -88,8 +97,11 @@ impl TryFrom<String> for Group {
         if let Some(name) = s.strip_prefix("aws:") {
             return AwsService::parse(name).map(Group::Aws).ok_or_else(|| format!("unknown AWS service '{name}' in group '{s}'"));
         }
-        let ip = s.split('/').next().unwrap_or_default();
-        ip.parse::<IpAddr>().map(|ip| Group::Prefix(ip)).map_err(|_| format!("'{s}' is not a destination group"))
+        let bad = || format!("'{s}' is not a destination group");
+        match s.split_once('/') {
+            Some((ip, _)) => ip.parse::<IpAddr>().map(Group::Prefix).map_err(|_| bad()),
+            None => s.parse::<IpAddr>().map(Group::Host).map_err(|_| bad()),
+        }
     }
 }
 
@@ -174,7 +186,9 @@ mod tests {
         assert_ne!(other, Group::of(ip("198.51.101.23")));
         assert_eq!(other.to_string(), "198.51.100.0/24");
         assert_eq!(Group::of(ip("2001:db8:1:2::5")).to_string(), "2001:db8:1::/48");
-        for g in [other, Group::Aws(AwsService::CloudFront), Group::of(ip("2001:db8:1:2::5"))] {
+        assert_eq!(Group::of(ip("10.42.1.7")), Group::Host(ip("10.42.1.7")), "a neighbour is itself");
+        assert_ne!(Group::of(ip("10.42.1.7")), Group::of(ip("10.42.1.8")));
+        for g in [other, Group::Aws(AwsService::CloudFront), Group::of(ip("2001:db8:1:2::5")), Group::of(ip("10.42.1.7"))] {
             assert_eq!(Group::try_from(g.to_string()), Ok(g));
         }
         assert!(Group::try_from("aws:NOPE".to_string()).is_err());

@@ -364,6 +364,10 @@ pub fn find(id_or_path: &str) -> Result<Scenario> {
 pub struct BaselineProfile {
     pub id: String,
     pub description: String,
+    /// TCP ports the workload serves to the internet: the target's security group admits
+    /// them from anywhere (a web server's 443), or its clients would only be refused.
+    #[serde(default)]
+    pub serves: Vec<u16>,
     #[serde(rename = "traffic")]
     pub streams: Vec<Stream>,
 }

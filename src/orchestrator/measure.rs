@@ -239,9 +239,10 @@ impl RunRecord {
                 metrics.bytes_after_isolation
             ));
         }
-        if false_alerts > 0 {
+        if let Some(first) = obs.detections.iter().filter(|d| !of_attack(d)).min_by_key(|d| d.at) {
             notes.push(format!(
-                "{false_alerts} detection(s) of windows holding none of the attack's flows: false alerts, not counted as detecting it"
+                "{false_alerts} detection(s) of windows holding none of the attack's flows: false alerts, not counted as detecting it; the first, window {} ({}): {}",
+                first.window_start, first.detector, first.reason
             ));
         }
         if metrics.false_isolation {

@@ -208,7 +208,7 @@ impl World {
                 self.schedule(at.plus_secs_f64(interval as f64), Event::WindowClose { flow_log });
             }
             Event::WindowClose { flow_log } => self.close_window(at, &flow_log, ctx),
-            Event::Deliver { log_group, lines, attack_runs } => {
+            Event::Deliver { log_group, lines, attack_runs, labels } => {
                 let Some(Detail::LogGroup { records, first_delivery_at, .. }) = self.resources.get_mut(&log_group).map(|r| &mut r.detail)
                 else {
                     return;
@@ -216,7 +216,7 @@ impl World {
                 *records += lines.len() as u64;
                 first_delivery_at.get_or_insert(at);
                 if let Some(capture) = &mut self.capture {
-                    capture.extend(lines.iter().cloned());
+                    capture.extend(lines.iter().enumerate().map(|(i, l)| (l.clone(), labels.get(i).cloned().flatten())));
                 }
                 for run in attack_runs {
                     if let Some(a) = self.attacks.get_mut(&run) {
@@ -621,11 +621,14 @@ impl World {
                     .collect()
             };
             let lines: Vec<String> = records.iter().map(|r| format.write(r)).collect();
+            // Only a capture reads them: an account's queue stays as small as before.
+            let labels: Vec<Option<String>> =
+                if self.capture.is_some() && !flows.is_empty() { flows.iter().map(|f| f.attack.clone()).collect() } else { vec![] };
             let mut attack_runs: Vec<String> = flows.iter().filter_map(|f| f.attack.clone()).collect();
             attack_runs.sort();
             attack_runs.dedup();
             let delay = ctx.latency.draw(Delay::FlowLogDelivery, &mut self.rng);
-            self.schedule(at.plus(delay), Event::Deliver { log_group: log_group.clone(), lines, attack_runs });
+            self.schedule(at.plus(delay), Event::Deliver { log_group: log_group.clone(), lines, attack_runs, labels });
         }
         self.net.windows.insert(flow_log.to_string(), Window { start: Some(at), flows: vec![] });
         self.schedule(at.plus_secs_f64(interval_s as f64), Event::WindowClose { flow_log: flow_log.to_string() });

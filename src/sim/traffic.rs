@@ -44,6 +44,10 @@ pub enum Event {
         log_group: String,
         lines: Vec<String>,
         attack_runs: Vec<String>,
+        /// The attack run each line's traffic belongs to, if any (what a labelled
+        /// capture keeps); empty in accounts saved before labels.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        labels: Vec<Option<String>>,
     },
     InvokeDetector {
         function: String,

@@ -17,6 +17,7 @@ use crate::base::rng::Rng;
 use crate::cloud::{CloudError, CloudResource, ResourceStatus};
 use crate::formats::flowlog::LogFormat;
 use crate::model::lab::{FunctionCode, Refs, ResourceConfig, ResourceKind, ResourceSpec, Role, Rule, Tags, TAG_LAB, TAG_ROLE};
+use crate::model::scenario::Scenario;
 
 pub const FORMAT: &str = "cis-sim-account";
 pub const VERSION: u32 = 1;
@@ -240,7 +241,7 @@ pub struct World {
     pub metrics: Metrics,
     /// When set, every flow-log line delivered is kept here too (baseline captures).
     #[serde(skip)]
-    pub capture: Option<Vec<String>>,
+    pub capture: Option<Vec<(String, Option<String>)>>,
 }
 
 fn invalid(msg: impl Into<String>) -> CloudError {
@@ -281,6 +282,31 @@ impl World {
         self.next_seq += 1;
         let pos = self.queue.partition_point(|s| (s.at, s.seq) <= (at, seq));
         self.queue.insert(pos, Scheduled { at, seq, event });
+    }
+
+    /// Starts a scenario's traffic on a running instance, as SSM Run Command would run its
+    /// script: each stream's first connection at its start. `key` names the run in
+    /// [`World::attacks`] and labels its flows.
+    pub fn start_attack(&mut self, key: &str, run_id: &str, lab: &str, instance: &str, scenario: &Scenario, now: Timestamp) {
+        self.attacks.insert(
+            key.to_string(),
+            AttackState {
+                run_id: run_id.to_string(),
+                lab: lab.to_string(),
+                instance: instance.to_string(),
+                scenario: scenario.clone(),
+                started_at: now,
+                finished_at: None,
+                transfers: vec![],
+                first_records_delivered_at: None,
+                streams_left: scenario.streams.len() as u32,
+                open_conns: 0,
+            },
+        );
+        for (i, s) in scenario.streams.iter().enumerate() {
+            let source = super::traffic::Source::Attack { run: key.to_string(), stream: i };
+            self.schedule(now.plus_secs_f64(s.start_s), Event::OpenConnection { instance: instance.to_string(), source, index: 0 });
+        }
     }
 
     pub fn next_event_at(&self) -> Option<Timestamp> {

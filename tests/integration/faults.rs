@@ -24,8 +24,15 @@ use cis::orchestrator::Silent;
 use cis::sim::faults::FaultProfile;
 use cis::state::StateDir;
 
-/// The scenario every life runs: flow logs see it and the model must catch it.
-const SCENARIO: &str = "exfil-https-bulk";
+/// The scenario a life runs: the seed picks it from the attacks flow logs see and the
+/// model must catch, in turn, so every one of them meets every fault profile.
+fn scenario_for(seed: u64) -> cis::scenario::Scenario {
+    let attacks: Vec<cis::scenario::Scenario> = cis::scenario::catalogue()
+        .into_iter()
+        .filter(|s| s.expect.visible_in_flow_logs && s.expect.detected && s.expect.isolated)
+        .collect();
+    attacks[(seed % attacks.len() as u64) as usize].clone()
+}
 /// The operator reruns a failed or killed command; after this many tries it is a failure.
 const TRIES: usize = 4;
 
@@ -130,8 +137,8 @@ fn life(profile: FaultProfile, seed: u64, tally: &mut Tally) -> Result<(), Strin
             return Err(format!("up did not converge in {TRIES} tries"));
         }
 
-        let scenario = cis::scenario::find(SCENARIO).unwrap();
-        let run = orch.attack(&lab, &scenario).await.map_err(|e| format!("attack: {e}"))?;
+        let scenario = scenario_for(seed);
+        let run = orch.attack(&lab, &scenario).await.map_err(|e| format!("{}: attack: {e}", scenario.id))?;
         let m = &run.metrics;
         tally.detected += u64::from(m.detected);
         tally.isolated += u64::from(m.isolated);
@@ -214,7 +221,7 @@ fn life(profile: FaultProfile, seed: u64, tally: &mut Tally) -> Result<(), Strin
         if broken.is_empty() {
             Ok(())
         } else {
-            Err(broken.join("; "))
+            Err(format!("{}: {}", scenario.id, broken.join("; ")))
         }
     })
 }

@@ -78,6 +78,18 @@ fn a_benign_day_isolates_nothing_and_every_visible_scenario_is_detected() {
                 run.metrics.detection_latency_s,
                 run.detection_reason.as_deref().unwrap_or("-")
             );
+            // No detection comes before its window closes and the window's records are
+            // delivered: from the attack's first flow, at least to the end of the window
+            // that holds it, plus the fastest delivery flow logs make.
+            if let (Some(detected), Some(window_end), Some(first)) =
+                (run.timeline.detected, run.timeline.detected_window_end, run.timeline.first_exfil_flow)
+            {
+                let fastest = cis::sim::latency::LatencyModel::embedded().get(cis::sim::latency::Delay::FlowLogDelivery).quantile(0.0);
+                let floor = window_end.seconds_since(first).max(0.0) + fastest;
+                let latency = run.metrics.detection_latency_s.unwrap();
+                assert!(latency >= floor && detected >= window_end, "{}: {latency} s, below the floor {floor} s", scenario.id);
+                assert!(window_end > first, "{}: the counted window ends before the attack's first flow", scenario.id);
+            }
             if scenario.expect.visible_in_flow_logs {
                 assert_eq!(run.metrics.detected, scenario.expect.detected, "{}: {:?}", scenario.id, run.notes);
                 assert_eq!(run.metrics.isolated, scenario.expect.isolated, "{}: {:?}", scenario.id, run.notes);
@@ -205,11 +217,13 @@ fn a_sweep_shows_a_looser_threshold_buying_false_alarms() {
     let (settings, filters) = all.split_at(2);
     assert!(settings.iter().all(|s| s["detector"] == "model") && filters.iter().all(|s| s["detector"] == "metric-filter"));
     println!("metric filter: {filters:?}");
-    assert!(filters.iter().all(|s| s["false_isolations"] == 0), "the egress alarm sits above every benign minute of the web server");
+    // The egress alarm's one threshold meets the web server's nightly 400 MiB backup: it
+    // may isolate the server for it (measured, not asserted; bench/detection.sh counts it).
     let (strict, loose) = (&settings[0], &settings[1]);
+    assert_eq!(strict["false_isolations"], 0, "the model knows the backup's hour: {strict}");
     assert_eq!((strict["target_fpr"].as_f64(), loose["target_fpr"].as_f64()), (Some(1e-5), Some(1e-2)));
     println!("strict: {strict}\nloose: {loose}");
-    assert!(settings.iter().all(|s| s["attacks"]["detected"] == 1), "the attack is caught under both");
+    assert!(settings.iter().all(|s| s["attacks"]["detected"] == 1), "the model catches the attack under both");
     assert!(
         loose["false_alerts"].as_u64().unwrap() > strict["false_alerts"].as_u64().unwrap(),
         "a threshold that lets 1% of benign windows alert raises more false alarms than one that lets 0.001% through"

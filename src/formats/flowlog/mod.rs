@@ -335,6 +335,13 @@ impl LogFormat {
         LogFormat::default_v2()
     }
 
+    /// The header line of this format (`version account-id ...`), as flow logs delivered to
+    /// S3 begin; [`LogFormat::from_header`] reads it back.
+    pub fn header(&self) -> String {
+        let name = |f: &Field| Field::NAMES.iter().find(|(_, g)| g == f).map_or("-", |(n, _)| *n);
+        self.fields.iter().map(name).collect::<Vec<_>>().join(" ")
+    }
+
     /// The format a header line names (`version account-id ...`).
     pub fn from_header(line: &str) -> Result<LogFormat, String> {
         let spec: Vec<String> = line.split_ascii_whitespace().map(|n| format!("${{{n}}}")).collect();

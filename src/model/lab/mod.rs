@@ -692,15 +692,27 @@ impl LabGraph {
             &[R::Vpc, R::Subnet, R::InternetGateway],
             C::RouteTable { vpc: R::Vpc, subnet: R::Subnet, gateway: R::InternetGateway },
         );
-        let ssh: Vec<Rule> =
+        let mut inbound: Vec<Rule> =
             o.ssh_from.iter().map(|src| Rule { protocol: "tcp".into(), from_port: 22, to_port: 22, cidr: src.as_str().into() }).collect();
+        let served: Vec<u16> =
+            crate::model::scenario::baselines().into_iter().find(|p| p.id == o.baseline).map(|p| p.serves).unwrap_or_default();
+        inbound.extend(served.iter().map(|&port| Rule {
+            protocol: "tcp".into(),
+            from_port: i32::from(port),
+            to_port: i32::from(port),
+            cidr: "0.0.0.0/0".into(),
+        }));
         b.add(
             R::TargetSecurityGroup,
             &[R::Vpc],
             C::SecurityGroup {
                 vpc: R::Vpc,
-                description: "cis target: no inbound except SSH from the operator when asked".into(),
-                ingress: ssh,
+                description: if served.is_empty() {
+                    "cis target: no inbound except SSH from the operator when asked".into()
+                } else {
+                    "cis target: the workload's served ports from anywhere, SSH from the operator when asked".into()
+                },
+                ingress: inbound,
                 egress: vec![Rule::all_traffic("0.0.0.0/0")],
             },
         );
@@ -1321,6 +1333,11 @@ mod tests {
         let g = LabGraph::build(&lab(), &LabOptions::default(), "r");
         let ResourceConfig::SecurityGroup { ingress, .. } = &g.get(Role::TargetSecurityGroup).unwrap().config else { panic!() };
         assert!(ingress.is_empty());
+        // A web server's clients reach its port, and only that one.
+        let web = LabOptions { baseline: "web-server".into(), ..Default::default() };
+        let g = LabGraph::build(&lab(), &web, "r");
+        let ResourceConfig::SecurityGroup { ingress, .. } = &g.get(Role::TargetSecurityGroup).unwrap().config else { panic!() };
+        assert_eq!(ingress, &[Rule { protocol: "tcp".into(), from_port: 443, to_port: 443, cidr: "0.0.0.0/0".into() }]);
     }
 
     #[test]
