@@ -49,6 +49,12 @@ impl Rng {
         -mean * (1.0 - self.uniform()).ln()
     }
 
+    /// A standard normal draw (Box-Muller, one of the pair).
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (1.0 - self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
     /// `n` lowercase hex digits, as AWS resource ids carry.
     pub fn hex(&mut self, n: usize) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";

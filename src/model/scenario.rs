@@ -153,6 +153,18 @@ pub struct Stream {
     /// How long each connection stays open.
     #[serde(default = "short")]
     pub duration_s: f64,
+    /// How much a Poisson stream's rate swings over the day (UTC): 0 flat; 0.6 from 0.4
+    /// times the mean at 03:00 to 1.6 times at 15:00, as a site's visitors come and go.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub diurnal: f64,
+    /// The spread of each connection's bytes, as the sigma of a log-normal factor with mean
+    /// 1: 0 every connection the same; 1 a heavy tail (one in a hundred over 7 times the mean).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size_spread: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn outbound() -> Direction {
@@ -263,6 +275,15 @@ impl Stream {
         if self.jitter_s > self.interval_s {
             return Err(format!("{at}: jitter_s must not exceed interval_s"));
         }
+        if !(0.0..1.0).contains(&self.diurnal) {
+            return Err(format!("{at}: diurnal must be at least 0 and below 1 (the rate's swing over the day)"));
+        }
+        if self.diurnal > 0.0 && self.arrival != Arrival::Poisson {
+            return Err(format!("{at}: diurnal applies to arrival = \"poisson\" streams"));
+        }
+        if !(0.0..=3.0).contains(&self.size_spread) {
+            return Err(format!("{at}: size_spread must be from 0 to 3 (a log-normal sigma)"));
+        }
         if let Some(daily) = &self.daily_at {
             self.daily_at_s().ok_or_else(|| format!("{at}: daily_at '{daily}' is not a time of day HH:MM"))?;
             if self.interval_s != 86_400.0 {
@@ -270,6 +291,23 @@ impl Stream {
             }
         }
         Ok(())
+    }
+
+    /// The stream's rate at `unix_s`, relative to its mean: `1 + diurnal cos(2 pi (h - 15) / 24)`
+    /// for the hour of the day `h` (UTC).
+    pub fn rate_factor(&self, unix_s: f64) -> f64 {
+        let hour = unix_s.rem_euclid(86_400.0) / 3600.0;
+        1.0 + self.diurnal * (std::f64::consts::TAU * (hour - 15.0) / 24.0).cos()
+    }
+
+    /// One connection's bytes out and in: the stream's, times a log-normal factor of mean 1
+    /// when `size_spread` says so.
+    pub fn connection_bytes(&self, rng: &mut Rng) -> (u64, u64) {
+        if self.size_spread == 0.0 {
+            return (self.bytes_out, self.bytes_in);
+        }
+        let factor = (self.size_spread * rng.normal() - self.size_spread * self.size_spread / 2.0).exp();
+        ((self.bytes_out as f64 * factor).round() as u64, (self.bytes_in as f64 * factor).round() as u64)
     }
 
     /// `daily_at` as seconds after midnight UTC.
@@ -414,6 +452,31 @@ mod tests {
         }
         assert!(all.iter().any(|s| s.id == DEFAULT_SCENARIO));
         assert!(baselines().iter().any(|b| b.id == DEFAULT_BASELINE));
+    }
+
+    #[test]
+    fn load_follows_the_day_and_sizes_have_heavy_tails() {
+        let web = baselines().into_iter().find(|p| p.id == "web-server").unwrap();
+        let clients = &web.streams[0];
+        assert!(clients.diurnal > 0.0 && clients.size_spread > 0.0);
+        // Busiest at 15:00 UTC, quietest at 03:00, the mean over the day unchanged.
+        let day = 1_767_225_600.0;
+        assert!((clients.rate_factor(day + 15.0 * 3600.0) - (1.0 + clients.diurnal)).abs() < 1e-9);
+        assert!((clients.rate_factor(day + 3.0 * 3600.0) - (1.0 - clients.diurnal)).abs() < 1e-9);
+        let mean = (0..24).map(|h| clients.rate_factor(day + f64::from(h) * 3600.0)).sum::<f64>() / 24.0;
+        assert!((mean - 1.0).abs() < 1e-9);
+        // Sizes: the mean kept, a long right tail.
+        let mut rng = Rng::seeded(9);
+        let sizes: Vec<f64> = (0..20_000).map(|_| clients.connection_bytes(&mut rng).0 as f64).collect();
+        let mean = sizes.iter().sum::<f64>() / sizes.len() as f64;
+        assert!((mean / clients.bytes_out as f64 - 1.0).abs() < 0.05, "{mean}");
+        assert!(sizes.iter().filter(|&&s| s > 5.0 * clients.bytes_out as f64).count() > 100, "a heavy tail");
+        let flat = Stream { size_spread: 0.0, ..clients.clone() };
+        assert_eq!(flat.connection_bytes(&mut rng), (flat.bytes_out, flat.bytes_in));
+        let mut bad = clients.clone();
+        bad.arrival = Arrival::Periodic;
+        bad.interval_s = 10.0;
+        assert!(bad.check(0).unwrap_err().contains("diurnal applies to arrival"));
     }
 
     #[test]

@@ -335,7 +335,15 @@ impl Report {
                 human_bytes(m.bytes_blocked)
             );
             if let Some(d) = &r.detector {
-                let _ = writeln!(o, "  detector: {d}");
+                // What decided, and the feature that weighed most against the baseline.
+                match &r.evidence {
+                    Some(e) => {
+                        let _ = writeln!(o, "  detector: {d}: {}", e.describe());
+                    }
+                    None => {
+                        let _ = writeln!(o, "  detector: {d}");
+                    }
+                }
             }
             for n in &r.notes {
                 let _ = writeln!(o, "  note: {n}");

@@ -358,6 +358,7 @@ impl World {
         let outbound = stream.direction == Direction::Outbound;
         let (local_port, remote_port) = if outbound { (ephemeral, port) } else { (port, ephemeral) };
         let chunks = ((stream.duration_s / CHUNK_S).ceil() as u32).max(1);
+        let (bytes_out, bytes_in) = stream.connection_bytes(&mut self.rng);
         let attack = match &source {
             Source::Attack { run, .. } => Some(run.clone()),
             Source::Baseline { .. } => None,
@@ -379,8 +380,8 @@ impl World {
                 tracked: true,
                 attack: attack.clone(),
                 chunks_left: chunks,
-                out_per_chunk: stream.bytes_out.div_ceil(chunks as u64),
-                in_per_chunk: stream.bytes_in.div_ceil(chunks as u64),
+                out_per_chunk: bytes_out.div_ceil(chunks as u64),
+                in_per_chunk: bytes_in.div_ceil(chunks as u64),
                 gap_ms: ((stream.duration_s / chunks as f64) * 1000.0) as i64,
             },
         );
@@ -400,7 +401,7 @@ impl World {
         }
         let gap = match stream.arrival {
             Arrival::Periodic => stream.interval_s + self.rng.range_f64(-stream.jitter_s, stream.jitter_s),
-            Arrival::Poisson => self.rng.exponential(stream.interval_s),
+            Arrival::Poisson => self.rng.exponential(stream.interval_s / stream.rate_factor(at.unix_seconds() as f64)),
         };
         self.schedule(at.plus_secs_f64(gap.max(0.001)), Event::OpenConnection { instance: instance.to_string(), source, index: index + 1 });
     }

@@ -560,9 +560,11 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
         at: cis::clock::Timestamp(1_767_226_032_000),
         lab: "e2e".into(),
         instance_id: target.clone(),
-        detector: "test".into(),
+        detector: cis::events::Detector::FeatureTails,
         window_start: cis::clock::Timestamp(1_767_225_980_000),
+        window_s: 60,
         reason: "test".into(),
+        evidence: None,
     };
     let api = cis::backends::aws::functions::AwsContainment::new(&sdk);
     let outcome = cis::containment::contain(&api, &config, &detection).await;
@@ -1041,9 +1043,11 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
         at: detected_at,
         lab: "att".into(),
         instance_id: target.clone(),
-        detector: "isolation-forest".into(),
+        detector: cis::events::Detector::IsolationForest,
         window_start: cis::clock::Timestamp::from_unix_seconds(first_flow as i64),
+        window_s: 60,
         reason: "test".into(),
+        evidence: None,
     };
     let detector_logs = "/aws/lambda/cis-att-detector-function";
     put_line(&logs, detector_logs, "2026/11/23/[$LATEST]1", &cis::events::log_line(cis::events::DETECTION_LOG_MARKER, &detection)).await;
