@@ -164,23 +164,24 @@ pub struct TailModel {
 const FAMILIES: [&[usize]; 4] = [&[0, 1, 7], &[2, 3, 4, 8], &[5], &[6]];
 
 impl TailModel {
-    fn fit_columns(rows: &[[f64; N_FEATURES]]) -> Vec<Tail> {
-        (0..N_FEATURES)
-            .map(|f| {
-                let mut c: Vec<f64> = rows.iter().map(|r| r[f]).collect();
-                c.sort_by(f64::total_cmp);
-                Tail::fit(&c, if WINDOW_FEATURES[f].log_scaled { MIN_SCALE_LOG } else { MIN_SCALE_SHARE })
-            })
+    /// Each feature's tail, from its column sorted.
+    fn fit_columns(columns: &[Vec<f64>]) -> Vec<Tail> {
+        columns
+            .iter()
+            .enumerate()
+            .map(|(f, c)| Tail::fit(c, if WINDOW_FEATURES[f].log_scaled { MIN_SCALE_LOG } else { MIN_SCALE_SHARE }))
             .collect()
     }
 
-    fn fit(rows: &[[f64; N_FEATURES]], hours: &[u8]) -> TailModel {
-        let all_day = Self::fit_columns(rows);
+    /// `all_day` holds the whole baseline's columns, sorted (the model's statistics are
+    /// read from the same columns).
+    fn fit(rows: &[[f64; N_FEATURES]], hours: &[u8], all_day: &[Vec<f64>]) -> TailModel {
+        let all_day = Self::fit_columns(all_day);
         let by_hour = (0..24u8)
             .map(|h| {
                 let near = |x: u8| [(h + 23) % 24, h, (h + 1) % 24].contains(&x);
                 let slice: Vec<[f64; N_FEATURES]> = rows.iter().zip(hours).filter(|(_, &x)| near(x)).map(|(r, _)| *r).collect();
-                (slice.len() >= MIN_HOUR_WINDOWS).then(|| Self::fit_columns(&slice))
+                (slice.len() >= MIN_HOUR_WINDOWS).then(|| Self::fit_columns(&sorted_columns(&slice)))
             })
             .collect();
         TailModel { all_day, by_hour, threshold: f64::INFINITY, pair_offset: 0.0 }
@@ -332,6 +333,17 @@ fn odds(surprise: f64) -> String {
     }
 }
 
+/// Each feature's column of `rows`, sorted.
+fn sorted_columns(rows: &[[f64; N_FEATURES]]) -> Vec<Vec<f64>> {
+    (0..N_FEATURES)
+        .map(|f| {
+            let mut c: Vec<f64> = rows.iter().map(|r| r[f]).collect();
+            c.sort_by(f64::total_cmp);
+            c
+        })
+        .collect()
+}
+
 /// The value at quantile `q` of sorted data (nearest rank, the higher one).
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -429,7 +441,8 @@ impl Model {
         sorted.sort_by(f64::total_cmp);
         // The target is shared by the two parts: either may alert.
         let threshold = calibrate_forest(&sorted, options.target_fpr / 2.0);
-        let mut tails = TailModel::fit(&rows, &hours);
+        let columns = sorted_columns(&rows);
+        let mut tails = TailModel::fit(&rows, &hours, &columns);
         let (mut singles, mut pairs): (Vec<f64>, Vec<f64>) =
             rows.iter().zip(&hours).map(|(r, &h)| TailModel::single_and_pair(&tails.surprises(r, h))).unzip();
         singles.sort_by(f64::total_cmp);
@@ -440,12 +453,6 @@ impl Model {
         let tail_scores: Vec<f64> = rows.iter().zip(&hours).map(|(r, &h)| tails.score(r, h)).collect();
         // Strictly above a threshold alerts, so the baseline's own top score does not.
         let alerts = forest_scores.iter().zip(&tail_scores).filter(|(&f, &t)| f > threshold || t > tails.threshold).count();
-        let column = |f: usize| {
-            let mut c: Vec<f64> = rows.iter().map(|r| r[f]).collect();
-            c.sort_by(f64::total_cmp);
-            c
-        };
-        let columns: Vec<Vec<f64>> = (0..N_FEATURES).map(column).collect();
         Ok(Model {
             format: MODEL_FORMAT.into(),
             version: MODEL_VERSION,

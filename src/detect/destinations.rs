@@ -27,6 +27,9 @@ pub enum AwsService {
 }
 
 impl AwsService {
+    /// Every service, in declaration order (`service as usize` indexes it).
+    const ALL: [AwsService; 3] = [AwsService::Amazon, AwsService::S3, AwsService::CloudFront];
+
     pub fn name(self) -> &'static str {
         match self {
             AwsService::Amazon => "AMAZON",
@@ -35,8 +38,9 @@ impl AwsService {
         }
     }
 
-    fn parse(name: &str) -> Option<AwsService> {
-        [AwsService::Amazon, AwsService::S3, AwsService::CloudFront].into_iter().find(|s| s.name() == name)
+    /// A service by its name in `ip-ranges.json` (`AMAZON`, `S3`, `CLOUDFRONT`).
+    pub fn parse(name: &str) -> Option<AwsService> {
+        AwsService::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -156,16 +160,23 @@ pub fn aws_service(ip: IpAddr) -> Option<AwsService> {
     table().by_len.iter().find_map(|(len, nets)| nets.get(&(n & mask(*len))).copied()).flatten()
 }
 
-/// The shipped prefixes of one service, as (network, length): where the simulator draws
-/// that service's rotating endpoint addresses from.
-pub fn prefixes_of(service: AwsService) -> Vec<(Ipv4Addr, u8)> {
-    let mut out: Vec<(Ipv4Addr, u8)> = table()
-        .by_len
-        .iter()
-        .flat_map(|(len, nets)| nets.iter().filter(|(_, s)| **s == Some(service)).map(move |(n, _)| (Ipv4Addr::from(*n), *len)))
-        .collect();
-    out.sort();
-    out
+/// The shipped prefixes of one service, as (network, length), sorted: where the simulator
+/// draws that service's rotating endpoint addresses from (every connection, so they are
+/// listed once).
+pub fn prefixes_of(service: AwsService) -> &'static [(Ipv4Addr, u8)] {
+    static BY_SERVICE: OnceLock<[Vec<(Ipv4Addr, u8)>; 3]> = OnceLock::new();
+    let all = BY_SERVICE.get_or_init(|| {
+        AwsService::ALL.map(|service| {
+            let mut out: Vec<(Ipv4Addr, u8)> = table()
+                .by_len
+                .iter()
+                .flat_map(|(len, nets)| nets.iter().filter(|(_, s)| **s == Some(service)).map(move |(n, _)| (Ipv4Addr::from(*n), *len)))
+                .collect();
+            out.sort();
+            out
+        })
+    });
+    &all[service as usize]
 }
 
 #[cfg(test)]

@@ -201,12 +201,7 @@ impl Remote {
             return Ok(Remote::Internet);
         }
         if let Some(name) = text.strip_prefix("aws:") {
-            return match name {
-                "S3" => Ok(Remote::Aws(AwsService::S3)),
-                "AMAZON" => Ok(Remote::Aws(AwsService::Amazon)),
-                "CLOUDFRONT" => Ok(Remote::Aws(AwsService::CloudFront)),
-                _ => Err(bad()),
-            };
+            return AwsService::parse(name).map(Remote::Aws).ok_or_else(bad);
         }
         if let Some((net, len)) = text.split_once('/') {
             let (net, len): (Ipv4Addr, u8) = (net.parse().map_err(|_| bad())?, len.parse().map_err(|_| bad())?);
