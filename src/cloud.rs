@@ -150,6 +150,11 @@ pub trait Cloud: Send + Sync {
     /// Starts the scenario on the target instance.
     async fn start_attack(&self, target: &LabTarget, scenario: &Scenario, run_id: &str) -> Result<AttackHandle, CloudError>;
 
+    /// Stops a run's script on the target if it still runs (SSM CancelCommand on AWS, by
+    /// the handle's reference when there is one, else by the run id in the command's
+    /// comment). A run that already ended, or that never started, is no error.
+    async fn stop_attack(&self, target: &LabTarget, run_id: &str, backend_ref: Option<&str>) -> Result<(), CloudError>;
+
     /// What the pipeline has done since the attack started.
     async fn observe(&self, target: &LabTarget, attack: &AttackHandle) -> Result<Observation, CloudError>;
 

@@ -26,13 +26,34 @@ const SHOWN_ERRORS: usize = 10;
 #[derive(Default)]
 struct Skipped {
     count: u64,
+    /// The first malformed line, with its file.
+    first: Option<(PathBuf, usize, String)>,
 }
 
 impl Skipped {
     fn line(&mut self, file: &std::path::Path, e: &crate::formats::flowlog::LineError) {
         self.count += 1;
+        if self.first.is_none() {
+            self.first = Some((file.to_path_buf(), e.line, e.message.clone()));
+        }
         if self.count as usize <= SHOWN_ERRORS {
-            eprintln!("cis: {}:{}: {} (skipped)", file.display(), e.line, e.message);
+            eprintln!("cis: {}:{}: {} (skipped)", file.display(), e.line, crate::formats::flowlog::clip(e.message.clone()));
+        }
+    }
+
+    /// Input in which no line is a record, but some are not: the wrong file or the wrong
+    /// `--log-format`, not an empty capture. Refused (exit 2), naming the first bad line.
+    fn require_records(&self, records: u64) -> Result<(), Error> {
+        match (&self.first, records) {
+            (Some((path, line, message)), 0) => Err(Error::BadFile {
+                path: path.clone(),
+                line: *line,
+                message: format!(
+                    "{message}; none of the {} non-blank line(s) is a flow-log record: check the file, or name its format with --log-format",
+                    self.count
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -119,6 +140,7 @@ fn read_windows(
     }
     sink(agg.finish());
     skipped.finish();
+    skipped.require_records(records)?;
     check_labels(labels, line_index)?;
     Ok(Reading { records, malformed: skipped.count })
 }
@@ -415,6 +437,7 @@ pub(super) fn flows(args: &Args, f: &FlowsArgs) -> Result<()> {
         })?;
     }
     skipped.finish();
+    skipped.require_records(records)?;
     let span = (records > 0 && first <= last)
         .then(|| (crate::base::clock::Timestamp::from_unix_seconds(first), crate::base::clock::Timestamp::from_unix_seconds(last)));
     print(&match args.output {
@@ -477,6 +500,7 @@ fn detect_flows(args: &Args, d: &DetectArgs) -> Result<()> {
         })?;
     }
     skipped.finish();
+    skipped.require_records(records)?;
     check_labels(labels.as_deref(), line_index)?;
     if lines.is_empty() {
         return Err(Error::Usage("--per-flow: no record with traffic to rank".into()).into());

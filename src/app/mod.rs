@@ -53,7 +53,8 @@ pub(crate) enum Time {
 pub(crate) fn runtime(time: Time) -> Result<tokio::runtime::Runtime, Error> {
     let mut builder = tokio::runtime::Builder::new_current_thread();
     match time {
-        Time::Virtual => builder.enable_time().start_paused(true),
+        // Signals (Ctrl-C during an attack) need the I/O driver; time stays virtual.
+        Time::Virtual => builder.enable_time().enable_io().start_paused(true),
         Time::Real => builder.enable_all(),
     };
     builder.build().map_err(|e| Error::Internal(format!("starting the runtime: {e}")))
@@ -68,6 +69,10 @@ pub fn main() -> i32 {
     init_tracing(args.verbose);
     match run(&args) {
         Ok(()) => 0,
+        Err(e) if e.chain().any(|c| matches!(c.downcast_ref::<Error>(), Some(Error::Interrupted(_)))) => {
+            eprintln!("cis: {e}");
+            130
+        }
         Err(e) => {
             let bad_input = e.chain().any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_bad_input));
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -397,7 +402,8 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
             }
             let quiet = Orchestrator { progress: &crate::orchestrator::Silent, ..*orch };
             let (quiet, scenarios) = (&quiet, &scenarios);
-            let runs = classroom::for_each(&labs, |l| async move { attack_lab(quiet, &l, scenarios, a.repeat).await }).await?;
+            let work = classroom::for_each(&labs, |l| async move { attack_lab(quiet, &l, scenarios, a.repeat).await });
+            let runs = until_interrupted(quiet, &labs, work).await?;
             print(&match args.output {
                 OutputFormat::Json => json(&runs.iter().flat_map(|(_, r)| r).collect::<Vec<_>>()),
                 OutputFormat::Text => {
@@ -412,7 +418,8 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
             });
         }
         Command::Attack(a) => {
-            let records = attack_lab(orch, lab, &attack_scenarios(a)?, a.repeat).await?;
+            let scenarios = attack_scenarios(a)?;
+            let records = until_interrupted(orch, std::slice::from_ref(lab), attack_lab(orch, lab, &scenarios, a.repeat)).await?;
             print(&match args.output {
                 OutputFormat::Json => json(&records),
                 OutputFormat::Text => Report::build(kind.name(), lab.as_str(), records).to_text(),
@@ -557,6 +564,33 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
         OutputFormat::Text => result.to_text(),
     });
     Ok(())
+}
+
+/// Runs an attack verb until it ends or the user presses Ctrl-C. On Ctrl-C the run in
+/// progress is dropped where it stood and closed as the next command would close it: its
+/// script stopped, the target released, the run recorded as `interrupted`. The command
+/// then says what it did and what to run next, and exits with status 130.
+async fn until_interrupted<T>(
+    orch: &Orchestrator<'_>,
+    labs: &[crate::model::lab::LabName],
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T> {
+    tokio::select! {
+        r = work => return Ok(r?),
+        r = tokio::signal::ctrl_c() => r.map_err(|e| Error::Internal(format!("listening for Ctrl-C: {e}")))?,
+    }
+    eprintln!("cis: Ctrl-C: stopping the attack, releasing the target, recording the run as interrupted (Ctrl-C again kills cis; the next `cis attack` then does this)");
+    let mut closed = Vec::new();
+    for lab in labs {
+        closed.extend(orch.close_interrupted(lab, "stopped by Ctrl-C").await.with_context(|| format!("closing lab '{lab}''s interrupted run"))?);
+    }
+    orch.cloud.checkpoint().await?;
+    let runs: Vec<String> = closed.iter().map(|r| format!("{} ({}) in lab '{}'", r.run_id, r.scenario, r.lab)).collect();
+    let done = if runs.is_empty() { "no run had started".to_string() } else { format!("recorded {} as interrupted", runs.join(", ")) };
+    Err(Error::Interrupted(format!(
+        "interrupted: {done}; scripts stopped, targets released. Run `cis attack` to start again; `cis report` lists the runs (interrupted ones are left out of the figures)"
+    ))
+    .into())
 }
 
 /// Runs the scenarios on one lab in order, each `repeat` times, kept apart by

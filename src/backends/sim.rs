@@ -559,6 +559,16 @@ impl Cloud for SimCloud {
         })
     }
 
+    async fn stop_attack(&self, target: &LabTarget, run_id: &str, _backend_ref: Option<&str>) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        self.shared.inject("ssm:CancelCommand")?;
+        let now = self.shared.clock.now();
+        let mut w = self.shared.world_now();
+        w.stop_attack(&attack_key(&target.lab, run_id), now);
+        self.shared.commit(&mut w)?;
+        Ok(())
+    }
+
     async fn observe(&self, target: &LabTarget, attack: &AttackHandle) -> std::result::Result<Observation, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject("observe")?;

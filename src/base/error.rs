@@ -37,6 +37,11 @@ pub enum Error {
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
 
+    /// The user stopped the command (Ctrl-C) and it wound down cleanly; the message says
+    /// what was done and what to run next. The CLI exits with status 130.
+    #[error("{0}")]
+    Interrupted(String),
+
     #[error("internal error (please report it): {0}")]
     Internal(String),
 }

@@ -452,9 +452,8 @@ pub async fn release(
     if instance.subnet_cut {
         api.restore_subnet(&instance.subnet_id).await?;
     }
-    if originals.is_empty() && !instance.subnet_cut {
-        return Ok(vec![]);
-    }
+    // Marked even when nothing was isolated: detections of windows that began before now
+    // (a stopped run's late records) are stale, so they cannot isolate the target again.
     api.tag_instance(instance_id, &Tags::from([(TAG_RELEASED_AT.to_string(), api.now().millis().to_string())])).await?;
     Ok(originals)
 }

@@ -244,14 +244,54 @@ impl Remote {
     }
 }
 
+/// A day, in seconds: the longest interval, jitter or connection.
+const DAY_S: f64 = 86_400.0;
+/// The latest a stream may start: a week.
+const MAX_START_S: f64 = 7.0 * DAY_S;
+/// The longest a scenario may run: a week.
+const MAX_SPAN_S: f64 = 7.0 * DAY_S;
+/// Bytes one connection may carry each way: 1 TiB.
+pub const MAX_CONNECTION_BYTES: u64 = 1 << 40;
+/// Connections one stream may open.
+const MAX_CONNECTIONS: u32 = 1_000_000;
+/// Streams one scenario may have. With the limits above a run's bytes cannot overflow a
+/// u64: 16 streams x 10^6 connections x 2^40 bytes is 1.76e19, under 2^64 (1.84e19).
+const MAX_STREAMS: usize = 16;
+
 impl Stream {
     /// The remote of the stream's `index`th connection.
     pub fn remote(&self, index: u32, rng: &mut Rng) -> IpAddr {
         Remote::parse(&self.remotes[index as usize % self.remotes.len()]).expect("streams are validated").pick(rng)
     }
 
-    fn check(&self, i: usize) -> std::result::Result<(), String> {
+    /// Checks the stream; an error names the offending key (for its line) and says why.
+    fn check(&self, i: usize) -> std::result::Result<(), (&'static str, String)> {
         let at = format!("[[traffic]] #{}", i + 1);
+        // Every number finite and in a range whose arithmetic cannot overflow: seconds
+        // become durations and timestamps, bytes are summed over every connection.
+        let times = [
+            ("start_s", self.start_s, MAX_START_S),
+            ("interval_s", self.interval_s, DAY_S),
+            ("jitter_s", self.jitter_s, DAY_S),
+            ("duration_s", self.duration_s, DAY_S),
+        ];
+        for (key, value, max) in times {
+            if !(value.is_finite() && (0.0..=max).contains(&value)) {
+                return Err((key, format!("{at}: {key} = {value} must be a number of seconds from 0 to {max}")));
+            }
+        }
+        for (key, value) in [("bytes_out", self.bytes_out), ("bytes_in", self.bytes_in)] {
+            if value > MAX_CONNECTION_BYTES {
+                return Err((key, format!("{at}: {key} = {value} is over {MAX_CONNECTION_BYTES} (1 TiB on one connection)")));
+            }
+        }
+        if self.connections > MAX_CONNECTIONS {
+            return Err(("connections", format!("{at}: connections = {} is over {MAX_CONNECTIONS}", self.connections)));
+        }
+        self.check_shape(&at).map_err(|m| ("", m))
+    }
+
+    fn check_shape(&self, at: &str) -> std::result::Result<(), String> {
         if self.remotes.is_empty() {
             return Err(format!("{at}: 'remotes' needs at least one address"));
         }
@@ -302,7 +342,9 @@ impl Stream {
             return (self.bytes_out, self.bytes_in);
         }
         let factor = (self.size_spread * rng.normal() - self.size_spread * self.size_spread / 2.0).exp();
-        ((self.bytes_out as f64 * factor).round() as u64, (self.bytes_in as f64 * factor).round() as u64)
+        // A draw far in the tail is held to the per-connection limit, so sums stay exact.
+        let scaled = |b: u64| ((b as f64 * factor).round() as u64).min(MAX_CONNECTION_BYTES);
+        (scaled(self.bytes_out), scaled(self.bytes_in))
     }
 
     /// `daily_at` as seconds after midnight UTC.
@@ -342,11 +384,17 @@ impl Scenario {
         if scenario.streams.is_empty() {
             return Err(bad(1, "a scenario needs at least one [[traffic]] stream".into()));
         }
+        if scenario.streams.len() > MAX_STREAMS {
+            return Err(bad(nth_table_line(text, MAX_STREAMS), format!("a scenario has at most {MAX_STREAMS} [[traffic]] streams")));
+        }
         for (i, s) in scenario.streams.iter().enumerate() {
             if s.connections == 0 {
-                return Err(bad(nth_table_line(text, i), format!("[[traffic]] #{}: a scenario's stream needs connections >= 1", i + 1)));
+                return Err(bad(key_line(text, i, "connections"), format!("[[traffic]] #{}: a scenario's stream needs connections >= 1", i + 1)));
             }
-            s.check(i).map_err(|m| bad(nth_table_line(text, i), m))?;
+            s.check(i).map_err(|(key, m)| bad(key_line(text, i, key), m))?;
+        }
+        if scenario.span_s() > MAX_SPAN_S {
+            return Err(bad(1, format!("the scenario runs {:.0} s, over the {MAX_SPAN_S} s (a week) a run may take", scenario.span_s())));
         }
         Ok(scenario)
     }
@@ -363,6 +411,21 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 fn find_line(text: &str, key: &str) -> usize {
     text.lines().position(|l| l.trim_start().starts_with(key)).map_or(1, |i| i + 1)
+}
+
+/// The line of `key` in the `n`th `[[traffic]]` table, or of the table's header when the
+/// key is not written there (a default) or not named.
+fn key_line(text: &str, n: usize, key: &str) -> usize {
+    let header = nth_table_line(text, n);
+    if key.is_empty() {
+        return header;
+    }
+    text.lines()
+        .enumerate()
+        .skip(header)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
+        .map_or(header, |(i, _)| i + 1)
 }
 
 fn nth_table_line(text: &str, n: usize) -> usize {
@@ -471,7 +534,7 @@ mod tests {
         let mut bad = clients.clone();
         bad.arrival = Arrival::Periodic;
         bad.interval_s = 10.0;
-        assert!(bad.check(0).unwrap_err().contains("diurnal applies to arrival"));
+        assert!(bad.check(0).unwrap_err().1.contains("diurnal applies to arrival"));
     }
 
     #[test]
@@ -504,5 +567,27 @@ mod tests {
         let err = Scenario::parse(&text.replace("nope", "aws:EC2"), Path::new("x.toml")).unwrap_err().to_string();
         assert!(err.contains("aws:S3, aws:AMAZON"), "{err}");
         assert!(matches!(find("no-such-scenario"), Err(Error::UnknownScenario(_))));
+    }
+
+    #[test]
+    fn extreme_numbers_are_refused_at_their_line() {
+        let base = "id = \"x\"\ntitle = \"t\"\nmitre = []\ndescription = \"d\"\nscript = \"s\"\n[expect]\ndetected = true\nisolated = true\n\n[[traffic]]\nremotes = [\"203.0.113.9\"]\nports = [80]\nconnections = 20\ninterval_s = 5.0\nbytes_out = 16384\nduration_s = 1.0\n";
+        assert!(Scenario::parse(base, Path::new("x.toml")).is_ok());
+        for (key, value, line) in [
+            ("interval_s", "inf", 14),
+            ("interval_s", "nan", 14),
+            ("interval_s", "1e300", 14),
+            ("duration_s", "inf", 16),
+            ("duration_s", "-1.0", 16),
+            ("bytes_out", "1000000000000000000", 15),
+            ("connections", "4294967295", 13),
+        ] {
+            let text = base.lines().map(|l| if l.starts_with(key) { format!("{key} = {value}") } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+            let err = Scenario::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("x.toml:{line}:")) && err.contains(key), "{key} = {value}: {err}");
+        }
+        let text = format!("{base}start_s = inf\n");
+        let err = Scenario::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:17:") && err.contains("start_s"), "{err}");
     }
 }

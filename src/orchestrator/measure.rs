@@ -11,10 +11,10 @@ use crate::base::clock::Timestamp;
 use crate::base::error::{Error, Result};
 use crate::base::files::{json_error_message, write_atomic};
 use crate::base::versioned::check_header;
-use crate::cloud::{LabTarget, Observation};
+use crate::cloud::{AttackHandle, LabTarget, Observation};
 use crate::detect::anomaly::Reason;
 use crate::model::events::{DetectionEvent, Detector, Outcome};
-use crate::model::lab::LabName;
+use crate::model::lab::{LabName, Role};
 use crate::model::scenario::Scenario;
 use crate::store::ledger::Ledger;
 
@@ -114,6 +114,14 @@ pub enum Verdict {
     /// scenario's, or a false alert beside an attack).
     #[serde(rename = "unexpected detection")]
     UnexpectedDetection,
+    /// The command running it was interrupted (Ctrl-C, a crash, kill -9): the script was
+    /// stopped and the target released. Not counted in the figures.
+    #[serde(rename = "interrupted")]
+    Interrupted,
+    /// Its pre-conditions failed: the target was isolated for traffic from before the run.
+    /// Not counted in the figures.
+    #[serde(rename = "invalid")]
+    Invalid,
 }
 
 impl Verdict {
@@ -124,7 +132,15 @@ impl Verdict {
             Verdict::NotIsolated => "not isolated",
             Verdict::UnexpectedIsolation => "unexpected isolation",
             Verdict::UnexpectedDetection => "unexpected detection",
+            Verdict::Interrupted => "interrupted",
+            Verdict::Invalid => "invalid",
         }
+    }
+
+    /// Whether the run measured the pipeline: an interrupted or invalid one did not, and
+    /// reports leave it out of their figures.
+    pub fn counts(self) -> bool {
+        !matches!(self, Verdict::Interrupted | Verdict::Invalid)
     }
 }
 
@@ -157,7 +173,8 @@ pub struct RunRecord {
     pub visible_in_flow_logs: bool,
     pub timeline: Timeline,
     pub metrics: RunMetrics,
-    /// `as expected`, `missed`, `not isolated`, `unexpected isolation` or `unexpected detection`.
+    /// `as expected`, `missed`, `not isolated`, `unexpected isolation`, `unexpected
+    /// detection`, `interrupted` or `invalid`.
     pub verdict: Verdict,
     pub notes: Vec<String>,
 }
@@ -170,9 +187,18 @@ impl RunRecord {
     pub fn from_observation(run_id: &str, lab: &str, cloud: &str, scenario: &Scenario, started: Timestamp, obs: &Observation) -> RunRecord {
         let e = &scenario.expect;
         let accepted = || obs.transfers.iter().filter(|t| t.accepted);
+        // A window that closed before the run began is the last run's or the workload's:
+        // not this run's to count, either way.
+        let before_run = |d: &DetectionEvent| d.window_end() <= started;
         let of_attack = |d: &DetectionEvent| e.visible_in_flow_logs && obs.transfers.iter().any(|t| d.window_holds(t.at));
         let detection = obs.detections.iter().filter(|d| of_attack(d)).min_by_key(|d| d.at);
-        let false_alerts = obs.detections.iter().filter(|d| !of_attack(d)).count();
+        let false_alerts = obs.detections.iter().filter(|d| !of_attack(d) && !before_run(d)).count();
+        let isolated_for_earlier = obs
+            .containments
+            .iter()
+            .filter(|c| c.outcome == Outcome::Isolated)
+            .filter_map(|c| c.detected_at)
+            .any(|at| obs.detections.iter().any(|d| d.at == at && before_run(d) && !of_attack(d)));
         let containment = obs.containments.iter().filter(|c| c.outcome == Outcome::Isolated).min_by_key(|c| c.invoked_at);
         // Which detection set the isolation off: the event carries its time.
         let isolation_of_attack = containment.is_some_and(|c| match c.detected_at {
@@ -216,7 +242,9 @@ impl RunRecord {
             false_isolation: isolated.is_some() && !isolation_of_attack,
         };
         let expects_catch = e.detected || e.isolated;
-        let verdict = if isolated.is_some() && (!expects_catch || !isolation_of_attack) {
+        let verdict = if isolated_for_earlier {
+            Verdict::Invalid
+        } else if isolated.is_some() && (!expects_catch || !isolation_of_attack) {
             Verdict::UnexpectedIsolation
         } else if expects_catch && !metrics.detected {
             Verdict::Missed
@@ -239,7 +267,13 @@ impl RunRecord {
                 metrics.bytes_after_isolation
             ));
         }
-        if let Some(first) = obs.detections.iter().filter(|d| !of_attack(d)).min_by_key(|d| d.at) {
+        if isolated_for_earlier {
+            notes.push(
+                "invalid: the target was isolated on a detection of a window that closed before this run began (the last run's traffic or the workload's), so the run measured nothing"
+                    .to_string(),
+            );
+        }
+        if let Some(first) = obs.detections.iter().filter(|d| !of_attack(d) && !before_run(d)).min_by_key(|d| d.at) {
             notes.push(format!(
                 "{false_alerts} detection(s) of windows holding none of the attack's flows: false alerts, not counted as detecting it; the first, window {} ({}): {}",
                 first.window_start, first.detector, first.reason
@@ -313,14 +347,19 @@ impl RunRecord {
     }
 }
 
-/// The lab's run files (`run-NNNN.json`), by run number.
-fn run_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
-    let mut runs: Vec<(u32, PathBuf)> = match std::fs::read_dir(dir) {
+/// The lab's run files by run number: `run-NNNN.json` records (`false`) and
+/// `run-NNNN.open.json` runs begun and not yet recorded (`true`).
+fn run_files(dir: &Path) -> Result<Vec<(u32, bool, PathBuf)>> {
+    let mut runs: Vec<(u32, bool, PathBuf)> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .filter_map(|e| {
-                let n = e.file_name().to_str()?.strip_prefix("run-")?.strip_suffix(".json")?.parse::<u32>().ok()?;
-                Some((n, e.path()))
+                let name = e.file_name().to_str()?.strip_prefix("run-")?.strip_suffix(".json")?.to_string();
+                let (number, open) = match name.strip_suffix(".open") {
+                    Some(n) => (n.to_string(), true),
+                    None => (name, false),
+                };
+                Some((number.parse::<u32>().ok()?, open, e.path()))
             })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
@@ -330,14 +369,62 @@ fn run_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
     Ok(runs)
 }
 
-/// Every run of a lab, in run order.
+/// Every recorded run of a lab, in run order.
 pub fn load_runs(dir: &Path) -> Result<Vec<RunRecord>> {
-    run_files(dir)?.iter().map(|(_, p)| RunRecord::load(p)).collect()
+    run_files(dir)?.iter().filter(|(_, open, _)| !open).map(|(_, _, p)| RunRecord::load(p)).collect()
 }
 
+/// The next run's id: past every recorded and every open run, so that no two runs (nor a
+/// run the cloud still holds from a crash) ever share one.
 fn next_run_id(dir: &Path) -> Result<String> {
-    let highest = run_files(dir)?.last().map_or(0, |(n, _)| *n);
+    let highest = run_files(dir)?.last().map_or(0, |(n, _, _)| *n);
     Ok(format!("run-{:04}", highest + 1))
+}
+
+pub const OPEN_RUN_FORMAT: &str = "cis-open-run";
+pub const OPEN_RUN_VERSION: u32 = 1;
+
+/// A run begun and not yet recorded (`runs/run-NNNN.open.json`), written ahead like the
+/// ledger: before the script starts, so its number is taken, and again once the cloud
+/// has started it. Its record replaces it. One left behind is a run whose command was
+/// interrupted (Ctrl-C, a crash, kill -9): [`Orchestrator::close_interrupted`] stops its
+/// script, releases the target and records it as interrupted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OpenRun {
+    pub format: String,
+    pub version: u32,
+    pub run_id: String,
+    pub scenario: Scenario,
+    /// When the run was begun, before the script started.
+    pub begun_at: Timestamp,
+    /// The cloud's handle, once the script started.
+    pub handle: Option<AttackHandle>,
+}
+
+impl OpenRun {
+    fn path(dir: &Path, run_id: &str) -> PathBuf {
+        dir.join(format!("{run_id}.open.json"))
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&OpenRun::path(dir, &self.run_id), text.as_bytes())
+    }
+
+    fn load(path: &Path) -> Result<OpenRun> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            bad(format!("not a readable open run: {}; move it aside and run `cis release` if the target is isolated", json_error_message(&e)))
+        })?;
+        check_header(&value, OPEN_RUN_FORMAT, OPEN_RUN_VERSION).map_err(bad)?;
+        serde_json::from_value(value).map_err(|e| bad(format!("damaged open run: {e}; move it aside and run `cis release` if the target is isolated")))
+    }
+}
+
+/// The lab's open runs, in run order.
+pub fn open_runs(dir: &Path) -> Result<Vec<OpenRun>> {
+    run_files(dir)?.iter().filter(|(_, open, _)| *open).map(|(_, _, p)| OpenRun::load(p)).collect()
 }
 
 /// How long a run waits for the egress alarm to leave ALARM: its evaluation range (the
@@ -350,6 +437,20 @@ fn target_of(ledger: &Ledger) -> LabTarget {
 }
 
 impl Orchestrator<'_> {
+    /// Whether containment has the target isolated: an interface in the isolation group,
+    /// or the lab subnet cut at its network ACL.
+    async fn target_isolated(&self, ledger: &Ledger) -> Result<bool> {
+        let (Some(instance), Some(isolation)) = (
+            ledger.entry(Role::TargetInstance).and_then(|e| e.id.clone()),
+            ledger.entry(Role::IsolationSecurityGroup).and_then(|e| e.id.clone()),
+        ) else {
+            return Ok(false);
+        };
+        let api = self.cloud.containment_api();
+        let view = self.retrying("attack", POLL_RETRY_FOR, || api.describe_instance(&instance)).await?;
+        Ok(view.subnet_cut || view.interfaces.iter().any(|i| i.groups.contains(&isolation)))
+    }
+
     /// The ledger of a lab that is up and complete.
     fn complete_ledger(&self, lab: &LabName) -> Result<Ledger> {
         let cloud = self.cloud.kind().name();
@@ -367,11 +468,11 @@ impl Orchestrator<'_> {
         Ok(target_of(&self.complete_ledger(lab)?))
     }
 
-    /// Between two runs in one lab, so that nothing of one is charged to the next: waits
-    /// for the last script to end (it goes on after isolation: its connections are dropped,
-    /// not stopped), releases the target, and waits out the records of windows from before
-    /// the release (containment calls their detections stale). Virtual time on the
-    /// simulator; on AWS, real minutes.
+    /// Between two runs in one lab: waits for the last script to end, stops it if it goes
+    /// on (a beacon's jitter can carry it past its span; isolation drops its connections,
+    /// it does not stop it) and releases the target. The next [`Orchestrator::attack`]
+    /// then waits for the last records to drain. Virtual time on the simulator; on AWS,
+    /// real minutes.
     pub async fn settle(&self, lab: &LabName, previous: &RunRecord, scenario: &Scenario) -> Result<()> {
         let ledger = self.complete_ledger(lab)?;
         let clock = self.cloud.clock();
@@ -379,18 +480,101 @@ impl Orchestrator<'_> {
         let start = previous.timeline.attack_start.unwrap_or_else(|| clock.now());
         let end = previous.timeline.attack_end.unwrap_or_else(|| start.plus_secs_f64(scenario.span_s()));
         tokio::time::sleep(end.duration_since(clock.now())).await;
+        if previous.timeline.attack_end.is_none() {
+            let target = target_of(&ledger);
+            self.retrying("attack", POLL_RETRY_FOR, || self.cloud.stop_attack(&target, &previous.run_id, None)).await?;
+        }
         self.release(lab).await?;
-        self.progress.update("attack", "letting the pipeline settle before the next run");
-        tokio::time::sleep(Duration::from_secs(u64::from(ledger.options.window_s)) + SETTLE_ALLOWANCE).await;
         Ok(())
     }
 
-    /// Runs one scenario and records its timeline in the lab's `runs/` directory.
+    /// Closes every run of the lab that was begun and never recorded (its command was
+    /// interrupted, crashed or killed): stops its script, records what the pipeline did
+    /// as an `interrupted` run, and releases the target. Returns the records written.
+    pub async fn close_interrupted(&self, lab: &LabName, why: &str) -> Result<Vec<RunRecord>> {
+        let runs_dir = self.state.runs_dir(self.cloud.kind(), lab);
+        let open = open_runs(&runs_dir)?;
+        if open.is_empty() {
+            return Ok(vec![]);
+        }
+        let ledger = self.complete_ledger(lab)?;
+        let target = target_of(&ledger);
+        let label = "attack";
+        let mut records = Vec::new();
+        for run in open {
+            let open_path = OpenRun::path(&runs_dir, &run.run_id);
+            if runs_dir.join(format!("{}.json", run.run_id)).exists() {
+                // Killed between writing the record and removing this: the run finished.
+                std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
+                continue;
+            }
+            self.progress.update(label, &format!("closing {} ({}), {why}", run.run_id, run.scenario.id));
+            let mut notes = vec![format!("interrupted: {why}; the script was stopped and the target released")];
+            let backend_ref = run.handle.as_ref().map(|h| h.backend_ref.as_str());
+            if let Err(e) = self.retrying(label, POLL_RETRY_FOR, || self.cloud.stop_attack(&target, &run.run_id, backend_ref)).await {
+                notes.push(format!("the script could not be stopped ({e}); it ends at its own timeout"));
+            }
+            let obs = match &run.handle {
+                Some(h) => match self.retrying(label, POLL_RETRY_FOR, || self.cloud.observe(&target, h)).await {
+                    Ok(obs) => obs,
+                    Err(e) => {
+                        notes.push(format!("what the pipeline did could not be read back ({e})"));
+                        Observation::default()
+                    }
+                },
+                None => Observation::default(),
+            };
+            let started = run.handle.as_ref().map_or(run.begun_at, |h| h.started_at);
+            let mut record = RunRecord::from_observation(&run.run_id, lab.as_str(), self.cloud.kind().name(), &run.scenario, started, &obs);
+            record.verdict = Verdict::Interrupted;
+            notes.append(&mut record.notes);
+            record.notes = notes;
+            let text = serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
+            write_atomic(&runs_dir.join(format!("{}.json", run.run_id)), text.as_bytes())?;
+            std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
+            records.push(record);
+        }
+        if records.is_empty() {
+            return Ok(records);
+        }
+        self.release(lab).await?;
+        self.cloud.checkpoint().await?;
+        Ok(records)
+    }
+
+    /// Runs one scenario and records its timeline in the lab's `runs/` directory. The run
+    /// starts on a released, quiet target: runs left open by an interrupted command are
+    /// closed first, the last run's script is stopped and its records drained, and an
+    /// isolated target is refused with the command that releases it.
     pub async fn attack(&self, lab: &LabName, scenario: &Scenario) -> Result<RunRecord> {
         let ledger = self.complete_ledger(lab)?;
         let target = target_of(&ledger);
         let clock = self.cloud.clock();
         let label = "attack";
+        let runs_dir = self.state.runs_dir(self.cloud.kind(), lab);
+
+        self.close_interrupted(lab, "found open at the start of the next attack (its command was interrupted or crashed)").await?;
+        // The last run's traffic must not reach this one: stop its script if it may still
+        // run, then wait until its last records have been delivered and judged.
+        if let Some(last) = load_runs(&runs_dir)?.pop() {
+            let quiet_from = match last.timeline.attack_end {
+                Some(end) => end,
+                None => {
+                    self.retrying(label, POLL_RETRY_FOR, || self.cloud.stop_attack(&target, &last.run_id, None)).await?;
+                    clock.now()
+                }
+            };
+            let quiet_at = quiet_from.plus(Duration::from_secs(u64::from(ledger.options.window_s)) + SETTLE_ALLOWANCE);
+            if clock.now() < quiet_at {
+                self.progress.update(label, &format!("letting {}'s last flow-log records drain before the next run", last.run_id));
+                tokio::time::sleep(quiet_at.duration_since(clock.now())).await;
+            }
+        }
+        if self.target_isolated(&ledger).await? {
+            return Err(Error::LabState(format!(
+                "lab '{lab}': the target is isolated (containment of an earlier run): run `cis release --lab {lab}` first, so that this run starts on a released target"
+            )));
+        }
 
         // Flow logs take minutes to deliver their first records; an attack before that
         // would measure the warm-up, not the pipeline.
@@ -419,8 +603,16 @@ impl Orchestrator<'_> {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
 
-        let runs_dir = self.state.runs_dir(self.cloud.kind(), lab);
         let run_id = next_run_id(&runs_dir)?;
+        let mut open = OpenRun {
+            format: OPEN_RUN_FORMAT.into(),
+            version: OPEN_RUN_VERSION,
+            run_id: run_id.clone(),
+            scenario: scenario.clone(),
+            begun_at: clock.now(),
+            handle: None,
+        };
+        open.save(&runs_dir)?;
         self.progress.begin(label, &run_id, &format!("running {}", scenario.id));
         // On AWS the target's SSM agent registers a minute or two after boot.
         let agent_deadline = clock.now().plus(AGENT_TIMEOUT);
@@ -431,9 +623,16 @@ impl Orchestrator<'_> {
                     self.progress.update(label, &format!("waiting for the target to accept commands: {e}"));
                     tokio::time::sleep(Duration::from_secs(15)).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // Nothing started: the number is free again.
+                    let open_path = OpenRun::path(&runs_dir, &run_id);
+                    std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
+                    return Err(e.into());
+                }
             }
         };
+        open.handle = Some(handle.clone());
+        open.save(&runs_dir)?;
         let window = Duration::from_secs(ledger.options.window_s as u64);
         let span = Duration::from_secs_f64(scenario.span_s());
         let hard_deadline = handle.started_at.plus(span + window + DELIVERY_ALLOWANCE + Duration::from_secs(15 * 60));
@@ -462,6 +661,8 @@ impl Orchestrator<'_> {
         let record = RunRecord::from_observation(&run_id, lab.as_str(), self.cloud.kind().name(), scenario, handle.started_at, &obs);
         let text = serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
         write_atomic(&runs_dir.join(format!("{run_id}.json")), text.as_bytes())?;
+        let open_path = OpenRun::path(&runs_dir, &run_id);
+        std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
         self.cloud.checkpoint().await?;
         self.progress.finish(label, &format!("{run_id}: {}", record.verdict));
         Ok(record)

@@ -48,7 +48,11 @@ impl Stats {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
+    /// Runs counted in the figures.
     pub runs: usize,
+    /// Runs left out of them: interrupted, or invalid (their pre-conditions failed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub set_aside: usize,
     pub expected_detections: usize,
     pub detected: usize,
     pub isolated: usize,
@@ -96,7 +100,10 @@ pub struct Report {
 }
 
 impl Summary {
-    pub fn of(runs: &[&RunRecord]) -> Summary {
+    pub fn of(all: &[&RunRecord]) -> Summary {
+        // An interrupted or invalid run measured nothing: it is listed, not counted.
+        let runs: Vec<&RunRecord> = all.iter().copied().filter(|r| r.verdict.counts()).collect();
+        let set_aside = all.len() - runs.len();
         let collect = |f: &dyn Fn(&RunRecord) -> Option<f64>| runs.iter().filter_map(|r| f(r)).collect::<Vec<f64>>();
         let expected: Vec<&&RunRecord> = runs.iter().filter(|r| r.expected_detected).collect();
         let false_isolations = runs.iter().filter(|r| !r.expected_isolated && r.metrics.isolated).count();
@@ -104,6 +111,7 @@ impl Summary {
         let per_hour = |n: usize| (observed_hours > 0.0).then(|| n as f64 / observed_hours);
         Summary {
             runs: runs.len(),
+            set_aside,
             expected_detections: expected.len(),
             detected: runs.iter().filter(|r| r.metrics.detected).count(),
             isolated: runs.iter().filter(|r| r.metrics.isolated).count(),
@@ -124,8 +132,12 @@ impl Summary {
     /// isolations and alert frequency (the Markdown and HTML reports open with it).
     pub fn headline(&self) -> String {
         let rate = self.detection_rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into());
+        let aside = match self.set_aside {
+            0 => String::new(),
+            n => format!(" ({n} interrupted or invalid run(s) left out)"),
+        };
         format!(
-            "{} run(s) over {:.1} observed hours: detected {}/{} expected ({rate}), isolated {}, false isolations {} ({}/day), {} alerts/hour.",
+            "{} run(s){aside} over {:.1} observed hours: detected {}/{} expected ({rate}), isolated {}, false isolations {} ({}/day), {} alerts/hour.",
             self.runs,
             self.observed_hours,
             self.detected,
@@ -136,6 +148,10 @@ impl Summary {
             self.alerts_per_hour.map(|a| format!("{a:.2}")).unwrap_or_else(|| "-".into()),
         )
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Seconds from a run's attack start to the last instant its timeline holds.

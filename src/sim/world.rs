@@ -309,6 +309,25 @@ impl World {
         }
     }
 
+    /// Stops a run's script, as SSM CancelCommand would: no stream opens another
+    /// connection and every connection it has open ends now. A run that has ended, or that
+    /// the account does not hold, is left as it is.
+    pub fn stop_attack(&mut self, key: &str, now: Timestamp) {
+        let Some(a) = self.attacks.get_mut(key) else { return };
+        if a.finished_at.is_some() {
+            return;
+        }
+        a.finished_at = Some(now);
+        a.streams_left = 0;
+        a.open_conns = 0;
+        let of_run = |run: Option<&String>| run.is_some_and(|r| r == key);
+        self.queue.retain(|s| match &s.event {
+            Event::OpenConnection { source: super::traffic::Source::Attack { run, .. }, .. } => !of_run(Some(run)),
+            _ => true,
+        });
+        self.net.conns.retain(|_, c| !of_run(c.attack.as_ref()));
+    }
+
     pub fn next_event_at(&self) -> Option<Timestamp> {
         self.queue.front().map(|s| s.at)
     }

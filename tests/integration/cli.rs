@@ -78,3 +78,33 @@ fn scenarios_list_and_completions() {
     assert!(show.contains("allow-all"), "{show}");
     assert!(lab.ok(&["completions", "bash"]).contains("cis"));
 }
+
+#[test]
+fn ctrl_c_during_an_attack_stops_it_releases_the_target_and_exits_130() {
+    let lab = Lab::new();
+    lab.ok(&["up"]);
+    let runs = lab.state().join("sim/labs/default/runs");
+    let child = lab.cmd(&["attack", "--all"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Once the first run is begun (its number taken, write-ahead), press Ctrl-C.
+    let begun = runs.join("run-0001.open.json");
+    for _ in 0..1200 {
+        if begun.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(begun.exists(), "the first run was begun");
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted") && stderr.contains("run-0001") && stderr.contains("cis attack"), "{stderr}");
+    assert!(!begun.exists(), "the run was closed, not left open");
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(runs.join("run-0001.json")).unwrap()).unwrap();
+    assert_eq!(record["verdict"], "interrupted", "{record}");
+    // The target is released and quiet: the next attack runs and is judged on its own.
+    let next: serde_json::Value = serde_json::from_str(&lab.ok(&["attack", "exfil-https-bulk", "--output", "json"])).unwrap();
+    assert_eq!(next[0]["run_id"], "run-0002");
+    assert_eq!(next[0]["verdict"], "as expected", "{}", next[0]);
+}

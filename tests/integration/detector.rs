@@ -154,6 +154,31 @@ fn bad_input_names_the_file_line_or_flag() {
 }
 
 #[test]
+fn garbage_and_huge_lines_are_refused_in_a_few_short_lines() {
+    let lab = Lab::new();
+    let dir = lab.state();
+    // Nothing parses: the wrong file, not an empty capture (exit 2, naming the first line).
+    std::fs::write(dir.join("garbage.txt"), "hello world\nthis is not a flow log\n").unwrap();
+    for verb in ["flows", "train"] {
+        let args: Vec<&str> = match verb {
+            "train" => vec!["train", "--baseline", "garbage.txt"],
+            _ => vec!["flows", "garbage.txt"],
+        };
+        let out = lab.cmd(&args).current_dir(dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{verb}: {stderr}");
+        assert!(stderr.contains("garbage.txt:1:") && stderr.contains("none of the 2"), "{verb}: {stderr}");
+    }
+    // A 20 MB line: one error of a few hundred bytes, the records around it read.
+    let record = "2 1 eni-1 10.0.0.1 203.0.113.5 40000 443 6 3 300 1767225600 1767225660 ACCEPT OK";
+    std::fs::write(dir.join("huge.log"), format!("{record}\n{}\n{record}\n", "7".repeat(20 << 20))).unwrap();
+    let out = lab.cmd(&["flows", "huge.log"]).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.len() < 2000, "stderr is {} bytes", out.stderr.len());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("2 records (1 malformed"), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
 fn csv_tables_evaluate_the_forest() {
     let lab = Lab::new();
     let mut rng = Rng::seeded(5);

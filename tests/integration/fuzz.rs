@@ -372,3 +372,63 @@ fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
     println!("triage/rca inputs, filter patterns, timestamps: {n} mutated inputs in turn ({} each), {ok} accepted, {refused} refused with a message, no panic", n / 5);
     assert!(ok > n / 100 && refused > n / 100, "{ok} accepted, {refused} refused");
 }
+
+/// A scenario file's stream with one extreme value in each numeric key, as a hostile or
+/// careless author would write it.
+fn extreme_scenario(rng: &mut Rng, n: usize) -> String {
+    // Each key keeps a sane value (the first) two times in three, so that some files run.
+    let pick = |rng: &mut Rng, values: &[&str]| {
+        let i = if rng.below(3) < 2 { 0 } else { 1 + rng.below(values.len() as u64 - 1) as usize };
+        values[i].to_string()
+    };
+    let times = ["2.0", "0.0", "-1.0", "inf", "-inf", "nan", "1e300", "1e-300", "86401.0", "604801.0"];
+    let connections = pick(rng, &["3", "0", "1", "-1", "1000001", "4294967295"]);
+    let start = pick(rng, &times);
+    let interval = pick(rng, &["5.0", "0.0", "-5.0", "inf", "nan", "1e300", "86401.0"]);
+    let jitter = pick(rng, &["1.0", "0.0", "-1.0", "inf", "nan", "6.0"]);
+    let bytes_out = pick(rng, &["16384", "0", "1099511627776", "1099511627777", "1000000000000000000", "9223372036854775807", "-1"]);
+    let bytes_in = pick(rng, &["512", "0", "1000000000000000000"]);
+    let duration = pick(rng, &times);
+    let spread = pick(rng, &["0.0", "3.0", "3.5", "inf", "nan", "-0.5"]);
+    format!(
+        "id = \"fuzz-{n}\"\ntitle = \"t\"\nmitre = []\ndescription = \"d\"\nscript = \"s\"\n[expect]\ndetected = true\nisolated = true\n\n[[traffic]]\nremotes = [\"203.0.113.9\"]\nports = [443]\nconnections = {connections}\nstart_s = {start}\ninterval_s = {interval}\njitter_s = {jitter}\nbytes_out = {bytes_out}\nbytes_in = {bytes_in}\nduration_s = {duration}\nsize_spread = {spread}\n"
+    )
+}
+
+#[test]
+fn scenario_files_with_extreme_values_run_or_are_refused_and_the_account_survives() {
+    let lab = crate::Lab::new();
+    lab.ok(&["up"]);
+    let mut rng = Rng::seeded(0x5CE7);
+    let (mut ran, mut refused) = (0, 0);
+    for n in 0..40 {
+        let text = extreme_scenario(&mut rng, n);
+        let path = lab.state().join(format!("fuzz-{n}.toml"));
+        std::fs::write(&path, &text).unwrap();
+        let file = path.to_str().unwrap();
+        let shown = lab.run(&["scenarios", "show", file]);
+        let out = lab.run(&["attack", file]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => {
+                ran += 1;
+                assert!(shown.status.success(), "show refused what attack ran:\n{text}");
+                lab.ok(&["release"]);
+            }
+            Some(2) => {
+                refused += 1;
+                assert!(stderr.contains(&format!("fuzz-{n}.toml:")), "the error names the file and line: {stderr}\n{text}");
+                assert_eq!(shown.status.code(), Some(2), "show accepted what attack refused:\n{text}");
+            }
+            other => panic!("exit {other:?} (a panic is 101):\n{stderr}\n{text}"),
+        }
+        // Nothing invalid was persisted: the account loads, and the lab still answers.
+        let account = std::fs::read_to_string(lab.account_path()).unwrap();
+        cis::backends::sim::load_world(&account, &lab.account_path()).expect("the account loads");
+        lab.ok(&["status"]);
+    }
+    println!("extreme scenario files: {ran} ran, {refused} refused naming file and line, no panic, account loadable");
+    assert!(ran > 0 && refused > 0, "{ran} ran, {refused} refused");
+    lab.ok(&["down"]);
+    assert_eq!(lab.live_resources(), vec![]);
+}

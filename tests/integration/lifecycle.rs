@@ -95,7 +95,15 @@ fn attack_report_and_status_across_invocations() {
     let status = lab.ok(&["status", "--output", "json"]);
     assert!(json(&status)["resources"].as_array().unwrap().iter().all(|r| r["drift"] == false));
 
-    lab.ok(&["attack", "exfil-http-beacon"]).contains("run-0002");
+    // A second run on the isolated target is refused with the command that releases it
+    // (it would run blocked and be judged on the first run's isolation), and nothing of
+    // it is kept: no run record, no run number taken.
+    let refused = lab.run(&["attack", "benign-package-update"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("isolated") && stderr.contains("cis release"), "{stderr}");
+    lab.ok(&["release"]);
+    assert!(lab.ok(&["attack", "exfil-http-beacon"]).contains("run-0002"));
     let report = json(&lab.ok(&["report", "--output", "json"]));
     assert_eq!(report["summary"]["runs"], 2);
     let text = lab.ok(&["report"]);

@@ -173,6 +173,8 @@ fn a_metric_filter_lab_isolates_bulk_exfiltration_through_its_alarm_and_misses_w
         assert_eq!(outcome.outcome, cis::events::Outcome::Isolated);
         // Longer than the metric's shortest publication delay (3 min) and a window.
         assert!(bulk.metrics.detection_latency_s.unwrap() > 240.0);
+        // A run starts on a released target.
+        orch.release(&lab).await.unwrap();
 
         // The next run waits for the alarm to leave ALARM; then the beacon, whose bytes
         // stay under the threshold, and the package update pass unnoticed.

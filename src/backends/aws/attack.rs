@@ -83,6 +83,37 @@ pub async fn start(
     Ok(AttackHandle { run_id: run_id.to_string(), scenario: scenario.id.clone(), started_at: now, backend_ref: command.to_string() })
 }
 
+/// Cancels the run's command on the target (SSM CancelCommand: "there is no guarantee
+/// that the command will be terminated"; the run's drain covers what goes on). Without the
+/// command id, the run is found by its id in the command comment `start` wrote
+/// (ListCommands). A command that has ended answers InvalidCommandId: nothing to stop.
+pub async fn stop(ssm: &aws_sdk_ssm::Client, target: &LabTarget, run_id: &str, command_id: Option<&str>) -> Result<(), CloudError> {
+    let instance = target.id(Role::TargetInstance).ok_or_else(|| CloudError::Invalid("the lab has no target instance".into()))?;
+    let commands: Vec<String> = match command_id {
+        Some(c) => vec![c.to_string()],
+        None => {
+            let marker = format!("cis {} {run_id} ", target.lab);
+            let listed = ssm.list_commands().instance_id(instance).send().await.map_err(|e| cloud_error(K::Instance, instance, e))?;
+            listed
+                .commands()
+                .iter()
+                .filter(|c| c.comment().is_some_and(|m| m.starts_with(&marker)))
+                .filter_map(|c| c.command_id().map(str::to_string))
+                .collect()
+        }
+    };
+    for command in commands {
+        match ssm.cancel_command().command_id(&command).instance_ids(instance).send().await {
+            Ok(_) => {}
+            Err(e) => match cloud_error(K::Instance, instance, e) {
+                CloudError::Other(m) if m.starts_with("InvalidCommandId") => {}
+                other => return Err(other),
+            },
+        }
+    }
+    Ok(())
+}
+
 /// An SSM time (`2026-11-23T15:04:05.123Z`, or without a zone as some emulators write it).
 fn parse_time(s: &str) -> Option<Timestamp> {
     use aws_smithy_types::date_time::{DateTime, Format};

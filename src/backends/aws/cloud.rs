@@ -475,6 +475,10 @@ impl Cloud for AwsCloud {
         Ok(handle)
     }
 
+    async fn stop_attack(&self, target: &LabTarget, run_id: &str, backend_ref: Option<&str>) -> Result<(), CloudError> {
+        attack::stop(&self.ssm, target, run_id, backend_ref).await
+    }
+
     async fn observe(&self, target: &LabTarget, handle: &AttackHandle) -> Result<Observation, CloudError> {
         let scenario = self.attacks.lock().unwrap_or_else(|p| p.into_inner()).get(&handle.backend_ref).cloned();
         let scenario =

@@ -46,7 +46,10 @@ impl Input {
         let mut input = self.open()?;
         let head = input.fill_buf().map_err(|e| Error::io(&name, e))?;
         if head.starts_with(&[0x1f, 0x8b]) {
-            input = Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(input)));
+            let compressed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counted = Counted { inner: input, count: std::sync::Arc::clone(&compressed) };
+            let guarded = InflationGuard { inner: flate2::read::MultiGzDecoder::new(counted), compressed, inflated: 0 };
+            input = Box::new(BufReader::with_capacity(1 << 16, guarded));
         }
         let head = input.fill_buf().map_err(|e| Error::io(&name, e))?;
         let first = head.iter().find(|b| !b.is_ascii_whitespace()).copied();
@@ -54,7 +57,7 @@ impl Input {
             return Ok(input);
         }
         let mut json = Vec::new();
-        input.take(envelope::MAX_INFLATED + 1).read_to_end(&mut json).map_err(|e| Error::io(&name, e))?;
+        input.take(envelope::MAX_INFLATED + 1).read_to_end(&mut json).map_err(|e| read_error(&name, e))?;
         if json.len() as u64 > envelope::MAX_INFLATED {
             return Err(Error::BadFile { path: name, line: 1, message: envelope::EnvelopeError::TooLarge.to_string() });
         }
@@ -102,7 +105,7 @@ impl Input {
                     FlowLogReader::new(&block[..], format.clone()).for_each_borrowed(|r| {
                         parsed.push(match r {
                             Ok((line, r)) => Ok((first_line + line - 1, convert(r))),
-                            Err(e) => Err(LineError { line: first_line + e.line - 1, message: e.message }),
+                            Err(e) => Err(LineError::new(first_line + e.line - 1, e.message)),
                         })
                     });
                     if done_tx.send((seq, parsed)).is_err() {
@@ -116,7 +119,18 @@ impl Input {
                 loop {
                     let mut block = Vec::with_capacity(BLOCK as usize + 4096);
                     (&mut text).take(BLOCK).read_to_end(&mut block)?;
-                    text.read_until(b'\n', &mut block)?;
+                    // The block ends at a line's end; a line too long to hold is replaced
+                    // by a mark with its length, and never held whole.
+                    let line_start = block.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                    if let Err(rest) = super::read_line_capped(&mut text, &mut block)? {
+                        let length = (block.len() - line_start) as u64 + rest;
+                        block.truncate(line_start);
+                        block.extend_from_slice(format!("{}{length}\n", super::TOO_LONG_MARK).as_bytes());
+                    } else if block.len() - line_start > super::MAX_LINE + 1 {
+                        let length = (block.len() - line_start) as u64;
+                        block.truncate(line_start);
+                        block.extend_from_slice(format!("{}{length}\n", super::TOO_LONG_MARK).as_bytes());
+                    }
                     if block.is_empty() {
                         return Ok(());
                     }
@@ -137,8 +151,63 @@ impl Input {
                     next += 1;
                 }
             }
-            reader.join().expect("the reader does not panic").map_err(|e| Error::io(&name, e))
+            reader.join().expect("the reader does not panic").map_err(|e| read_error(&name, e))
         })
+    }
+}
+
+/// How many times its size gzip may inflate, past the first [`envelope::MAX_INFLATED`]
+/// bytes: flow-log text compresses about ten to one; a file of zeros a thousand to one.
+pub const MAX_INFLATION_RATIO: u64 = 100;
+
+/// Counts the compressed bytes a decoder reads.
+struct Counted<R> {
+    inner: R,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A gzip stream that inflates past [`MAX_INFLATION_RATIO`] times its compressed size (once
+/// over [`envelope::MAX_INFLATED`]) is refused: a decompression bomb, not flow logs.
+struct InflationGuard<R> {
+    inner: R,
+    compressed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    inflated: u64,
+}
+
+/// The error an [`InflationGuard`] reads as.
+#[derive(Debug, thiserror::Error)]
+#[error("gzip inflates {inflated} bytes from {compressed}, over {MAX_INFLATION_RATIO} times its size: not flow-log text (a decompression bomb?)")]
+pub struct InflationError {
+    inflated: u64,
+    compressed: u64,
+}
+
+impl<R: Read> Read for InflationGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.inflated += n as u64;
+        let compressed = self.compressed.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        if self.inflated > envelope::MAX_INFLATED && self.inflated > MAX_INFLATION_RATIO * compressed {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, InflationError { inflated: self.inflated, compressed }));
+        }
+        Ok(n)
+    }
+}
+
+/// An I/O error while reading `name`: a refused gzip bomb is bad input (the file's fault,
+/// exit 2), anything else an I/O failure.
+fn read_error(name: &std::path::Path, e: std::io::Error) -> Error {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<InflationError>()) {
+        Some(bomb) => Error::BadFile { path: name.to_path_buf(), line: 1, message: bomb.to_string() },
+        None => Error::io(name, e),
     }
 }
 
@@ -191,5 +260,50 @@ mod tests {
         assert_eq!(count(&json), (1, vec![]));
         let missing = Input::File(dir.path().join("nope")).for_each_flow(Some(&LogFormat::default_v2()), |_| (), |_| {});
         assert!(matches!(missing, Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn a_huge_line_is_one_short_error_and_a_gzip_bomb_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "2 1 eni-1 10.0.0.1 203.0.113.5 40000 443 6 3 300 100 160 ACCEPT OK";
+        // A 3 MiB line between two records, crossing the reader's 1 MiB blocks.
+        let huge = "x".repeat(3 << 20);
+        let path = dir.path().join("huge.log");
+        std::fs::write(&path, format!("{line}\n{huge}\n{line}\n2 1 eni-1 {huge}\n")).unwrap();
+        let (mut ok, mut errors) = (0, vec![]);
+        Input::File(path)
+            .for_each_flow(
+                None,
+                |_| (),
+                |r| match r {
+                    Ok(_) => ok += 1,
+                    Err(e) => errors.push(e),
+                },
+            )
+            .unwrap();
+        assert_eq!(ok, 2);
+        assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![2, 4]);
+        for e in &errors {
+            assert!(e.message.len() < 300 && e.message.contains("over the 64 KiB"), "{}", e.message);
+        }
+        assert!(errors[0].message.contains(&format!("{} bytes", 3 << 20)), "{}", errors[0].message);
+        // A quoted field is clipped too.
+        let long_field = format!("2 1 eni-1 10.0.0.1 203.0.113.5 {} 443 6 3 300 100 160 ACCEPT OK", "9".repeat(5000));
+        let e = FlowLogReader::new(long_field.as_bytes(), LogFormat::default_v2()).next_record().unwrap().unwrap_err();
+        assert!(e.message.len() < 300, "{}", e.message);
+
+        // 64 MiB of zeros in a few hundred kilobytes of gzip.
+        let bomb = dir.path().join("bomb.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..80 {
+            std::io::Write::write_all(&mut enc, &zeros).unwrap();
+        }
+        std::fs::write(&bomb, enc.finish().unwrap()).unwrap();
+        let refused = Input::File(bomb).for_each_flow(Some(&LogFormat::default_v2()), |_| (), |_| {});
+        match refused {
+            Err(Error::BadFile { line: 1, message, .. }) => assert!(message.contains("decompression bomb"), "{message}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -202,6 +202,75 @@ pub struct LineError {
     pub message: String,
 }
 
+impl LineError {
+    /// The error, its message clipped to [`MAX_ECHO`] bytes: a message quotes what it
+    /// could not read, and one huge field must not become a huge error.
+    pub fn new(line: usize, message: String) -> LineError {
+        LineError { line, message: clip(message) }
+    }
+}
+
+/// The most of a line's text an error quotes.
+pub const MAX_ECHO: usize = 200;
+
+/// The longest line read as a record; the rest of a longer one is skipped unread. A
+/// flow-log record is a few hundred bytes.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// `message`, cut to [`MAX_ECHO`] bytes at a character boundary, saying how long it was.
+pub fn clip(message: String) -> String {
+    if message.len() <= MAX_ECHO {
+        return message;
+    }
+    let mut end = MAX_ECHO;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &message[..end], message.len())
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes into `buf` (newline included). The rest
+/// of a longer line is consumed without being kept; the answer is then
+/// `Err(its length)`, `Ok(bytes kept)` otherwise (0 at the end of the input).
+pub fn read_line_capped(input: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Result<Result<usize, u64>> {
+    let start = buf.len();
+    let kept = std::io::BufRead::read_until(&mut std::io::Read::take(&mut *input, MAX_LINE as u64 + 1), b'\n', buf)?;
+    if kept <= MAX_LINE || buf.ends_with(b"\n") {
+        return Ok(Ok(kept));
+    }
+    // Too long: skip to the end of the line, counting.
+    let mut length = kept as u64;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                length += i as u64;
+                input.consume(i + 1);
+                break;
+            }
+            None => {
+                let n = chunk.len();
+                length += n as u64;
+                input.consume(n);
+            }
+        }
+    }
+    buf.truncate(start);
+    Ok(Err(length))
+}
+
+/// What a block reader puts in place of a line over [`MAX_LINE`] bytes, followed by its
+/// length: the parser reports it as such without the line ever being held.
+pub const TOO_LONG_MARK: &str = "\u{0}cis:too-long:";
+
+/// The error for a line over [`MAX_LINE`] bytes.
+fn too_long(line: usize, length: u64) -> LineError {
+    LineError::new(line, format!("a line of {length} bytes, over the {} KiB a flow-log record can be: skipped unread", MAX_LINE >> 10))
+}
+
 impl std::fmt::Display for LineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "line {}: {}", self.line, self.message)
@@ -239,14 +308,29 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
         loop {
             self.line.clear();
             self.number += 1;
-            match self.input.read_line(&mut self.line) {
-                Ok(0) => return None,
-                Ok(_) => {}
-                // read_line has consumed the bad line, so reading goes on with the next.
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    return Some(Err(LineError { line: self.number, message: "not UTF-8 text".into() }));
+            let mut bytes = std::mem::take(&mut self.line).into_bytes();
+            let read = read_line_capped(&mut self.input, &mut bytes);
+            match read {
+                Ok(Ok(0)) => return None,
+                Ok(Ok(_)) => {}
+                Ok(Err(length)) => {
+                    self.line = String::from_utf8(bytes).unwrap_or_default();
+                    return Some(Err(too_long(self.number, length)));
                 }
-                Err(e) => return Some(Err(LineError { line: self.number, message: e.to_string() })),
+                Err(e) => return Some(Err(LineError::new(self.number, e.to_string()))),
+            }
+            match String::from_utf8(bytes) {
+                Ok(text) => self.line = text,
+                // The bad line is consumed, so reading goes on with the next.
+                Err(e) => {
+                    let mut bytes = e.into_bytes();
+                    bytes.clear();
+                    self.line = String::from_utf8(bytes).unwrap_or_default();
+                    return Some(Err(LineError::new(self.number, "not UTF-8 text".into())));
+                }
+            }
+            if let Some(length) = self.line.strip_prefix(TOO_LONG_MARK).and_then(|l| l.trim().parse::<u64>().ok()) {
+                return Some(Err(too_long(self.number, length)));
             }
             let text = strip_export_timestamp(self.line.trim());
             if text.is_empty() {
@@ -255,7 +339,7 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
             if is_header(text) {
                 match LogFormat::from_header(text) {
                     Ok(f) => self.format = f,
-                    Err(message) => return Some(Err(LineError { line: self.number, message })),
+                    Err(message) => return Some(Err(LineError::new(self.number, message))),
                 }
                 continue;
             }
@@ -275,7 +359,7 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
             match self.format.read(&self.line[self.text.clone()]) {
                 Ok(Some(r)) => return Some(Ok(r)),
                 Ok(None) => continue,
-                Err(message) => return Some(Err(LineError { line: self.number, message })),
+                Err(message) => return Some(Err(LineError::new(self.number, message))),
             }
         }
     }
@@ -289,7 +373,7 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
                 Ok(()) => match self.format.read_as::<&str>(&self.line[self.text.clone()]) {
                     Ok(Some(r)) => each(Ok((self.number, r))),
                     Ok(None) => {}
-                    Err(message) => each(Err(LineError { line: self.number, message })),
+                    Err(message) => each(Err(LineError::new(self.number, message))),
                 },
             }
         }

@@ -69,6 +69,9 @@ pub const STATEMENTS: &[Statement] = &[
             "scheduler:ListSchedules",
             // No resource-level permissions for these.
             "ssm:GetCommandInvocation",
+            // An interrupted run's script is cancelled, found by its comment.
+            "ssm:ListCommands",
+            "ssm:CancelCommand",
             "sns:Unsubscribe",
             "sns:GetSubscriptionAttributes",
         ],
