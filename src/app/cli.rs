@@ -34,7 +34,7 @@ pub struct Args {
     pub output: OutputFormat,
 
     /// Seed of the simulator's random draws: one seed, one history.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_hyphen_values = true, value_parser = parse_seed)]
     pub seed: Option<u64>,
 
     /// Inject the faults of PROFILE into the simulated AWS: none, throttling, server-errors,
@@ -45,7 +45,7 @@ pub struct Args {
     pub faults: crate::sim::faults::FaultProfile,
 
     /// AWS region (the simulator's account is created in it).
-    #[arg(long, global = true, env = "AWS_REGION", default_value = "us-east-1")]
+    #[arg(long, global = true, env = "AWS_REGION", default_value = "us-east-1", value_parser = parse_region)]
     pub region: String,
 
     /// AWS named profile, from the shared config and credentials files (--cloud aws).
@@ -543,6 +543,18 @@ pub enum ReportFormat {
     Html,
 }
 
+impl ReportFormat {
+    /// The name the flag takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Text => "text",
+            ReportFormat::Json => "json",
+            ReportFormat::Markdown => "markdown",
+            ReportFormat::Html => "html",
+        }
+    }
+}
+
 #[derive(Debug, ClapArgs)]
 pub struct ReportArgs {
     /// text, json, markdown or html (default: text, or json with --output json).
@@ -577,4 +589,26 @@ pub struct DemoArgs {
     pub scenario: String,
     #[command(flatten)]
     pub lab: LabArgs,
+}
+
+/// `--seed`: a whole number from 0 to 2^64 - 1 (a negative one is named as such, not taken
+/// for a flag).
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.parse().map_err(|_| format!("'{text}' is not a seed: give a whole number from 0 to {}", u64::MAX))
+}
+
+/// `--region`: the shape of an AWS region name (`us-east-1`, `ap-southeast-2`,
+/// `us-gov-west-1`), so that a typo does not create a simulated account in no region.
+fn parse_region(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| (1..=20).contains(&n))
+        && ["af", "ap", "ca", "cn", "eu", "il", "me", "mx", "sa", "us"].contains(&parts[0]);
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!("'{text}' is not an AWS region name: give one such as us-east-1 or eu-west-1"))
+    }
 }

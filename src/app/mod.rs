@@ -383,9 +383,10 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
                 });
             } else {
                 let report = orch.status(lab).await?;
+                let others = if report.up { vec![] } else { other_labs(orch, lab).await? };
                 print(&match args.output {
                     OutputFormat::Json => json(&report),
-                    OutputFormat::Text => status_text(&report),
+                    OutputFormat::Text => format!("{}{}", status_text(&report), others_line(&others, "status")),
                 });
             }
         }
@@ -456,9 +457,10 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
         }
         Command::Down(_) => {
             let report = orch.down(lab).await?;
+            let others = if report.deleted.is_empty() { other_labs(orch, lab).await? } else { vec![] };
             print(&match args.output {
                 OutputFormat::Json => json(&report),
-                OutputFormat::Text => down_text(&report),
+                OutputFormat::Text => format!("{}{}", down_text(&report), others_line(&others, "down")),
             });
         }
         Command::Demo(d) => {
@@ -566,6 +568,33 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
     Ok(())
 }
 
+/// The account's other labs (the state's and the cloud's, by tag): what a command on a
+/// lab that is not there should point to, a classroom's above all.
+async fn other_labs(orch: &Orchestrator<'_>, lab: &crate::model::lab::LabName) -> Result<Vec<crate::model::lab::LabName>> {
+    // A lab's directory outlives `down` (its runs do): only one with a ledger is up.
+    let mut labs = Vec::new();
+    for l in classroom::labs_in_state(orch.state, orch.cloud.kind())? {
+        if orch.load_ledger(&l)?.is_some() {
+            labs.push(l);
+        }
+    }
+    labs.extend(orch.cloud.list_labs().await?);
+    labs.sort();
+    labs.dedup();
+    labs.retain(|l| l != lab);
+    Ok(labs)
+}
+
+/// A line naming the other labs, and how to reach them, for `verb`.
+fn others_line(others: &[crate::model::lab::LabName], verb: &str) -> String {
+    if others.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = others.iter().map(|l| l.to_string()).collect();
+    let all = if verb == "down" { "`cis down --all-labs` removes them all" } else { "`cis status --all` lists them" };
+    format!("\nother labs exist in this account: {}; {all}, or `cis {verb} --lab NAME` acts on one", names.join(", "))
+}
+
 /// Runs an attack verb until it ends or the user presses Ctrl-C. On Ctrl-C the run in
 /// progress is dropped where it stood and closed as the next command would close it: its
 /// script stopped, the target released, the run recorded as `interrupted`. The command
@@ -620,15 +649,44 @@ fn attack_scenarios(a: &crate::app::cli::AttackArgs) -> Result<Vec<crate::model:
     Ok(if a.all { scenario::catalogue() } else { vec![scenario::find(&a.scenario)?] })
 }
 
+/// `--out FILE` must name a file in a directory that exists: a typo in the directory is
+/// refused, not created.
+fn check_out(path: &std::path::Path) -> Result<(), Error> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {}: the directory {} does not exist: create it first, or give a path in an existing one",
+            path.display(),
+            parent.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::Usage(format!("--out {}: is a directory: give a file's path", path.display())));
+    }
+    Ok(())
+}
+
 fn report(args: &Args, r: &crate::app::cli::ReportArgs, state: &StateDir) -> Result<()> {
     use crate::app::cli::ReportFormat as F;
     let (kind, lab) = (args.cloud, &args.lab);
+    if let Some(path) = &r.out {
+        check_out(path)?;
+    }
     if r.all_labs {
+        let format = r.format.unwrap_or(if args.output == OutputFormat::Json { F::Json } else { F::Text });
+        if !matches!(format, F::Json | F::Text) {
+            return Err(Error::Usage(format!(
+                "report --all-labs --format {}: the classroom comparison is written as text or json; for one trainee's page run `cis report --lab LAB --format {}`",
+                format.name(),
+                format.name()
+            ))
+            .into());
+        }
         let comparison = classroom::compare(state, kind)?;
-        let text = match r.format.unwrap_or(if args.output == OutputFormat::Json { F::Json } else { F::Text }) {
+        let text = match format {
             F::Json => json(&comparison),
-            F::Text => comparison.to_text(),
-            other => return Err(Error::Usage(format!("report --all-labs writes text or json, not {other:?}")).into()),
+            // Text; markdown and html were refused above.
+            _ => comparison.to_text(),
         };
         match &r.out {
             Some(path) => crate::base::files::write_atomic(path, text.as_bytes())?,

@@ -448,8 +448,30 @@ pub fn catalogue() -> Vec<Scenario> {
 pub fn find(id_or_path: &str) -> Result<Scenario> {
     if id_or_path.ends_with(".toml") {
         let path = Path::new(id_or_path);
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        return Scenario::parse(&text, path);
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            // The user named it: a path that is not there, or not text, is bad input.
+            std::io::ErrorKind::NotFound => Error::Usage(format!("{id_or_path}: no such scenario file: check the path")),
+            std::io::ErrorKind::InvalidData => {
+                Error::BadFile { path: path.to_path_buf(), line: 1, message: "not UTF-8 text: a scenario is a TOML file".into() }
+            }
+            _ => Error::io(path, e),
+        })?;
+        let scenario = Scenario::parse(&text, path)?;
+        // Runs are grouped by scenario id: a file of its own must not pass for a
+        // catalogue scenario and merge into its figures.
+        if let Some(same_id) = catalogue().into_iter().find(|s| s.id == scenario.id) {
+            if same_id != scenario {
+                return Err(Error::BadFile {
+                    path: path.to_path_buf(),
+                    line: find_line(&text, "id"),
+                    message: format!(
+                        "id '{}' is a catalogue scenario's, and this file differs from it: give your scenario an id of its own, so that reports keep its runs apart",
+                        scenario.id
+                    ),
+                });
+            }
+        }
+        return Ok(scenario);
     }
     catalogue().into_iter().find(|s| s.id == id_or_path).ok_or_else(|| Error::UnknownScenario(id_or_path.to_string()))
 }

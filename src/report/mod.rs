@@ -46,6 +46,9 @@ impl Stats {
     }
 }
 
+/// The least observed time a rate (alerts per hour, false isolations per day) is given for.
+pub const MIN_RATE_HOURS: f64 = 1.0;
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
     /// Runs counted in the figures.
@@ -54,7 +57,10 @@ pub struct Summary {
     #[serde(skip_serializing_if = "is_zero")]
     pub set_aside: usize,
     pub expected_detections: usize,
+    /// Runs detected, expected or not.
     pub detected: usize,
+    /// Runs detected among those expected to be.
+    pub detected_expected: usize,
     pub isolated: usize,
     /// Detected among the runs that should have been.
     pub detection_rate: Option<f64>,
@@ -66,9 +72,11 @@ pub struct Summary {
     pub bytes_before_isolation: Option<Stats>,
     /// Hours the runs covered, attack start to the last thing observed.
     pub observed_hours: f64,
-    /// Isolations of runs that should not have been, per day of observed time.
+    /// Isolations of runs that should not have been, per day of observed time (with at
+    /// least [`MIN_RATE_HOURS`] observed).
     pub false_isolations_per_day: Option<f64>,
-    /// Detection events (one a window) per hour of observed time.
+    /// Detection events (one a window) per hour of observed time (with at least
+    /// [`MIN_RATE_HOURS`] observed).
     pub alerts_per_hour: Option<f64>,
 }
 
@@ -108,12 +116,15 @@ impl Summary {
         let expected: Vec<&&RunRecord> = runs.iter().filter(|r| r.expected_detected).collect();
         let false_isolations = runs.iter().filter(|r| !r.expected_isolated && r.metrics.isolated).count();
         let observed_hours: f64 = runs.iter().map(|r| observed_s(r)).sum::<f64>() / 3600.0;
-        let per_hour = |n: usize| (observed_hours > 0.0).then(|| n as f64 / observed_hours);
+        // A rate over less than an hour of observation would say more about the run's
+        // length than about the pipeline: left out.
+        let per_hour = |n: usize| (observed_hours >= MIN_RATE_HOURS).then(|| n as f64 / observed_hours);
         Summary {
             runs: runs.len(),
             set_aside,
             expected_detections: expected.len(),
             detected: runs.iter().filter(|r| r.metrics.detected).count(),
+            detected_expected: expected.iter().filter(|r| r.metrics.detected).count(),
             isolated: runs.iter().filter(|r| r.metrics.isolated).count(),
             detection_rate: (!expected.is_empty())
                 .then(|| expected.iter().filter(|r| r.metrics.detected).count() as f64 / expected.len() as f64),
@@ -140,7 +151,7 @@ impl Summary {
             "{} run(s){aside} over {:.1} observed hours: detected {}/{} expected ({rate}), isolated {}, false isolations {} ({}/day), {} alerts/hour.",
             self.runs,
             self.observed_hours,
-            self.detected,
+            self.detected_expected,
             self.expected_detections,
             self.isolated,
             self.false_isolations,
@@ -440,5 +451,35 @@ mod tests {
         let s = Stats::of(&[5.0, 1.0, 4.0, 2.0, 3.0]).unwrap();
         assert_eq!((s.min, s.p50, s.p95, s.max, s.mean), (1.0, 3.0, 5.0, 5.0, 3.0));
         assert!(Stats::of(&[]).is_none());
+    }
+
+    fn run(scenario: &str, expected: bool, detected: bool, verdict: crate::orchestrator::measure::Verdict, hours: f64) -> RunRecord {
+        let s = crate::model::scenario::find(scenario).unwrap();
+        let start = Timestamp::SIM_EPOCH;
+        let mut r = RunRecord::from_observation("run-0001", "l", "sim", &s, start, &Default::default());
+        r.expected_detected = expected;
+        r.metrics.detected = detected;
+        r.metrics.detections = usize::from(detected);
+        r.timeline.attack_end = Some(start.plus_secs_f64(hours * 3600.0));
+        r.verdict = verdict;
+        r
+    }
+
+    #[test]
+    fn detected_counts_the_expected_runs_and_rates_need_an_hour() {
+        use crate::orchestrator::measure::Verdict as V;
+        let runs = [
+            run("exfil-https-bulk", true, true, V::AsExpected, 0.05),
+            run("benign-package-update", false, true, V::UnexpectedDetection, 0.05),
+            run("exfil-https-bulk", true, true, V::Interrupted, 0.05),
+        ];
+        let s = Summary::of(&runs.iter().collect::<Vec<_>>());
+        assert_eq!((s.runs, s.set_aside, s.detected, s.detected_expected, s.expected_detections), (2, 1, 2, 1, 1));
+        assert!(s.headline().contains("detected 1/1 expected"), "{}", s.headline());
+        assert!(s.headline().contains("1 interrupted or invalid"), "{}", s.headline());
+        // Six minutes observed: no rate is given; two hours: it is.
+        assert_eq!((s.alerts_per_hour, s.false_isolations_per_day), (None, None));
+        let long = [run("exfil-https-bulk", true, true, V::AsExpected, 2.0)];
+        assert_eq!(Summary::of(&long.iter().collect::<Vec<_>>()).alerts_per_hour, Some(0.5));
     }
 }

@@ -108,3 +108,27 @@ fn ctrl_c_during_an_attack_stops_it_releases_the_target_and_exits_130() {
     assert_eq!(next[0]["run_id"], "run-0002");
     assert_eq!(next[0]["verdict"], "as expected", "{}", next[0]);
 }
+
+#[test]
+fn smaller_inputs_are_refused_by_name_and_nothing_is_created() {
+    let lab = Lab::new();
+    fails_with_2(&lab, &["--seed", "-1", "plan"], "'-1' is not a seed");
+    fails_with_2(&lab, &["--region", "mars-1", "status"], "'mars-1' is not an AWS region");
+    assert!(!lab.state().join("sim").exists(), "no simulated account was created in no region");
+    let missing_dir = lab.state().join("no-such-dir");
+    let out = format!("{}/x.html", missing_dir.display());
+    fails_with_2(&lab, &["report", "--format", "html", "--out", &out], "does not exist");
+    assert!(!missing_dir.exists(), "--out does not create directories");
+    fails_with_2(&lab, &["report", "--all-labs", "--format", "html"], "--format html");
+    fails_with_2(&lab, &["attack", "nowhere.toml"], "no such scenario file");
+    // A file of one's own under a catalogue id would merge into that scenario's figures.
+    let own = lab.state().join("mine.toml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/exfil-https-bulk.toml")).unwrap();
+    let changed = text.replacen("title = \"", "title = \"My ", 1);
+    std::fs::write(&own, &changed).unwrap();
+    let err = fails_with_2(&lab, &["scenarios", "show", own.to_str().unwrap()], "an id of its own");
+    assert!(err.contains("mine.toml:"), "{err}");
+    // The same file unchanged is the catalogue's scenario, and is accepted.
+    std::fs::write(&own, &text).unwrap();
+    lab.ok(&["scenarios", "show", own.to_str().unwrap()]);
+}

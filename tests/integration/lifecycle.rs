@@ -193,6 +193,13 @@ fn a_classroom_of_30_labs_goes_up_is_attacked_compared_and_removed() {
     let up = json(&lab.ok(&["--lab", "class", "up", "--labs", "30", "--detector", "lambda", "--output", "json"]));
     assert_eq!(up.as_array().unwrap().len(), 30);
     assert!(up.as_array().unwrap().iter().all(|r| r["lab"].as_str().unwrap().starts_with("class-")));
+    // A plain `down` or `status` on the default lab names the classroom's labs and the
+    // flag that reaches them, rather than "nothing to delete".
+    for verb in ["down", "status"] {
+        let text = lab.ok(&[verb]);
+        assert!(text.contains("other labs exist") && text.contains("class-01") && text.contains("class-30"), "{verb}: {text}");
+    }
+    assert!(lab.ok(&["down"]).contains("cis down --all-labs"));
     let runs = json(&lab.ok(&["attack", "--all-labs", "--output", "json"]));
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 30, "one run per lab");
