@@ -867,7 +867,9 @@ fn status_text(r: &StatusReport) -> String {
     if !r.up && r.resources.is_empty() {
         return format!("lab '{}' is not up on {} (no ledger, no tagged resources)", r.lab, r.cloud);
     }
+    let expired = r.seconds_left.is_some_and(|left| left <= 0.0);
     let state = match (r.up, r.complete) {
+        (true, _) if expired => "expired (its time to live is over and its janitor removes it; `cis down` removes what is left and the ledger)",
         (true, true) => "up",
         (true, false) => "partly created (run `cis up` to finish, or `cis down`)",
         (false, _) => "not in any ledger, but tagged resources exist (run `cis down` to remove them)",
@@ -899,7 +901,8 @@ fn status_text(r: &StatusReport) -> String {
             )
         };
     }
-    let _ = write!(o, "cost: ${:.4}/hour, about ${:.4} so far", r.usd_per_hour, r.usd_so_far);
+    // `+ 0.0` turns a -0.0 (nothing live, over a negative span) into 0.
+    let _ = write!(o, "cost: ${:.4}/hour, about ${:.4} so far", r.usd_per_hour + 0.0, r.usd_so_far.max(0.0) + 0.0);
     o
 }
 

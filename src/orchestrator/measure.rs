@@ -570,6 +570,29 @@ impl Orchestrator<'_> {
                 tokio::time::sleep(quiet_at.duration_since(clock.now())).await;
             }
         }
+        // A lab with a time to live deletes itself when the time is up: a run that would
+        // outlast it would end in missing resources, not in a measurement.
+        if let Some(ttl) = ledger.options.ttl_s {
+            let expires_at = ledger.created_at.plus(Duration::from_secs(ttl));
+            let needs = Duration::from_secs_f64(scenario.span_s())
+                + Duration::from_secs(u64::from(ledger.options.window_s))
+                + DELIVERY_ALLOWANCE
+                + AFTER_ISOLATION_WATCH;
+            let now = clock.now();
+            if now >= expires_at {
+                return Err(Error::LabState(format!(
+                    "lab '{lab}' expired at {expires_at} (its --ttl): its janitor removes it; run `cis down --lab {lab}` to finish that, then `cis up --lab {lab}` for a new one"
+                )));
+            }
+            if now.plus(needs) > expires_at {
+                return Err(Error::LabState(format!(
+                    "lab '{lab}' expires at {expires_at} (its --ttl), {:.0} min from now, and {} may take {:.0} min: the janitor would delete the lab mid-run. Run a shorter scenario, or `cis down --lab {lab}` and `cis up --lab {lab} --ttl` with more time",
+                    expires_at.seconds_since(now) / 60.0,
+                    scenario.id,
+                    needs.as_secs_f64() / 60.0
+                )));
+            }
+        }
         if self.target_isolated(&ledger).await? {
             return Err(Error::LabState(format!(
                 "lab '{lab}': the target is isolated (containment of an earlier run): run `cis release --lab {lab}` first, so that this run starts on a released target"

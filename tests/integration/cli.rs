@@ -132,3 +132,14 @@ fn smaller_inputs_are_refused_by_name_and_nothing_is_created() {
     std::fs::write(&own, &text).unwrap();
     lab.ok(&["scenarios", "show", own.to_str().unwrap()]);
 }
+
+#[test]
+fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
+    let lab = Lab::new();
+    lab.ok(&["up", "--ttl", "15m", "--detector", "lambda"]);
+    // The lab's janitor would delete it mid-run: refused before anything runs.
+    let err = fails_with_2(&lab, &["attack", "--all"], "expires at");
+    assert!(err.contains("--ttl") && err.contains("mid-run"), "{err}");
+    assert!(!lab.state().join("sim/labs/default/runs").exists() || std::fs::read_dir(lab.state().join("sim/labs/default/runs")).unwrap().next().is_none());
+    lab.ok(&["down"]);
+}

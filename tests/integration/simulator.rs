@@ -262,7 +262,12 @@ fn a_lab_with_a_ttl_removes_itself_when_the_time_is_up() {
 
         let live = |lab: &str| cloud.inspect(|w| w.list_lab(lab).len());
         assert!(live("ttl") > 0);
-        tokio::time::sleep(Duration::from_secs_f64(left) + Duration::from_secs(30 * 60)).await;
+        // Ten minutes before the end, a run that would outlast the lab is refused by name.
+        tokio::time::sleep(Duration::from_secs_f64(left) - Duration::from_secs(10 * 60)).await;
+        let late = orch.attack(&lab, &cis::scenario::find("exfil-https-bulk").unwrap()).await.unwrap_err().to_string();
+        assert!(late.contains("expires at") && late.contains("--ttl") && late.contains("mid-run"), "{late}");
+        assert!(orch.load_ledger(&lab).unwrap().is_some() && live("ttl") > 0, "the refusal changed nothing");
+        tokio::time::sleep(Duration::from_secs(10 * 60) + Duration::from_secs(30 * 60)).await;
         let runs = cloud.inspect(|w| w.pipeline.janitor_runs.clone());
         println!("{runs:?}");
         assert_eq!(runs.len(), 1, "{runs:?}");
@@ -273,6 +278,8 @@ fn a_lab_with_a_ttl_removes_itself_when_the_time_is_up() {
         let status = orch.status(&lab).await.unwrap();
         assert!(status.seconds_left.unwrap() < 0.0);
         assert!(status.resources.iter().all(|r| r.state == "missing"), "{:?}", status.resources);
+        let expired = orch.attack(&lab, &cis::scenario::find("exfil-https-bulk").unwrap()).await.unwrap_err().to_string();
+        assert!(expired.contains("expired at") && expired.contains("cis down"), "{expired}");
         orch.down(&lab).await.unwrap();
         assert!(orch.load_ledger(&lab).unwrap().is_none());
         orch.down(&other).await.unwrap();
