@@ -11,8 +11,12 @@ use super::cli::OutputFormat;
 use crate::orchestrator::Progress;
 
 /// How progress is shown for an output format: JSON keeps stdout for the result, so
-/// progress goes to stderr as lines; text gets bars on a terminal, lines otherwise.
-pub fn for_output(output: OutputFormat) -> Box<dyn Progress> {
+/// progress goes to stderr as lines; text gets bars on a terminal, lines otherwise;
+/// `--quiet` shows none.
+pub fn for_output(output: OutputFormat, quiet: bool) -> Box<dyn Progress> {
+    if quiet {
+        return Box::new(crate::orchestrator::Silent);
+    }
     match output {
         OutputFormat::Json => Box::new(Lines::new(true)),
         OutputFormat::Text if std::io::stdout().is_terminal() => Box::new(Bars::default()),

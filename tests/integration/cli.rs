@@ -143,3 +143,20 @@ fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
     assert!(!lab.state().join("sim/labs/default/runs").exists() || std::fs::read_dir(lab.state().join("sim/labs/default/runs")).unwrap().next().is_none());
     lab.ok(&["down"]);
 }
+
+#[test]
+fn quiet_prints_the_result_without_progress() {
+    let lab = Lab::new();
+    let loud = lab.run(&["up"]);
+    let loud_text = String::from_utf8_lossy(&loud.stdout).to_string();
+    assert!(loud_text.contains("creating"), "{loud_text}");
+    lab.ok(&["down"]);
+    let quiet = lab.run(&["--quiet", "up"]);
+    assert!(quiet.status.success());
+    let text = String::from_utf8_lossy(&quiet.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&quiet.stderr).to_string();
+    assert!(!text.contains("creating") && !stderr.contains("creating"), "{text}\n{stderr}");
+    assert!(text.lines().count() * 2 < loud_text.lines().count(), "quiet: {} lines, not: {}", text.lines().count(), loud_text.lines().count());
+    assert!(stderr.contains("acting on the simulator"), "which cloud is still said: {stderr}");
+    fails_with_2(&lab, &["-q", "-v", "status"], "--quiet");
+}
