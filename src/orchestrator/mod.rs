@@ -174,6 +174,29 @@ pub struct Orchestrator<'a> {
     pub state: &'a StateDir,
 }
 
+/// Which options differ, as `name: was A, now B`, by name.
+fn options_differ(was: &LabOptions, now: &LabOptions) -> String {
+    let (was, now) = (serde_json::to_value(was).unwrap_or_default(), serde_json::to_value(now).unwrap_or_default());
+    let empty = serde_json::Map::new();
+    let (was, now) = (was.as_object().unwrap_or(&empty), now.as_object().unwrap_or(&empty));
+    let keys: BTreeSet<&String> = was.keys().chain(now.keys()).collect();
+    let show = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "none".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| was.get(*k) != now.get(*k))
+        .map(|k| format!("{k}: was {}, now {}", show(was.get(k)), show(now.get(k))))
+        .collect();
+    if differ.is_empty() {
+        "the same options, written differently".into()
+    } else {
+        differ.join("; ")
+    }
+}
+
 impl<'a> Orchestrator<'a> {
     pub fn new(cloud: &'a dyn Cloud, progress: &'a dyn Progress, state: &'a StateDir) -> Self {
         Orchestrator { cloud, progress, state }
@@ -250,8 +273,9 @@ impl<'a> Orchestrator<'a> {
         let ledger = match Ledger::load(&path)? {
             Some(l) if l.options != *options => {
                 return Err(Error::Usage(format!(
-                "lab '{lab}' exists with other options; run `cis down --lab {lab}` first, or `cis up` with the options it was created with"
-            )))
+                    "lab '{lab}' exists with other options ({}); run `cis down --lab {lab}` first, or `cis up` with the options it was created with",
+                    options_differ(&l.options, options)
+                )))
             }
             Some(l) => l,
             None => Ledger::new(

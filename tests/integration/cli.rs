@@ -160,3 +160,12 @@ fn quiet_prints_the_result_without_progress() {
     assert!(stderr.contains("acting on the simulator"), "which cloud is still said: {stderr}");
     fails_with_2(&lab, &["-q", "-v", "status"], "--quiet");
 }
+
+#[test]
+fn up_with_other_options_names_the_ones_that_differ() {
+    let lab = Lab::new();
+    lab.ok(&["up", "--detector", "lambda"]);
+    let err = fails_with_2(&lab, &["up", "--detector", "lambda", "--window", "600"], "other options");
+    assert!(err.contains("window_s: was 60, now 600") && !err.contains("detector:"), "{err}");
+    lab.ok(&["down"]);
+}
