@@ -37,7 +37,7 @@ impl Skipped {
             self.first = Some((file.to_path_buf(), e.line, e.message.clone()));
         }
         if self.count as usize <= SHOWN_ERRORS {
-            eprintln!("cis: {}:{}: {} (skipped)", file.display(), e.line, crate::formats::flowlog::clip(e.message.clone()));
+            eprintln!("cis: {}:{}: {} (skipped)", file.display(), e.line, e.message);
         }
     }
 

@@ -442,10 +442,7 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
         }
         Command::Down(d) if d.all_labs => {
             // The state's labs and the cloud's (by tag): a lost state file loses no lab.
-            let mut labs = classroom::labs_in_state(orch.state, kind)?;
-            labs.extend(orch.cloud.list_labs().await?);
-            labs.sort();
-            labs.dedup();
+            let labs = account_labs(orch, false).await?;
             let quiet = Orchestrator { progress: &crate::orchestrator::Silent, ..*orch };
             let quiet = &quiet;
             let reports = classroom::for_each(&labs, |l| async move { quiet.down(&l).await }).await?;
@@ -568,19 +565,26 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
     Ok(())
 }
 
-/// The account's other labs (the state's and the cloud's, by tag): what a command on a
-/// lab that is not there should point to, a classroom's above all.
-async fn other_labs(orch: &Orchestrator<'_>, lab: &crate::model::lab::LabName) -> Result<Vec<crate::model::lab::LabName>> {
-    // A lab's directory outlives `down` (its runs do): only one with a ledger is up.
+/// The account's labs: the state's (with `only_up`, those with a ledger: a lab's
+/// directory outlives `down`, its runs do) and the cloud's, by tag, so that a lost state
+/// file loses no lab. Sorted, each once.
+async fn account_labs(orch: &Orchestrator<'_>, only_up: bool) -> Result<Vec<crate::model::lab::LabName>> {
     let mut labs = Vec::new();
     for l in classroom::labs_in_state(orch.state, orch.cloud.kind())? {
-        if orch.load_ledger(&l)?.is_some() {
+        if !only_up || orch.load_ledger(&l)?.is_some() {
             labs.push(l);
         }
     }
     labs.extend(orch.cloud.list_labs().await?);
     labs.sort();
     labs.dedup();
+    Ok(labs)
+}
+
+/// The account's labs that are up, but for `lab`: what a command on a lab that is not
+/// there should point to, a classroom's above all.
+async fn other_labs(orch: &Orchestrator<'_>, lab: &crate::model::lab::LabName) -> Result<Vec<crate::model::lab::LabName>> {
+    let mut labs = account_labs(orch, true).await?;
     labs.retain(|l| l != lab);
     Ok(labs)
 }

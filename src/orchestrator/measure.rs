@@ -338,13 +338,28 @@ impl RunRecord {
     }
 
     pub fn load(path: &Path) -> Result<RunRecord> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not a readable run record: {}", json_error_message(&e))))?;
-        check_header(&value, RUN_FORMAT, RUN_VERSION).map_err(bad)?;
-        serde_json::from_value(value).map_err(|e| bad(format!("damaged run record: {e}")))
+        read_run_file(path, RUN_FORMAT, RUN_VERSION, "run record", "it was left as it is")
     }
+
+    fn path(dir: &Path, run_id: &str) -> PathBuf {
+        dir.join(format!("{run_id}.json"))
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&RunRecord::path(dir, &self.run_id), text.as_bytes())
+    }
+}
+
+/// Reads one of the lab's run files (a record or an open run): its header checked, then
+/// the body; `what` names it in errors and `advice` says what to do about a bad one.
+fn read_run_file<T: serde::de::DeserializeOwned>(path: &Path, format: &str, version: u32, what: &str, advice: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a readable {what}: {}; {advice}", json_error_message(&e))))?;
+    check_header(&value, format, version).map_err(bad)?;
+    serde_json::from_value(value).map_err(|e| bad(format!("damaged {what}: {e}; {advice}")))
 }
 
 /// The lab's run files by run number: `run-NNNN.json` records (`false`) and
@@ -411,14 +426,14 @@ impl OpenRun {
         write_atomic(&OpenRun::path(dir, &self.run_id), text.as_bytes())
     }
 
+    /// Removes the open run's file: its record replaced it, or it never started.
+    fn remove(dir: &Path, run_id: &str) -> Result<()> {
+        let path = OpenRun::path(dir, run_id);
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))
+    }
+
     fn load(path: &Path) -> Result<OpenRun> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            bad(format!("not a readable open run: {}; move it aside and run `cis release` if the target is isolated", json_error_message(&e)))
-        })?;
-        check_header(&value, OPEN_RUN_FORMAT, OPEN_RUN_VERSION).map_err(bad)?;
-        serde_json::from_value(value).map_err(|e| bad(format!("damaged open run: {e}; move it aside and run `cis release` if the target is isolated")))
+        read_run_file(path, OPEN_RUN_FORMAT, OPEN_RUN_VERSION, "open run", "move it aside and run `cis release` if the target is isolated")
     }
 }
 
@@ -502,10 +517,9 @@ impl Orchestrator<'_> {
         let label = "attack";
         let mut records = Vec::new();
         for run in open {
-            let open_path = OpenRun::path(&runs_dir, &run.run_id);
-            if runs_dir.join(format!("{}.json", run.run_id)).exists() {
+            if RunRecord::path(&runs_dir, &run.run_id).exists() {
                 // Killed between writing the record and removing this: the run finished.
-                std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
+                OpenRun::remove(&runs_dir, &run.run_id)?;
                 continue;
             }
             self.progress.update(label, &format!("closing {} ({}), {why}", run.run_id, run.scenario.id));
@@ -529,9 +543,8 @@ impl Orchestrator<'_> {
             record.verdict = Verdict::Interrupted;
             notes.append(&mut record.notes);
             record.notes = notes;
-            let text = serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
-            write_atomic(&runs_dir.join(format!("{}.json", run.run_id)), text.as_bytes())?;
-            std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
+            record.save(&runs_dir)?;
+            OpenRun::remove(&runs_dir, &run.run_id)?;
             records.push(record);
         }
         if records.is_empty() {
@@ -648,8 +661,7 @@ impl Orchestrator<'_> {
                 }
                 Err(e) => {
                     // Nothing started: the number is free again.
-                    let open_path = OpenRun::path(&runs_dir, &run_id);
-                    std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
+                    OpenRun::remove(&runs_dir, &run_id)?;
                     return Err(e.into());
                 }
             }
@@ -682,10 +694,8 @@ impl Orchestrator<'_> {
             }
         };
         let record = RunRecord::from_observation(&run_id, lab.as_str(), self.cloud.kind().name(), scenario, handle.started_at, &obs);
-        let text = serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&runs_dir.join(format!("{run_id}.json")), text.as_bytes())?;
-        let open_path = OpenRun::path(&runs_dir, &run_id);
-        std::fs::remove_file(&open_path).map_err(|e| Error::io(&open_path, e))?;
+        record.save(&runs_dir)?;
+        OpenRun::remove(&runs_dir, &run_id)?;
         self.cloud.checkpoint().await?;
         self.progress.finish(label, &format!("{run_id}: {}", record.verdict));
         Ok(record)

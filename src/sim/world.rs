@@ -320,12 +320,8 @@ impl World {
         a.finished_at = Some(now);
         a.streams_left = 0;
         a.open_conns = 0;
-        let of_run = |run: Option<&String>| run.is_some_and(|r| r == key);
-        self.queue.retain(|s| match &s.event {
-            Event::OpenConnection { source: super::traffic::Source::Attack { run, .. }, .. } => !of_run(Some(run)),
-            _ => true,
-        });
-        self.net.conns.retain(|_, c| !of_run(c.attack.as_ref()));
+        self.queue.retain(|s| !matches!(&s.event, Event::OpenConnection { source: super::traffic::Source::Attack { run, .. }, .. } if run == key));
+        self.net.conns.retain(|_, c| c.attack.as_deref() != Some(key));
     }
 
     pub fn next_event_at(&self) -> Option<Timestamp> {

@@ -122,12 +122,11 @@ impl Input {
                     // The block ends at a line's end; a line too long to hold is replaced
                     // by a mark with its length, and never held whole.
                     let line_start = block.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                    if let Err(rest) = super::read_line_capped(&mut text, &mut block)? {
-                        let length = (block.len() - line_start) as u64 + rest;
-                        block.truncate(line_start);
-                        block.extend_from_slice(format!("{}{length}\n", super::TOO_LONG_MARK).as_bytes());
-                    } else if block.len() - line_start > super::MAX_LINE + 1 {
-                        let length = (block.len() - line_start) as u64;
+                    let too_long = match super::read_line_capped(&mut text, &mut block)? {
+                        Err(rest) => Some((block.len() - line_start) as u64 + rest),
+                        Ok(_) => Some((block.len() - line_start) as u64).filter(|&n| n > super::MAX_LINE as u64 + 1),
+                    };
+                    if let Some(length) = too_long {
                         block.truncate(line_start);
                         block.extend_from_slice(format!("{}{length}\n", super::TOO_LONG_MARK).as_bytes());
                     }

@@ -218,7 +218,7 @@ pub const MAX_ECHO: usize = 200;
 pub const MAX_LINE: usize = 64 << 10;
 
 /// `message`, cut to [`MAX_ECHO`] bytes at a character boundary, saying how long it was.
-pub fn clip(message: String) -> String {
+fn clip(message: String) -> String {
     if message.len() <= MAX_ECHO {
         return message;
     }
@@ -308,26 +308,28 @@ impl<R: std::io::BufRead> FlowLogReader<R> {
         loop {
             self.line.clear();
             self.number += 1;
+            // The line's buffer is reused from one line to the next, as bytes while read.
             let mut bytes = std::mem::take(&mut self.line).into_bytes();
             let read = read_line_capped(&mut self.input, &mut bytes);
-            match read {
-                Ok(Ok(0)) => return None,
-                Ok(Ok(_)) => {}
-                Ok(Err(length)) => {
-                    self.line = String::from_utf8(bytes).unwrap_or_default();
-                    return Some(Err(too_long(self.number, length)));
+            let utf8 = match String::from_utf8(bytes) {
+                Ok(text) => {
+                    self.line = text;
+                    true
                 }
-                Err(e) => return Some(Err(LineError::new(self.number, e.to_string()))),
-            }
-            match String::from_utf8(bytes) {
-                Ok(text) => self.line = text,
-                // The bad line is consumed, so reading goes on with the next.
                 Err(e) => {
                     let mut bytes = e.into_bytes();
                     bytes.clear();
-                    self.line = String::from_utf8(bytes).unwrap_or_default();
-                    return Some(Err(LineError::new(self.number, "not UTF-8 text".into())));
+                    self.line = String::from_utf8(bytes).expect("empty is UTF-8");
+                    false
                 }
+            };
+            // A bad line is consumed either way, so reading goes on with the next.
+            match read {
+                Ok(Ok(0)) => return None,
+                Ok(Ok(_)) if !utf8 => return Some(Err(LineError::new(self.number, "not UTF-8 text".into()))),
+                Ok(Ok(_)) => {}
+                Ok(Err(length)) => return Some(Err(too_long(self.number, length))),
+                Err(e) => return Some(Err(LineError::new(self.number, e.to_string()))),
             }
             if let Some(length) = self.line.strip_prefix(TOO_LONG_MARK).and_then(|l| l.trim().parse::<u64>().ok()) {
                 return Some(Err(too_long(self.number, length)));
