@@ -121,6 +121,14 @@ pub trait Cloud: Send + Sync {
     /// id (an ARN where AWS identifies the kind by ARN).
     async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> Result<String, CloudError>;
 
+    /// Brings a resource that exists (just created, resumed after a crash, or adopted) to
+    /// the settings its create call cannot carry: attributes, attachments, routes, rules,
+    /// concurrency, invoke config. Idempotent. Right after a create AWS may answer
+    /// NotFound for the new id (eventual consistency): the orchestration retries that
+    /// here for a bounded time, which it could not do inside `create` without creating
+    /// twice.
+    async fn converge(&self, spec: &ResourceSpec, id: &str, refs: &Refs) -> Result<(), CloudError>;
+
     /// Finds an existing resource made from this spec (by name, or by its lab and role
     /// tags), so that a create cut short by a crash is adopted rather than repeated.
     async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError>;

@@ -440,6 +440,12 @@ impl Cloud for SimCloud {
         self.shared.answer(&format!("create {}", spec.kind), id, Call::Mutate)
     }
 
+    async fn converge(&self, _spec: &ResourceSpec, _id: &str, _refs: &Refs) -> std::result::Result<(), CloudError> {
+        // The simulated create applies every setting in the same step, under the world's
+        // lock: there is nothing left to converge.
+        Ok(())
+    }
+
     async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> std::result::Result<Option<String>, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject(&format!("find {}", spec.kind))?;

@@ -26,7 +26,7 @@ use self::walk::{walk, Visit, WalkError};
 use crate::base::clock::Timestamp;
 use crate::base::error::{Error, Result};
 use crate::base::files::{lock_exclusive, LockGuard};
-use crate::cloud::{Cloud, CloudError, ResourceStatus};
+use crate::cloud::{AccountInfo, Cloud, CloudError, ResourceStatus};
 use crate::model::lab::pricing::PriceTable;
 use crate::model::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, ResourceSpec, Role};
 use crate::store::ledger::{Entry, EntryState, Ledger, LedgerFile};
@@ -37,6 +37,14 @@ const CREATE_RETRY_FOR: Duration = Duration::from_secs(180);
 const DELETE_RETRY_FOR: Duration = Duration::from_secs(900);
 /// How long after its creation a resource's describe call may still not find it.
 const VISIBILITY_GRACE: Duration = Duration::from_secs(60);
+/// What the janitor's sweep leaves:
+/// - its own role and policy: a role cannot delete itself (DeleteRole wants the role's
+///   policies gone first, and with them the permission to call it). IAM roles cost
+///   nothing; the operator's `cis down` removes it, and `cis status` shows it.
+/// - the topic, its subscription and the janitor's logs until the end, so that a failure
+///   can still be announced and read.
+pub const JANITOR_KEEPS: [Role; 5] = [Role::JanitorRole, Role::JanitorPolicy, Role::Topic, Role::TopicSubscription, Role::JanitorLogs];
+
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 
 fn ready_timeout(kind: ResourceKind) -> (Duration, Duration) {
@@ -210,6 +218,23 @@ impl<'a> Orchestrator<'a> {
         Ledger::load(&self.state.ledger(self.cloud.kind(), lab))
     }
 
+    /// The lab's ledger, refused when it was written in another account or region: there
+    /// every id it holds reads as gone, and `down` would drop the ledger and leave the lab
+    /// running where it is. (A ledger from before the two were recorded has them empty.)
+    fn ledger_here(&self, lab: &LabName, account: &AccountInfo) -> Result<Option<Ledger>> {
+        let ledger = self.load_ledger(lab)?;
+        if let Some(l) = &ledger {
+            let differs = |recorded: &str, now: &str| !recorded.is_empty() && recorded != now;
+            if differs(&l.account_id, &account.account_id) || differs(&l.region, &account.region) {
+                return Err(Error::Usage(format!(
+                    "lab '{lab}' was created in account {} region {}, but this command reaches account {} region {}: run it with --region {} and credentials of account {}; nothing was changed",
+                    l.account_id, l.region, account.account_id, account.region, l.region, l.account_id
+                )));
+            }
+        }
+        Ok(ledger)
+    }
+
     /// Retries transient errors with exponential backoff (no jitter: runs stay repeatable).
     async fn retrying<T, F, Fut>(&self, label: &str, give_up_after: Duration, mut op: F) -> std::result::Result<T, CloudError>
     where
@@ -231,23 +256,35 @@ impl<'a> Orchestrator<'a> {
         }
     }
 
+    /// [`Orchestrator::retrying`], with NotFound retried too for [`VISIBILITY_GRACE`]: AWS's
+    /// describe and modify calls are eventually consistent, and an id just created may
+    /// not be found for a while. The one place that waits for an id to become visible.
+    async fn until_visible<T, F, Fut>(&self, label: &str, mut op: F) -> std::result::Result<T, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, CloudError>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match self.retrying(label, CREATE_RETRY_FOR, &mut op).await {
+                Err(CloudError::NotFound { .. }) if started.elapsed() < VISIBILITY_GRACE => {
+                    self.progress.update(label, "waiting: not visible yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Polls until the resource is ready.
     async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> std::result::Result<(), CloudError> {
         let (timeout, cap) = ready_timeout(kind);
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
         loop {
-            let status = match self.retrying(label, CREATE_RETRY_FOR, || self.cloud.status(kind, id)).await {
-                // Describe calls are eventually consistent: an id just created may not be
-                // found for a few seconds.
-                Err(CloudError::NotFound { .. }) if started.elapsed() < VISIBILITY_GRACE => {
-                    self.progress.update(label, "waiting: not visible yet");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(cap);
-                    continue;
-                }
-                r => r?,
-            };
+            let status = self.until_visible(label, || self.cloud.status(kind, id)).await?;
             match status {
                 ResourceStatus::Ready => return Ok(()),
                 ResourceStatus::Failed(why) => return Err(CloudError::Other(format!("{kind} {id} failed: {why}"))),
@@ -270,7 +307,7 @@ impl<'a> Orchestrator<'a> {
         let path = self.state.ledger(self.cloud.kind(), lab);
         let clock = self.cloud.clock();
         let started = clock.now();
-        let ledger = match Ledger::load(&path)? {
+        let ledger = match self.ledger_here(lab, &account)? {
             Some(l) if l.options != *options => {
                 return Err(Error::Usage(format!(
                     "lab '{lab}' exists with other options ({}); run `cis down --lab {lab}` first, or `cis up` with the options it was created with",
@@ -408,6 +445,8 @@ impl<'a> Orchestrator<'a> {
         };
         set(Some(id.clone()), EntryState::Created)?;
         self.wait_ready(label, spec.kind, &id).await?;
+        // Created, resumed or adopted alike: settings a crash may have left undone.
+        self.until_visible(label, || self.cloud.converge(&spec, &id, refs)).await?;
         set(Some(id.clone()), EntryState::Ready)?;
         let seconds = clock.now().seconds_since(t0);
         self.progress.finish(label, &format!("{} {id} ({} in {seconds:.1} s)", spec.kind, action.name()));
@@ -451,12 +490,19 @@ impl<'a> Orchestrator<'a> {
     /// Deletes everything of the lab: first what the ledger names, then whatever still
     /// carries the lab's tag; removes the ledger last.
     pub async fn down(&self, lab: &LabName) -> Result<DownReport> {
-        self.cloud.account().await?;
+        self.down_keeping(lab, &[]).await
+    }
+
+    /// [`Orchestrator::down`], with the sweep leaving the resources of `keep`'s roles
+    /// where they are. Only the sweep keeps anything: its one caller that keeps, the
+    /// janitor, has no ledger.
+    async fn down_keeping(&self, lab: &LabName, keep: &[Role]) -> Result<DownReport> {
+        let account = self.cloud.account().await?;
         let _lock = self.lock_lab(lab)?;
         let clock = self.cloud.clock();
         let started = clock.now();
         let path = self.state.ledger(self.cloud.kind(), lab);
-        let ledger = Ledger::load(&path)?;
+        let ledger = self.ledger_here(lab, &account)?;
         let had_ledger = ledger.is_some();
         let deleted = Mutex::new(Vec::new());
 
@@ -541,6 +587,7 @@ impl<'a> Orchestrator<'a> {
         };
         for pass in 0..2 {
             let mut leftovers = self.retrying("sweep", DELETE_RETRY_FOR, || self.cloud.list_lab(lab)).await?;
+            leftovers.retain(|r| !r.role.is_some_and(|role| keep.contains(&role)));
             leftovers.sort_by_key(order);
             if leftovers.is_empty() {
                 break;
@@ -587,11 +634,47 @@ impl<'a> Orchestrator<'a> {
 
     /// What the lab's janitor function runs when the lab's time to live is up, on either
     /// backend: `down` with no ledger (the function's scratch directory), so the sweep of
-    /// everything tagged with the lab, in the reverse of the roles' order (the janitor's
-    /// own role last).
+    /// everything tagged with the lab, in the reverse of the roles' order, but for
+    /// [`JANITOR_KEEPS`]. Then, on success, the topic and the janitor's logs go; on
+    /// failure the topic's subscribers are told what is left and what to run, so a
+    /// janitor that could not finish is heard.
     pub async fn janitor(cloud: &dyn Cloud, lab: &LabName, scratch: &std::path::Path) -> Result<DownReport> {
         let state = StateDir::new(scratch);
-        Orchestrator::new(cloud, &crate::orchestrator::Silent, &state).down(lab).await
+        let orch = Orchestrator::new(cloud, &crate::orchestrator::Silent, &state);
+        let tagged = orch.retrying("janitor", DELETE_RETRY_FOR, || cloud.list_lab(lab)).await?;
+        let topic = tagged.iter().find(|r| r.role == Some(Role::Topic)).map(|r| r.id.clone());
+        let swept = async {
+            let mut report = orch.down_keeping(lab, &JANITOR_KEEPS).await?;
+            // The kept parts that may go now, dependents first.
+            const LAST: [Role; 3] = [Role::TopicSubscription, Role::Topic, Role::JanitorLogs];
+            let mut last: Vec<crate::cloud::CloudResource> = orch
+                .retrying("janitor", DELETE_RETRY_FOR, || cloud.list_lab(lab))
+                .await?
+                .into_iter()
+                .filter(|r| r.role.is_some_and(|role| LAST.contains(&role)))
+                .collect();
+            last.sort_by_key(|r| LAST.iter().position(|l| Some(*l) == r.role));
+            for r in last {
+                let label = r.role.map(Role::name).unwrap_or("untracked");
+                if orch.delete_and_wait(label, r.kind, &r.id).await? {
+                    report.deleted.push(Deleted { role: r.role, kind: r.kind, id: r.id, via: FoundBy::Sweep });
+                }
+            }
+            Ok::<DownReport, Error>(report)
+        };
+        match swept.await {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                let Some(topic) = topic else { return Err(e) };
+                let message = format!(
+                    "The time-to-live janitor of lab '{lab}' could not finish: {e}. What is left may still bill: run `cis down --lab {lab}`."
+                );
+                match cloud.containment_api().publish(&topic, &format!("cis: lab {lab} was not removed"), &message).await {
+                    Ok(()) => Err(e),
+                    Err(p) => Err(Error::LabState(format!("{e}; telling the topic {topic} failed too: {p}"))),
+                }
+            }
+        }
     }
 
     /// Undoes containment's isolation of the target: every interface back to the groups
@@ -632,9 +715,9 @@ impl<'a> Orchestrator<'a> {
 
     /// Every resource of the lab with its live state, drift from the ledger, and cost.
     pub async fn status(&self, lab: &LabName) -> Result<StatusReport> {
-        self.cloud.account().await?;
+        let account = self.cloud.account().await?;
         let now = self.cloud.clock().now();
-        let ledger = self.load_ledger(lab)?;
+        let ledger = self.ledger_here(lab, &account)?;
         let tagged = self.retrying("status", CREATE_RETRY_FOR, || self.cloud.list_lab(lab)).await?;
         let mut resources = Vec::new();
         let mut live_roles = Vec::new();

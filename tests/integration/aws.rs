@@ -118,6 +118,7 @@ async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_
     for role in roles {
         let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
         let id = network::create(&ec2, &spec, &refs).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        network::converge(&ec2, &spec, &id, &refs).await.unwrap_or_else(|e| panic!("{role}: {e}"));
         refs.insert(role, id);
         specs.push(spec);
     }
@@ -145,14 +146,15 @@ async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_
     assert!(table.associations().iter().any(|a| a.subnet_id() == Some(refs[&Role::Subnet].as_str())));
 
     // A crash between CreateSecurityGroup and RevokeSecurityGroupEgress left the isolation
-    // group allowing all egress: finding it again converges its rules.
+    // group allowing all egress: converging it again (what `up` does on resume and on
+    // adoption) makes its rules exact.
     let everything = aws_sdk_ec2::types::IpPermission::builder()
         .ip_protocol("-1")
         .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
         .build();
     ec2.authorize_security_group_egress().group_id(&refs[&Role::IsolationSecurityGroup]).ip_permissions(everything).send().await.unwrap();
     let iso_spec = specs.iter().find(|s| s.role == Role::IsolationSecurityGroup).unwrap();
-    network::find(&ec2, iso_spec, &refs).await.unwrap();
+    network::converge(&ec2, iso_spec, &refs[&Role::IsolationSecurityGroup], &refs).await.unwrap();
     assert!(group(refs[&Role::IsolationSecurityGroup].clone()).await.ip_permissions_egress().is_empty());
 
     // Deleted deepest first; each then NotFound.
@@ -439,6 +441,9 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
             _ => pipeline::create(&p, &spec, &refs).await,
         }
         .unwrap_or_else(|e| panic!("{role}: {e}"));
+        if matches!(spec.kind, ResourceKind::LambdaFunction | ResourceKind::LambdaPermission) {
+            lambda::converge(&lambda_client, &spec, &id, &refs).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        }
         refs.insert(role, id);
         specs.push(spec);
     }
@@ -461,12 +466,14 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     };
     assert_eq!(reserved("cis-fn-containment-function").await, Some(1));
     assert_eq!(reserved("cis-fn-detector-function").await, None);
-    // As after a crash between the two calls: adopting the function converges it.
+    // As after a crash between the two calls: converging again (what `up` does on resume
+    // and on adoption) puts it back.
     lambda_client.delete_function_concurrency().function_name("cis-fn-containment-function").send().await.unwrap();
     assert_eq!(reserved("cis-fn-containment-function").await, None);
     let containment = specs.iter().find(|s| s.role == Role::ContainmentFunction).unwrap();
-    lambda::find(&lambda_client, containment, &refs).await.unwrap();
-    assert_eq!(reserved("cis-fn-containment-function").await, Some(1), "adopting converges the reserved concurrency");
+    let containment_arn = refs[&Role::ContainmentFunction].clone();
+    lambda::converge(&lambda_client, containment, &containment_arn, &refs).await.unwrap();
+    assert_eq!(reserved("cis-fn-containment-function").await, Some(1), "converging puts the reserved concurrency back");
 
     // Both functions' events go to the lab's topic once Lambda's two retries failed: a
     // containment or a detection that gave up is announced, not dropped in silence.
@@ -487,12 +494,11 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     for name in ["cis-fn-containment-function", "cis-fn-detector-function"] {
         assert_eq!(on_failure(name).await, Some((Some(2), Some(topic.clone()))), "{name}");
     }
-    // As after a crash between CreateFunction and PutFunctionEventInvokeConfig: adopting
-    // the function converges it.
+    // As after a crash between CreateFunction and PutFunctionEventInvokeConfig.
     lambda_client.delete_function_event_invoke_config().function_name("cis-fn-containment-function").send().await.unwrap();
     assert_eq!(on_failure("cis-fn-containment-function").await, None);
-    lambda::find(&lambda_client, containment, &refs).await.unwrap();
-    assert_eq!(on_failure("cis-fn-containment-function").await, Some((Some(2), Some(topic.clone()))), "adopting converges it");
+    lambda::converge(&lambda_client, containment, &containment_arn, &refs).await.unwrap();
+    assert_eq!(on_failure("cis-fn-containment-function").await, Some((Some(2), Some(topic.clone()))), "converging puts it back");
 
     for role in [Role::ContainmentPermission, Role::DetectorPermission, Role::ContainmentFunction, Role::DetectorFunction] {
         let kind = graph.get(role).unwrap().kind;
@@ -519,7 +525,8 @@ fn stand_in_packages() -> tempfile::TempDir {
 
 #[tokio::test(flavor = "current_thread")]
 async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_says_so() {
-    let moto = Moto::start();
+    // cis meets the strict proxy; the test reads moto directly.
+    let moto = Moto::strict(1);
     let sdk = moto.sdk_config().await;
     let packages = stand_in_packages();
     let lab = Lab::new();
@@ -532,6 +539,14 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
     assert_eq!(report["resources"].as_array().unwrap().len(), 28, "{report}");
+
+    // The ledger is tied to its account and region: `down` elsewhere would read every id
+    // as gone and drop the ledger of a lab that goes on billing.
+    let elsewhere = cis(&["--region", "eu-west-1", "down"]);
+    assert_eq!(elsewhere.status.code(), Some(2), "{}", String::from_utf8_lossy(&elsewhere.stderr));
+    let said = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(said.contains("region us-east-1") && said.contains("--region us-east-1") && said.contains("nothing was changed"), "{said}");
+    assert!(lab.state().join("aws/labs/e2e/ledger.json").exists(), "the ledger stays");
 
     let status = cis(&["status", "--output", "json"]);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -633,6 +648,67 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     assert_eq!(tagged_with(&sdk, "e2e").await, 0, "nothing tagged with the lab remains");
     let again = cis(&["down"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to delete"), "{}", String::from_utf8_lossy(&again.stdout));
+    // The lifecycle met each strictness, and sent nothing AWS refuses outright.
+    let stats = moto.strict_stats();
+    eprintln!("strict proxy: {stats:?}");
+    assert_eq!(stats["duplicate_tags_refused"], 0, "{stats:?}");
+    for met in ["not_found_after_create", "role_not_assumable", "function_pending_polls"] {
+        assert!(stats[met] > 0, "{met} was never met: {stats:?}");
+    }
+}
+
+#[test]
+fn lives_of_up_then_down_through_the_strict_proxy_leave_nothing_tagged() {
+    // Each life: `up`, then `down`, then nothing tagged with its lab. Each worker has its
+    // own moto and proxy, seeded apart (a life mostly waits on backoff, so workers overlap
+    // well); the proxy's throttling is doubled so that bursts land all over both commands.
+    // CI runs 48 lives (about 10 minutes here); CIS_STRICT_LIVES=200 CIS_STRICT_WORKERS=8
+    // is the run README quotes.
+    let env = |name: &str, default: u32| std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default);
+    let (lives, workers) = (env("CIS_STRICT_LIVES", 48), env("CIS_STRICT_WORKERS", 4).max(1));
+    let packages = stand_in_packages();
+    let stats: Vec<std::collections::BTreeMap<String, u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let packages = packages.path();
+                scope.spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let moto = Moto::strict_with(7 + u64::from(w), 0.02);
+                    let sdk = runtime.block_on(moto.sdk_config());
+                    let lab = Lab::new();
+                    for life in (1..=lives).filter(|l| l % workers == w) {
+                        let name = format!("life{life:03}");
+                        let cis = |args: &[&str]| {
+                            let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", &name, "-q"][..], args].concat());
+                            c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages);
+                            c.output().unwrap()
+                        };
+                        let up = cis(&["up", "--detector", "lambda"]);
+                        assert!(up.status.success(), "life {life}: up failed: {}", String::from_utf8_lossy(&up.stderr));
+                        let down = cis(&["down"]);
+                        assert!(down.status.success(), "life {life}: down failed: {}", String::from_utf8_lossy(&down.stderr));
+                        let left = runtime.block_on(tagged_with(&sdk, &name));
+                        assert_eq!(left, 0, "life {life}: resources tagged with the lab remain after down");
+                    }
+                    moto.strict_stats()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut total = std::collections::BTreeMap::<String, u64>::new();
+    for s in &stats {
+        for (k, v) in s {
+            *total.entry(k.clone()).or_default() += v;
+        }
+    }
+    let figures = format!("strict proxy, {lives} lives of up then down on {workers} workers, nothing left after any: {total:?}\n");
+    eprint!("{figures}");
+    let _ = std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("strict-figures.txt"), figures);
+    assert_eq!(total["duplicate_tags_refused"], 0, "{total:?}");
+    for met in ["not_found_after_create", "role_not_assumable", "function_pending_polls", "throttle_bursts"] {
+        assert!(total[met] >= u64::from(lives.min(3)), "{met} was met too seldom to show anything: {total:?}");
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -932,7 +1008,7 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
 
 #[tokio::test(flavor = "current_thread")]
 async fn killing_up_at_20_points_then_down_leaves_nothing_tagged_every_time() {
-    let moto = Moto::start();
+    let moto = Moto::strict(3);
     let sdk = moto.sdk_config().await;
     let packages = stand_in_packages();
     let lab = Lab::new();
@@ -1092,7 +1168,7 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
 /// removes every tagged resource and the schedule, its own role last; the operator's
 /// `status` then shows it all missing and `down` clears the ledger.
 #[tokio::test(flavor = "current_thread")]
-async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_everything_by_tag() {
+async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_all_but_its_own_role_by_tag() {
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
     let packages = stand_in_packages();
@@ -1135,17 +1211,24 @@ async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_everything_by_tag(
     let swept = cis::orchestrator::Orchestrator::janitor(&cloud, &"ttl".parse().unwrap(), scratch.path()).await.unwrap();
     assert!(!swept.had_ledger);
     let roles: Vec<Option<cis::lab::Role>> = swept.deleted.iter().map(|d| d.role).collect();
-    assert_eq!(roles.last(), Some(&Some(cis::lab::Role::JanitorRole)), "the janitor's own role goes last: {roles:?}");
+    // The topic and the janitor's logs go last (a failure until then is announced on the
+    // topic); the janitor's own role and policy stay: a role cannot delete itself.
+    assert!(roles.ends_with(&[Some(cis::lab::Role::Topic), Some(cis::lab::Role::JanitorLogs)]), "{roles:?}");
     assert!(roles.contains(&Some(cis::lab::Role::TtlSchedule)), "{roles:?}");
+    assert!(!roles.contains(&Some(cis::lab::Role::JanitorRole)) && !roles.contains(&Some(cis::lab::Role::JanitorPolicy)), "{roles:?}");
     use cis::cloud::Cloud as _;
     let left = cloud.list_lab(&"ttl".parse().unwrap()).await.unwrap();
-    assert_eq!(tagged_with(&sdk, "ttl").await, 0, "nothing tagged with the lab remains: {left:?} {roles:?}");
+    assert_eq!(tagged_with(&sdk, "ttl").await, 1, "only the janitor's role remains: {left:?} {roles:?}");
     assert!(scheduler.get_schedule().name("cis-ttl-ttl-schedule").send().await.is_err(), "the schedule is gone");
 
     let status = cis(&["status", "--output", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert!(status["resources"].as_array().unwrap().iter().all(|r| r["state"] == "missing"), "{status}");
+    for r in status["resources"].as_array().unwrap() {
+        let kept = r["role"] == "janitor-role" || r["role"] == "janitor-policy";
+        assert_eq!(r["state"] == "missing", !kept, "{r}");
+    }
     let down = cis(&["down"]);
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert!(!lab.state().join("aws/labs/ttl/ledger.json").exists());
+    assert_eq!(tagged_with(&sdk, "ttl").await, 0, "down removed the janitor's role");
 }

@@ -168,6 +168,16 @@ impl Cloud for AwsCloud {
         Ok(id)
     }
 
+    async fn converge(&self, spec: &ResourceSpec, id: &str, refs: &Refs) -> Result<(), CloudError> {
+        match part(spec.kind)? {
+            Part::Network => network::converge(&self.ec2, spec, id, refs).await,
+            Part::Lambda => lambda::converge(&self.lambda, spec, id, refs).await,
+            // The other parts' creates carry every setting, or finish their children in
+            // the same call on services that find what they just made.
+            _ => Ok(()),
+        }
+    }
+
     async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
         match part(spec.kind)? {
             Part::Network => network::find(&self.ec2, spec, refs).await,

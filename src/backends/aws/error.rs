@@ -42,8 +42,14 @@ where
 pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> CloudError {
     // What AWS says while a just-created role or permission has not propagated: the
     // orchestration retries these.
-    const NOT_YET: [&str; 7] = [
+    const NOT_YET: [&str; 10] = [
         "cannot be assumed by Lambda",
+        // Lambda: a function still Pending after CreateFunction, or mid-update, refuses
+        // changes with ResourceConflictException; it is not "already exists".
+        "currently in the following state: 'Pending'",
+        "currently in the following state: Pending",
+        // EventBridge Scheduler: a just-created execution role.
+        "must allow AWS EventBridge Scheduler to assume the role",
         // Lambda: an on-failure destination the function's just-written policy allows.
         "execution role does not have permissions to call",
         "Could not execute the lambda function",
@@ -111,5 +117,10 @@ mod tests {
         assert!(matches!(classify(k, "f", "InvalidParameterValueException", not_yet.into()), CloudError::NotPropagatedYet(_)));
         let destination = "InvalidParameterValueException: The provided execution role does not have permissions to call Publish on SNS";
         assert!(matches!(classify(k, "f", "InvalidParameterValueException", destination.into()), CloudError::NotPropagatedYet(_)));
+        // A Pending function's conflict is a wait, a name's conflict is "already exists".
+        let pending = "ResourceConflictException: The operation cannot be performed at this time. The function is currently in the following state: Pending";
+        assert!(matches!(classify(k, "f", "ResourceConflictException", pending.into()), CloudError::NotPropagatedYet(_)));
+        let exists = "ResourceConflictException: Function already exist: cis-x-detector-function";
+        assert!(matches!(classify(k, "f", "ResourceConflictException", exists.into()), CloudError::AlreadyExists { .. }));
     }
 }

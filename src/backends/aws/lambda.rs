@@ -2,7 +2,8 @@
 //! (`lab::package`), the detector's with the lab's model added as `model.json`, and their
 //! permissions for CloudWatch Logs and EventBridge. No retries or waits here: the
 //! orchestration retries CreateFunction while the role is not yet assumable (mapped to
-//! NotPropagatedYet) and waits for the function to become Active.
+//! NotPropagatedYet), waits for the function to become Active, then converges its
+//! settings.
 
 use aws_sdk_lambda::types::{Architecture, DestinationConfig, Environment, FunctionCode as Code, OnFailure, Runtime, State};
 use aws_sdk_lambda::Client;
@@ -47,7 +48,7 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
         };
     }
     match &spec.config {
-        ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment, reserved_concurrency, on_failure } => {
+        ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment, .. } => {
             let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
             let workload = environment.get("CIS_BASELINE").cloned().unwrap_or_else(crate::model::lab::default_workload);
             let zip = deployment_package(*code, window_s, &workload, dirs)?;
@@ -66,8 +67,6 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
                 .send()
                 .await
                 .map_err(err!())?;
-            converge_concurrency(lambda, &spec.name, *reserved_concurrency).await?;
-            converge_invoke_config(lambda, &spec.name, on_failure.map(|r| referenced(refs, r)).transpose()?).await?;
             Ok(out.function_arn().unwrap_or_default().to_string())
         }
         ResourceConfig::LambdaPermission { function, principal, source, statement_id } => {
@@ -92,6 +91,21 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
     }
 }
 
+/// A function's reserved concurrency and invoke config as the spec wants them, once it is
+/// Active: Lambda refuses changes to a Pending function (ResourceConflictException,
+/// mapped to NotPropagatedYet), and the orchestration waits for Active first.
+pub async fn converge(lambda: &Client, spec: &ResourceSpec, id: &str, refs: &Refs) -> Result<(), CloudError> {
+    match &spec.config {
+        ResourceConfig::LambdaFunction { reserved_concurrency, on_failure, .. } => {
+            let name = function_name(id);
+            converge_concurrency(lambda, name, *reserved_concurrency).await?;
+            converge_invoke_config(lambda, name, on_failure.map(|r| referenced(refs, r)).transpose()?).await
+        }
+        ResourceConfig::LambdaPermission { .. } => Ok(()),
+        other => Err(CloudError::Invalid(format!("not a Lambda resource: {other:?}"))),
+    }
+}
+
 /// The statement ids in a function's resource policy.
 async fn statements(lambda: &Client, function: &str) -> Result<Option<Vec<String>>, CloudError> {
     let out = absent(
@@ -104,8 +118,8 @@ async fn statements(lambda: &Client, function: &str) -> Result<Option<Vec<String
 }
 
 /// The function's reserved concurrency set as the spec wants it (a crash may have come
-/// between CreateFunction and PutFunctionConcurrency: `up` adopts the function through
-/// [`find`], which converges it).
+/// between CreateFunction and PutFunctionConcurrency: [`converge`] runs on every resume
+/// and adoption too).
 async fn converge_concurrency(lambda: &Client, name: &str, reserved: Option<u32>) -> Result<(), CloudError> {
     let Some(n) = reserved else { return Ok(()) };
     let now = lambda
@@ -129,7 +143,7 @@ async fn converge_concurrency(lambda: &Client, name: &str, reserved: Option<u32>
 
 /// The function's asynchronous invocation settings as the spec wants them: Lambda's two
 /// retries, then the event to the on-failure destination. Converged like the reserved
-/// concurrency, on creation and on adoption.
+/// concurrency.
 async fn converge_invoke_config(lambda: &Client, name: &str, on_failure: Option<&str>) -> Result<(), CloudError> {
     let Some(destination) = on_failure else { return Ok(()) };
     let retries = crate::model::lab::LAMBDA_ASYNC_RETRIES as i32;
@@ -160,15 +174,10 @@ async fn converge_invoke_config(lambda: &Client, name: &str, on_failure: Option<
 
 pub async fn find(lambda: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
     match &spec.config {
-        ResourceConfig::LambdaFunction { reserved_concurrency, on_failure, .. } => {
+        ResourceConfig::LambdaFunction { .. } => {
             let out =
                 absent(lambda.get_function().function_name(&spec.name).send().await.map_err(|e| cloud_error(spec.kind, &spec.name, e)))?;
-            let arn = out.and_then(|o| o.configuration().and_then(|c| c.function_arn()).map(String::from));
-            if arn.is_some() {
-                converge_concurrency(lambda, &spec.name, *reserved_concurrency).await?;
-                converge_invoke_config(lambda, &spec.name, on_failure.map(|r| referenced(refs, r)).transpose()?).await?;
-            }
-            Ok(arn)
+            Ok(out.and_then(|o| o.configuration().and_then(|c| c.function_arn()).map(String::from)))
         }
         ResourceConfig::LambdaPermission { function, statement_id, .. } => {
             let Some(name) = refs.get(function).map(|f| function_name(f).to_string()) else { return Ok(None) };

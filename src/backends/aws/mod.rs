@@ -71,18 +71,19 @@ pub(crate) fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudErro
 }
 
 #[cfg(feature = "aws")]
-/// EC2 tags at creation: the lab's tags and a Name.
+/// EC2 tags at creation: the lab's tags with `name` as the Name. The lab's tags already
+/// hold a Name, and EC2 refuses a key named twice ("Duplicate tag key 'Name' specified");
+/// one map holds each key once.
 pub(crate) fn ec2_tag_spec(
     kind: aws_sdk_ec2::types::ResourceType,
     tags: &crate::model::lab::Tags,
     name: &str,
 ) -> aws_sdk_ec2::types::TagSpecification {
     use aws_sdk_ec2::types::Tag;
-    let mut spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(kind).tags(Tag::builder().key("Name").value(name).build());
-    for (k, v) in tags {
-        spec = spec.tags(Tag::builder().key(k).value(v).build());
-    }
-    spec.build()
+    let mut tags = tags.clone();
+    tags.insert("Name".to_string(), name.to_string());
+    let tags = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    aws_sdk_ec2::types::TagSpecification::builder().resource_type(kind).set_tags(Some(tags)).build()
 }
 
 #[cfg(feature = "aws")]
@@ -99,6 +100,10 @@ pub(crate) fn ec2_tag_filters(spec: &crate::model::lab::ResourceSpec) -> Vec<aws
 /// metadata service, which off EC2 only times out: without a bound, a machine with no
 /// credentials waits on it instead of being told what to do.
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[cfg(feature = "aws")]
+/// Attempts per AWS call (see [`connect`]).
+pub const SDK_ATTEMPTS: u32 = 6;
 
 #[cfg(feature = "aws")]
 /// Where and as whom to connect.
@@ -120,7 +125,12 @@ pub struct AwsSession {
 #[cfg(feature = "aws")]
 /// Loads the configuration, finds credentials (bounded in time) and asks STS who we are.
 pub async fn connect(options: &AwsOptions) -> Result<AwsSession, CloudError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // AWS throttles in bursts. The SDK's standard mode (backoff with jitter, a retry
+    // quota) gets more attempts than its default 3, so that one burst is absorbed by the
+    // call it hit: a composite step such as listing a lab's resources (dozens of calls)
+    // is otherwise failed by one call and retried whole by the orchestration.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS));
     if let Some(p) = &options.profile {
         loader = loader.profile_name(p);
     }
@@ -191,4 +201,27 @@ pub async fn list_labs(session: &AwsSession) -> Result<Vec<LabName>, CloudError>
         }
     }
     Ok(labs.into_iter().collect())
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use super::*;
+    use crate::model::lab::{LabGraph, LabName, LabOptions};
+
+    #[test]
+    fn no_ec2_tag_spec_names_a_key_twice() {
+        let lab: LabName = "tags".parse().unwrap();
+        let graph = LabGraph::build(&lab, &LabOptions::default(), "run-1");
+        for role in graph.roles() {
+            let spec = graph.get(role).unwrap();
+            // The root volume's Name differs from the lab's: the case that once sent two.
+            for name in [spec.name.clone(), format!("{}-root", spec.name)] {
+                let tag_spec = ec2_tag_spec(aws_sdk_ec2::types::ResourceType::Vpc, &spec.tags, &name);
+                let keys: Vec<&str> = tag_spec.tags().iter().filter_map(|t| t.key()).collect();
+                let unique: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+                assert_eq!(keys.len(), unique.len(), "{role}: {keys:?}");
+                assert!(tag_spec.tags().iter().any(|t| t.key() == Some("Name") && t.value() == Some(name.as_str())), "{role}");
+            }
+        }
+    }
 }

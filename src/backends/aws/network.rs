@@ -42,7 +42,7 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
                 .map_err(err!())?;
             Ok(out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string())
         }
-        ResourceConfig::Subnet { vpc, cidr, map_public_ip } => {
+        ResourceConfig::Subnet { vpc, cidr, .. } => {
             let out = ec2
                 .create_subnet()
                 .vpc_id(referenced(refs, *vpc)?)
@@ -51,29 +51,18 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
                 .send()
                 .await
                 .map_err(err!())?;
-            let id = out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string();
-            if *map_public_ip {
-                ec2.modify_subnet_attribute()
-                    .subnet_id(&id)
-                    .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
-                    .send()
-                    .await
-                    .map_err(|e| cloud_error(spec.kind, &id, e))?;
-            }
-            Ok(id)
+            Ok(out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_string())
         }
-        ResourceConfig::InternetGateway { vpc } => {
+        ResourceConfig::InternetGateway { .. } => {
             let out = ec2
                 .create_internet_gateway()
                 .tag_specifications(ec2_tag_spec(ResourceType::InternetGateway, &spec.tags, &spec.name))
                 .send()
                 .await
                 .map_err(err!())?;
-            let id = out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default().to_string();
-            attach_gateway(ec2, &id, referenced(refs, *vpc)?).await?;
-            Ok(id)
+            Ok(out.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap_or_default().to_string())
         }
-        ResourceConfig::RouteTable { vpc, subnet, gateway } => {
+        ResourceConfig::RouteTable { vpc, .. } => {
             let out = ec2
                 .create_route_table()
                 .vpc_id(referenced(refs, *vpc)?)
@@ -81,11 +70,9 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
                 .send()
                 .await
                 .map_err(err!())?;
-            let id = out.route_table().and_then(|t| t.route_table_id()).unwrap_or_default().to_string();
-            converge_route_table(ec2, &id, referenced(refs, *subnet)?, referenced(refs, *gateway)?).await?;
-            Ok(id)
+            Ok(out.route_table().and_then(|t| t.route_table_id()).unwrap_or_default().to_string())
         }
-        ResourceConfig::SecurityGroup { vpc, description, ingress, egress } => {
+        ResourceConfig::SecurityGroup { vpc, description, .. } => {
             let out = ec2
                 .create_security_group()
                 .group_name(&spec.name)
@@ -95,10 +82,40 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
                 .send()
                 .await
                 .map_err(err!())?;
-            let id = out.group_id().unwrap_or_default().to_string();
-            converge_rules(ec2, &id, ingress, egress).await?;
-            Ok(id)
+            Ok(out.group_id().unwrap_or_default().to_string())
         }
+        other => Err(CloudError::Invalid(format!("not a network resource: {other:?}"))),
+    }
+}
+
+/// What a create leaves to do: the subnet's public addresses, the gateway's attachment,
+/// the route table's route and association, the group's exact rules. Each step reads
+/// before it writes, so a rerun after a crash does only what is missing.
+pub async fn converge(ec2: &Client, spec: &ResourceSpec, id: &str, refs: &Refs) -> Result<(), CloudError> {
+    match &spec.config {
+        ResourceConfig::Vpc { .. } => Ok(()),
+        ResourceConfig::Subnet { map_public_ip, .. } => {
+            if !*map_public_ip {
+                return Ok(());
+            }
+            let out = ec2.describe_subnets().subnet_ids(id).send().await.map_err(|e| cloud_error(spec.kind, id, e))?;
+            let subnet = out.subnets().first().ok_or_else(|| CloudError::NotFound { kind: spec.kind.name(), id: id.into() })?;
+            if subnet.map_public_ip_on_launch() == Some(true) {
+                return Ok(());
+            }
+            ec2.modify_subnet_attribute()
+                .subnet_id(id)
+                .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+                .send()
+                .await
+                .map_err(|e| cloud_error(spec.kind, id, e))?;
+            Ok(())
+        }
+        ResourceConfig::InternetGateway { vpc } => attach_gateway(ec2, id, referenced(refs, *vpc)?).await,
+        ResourceConfig::RouteTable { subnet, gateway, .. } => {
+            converge_route_table(ec2, id, referenced(refs, *subnet)?, referenced(refs, *gateway)?).await
+        }
+        ResourceConfig::SecurityGroup { ingress, egress, .. } => converge_rules(ec2, id, ingress, egress).await,
         other => Err(CloudError::Invalid(format!("not a network resource: {other:?}"))),
     }
 }
@@ -197,29 +214,22 @@ async fn converge_rules(ec2: &Client, group: &str, ingress: &[Rule], egress: &[R
     Ok(())
 }
 
-/// Finds the resource by its lab and role tags, and finishes what its create may have
-/// left undone (attachment, routes, rules).
-pub async fn find(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
+/// Finds the resource by its lab and role tags; [`converge`] finishes what its create
+/// may have left undone.
+pub async fn find(ec2: &Client, spec: &ResourceSpec, _refs: &Refs) -> Result<Option<String>, CloudError> {
     macro_rules! err {
         () => {
             |e| cloud_error(spec.kind, &spec.name, e)
         };
     }
-    let filters = ec2_tag_filters(spec);
+    let filters = Some(ec2_tag_filters(spec));
     let id = match &spec.config {
-        ResourceConfig::Vpc { .. } => ec2
-            .describe_vpcs()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(err!())?
-            .vpcs()
-            .first()
-            .and_then(|v| v.vpc_id())
-            .map(String::from),
+        ResourceConfig::Vpc { .. } => {
+            ec2.describe_vpcs().set_filters(filters).send().await.map_err(err!())?.vpcs().first().and_then(|v| v.vpc_id()).map(String::from)
+        }
         ResourceConfig::Subnet { .. } => ec2
             .describe_subnets()
-            .set_filters(Some(filters))
+            .set_filters(filters)
             .send()
             .await
             .map_err(err!())?
@@ -227,54 +237,36 @@ pub async fn find(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<Opti
             .first()
             .and_then(|s| s.subnet_id())
             .map(String::from),
-        ResourceConfig::InternetGateway { vpc } => {
-            let id = ec2
-                .describe_internet_gateways()
-                .set_filters(Some(filters))
-                .send()
-                .await
-                .map_err(err!())?
-                .internet_gateways()
-                .first()
-                .and_then(|g| g.internet_gateway_id())
-                .map(String::from);
-            if let (Some(id), Some(vpc)) = (&id, refs.get(vpc)) {
-                attach_gateway(ec2, id, vpc).await?;
-            }
-            id
-        }
-        ResourceConfig::RouteTable { subnet, gateway, .. } => {
-            let id = ec2
-                .describe_route_tables()
-                .set_filters(Some(filters))
-                .send()
-                .await
-                .map_err(err!())?
-                .route_tables()
-                .first()
-                .and_then(|t| t.route_table_id())
-                .map(String::from);
-            if let (Some(id), Some(subnet), Some(gateway)) = (&id, refs.get(subnet), refs.get(gateway)) {
-                converge_route_table(ec2, id, subnet, gateway).await?;
-            }
-            id
-        }
-        ResourceConfig::SecurityGroup { ingress, egress, .. } => {
-            let id = ec2
-                .describe_security_groups()
-                .set_filters(Some(filters))
-                .send()
-                .await
-                .map_err(err!())?
-                .security_groups()
-                .first()
-                .and_then(|g| g.group_id())
-                .map(String::from);
-            if let Some(id) = &id {
-                converge_rules(ec2, id, ingress, egress).await?;
-            }
-            id
-        }
+        ResourceConfig::InternetGateway { .. } => ec2
+            .describe_internet_gateways()
+            .set_filters(filters)
+            .send()
+            .await
+            .map_err(err!())?
+            .internet_gateways()
+            .first()
+            .and_then(|g| g.internet_gateway_id())
+            .map(String::from),
+        ResourceConfig::RouteTable { .. } => ec2
+            .describe_route_tables()
+            .set_filters(filters)
+            .send()
+            .await
+            .map_err(err!())?
+            .route_tables()
+            .first()
+            .and_then(|t| t.route_table_id())
+            .map(String::from),
+        ResourceConfig::SecurityGroup { .. } => ec2
+            .describe_security_groups()
+            .set_filters(filters)
+            .send()
+            .await
+            .map_err(err!())?
+            .security_groups()
+            .first()
+            .and_then(|g| g.group_id())
+            .map(String::from),
         other => return Err(CloudError::Invalid(format!("not a network resource: {other:?}"))),
     };
     Ok(id)

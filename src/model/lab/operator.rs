@@ -74,6 +74,9 @@ pub const STATEMENTS: &[Statement] = &[
             "ssm:CancelCommand",
             "sns:Unsubscribe",
             "sns:GetSubscriptionAttributes",
+            // Listed by name prefix: AWS's DescribeAlarms reference says a narrower
+            // scope than "*" does not return every alarm.
+            "cloudwatch:DescribeAlarms",
         ],
         resources: &["*"],
         condition: Condition::None,
@@ -268,7 +271,6 @@ pub const STATEMENTS: &[Statement] = &[
         sid: "TheLabsAlarm",
         actions: &[
             "cloudwatch:PutMetricAlarm",
-            "cloudwatch:DescribeAlarms",
             "cloudwatch:DeleteAlarms",
             "cloudwatch:TagResource",
             "cloudwatch:ListTagsForResource",
