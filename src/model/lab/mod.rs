@@ -638,7 +638,44 @@ pub struct ModelContainer {
 /// Foundation-Sec-8B-Instruct as its publishers deploy it (its model card on Hugging
 /// Face, fdtn-ai/Foundation-Sec-8B-Instruct, and SageMaker's LMI guide): the DJL LMI
 /// container from AWS's deep-learning-containers registry, the model from Hugging Face.
-pub const LLM_IMAGE: &str = "763104351884.dkr.ecr.${region}.amazonaws.com/djl-inference:0.33.0-lmi15.0.0-cu128";
+/// `${dlc-registry}` is the registry's account, which differs by region
+/// ([`dlc_registry`]).
+pub const LLM_IMAGE: &str = "${dlc-registry}.dkr.ecr.${region}.amazonaws.com/djl-inference:0.33.0-lmi15.0.0-cu128";
+
+/// The account of AWS's Deep Learning Containers registry in `region`: 763104351884 in
+/// most regions, another account in the opt-in ones (the table in
+/// aws/deep-learning-containers, `available_images.md`; the China regions, in another
+/// partition, are left out with the rest of the lab). None where it has none.
+pub fn dlc_registry(region: &str) -> Option<&'static str> {
+    const ELSEWHERE: [(&str, &str); 7] = [
+        ("af-south-1", "626614931356"),
+        ("ap-east-1", "871362719292"),
+        ("ap-northeast-3", "364406365360"),
+        ("ap-southeast-3", "907027046896"),
+        ("eu-south-1", "692866216735"),
+        ("me-central-1", "914824155844"),
+        ("me-south-1", "217643126080"),
+    ];
+    const MAIN: [&str; 16] = [
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "ap-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ca-central-1",
+        "eu-central-1",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-north-1",
+        "sa-east-1",
+    ];
+    ELSEWHERE.iter().find(|(r, _)| *r == region).map(|(_, a)| *a).or_else(|| MAIN.contains(&region).then_some("763104351884"))
+}
 pub const LLM_MODEL_ID: &str = "fdtn-ai/Foundation-Sec-8B-Instruct";
 pub const LLM_INSTANCE_TYPE: &str = "ml.g6e.2xlarge";
 
@@ -1214,7 +1251,7 @@ fn merge_statements(base: &str, extra: &str) -> String {
     serde_json::to_string_pretty(&base).expect("JSON values serialize")
 }
 
-/// Fills `${lab}`, `${region}`, `${account}` and `${ref:<role>}` placeholders in a policy
+/// Fills `${lab}`, `${region}`, `${account}`, `${dlc-registry}` and `${ref:<role>}` placeholders in a policy
 /// document or an environment value. A reference to a role not yet created is an error
 /// in the graph, reported as such.
 pub fn render(template: &str, lab: &LabName, region: &str, account: &str, refs: &Refs) -> Result<String, Error> {
@@ -1229,6 +1266,13 @@ pub fn render(template: &str, lab: &LabName, region: &str, account: &str, refs: 
             "lab" => lab.to_string(),
             "region" => region.to_string(),
             "account" => account.to_string(),
+            "dlc-registry" => dlc_registry(region)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "AWS's Deep Learning Containers (the --llm endpoint's image) have no registry known for {region}: use another --region, or leave out --llm"
+                    ))
+                })?
+                .to_string(),
             _ => match key.strip_prefix("ref:") {
                 Some(name) => {
                     let role =
@@ -1344,6 +1388,10 @@ mod tests {
     fn placeholders_render_and_missing_refs_are_errors() {
         let refs = Refs::from([(Role::Topic, "arn:aws:sns:us-east-1:1:cis-demo-alerts".to_string())]);
         let s = render("${lab} ${region} ${account} ${ref:alerts}", &lab(), "eu-west-1", "42", &refs).unwrap();
+        // The DLC registry's account follows the region.
+        assert_eq!(render("${dlc-registry}", &lab(), "us-east-1", "42", &refs).unwrap(), "763104351884");
+        assert_eq!(render("${dlc-registry}", &lab(), "me-south-1", "42", &refs).unwrap(), "217643126080");
+        assert!(render("${dlc-registry}", &lab(), "mars-1", "42", &refs).unwrap_err().to_string().contains("--llm"));
         assert_eq!(s, "demo eu-west-1 42 arn:aws:sns:us-east-1:1:cis-demo-alerts");
         assert!(render("${ref:vpc}", &lab(), "r", "a", &refs).is_err());
         for spec in LabGraph::build(&lab(), &LabOptions::default(), "r").resources {

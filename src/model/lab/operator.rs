@@ -74,9 +74,6 @@ pub const STATEMENTS: &[Statement] = &[
             "ssm:CancelCommand",
             "sns:Unsubscribe",
             "sns:GetSubscriptionAttributes",
-            // Listed by name prefix: AWS's DescribeAlarms reference says a narrower
-            // scope than "*" does not return every alarm.
-            "cloudwatch:DescribeAlarms",
         ],
         resources: &["*"],
         condition: Condition::None,
@@ -271,6 +268,11 @@ pub const STATEMENTS: &[Statement] = &[
         sid: "TheLabsAlarm",
         actions: &[
             "cloudwatch:PutMetricAlarm",
+            // Scoped to the lab's alarms: the Service Authorization Reference gives
+            // DescribeAlarms the alarm resource type, and AWS's DescribeAlarms reference
+            // says a narrower scope than "*" leaves out only composite alarms (the lab
+            // makes metric alarms).
+            "cloudwatch:DescribeAlarms",
             "cloudwatch:DeleteAlarms",
             "cloudwatch:TagResource",
             "cloudwatch:ListTagsForResource",
