@@ -74,7 +74,8 @@ pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> Cl
         {
             CloudError::AlreadyExists { kind: kind.name(), name: id.to_string() }
         }
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "ThrottledException" => {
+        // S3 says SlowDown (found by the strict proxy's lives test: a `down` failed on it).
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "ThrottledException" | "SlowDown" => {
             CloudError::Throttled(message)
         }
         "DependencyViolation" | "VolumeInUse" | "ResourceInUseException" | "DeleteConflict" => {
@@ -108,6 +109,7 @@ mod tests {
         assert!(matches!(classify(k, "sg", "InvalidGroup.Duplicate", "m".into()), CloudError::AlreadyExists { .. }));
         assert!(matches!(classify(k, "vpc", "DependencyViolation", "m".into()), CloudError::DependencyViolation { .. }));
         assert!(matches!(classify(k, "x", "RequestLimitExceeded", "m".into()), CloudError::Throttled(_)));
+        assert!(matches!(classify(k, "x", "SlowDown", "m".into()), CloudError::Throttled(_)));
         assert!(matches!(classify(k, "x", "ExpiredToken", "m".into()), CloudError::Credentials(_)));
         assert!(matches!(classify(k, "x", "UnauthorizedOperation", "m".into()), CloudError::AccessDenied(_)));
         assert!(matches!(classify(k, "x", "AccessDeniedException", "m".into()), CloudError::AccessDenied(_)));
