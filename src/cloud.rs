@@ -166,6 +166,11 @@ pub trait Cloud: Send + Sync {
     /// What the pipeline has done since the attack started.
     async fn observe(&self, target: &LabTarget, attack: &AttackHandle) -> Result<Observation, CloudError>;
 
+    /// Empties the detector function's memory across windows (on AWS, its objects in the
+    /// lab's bucket), so that what follows a release is judged afresh. A lab without a
+    /// detector function, or with nothing remembered, is no error.
+    async fn forget_detector_memory(&self, target: &LabTarget) -> Result<(), CloudError>;
+
     /// Makes everything done so far durable (the simulator's account); nothing on AWS.
     async fn checkpoint(&self) -> Result<(), CloudError>;
 

@@ -278,11 +278,14 @@ pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()
     // Windows are scored as they close; only what is shown (and, to evaluate, each
     // window's score and label) is kept.
     let (mut shown, mut scores, mut window_labels, mut windows, mut anomalous) = (Vec::<Verdict>::new(), vec![], vec![], 0usize, 0usize);
+    // One memory across the whole input, as the lab's detector keeps one across its
+    // invocations: windows close in time order.
+    let mut memory = crate::detect::memory::Memory::default();
     let reading = read_windows(&inputs(&d.files), format.as_ref(), model.options.window_s, labels.as_deref(), |mut batch| {
         if labels.is_some() {
             window_labels.extend(batch.iter().map(|w| w.labelled_positive));
         }
-        for v in model.score(&mut batch, d.all) {
+        for v in model.score(&mut batch, &mut memory, d.all) {
             windows += 1;
             anomalous += usize::from(v.anomalous);
             if labels.is_some() {

@@ -615,7 +615,9 @@ async fn until_interrupted<T>(
     eprintln!("cis: Ctrl-C: stopping the attack, releasing the target, recording the run as interrupted (Ctrl-C again kills cis; the next `cis attack` then does this)");
     let mut closed = Vec::new();
     for lab in labs {
-        closed.extend(orch.close_interrupted(lab, "stopped by Ctrl-C").await.with_context(|| format!("closing lab '{lab}''s interrupted run"))?);
+        closed.extend(
+            orch.close_interrupted(lab, "stopped by Ctrl-C").await.with_context(|| format!("closing lab '{lab}''s interrupted run"))?,
+        );
     }
     orch.cloud.checkpoint().await?;
     let runs: Vec<String> = closed.iter().map(|r| format!("{} ({}) in lab '{}'", r.run_id, r.scenario, r.lab)).collect();
@@ -873,7 +875,9 @@ fn status_text(r: &StatusReport) -> String {
     }
     let expired = r.seconds_left.is_some_and(|left| left <= 0.0);
     let state = match (r.up, r.complete) {
-        (true, _) if expired => "expired (its time to live is over and its janitor removes it; `cis down` removes what is left and the ledger)",
+        (true, _) if expired => {
+            "expired (its time to live is over and its janitor removes it; `cis down` removes what is left and the ledger)"
+        }
         (true, true) => "up",
         (true, false) => "partly created (run `cis up` to finish, or `cis down`)",
         (false, _) => "not in any ledger, but tagged resources exist (run `cis down` to remove them)",

@@ -200,9 +200,15 @@ impl Shared {
                         let w = shared.world.lock().unwrap_or_else(|p| p.into_inner());
                         crate::sim::dataplane::subscription_event(&w, &function, &lines)
                     };
-                    let api = SimDetector { shared: Arc::clone(&shared), model: Arc::clone(&model) };
+                    let api = SimDetector { shared: Arc::clone(&shared), model: Arc::clone(&model), function: function.clone() };
                     match crate::functions::detector::handle(&api, &config, &model, event.as_bytes()).await {
-                        Ok(_) => {}
+                        // Scored, but without its memory or without saving it: a fault worth
+                        // seeing, though the batch did not fail.
+                        Ok(report) => {
+                            if let Some(trouble) = report.memory_trouble {
+                                shared.world_now().pipeline.failures.push(format!("{at}: detector {function}: {trouble}"));
+                            }
+                        }
                         // As the function does: a payload that is not a subscription event
                         // is reported, not failed, since a retry would fail the same way.
                         Err(e @ crate::functions::detector::DetectorError::Envelope(_)) => {
@@ -614,16 +620,34 @@ impl Cloud for SimCloud {
         Box::new(SimContainment { shared: Arc::clone(&self.shared), as_function: false })
     }
 
+    async fn forget_detector_memory(&self, target: &LabTarget) -> std::result::Result<(), CloudError> {
+        let Some(function) = target.id(Role::DetectorFunction) else { return Ok(()) };
+        self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("s3:DeleteObjects").await?;
+        let prefix = format!("{function}/");
+        let mut w = self.shared.world_now();
+        w.pipeline.detector_memory.retain(|key, _| !key.starts_with(&prefix));
+        self.shared.commit(&mut w)
+    }
+
     async fn checkpoint(&self) -> std::result::Result<(), CloudError> {
         let mut w = self.shared.world_now();
         self.shared.save(&mut w).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))
     }
 }
 
-/// The detector function's view of the simulated SageMaker runtime and EventBridge.
+/// The detector function's view of the simulated SageMaker runtime, EventBridge and the
+/// lab's bucket (its memory).
 struct SimDetector {
     shared: Arc<Shared>,
     model: Arc<crate::detect::anomaly::Model>,
+    function: String,
+}
+
+impl SimDetector {
+    fn memory_object(&self, key: &str) -> String {
+        format!("{}/{key}", self.function)
+    }
 }
 
 #[async_trait]
@@ -647,6 +671,19 @@ impl DetectorApi for SimDetector {
         w.put_detections(now, detections, &ctx);
         drop(w);
         self.shared.wake.notify_one();
+        Ok(())
+    }
+    async fn load_memory(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, CloudError> {
+        self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("s3:GetObject").await?;
+        Ok(self.shared.world_now().pipeline.detector_memory.get(&self.memory_object(key)).map(|m| m.as_bytes().to_vec()))
+    }
+
+    async fn save_memory(&self, key: &str, memory: &[u8]) -> std::result::Result<(), CloudError> {
+        self.shared.api_latency().await;
+        self.shared.inject_with_sdk_retries("s3:PutObject").await?;
+        let text = String::from_utf8_lossy(memory).into_owned();
+        self.shared.world_now().pipeline.detector_memory.insert(self.memory_object(key), text);
         Ok(())
     }
 }

@@ -12,6 +12,11 @@ pub fn protocol_name(number: u8) -> Option<&'static str> {
     }
 }
 
+/// The netmask of an IPv4 prefix of `len` bits (`len` past 32 counts as 32).
+pub fn ipv4_mask(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0)
+}
+
 /// Whether `ip` lies in `cidr` (`10.0.0.0/16`, `2001:db8::/32`); a bare address is a block
 /// of one. An unreadable block, or one of the other address family, contains nothing.
 pub fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
@@ -26,7 +31,7 @@ pub fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
             if bits > 32 {
                 return false;
             }
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = ipv4_mask(bits as u8);
             (u32::from(n) & mask) == (u32::from(i) & mask)
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
@@ -44,6 +49,14 @@ pub fn cidr_contains(cidr: &str, ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_of_every_length() {
+        assert_eq!(
+            (ipv4_mask(0), ipv4_mask(8), ipv4_mask(24), ipv4_mask(32), ipv4_mask(40)),
+            (0, 0xff00_0000, 0xffff_ff00, u32::MAX, u32::MAX)
+        );
+    }
 
     #[test]
     fn blocks_contain_their_addresses_and_nothing_of_the_other_family() {

@@ -21,11 +21,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::destinations::Group;
-use crate::detect::features::{WindowFeatures, N_FEATURES, PERIODICITY, RESPONSE_BYTES, WINDOW_FEATURES};
+use crate::detect::features::{WindowFeatures, N_FEATURES, PERIODICITY, RESPONSE_BYTES, RETURNING_WINDOWS, WINDOW_FEATURES};
 use crate::detect::forest::{ForestParams, IsolationForest, Matrix};
+use crate::detect::memory::{Memory, HORIZON_S};
 
 pub const MODEL_FORMAT: &str = "cis-model";
-pub const MODEL_VERSION: u32 = 2;
+pub const MODEL_VERSION: u32 = 3;
 
 /// Which of the model's parts decided that a window is anomalous.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +67,17 @@ const KNOTS: [f64; 5] = [0.5, 0.75, 0.9, 0.95, 0.99];
 /// over a very regular baseline's maximum, an extreme: an allow-list under another name.
 const MIN_SCALE_LOG: f64 = 0.3;
 const MIN_SCALE_SHARE: f64 = 0.05;
+/// For a count of windows (the memory's), one window: a network come back to once more
+/// than the baseline ever did is e times rarer, not a certainty.
+const MIN_SCALE_WINDOWS: f64 = 1.0;
+
+fn min_scale(feature: usize) -> f64 {
+    match feature {
+        RETURNING_WINDOWS => MIN_SCALE_WINDOWS,
+        f if WINDOW_FEATURES[f].log_scaled => MIN_SCALE_LOG,
+        _ => MIN_SCALE_SHARE,
+    }
+}
 /// An hour-of-day slice (the hour and its neighbours) is used once it holds this many
 /// baseline windows (two days of 60-second windows); below, the whole baseline.
 const MIN_HOUR_WINDOWS: usize = 300;
@@ -156,21 +168,18 @@ pub struct TailModel {
     pub pair_offset: f64,
 }
 
-/// The tail model's features in families that move together: volume, fan-out, novelty,
+/// The tail model's features in families that move together: volume, fan-out, novelty
+/// (never-seen groups in the window, and those come back to over the last hour),
 /// failure. One family far out is an extreme; two families moderately out together (a
 /// drip of bytes to a never-seen network, a sweep of never-seen hosts) count as their sum.
 /// Within a family only the most surprising feature counts, so that bytes out and bytes to
 /// the busiest destination, which rise together, are not counted twice.
-const FAMILIES: [&[usize]; 4] = [&[0, 1, 7], &[2, 3, 4, 8], &[5], &[6]];
+const FAMILIES: [&[usize]; 4] = [&[0, 1, 7], &[2, 3, 4, 8], &[5, 11], &[6]];
 
 impl TailModel {
     /// Each feature's tail, from its column sorted.
     fn fit_columns(columns: &[Vec<f64>]) -> Vec<Tail> {
-        columns
-            .iter()
-            .enumerate()
-            .map(|(f, c)| Tail::fit(c, if WINDOW_FEATURES[f].log_scaled { MIN_SCALE_LOG } else { MIN_SCALE_SHARE }))
-            .collect()
+        columns.iter().enumerate().map(|(f, c)| Tail::fit(c, min_scale(f))).collect()
     }
 
     /// `all_day` holds the whole baseline's columns, sorted (the model's statistics are
@@ -415,6 +424,9 @@ impl Model {
     /// Trains on baseline windows. Destination groups are learned in time order: the
     /// first quarter of the baseline only learns them, and from then on a window counts
     /// the groups no earlier window sent to, so the model knows how often new ones appear.
+    /// The memory across windows is trained the same way: a group counts as never-seen for
+    /// an hour from its first window (as it would on the day it first appeared), so the
+    /// model knows how often the baseline comes back to a network it has just met.
     pub fn train(mut windows: Vec<WindowFeatures>, options: &TrainOptions, trained_on: &str) -> Result<Model, ModelError> {
         let busy = windows.iter().filter(|w| w.raw[crate::detect::features::CONNECTIONS] > 0.0 || w.raw[RESPONSE_BYTES] > 0.0).count();
         if busy < 32 {
@@ -425,9 +437,18 @@ impl Model {
         let last = windows.last().map(|w| w.window_start).unwrap_or(0);
         let warm_up_end = first + (last - first) / 4;
         let mut known = BTreeSet::new();
+        let mut first_seen: std::collections::BTreeMap<Group, i64> = std::collections::BTreeMap::new();
+        let mut memory = Memory::default();
         for w in &mut windows {
-            if w.window_start > warm_up_end {
+            let start = w.window_start;
+            for g in &w.groups {
+                first_seen.entry(*g).or_insert(start);
+            }
+            if start > warm_up_end {
                 w.set_new_destinations(&|g| known.contains(g));
+                memory.recall_and_remember(std::slice::from_mut(w), &|g| {
+                    first_seen.get(g).is_some_and(|&f| f > start - HORIZON_S && f > warm_up_end)
+                });
             }
             known.extend(w.groups.iter().copied());
         }
@@ -473,20 +494,24 @@ impl Model {
         })
     }
 
-    /// Scores windows (their new-destination counts are set against the baseline); the
-    /// anomalous ones come with their reasons, the others too when `explain_all`.
-    pub fn score(&self, windows: &mut [WindowFeatures], explain_all: bool) -> Vec<Verdict> {
-        self.prepare(windows);
+    /// Scores windows (their new-destination counts are set against the baseline, and
+    /// their returning features from `memory`, which they update); the anomalous ones come
+    /// with their reasons, the others too when `explain_all`.
+    pub fn score(&self, windows: &mut [WindowFeatures], memory: &mut Memory, explain_all: bool) -> Vec<Verdict> {
+        self.prepare(windows, memory);
         let scores = self.forest_scores(windows);
         self.judge(windows, &scores, self.threshold, explain_all)
     }
 
-    /// Sets each window's new-destination count against the baseline: what scoring needs,
-    /// here or on an endpoint.
-    pub fn prepare(&self, windows: &mut [WindowFeatures]) {
+    /// Sets each window's new-destination count against the baseline, and its returning
+    /// features from `memory` (which remembers the windows' never-seen groups): what
+    /// scoring needs, here or on an endpoint.
+    pub fn prepare(&self, windows: &mut [WindowFeatures], memory: &mut Memory) {
+        let known = |g: &Group| self.known_destinations.contains(g);
         for w in windows.iter_mut() {
-            w.set_new_destinations(&|g| self.known_destinations.contains(g));
+            w.set_new_destinations(&known);
         }
+        memory.recall_and_remember(windows, &|g| !known(g));
     }
 
     /// The forest's score of each prepared window.
@@ -660,12 +685,12 @@ mod tests {
 
         // A day of the same polling, another seed: nothing.
         let mut benign = crate::detect::features::windows(&baseline(24, 2), 60);
-        let flagged: Vec<_> = model.score(&mut benign, false).into_iter().filter(|v| v.anomalous).collect();
+        let flagged: Vec<_> = model.score(&mut benign, &mut Memory::default(), false).into_iter().filter(|v| v.anomalous).collect();
         assert!(flagged.is_empty(), "{flagged:?}");
 
         let t0 = 1_767_312_000;
         let beacon: Vec<FlowRecord> = (0..12).map(|i| flow(t0 + 5 * i, 40000 + i as u16, "203.0.113.50", 16_000)).collect();
-        let v = model.score(&mut crate::detect::features::windows(&beacon, 60), false).remove(0);
+        let v = model.score(&mut crate::detect::features::windows(&beacon, 60), &mut Memory::default(), false).remove(0);
         assert!(v.anomalous, "{v:?}");
         assert_eq!(v.top_destination, Some("203.0.113.50".parse().unwrap()));
         let named: Vec<&str> = v.reasons.iter().map(|r| r.feature.as_str()).collect();
@@ -689,7 +714,7 @@ mod tests {
         // One poll a window, to a known service address, but 1,000 times the bytes.
         let t0 = 1_767_312_000;
         let big = vec![flow(t0, 40000, "52.46.141.10", 3_000_000)];
-        let v = model.score(&mut crate::detect::features::windows(&big, 60), false).remove(0);
+        let v = model.score(&mut crate::detect::features::windows(&big, 60), &mut Memory::default(), false).remove(0);
         assert!(v.anomalous && v.decided_by == Some(Component::FeatureTails), "{v:?}");
         let named: Vec<&str> = v.reasons.iter().take(2).map(|r| r.feature.as_str()).collect();
         assert!(named.contains(&"bytes_out") && named.contains(&"top_destination_bytes"), "{}", v.summary());
@@ -711,7 +736,7 @@ mod tests {
         let day4 = 1_767_225_600 + 3 * 86_400;
         let upload = |hour: i64| {
             let mut w = crate::detect::features::windows(&[flow(day4 + hour * 3600 + 60, 42000, "52.216.21.7", 60 << 20)], 60);
-            model.score(&mut w, false).remove(0)
+            model.score(&mut w, &mut Memory::default(), false).remove(0)
         };
         assert!(!upload(2).anomalous, "{}", upload(2).summary());
         let afternoon = upload(14);
@@ -734,7 +759,7 @@ mod tests {
         let model = Model::train(crate::detect::features::windows(&baseline(2, 3), 60), &TrainOptions::default(), "test").unwrap();
         assert_eq!(Model::from_json(&model.to_json()).unwrap(), model);
         assert!(Model::from_json("{}").is_err());
-        let newer = model.to_json().replacen("\"version\":2", "\"version\":99", 1);
+        let newer = model.to_json().replacen(&format!("\"version\":{MODEL_VERSION}"), "\"version\":99", 1);
         assert!(Model::from_json(&newer).unwrap_err().to_string().contains("newer"), "{}", Model::from_json(&newer).unwrap_err());
         assert!(matches!(Model::train(vec![], &TrainOptions::default(), "x"), Err(ModelError::TooLittleBaseline(0))));
     }

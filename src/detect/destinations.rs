@@ -144,20 +144,12 @@ fn table() -> &'static Table {
     })
 }
 
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    }
-}
-
 /// The AWS service whose published prefix holds `ip`, if any (IPv4 only: the shipped
 /// table has no IPv6 prefixes).
 pub fn aws_service(ip: IpAddr) -> Option<AwsService> {
     let IpAddr::V4(v4) = ip else { return None };
     let n = u32::from(v4);
-    table().by_len.iter().find_map(|(len, nets)| nets.get(&(n & mask(*len))).copied()).flatten()
+    table().by_len.iter().find_map(|(len, nets)| nets.get(&(n & crate::base::net::ipv4_mask(*len))).copied()).flatten()
 }
 
 /// The shipped prefixes of one service, as (network, length), sorted: where the simulator

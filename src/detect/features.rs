@@ -80,7 +80,7 @@ const fn spec(name: &'static str, meaning: &'static str, log_scaled: bool) -> Fe
 }
 
 /// The window features, in the order of the model's columns.
-pub const WINDOW_FEATURES: [FeatureSpec; 11] = [
+pub const WINDOW_FEATURES: [FeatureSpec; 12] = [
     spec("bytes_out", "bytes sent out of the VPC on flows the interface opened", true),
     spec("external_bytes_out", "bytes sent on opened flows to the internet outside AWS's service ranges", true),
     spec("connections", "flows the interface opened", true),
@@ -92,6 +92,7 @@ pub const WINDOW_FEATURES: [FeatureSpec; 11] = [
     spec("top_destination_connections", "flows to the busiest destination", true),
     spec("periodicity", "regularity of connections to the busiest destination (1 = a metronome)", false),
     spec("response_bytes", "bytes sent answering flows others opened", true),
+    spec("returning_windows", "windows in the last hour that went to this window's most revisited never-seen destination group", false),
 ];
 
 pub const N_FEATURES: usize = WINDOW_FEATURES.len();
@@ -139,6 +140,9 @@ pub const CONNECTIONS: usize = 2;
 pub const NEW_DESTINATIONS: usize = 5;
 pub const PERIODICITY: usize = 9;
 pub const RESPONSE_BYTES: usize = 10;
+/// Set from the detector's memory across windows ([`crate::detect::memory`]), not from
+/// the window alone.
+pub const RETURNING_WINDOWS: usize = 11;
 
 /// One interface's traffic in one window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -501,6 +505,7 @@ fn features_of(tallies: &mut [((Box<str>, i64), Tally)]) -> Vec<WindowFeatures> 
                 top_flows as f64,
                 rhythm,
                 t.response_bytes as f64,
+                0.0,
             ];
             WindowFeatures {
                 interface_id: interface_id.to_string(),

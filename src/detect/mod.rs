@@ -5,6 +5,8 @@
 pub mod destinations;
 // A window's features, from flow-log records.
 pub mod features;
+// Memory across windows: the never-seen networks an interface keeps going back to.
+pub mod memory;
 // The isolation forest.
 pub mod forest;
 // The trained anomaly model: forest, per-feature tails, thresholds, its file.

@@ -7,6 +7,11 @@
 //! cuts the records into per-interface windows with the detector library, scores them
 //! with the lab's model (in the function with `--detector lambda`; on the SageMaker
 //! endpoint when the lab has one) and puts one `cis.detector` event per anomalous window.
+//!
+//! Between invocations it keeps the model's memory across windows (which never-seen
+//! networks the interface keeps going back to), one small object per log stream, loaded
+//! before scoring and saved after. A memory that cannot be read is not overwritten: the
+//! batch is scored without it, and the report says so.
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -15,6 +20,7 @@ use crate::base::clock::Timestamp;
 use crate::base::error::CloudError;
 use crate::detect::anomaly::{rcf_csv, rcf_scores, Model};
 use crate::detect::features::windows_of_lines;
+use crate::detect::memory::Memory;
 use crate::formats::flowlog::envelope::{decode_lambda_event, EnvelopeError};
 use crate::formats::flowlog::LogFormat;
 use crate::model::events::DetectionEvent;
@@ -28,6 +34,10 @@ pub trait DetectorApi: Send + Sync {
     /// EventBridge PutEvents on the default bus, one entry per detection, with the
     /// lab's source and detail type.
     async fn put_detections(&self, detections: &[DetectionEvent]) -> Result<(), CloudError>;
+    /// The memory saved under `key` (a log stream's name), if any was.
+    async fn load_memory(&self, key: &str) -> Result<Option<Vec<u8>>, CloudError>;
+    /// Saves the memory under `key`, replacing what was there.
+    async fn save_memory(&self, key: &str, memory: &[u8]) -> Result<(), CloudError>;
 }
 
 /// The function's configuration (its environment on Lambda).
@@ -47,11 +57,14 @@ pub struct DetectorConfig {
     pub baseline: String,
     /// The model's calibration target (`CIS_TARGET_FPR`), when the lab sets one.
     pub target_fpr: Option<f64>,
+    /// The lab's bucket, where the memory across windows is kept (`CIS_MEMORY_BUCKET`).
+    pub memory_bucket: Option<String>,
 }
 
 impl DetectorConfig {
     /// From `CIS_LAB`, `CIS_WINDOW_S` (60 or 600), `CIS_LOG_FORMAT` (the flow log's
-    /// format; v2 when unset), and optionally `CIS_ENDPOINT` and `CIS_ENDPOINT_THRESHOLD`.
+    /// format; v2 when unset), and optionally `CIS_ENDPOINT`, `CIS_ENDPOINT_THRESHOLD` and
+    /// `CIS_MEMORY_BUCKET`.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let lab = get("CIS_LAB").filter(|v| !v.is_empty()).ok_or("environment variable CIS_LAB is not set")?;
         let window_s = match get("CIS_WINDOW_S").as_deref() {
@@ -78,6 +91,7 @@ impl DetectorConfig {
             endpoint_threshold,
             baseline,
             target_fpr,
+            memory_bucket: get("CIS_MEMORY_BUCKET").filter(|b| !b.is_empty()),
         })
     }
 }
@@ -90,6 +104,9 @@ pub struct BatchReport {
     pub windows: usize,
     /// `model` (in the function), `endpoint NAME`, or the model after the endpoint failed.
     pub scored_by: String,
+    /// What happened to the memory across windows, when not loaded and saved as usual.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_trouble: Option<String>,
     pub detections: Vec<DetectionEvent>,
 }
 
@@ -107,16 +124,18 @@ pub enum DetectorError {
 pub async fn handle(api: &dyn DetectorApi, config: &DetectorConfig, model: &Model, event: &[u8]) -> Result<BatchReport, DetectorError> {
     let data = decode_lambda_event(event)?;
     let lines: Vec<&str> = data.messages().collect();
-    let mut report = score_lines(api, config, model, &lines).await?;
+    let mut report = score_lines(api, config, model, &data.log_stream, &lines).await?;
     report.log_stream = data.log_stream;
     Ok(report)
 }
 
-/// Scores a batch of flow-log lines and puts a detection per anomalous window.
+/// Scores a batch of flow-log lines from `stream` and puts a detection per anomalous
+/// window.
 pub async fn score_lines(
     api: &dyn DetectorApi,
     config: &DetectorConfig,
     model: &Model,
+    stream: &str,
     lines: &[&str],
 ) -> Result<BatchReport, DetectorError> {
     let mut windows = windows_of_lines(lines.iter().copied(), &config.format, i64::from(config.window_s));
@@ -125,7 +144,27 @@ pub async fn score_lines(
         report.scored_by = "nothing to score".into();
         return Ok(report);
     }
-    model.prepare(&mut windows);
+    let key = memory_key(stream);
+    // `None`: the memory could not be read, and must not be overwritten by this batch's.
+    let loaded = match api.load_memory(&key).await {
+        Ok(None) => Some(Memory::default()),
+        Ok(Some(bytes)) => Some(Memory::from_json(&bytes).unwrap_or_else(|e| {
+            report.memory_trouble = Some(format!("memory {key} unreadable, started afresh: {e}"));
+            Memory::default()
+        })),
+        Err(e) => {
+            report.memory_trouble = Some(format!("memory {key} not loaded, scored without it: {e}"));
+            None
+        }
+    };
+    let keep = loaded.is_some();
+    let mut memory = loaded.unwrap_or_default();
+    model.prepare(&mut windows, &mut memory);
+    if keep {
+        if let Err(e) = api.save_memory(&key, &memory.to_json()).await {
+            report.memory_trouble = Some(format!("memory {key} not saved: {e}"));
+        }
+    }
     let local =
         |windows: &[crate::detect::features::WindowFeatures]| model.judge(windows, &model.forest_scores(windows), model.threshold, false);
     let verdicts = match &config.endpoint {
@@ -168,6 +207,20 @@ pub async fn score_lines(
     Ok(report)
 }
 
+/// Where in the lab's bucket the function keeps its memory, one object per log stream.
+pub const MEMORY_PREFIX: &str = "detector-memory/";
+
+/// The memory's name for a log stream: the stream's name (an interface's, `eni-...-all`),
+/// kept to the characters an object key or a file name takes without quoting.
+pub fn memory_key(stream: &str) -> String {
+    let clean: String = stream.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(128).collect();
+    if clean.is_empty() {
+        "unnamed-stream".into()
+    } else {
+        clean
+    }
+}
+
 async fn endpoint_scores(
     api: &dyn DetectorApi,
     endpoint: &str,
@@ -190,6 +243,7 @@ mod tests {
         endpoint_answer: Result<Vec<u8>, CloudError>,
         csv_sent: Mutex<Vec<String>>,
         put: Mutex<Vec<DetectionEvent>>,
+        memory: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
     }
 
     #[async_trait]
@@ -205,10 +259,20 @@ mod tests {
             self.put.lock().unwrap().extend_from_slice(d);
             Ok(())
         }
+        async fn load_memory(&self, key: &str) -> Result<Option<Vec<u8>>, CloudError> {
+            match self.memory.lock().unwrap().get(key) {
+                Some(b) if b == b"unreachable" => Err(CloudError::Unavailable("SlowDown".into())),
+                other => Ok(other.cloned()),
+            }
+        }
+        async fn save_memory(&self, key: &str, memory: &[u8]) -> Result<(), CloudError> {
+            self.memory.lock().unwrap().insert(key.to_string(), memory.to_vec());
+            Ok(())
+        }
     }
 
     fn recorder(answer: Result<Vec<u8>, CloudError>) -> Recorder {
-        Recorder { endpoint_answer: answer, csv_sent: Mutex::new(vec![]), put: Mutex::new(vec![]) }
+        Recorder { endpoint_answer: answer, csv_sent: Mutex::new(vec![]), put: Mutex::new(vec![]), memory: Mutex::new(Default::default()) }
     }
 
     /// Twelve hours of a quiet agent, then one window that sends a gigabyte away.
@@ -271,14 +335,14 @@ mod tests {
         // learned limits still apply, so use a window under them).
         let quiet = &lines[..1];
         let r = recorder(Ok(br#"{"scores":[{"score":0.01}]}"#.to_vec()));
-        let report = score_lines(&r, &config(Some("cis-lab-anomaly-endpoint")), &model, quiet).await.unwrap();
+        let report = score_lines(&r, &config(Some("cis-lab-anomaly-endpoint")), &model, "eni-1-all", quiet).await.unwrap();
         assert_eq!(report.scored_by, "endpoint cis-lab-anomaly-endpoint");
         assert_eq!(r.csv_sent.lock().unwrap().len(), 1);
         assert_eq!(r.csv_sent.lock().unwrap()[0].lines().count(), 1, "one CSV row per window");
         assert!(report.detections.is_empty());
 
         let broken = recorder(Ok(b"<html>502</html>".to_vec()));
-        let report = score_lines(&broken, &config(Some("cis-lab-anomaly-endpoint")), &model, &lines).await.unwrap();
+        let report = score_lines(&broken, &config(Some("cis-lab-anomaly-endpoint")), &model, "eni-1-all", &lines).await.unwrap();
         assert!(
             report.scored_by.starts_with("model (endpoint cis-lab-anomaly-endpoint failed: the anomaly endpoint answered"),
             "{}",
@@ -308,6 +372,47 @@ mod tests {
         let err = handle(&r, &config(None), &model, br#"{"source":"cis.detector"}"#).await.unwrap_err();
         assert!(err.to_string().starts_with("not a CloudWatch Logs subscription event"), "{err}");
         assert!(r.put.lock().unwrap().is_empty());
+    }
+
+    /// A beacon to one never-seen network, a batch a minute: each window alone is one
+    /// small call, and only the memory the function keeps between batches shows that it
+    /// is the same network again and again.
+    #[tokio::test]
+    async fn the_memory_between_batches_catches_what_no_single_batch_shows() {
+        let base = 1_767_225_600;
+        let format = LogFormat::parse(LAB_LOG_FORMAT).unwrap();
+        let rec = |start: i64, dst: String, bytes: u64| FlowRecord {
+            version: Some(2),
+            ..crate::detect::features::tests::out(start, 40_000 + (start % 20_000) as u16, &dst, 443, bytes, Action::Accept)
+        };
+        // Twelve hours of calls to an API whose every call lands on another network.
+        let api_call = |m: i64| rec(base + m * 60, format!("198.{}.{}.7", 18 + (m * 7919 % 2), (m * 104_729) % 256), 3_500);
+        let quiet: Vec<FlowRecord> = (0..12 * 60).map(api_call).collect();
+        let model = Model::train(crate::detect::features::windows(&quiet, 60), &Default::default(), "test").unwrap();
+        let r = recorder(Err(CloudError::Invalid("no endpoint".into())));
+        let t0 = base + 13 * 3600;
+        let mut first_alert = None;
+        for i in 0..40i64 {
+            let lines: Vec<String> =
+                [api_call(13 * 60 + i), rec(t0 + i * 60 + 5, "203.0.113.200".into(), 1_536)].iter().map(|r| format.write(r)).collect();
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let report = score_lines(&r, &config(None), &model, "eni-1-all", &lines).await.unwrap();
+            assert_eq!(report.memory_trouble, None);
+            if !report.detections.is_empty() && first_alert.is_none() {
+                first_alert = Some((i, report.detections[0].reason.clone()));
+            }
+        }
+        let (i, reason) = first_alert.expect("the beacon is caught within 40 windows");
+        assert!(i >= 1, "one call to a new network is no alert");
+        assert!(reason.contains("most revisited never-seen destination group"), "{reason}");
+        assert!(r.memory.lock().unwrap().contains_key("eni-1-all"));
+
+        // A memory that cannot be read is left alone, and the batch is still scored.
+        r.memory.lock().unwrap().insert("eni-1-all".into(), b"unreachable".to_vec());
+        let line = format.write(&rec(t0 + 3600, "203.0.113.200".into(), 1_536));
+        let report = score_lines(&r, &config(None), &model, "eni-1-all", &[line.as_str()]).await.unwrap();
+        assert!(report.memory_trouble.as_deref().unwrap_or_default().contains("not loaded"), "{report:?}");
+        assert_eq!(r.memory.lock().unwrap()["eni-1-all"], b"unreachable");
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub enum Detector {
 impl Detector {
     pub fn name(self) -> &'static str {
         match self {
-            Detector::IsolationForest => "isolation-forest",
-            Detector::FeatureTails => "feature-tails",
+            // The model's parts go by the model's own names for them.
+            Detector::IsolationForest => Component::IsolationForest.name(),
+            Detector::FeatureTails => Component::FeatureTails.name(),
             Detector::MetricFilter => "metric-filter",
         }
     }

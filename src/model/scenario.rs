@@ -217,7 +217,7 @@ impl Remote {
     pub fn pick(&self, rng: &mut Rng) -> IpAddr {
         let in_network = |rng: &mut Rng, net: Ipv4Addr, len: u8| {
             let size = 1u64 << (32 - u32::from(len));
-            IpAddr::V4(Ipv4Addr::from(u32::from(net) & (u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)) | rng.below(size) as u32))
+            IpAddr::V4(Ipv4Addr::from(u32::from(net) & crate::base::net::ipv4_mask(len) | rng.below(size) as u32))
         };
         match *self {
             Remote::Address(ip) => ip,
@@ -389,7 +389,10 @@ impl Scenario {
         }
         for (i, s) in scenario.streams.iter().enumerate() {
             if s.connections == 0 {
-                return Err(bad(key_line(text, i, "connections"), format!("[[traffic]] #{}: a scenario's stream needs connections >= 1", i + 1)));
+                return Err(bad(
+                    key_line(text, i, "connections"),
+                    format!("[[traffic]] #{}: a scenario's stream needs connections >= 1", i + 1),
+                ));
             }
             s.check(i).map_err(|(key, m)| bad(key_line(text, i, key), m))?;
         }
@@ -604,7 +607,11 @@ mod tests {
             ("bytes_out", "1000000000000000000", 15),
             ("connections", "4294967295", 13),
         ] {
-            let text = base.lines().map(|l| if l.starts_with(key) { format!("{key} = {value}") } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+            let text = base
+                .lines()
+                .map(|l| if l.starts_with(key) { format!("{key} = {value}") } else { l.to_string() })
+                .collect::<Vec<_>>()
+                .join("\n");
             let err = Scenario::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
             assert!(err.starts_with(&format!("x.toml:{line}:")) && err.contains(key), "{key} = {value}: {err}");
         }

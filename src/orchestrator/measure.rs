@@ -193,12 +193,17 @@ impl RunRecord {
         let of_attack = |d: &DetectionEvent| e.visible_in_flow_logs && obs.transfers.iter().any(|t| d.window_holds(t.at));
         let detection = obs.detections.iter().filter(|d| of_attack(d)).min_by_key(|d| d.at);
         let false_alerts = obs.detections.iter().filter(|d| !of_attack(d) && !before_run(d)).count();
+        // A containment names its detection by time only, and one batch of the detector
+        // puts all its detections at one time: a batch that holds a window of the attack
+        // is the attack's (containment calls the batch's windows from before a release
+        // stale, so an isolation from such a batch is the attack's window's).
+        let batch_of_attack = |at: Timestamp| obs.detections.iter().any(|d| d.at == at && of_attack(d));
         let isolated_for_earlier = obs
             .containments
             .iter()
             .filter(|c| c.outcome == Outcome::Isolated)
             .filter_map(|c| c.detected_at)
-            .any(|at| obs.detections.iter().any(|d| d.at == at && before_run(d) && !of_attack(d)));
+            .any(|at| !batch_of_attack(at) && obs.detections.iter().any(|d| d.at == at && before_run(d)));
         let containment = obs.containments.iter().filter(|c| c.outcome == Outcome::Isolated).min_by_key(|c| c.invoked_at);
         // Which detection set the isolation off: the event carries its time.
         let isolation_of_attack = containment.is_some_and(|c| match c.detected_at {
@@ -446,7 +451,7 @@ pub fn open_runs(dir: &Path) -> Result<Vec<OpenRun>> {
 /// window plus 15 min) after the target was released, and a margin.
 const REARM_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 
-fn target_of(ledger: &Ledger) -> LabTarget {
+pub(super) fn target_of(ledger: &Ledger) -> LabTarget {
     let refs = ledger.entries.iter().filter_map(|e| e.id.clone().map(|id| (e.role, id))).collect();
     LabTarget { lab: ledger.lab.clone(), refs }
 }
@@ -454,16 +459,18 @@ fn target_of(ledger: &Ledger) -> LabTarget {
 impl Orchestrator<'_> {
     /// Whether containment has the target isolated: an interface in the isolation group,
     /// or the lab subnet cut at its network ACL.
-    async fn target_isolated(&self, ledger: &Ledger) -> Result<bool> {
+    /// Whether the target is isolated, and when it was last released.
+    async fn target_state(&self, ledger: &Ledger) -> Result<(bool, Option<Timestamp>)> {
         let (Some(instance), Some(isolation)) = (
             ledger.entry(Role::TargetInstance).and_then(|e| e.id.clone()),
             ledger.entry(Role::IsolationSecurityGroup).and_then(|e| e.id.clone()),
         ) else {
-            return Ok(false);
+            return Ok((false, None));
         };
         let api = self.cloud.containment_api();
         let view = self.retrying("attack", POLL_RETRY_FOR, || api.describe_instance(&instance)).await?;
-        Ok(view.subnet_cut || view.interfaces.iter().any(|i| i.groups.contains(&isolation)))
+        let released = view.tags.get(crate::functions::containment::TAG_RELEASED_AT).and_then(|t| t.parse::<i64>().ok()).map(Timestamp);
+        Ok((view.subnet_cut || view.interfaces.iter().any(|i| i.groups.contains(&isolation)), released))
     }
 
     /// The ledger of a lab that is up and complete.
@@ -606,10 +613,22 @@ impl Orchestrator<'_> {
                 )));
             }
         }
-        if self.target_isolated(&ledger).await? {
+        let (isolated, released_at) = self.target_state(&ledger).await?;
+        if isolated {
             return Err(Error::LabState(format!(
                 "lab '{lab}': the target is isolated (containment of an earlier run): run `cis release --lab {lab}` first, so that this run starts on a released target"
             )));
+        }
+        // Containment calls a window that began before the release stale (it holds the
+        // isolated period's records): a run started in the window of a release would have
+        // its first window ignored. It starts in the next one.
+        if let Some(released) = released_at {
+            let window_ms = i64::from(ledger.options.window_s) * 1000;
+            let next_window = Timestamp((released.millis().div_euclid(window_ms) + 1) * window_ms);
+            if clock.now() < next_window {
+                self.progress.update(label, "waiting for the first flow-log window after the release");
+                tokio::time::sleep(next_window.duration_since(clock.now()) + Duration::from_secs(1)).await;
+            }
         }
 
         // Flow logs take minutes to deliver their first records; an attack before that

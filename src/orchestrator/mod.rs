@@ -704,6 +704,11 @@ impl<'a> Orchestrator<'a> {
         let api = self.cloud.containment_api();
         let restored =
             self.retrying("release", DELETE_RETRY_FOR, || crate::functions::containment::release(api.as_ref(), &config, &instance)).await?;
+        // What led to the isolation is dealt with: the networks the target kept going back
+        // to are forgotten, so the next run (or the target's own traffic) is judged afresh
+        // and no run is caught on what an earlier one sent.
+        let target = measure::target_of(&ledger);
+        self.retrying("forgetting the detector's memory", DELETE_RETRY_FOR, || self.cloud.forget_detector_memory(&target)).await?;
         self.cloud.checkpoint().await?;
         Ok(ReleaseReport {
             lab: lab.to_string(),

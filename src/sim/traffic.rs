@@ -181,6 +181,10 @@ pub struct PipelineLog {
     /// What each janitor run did: its lab, when, and what it deleted or why it failed.
     #[serde(default)]
     pub janitor_runs: Vec<String>,
+    /// The detector functions' memories across windows, by function and log stream (on
+    /// AWS, objects in the lab's bucket).
+    #[serde(default)]
+    pub detector_memory: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

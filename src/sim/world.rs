@@ -320,7 +320,9 @@ impl World {
         a.finished_at = Some(now);
         a.streams_left = 0;
         a.open_conns = 0;
-        self.queue.retain(|s| !matches!(&s.event, Event::OpenConnection { source: super::traffic::Source::Attack { run, .. }, .. } if run == key));
+        self.queue.retain(
+            |s| !matches!(&s.event, Event::OpenConnection { source: super::traffic::Source::Attack { run, .. }, .. } if run == key),
+        );
         self.net.conns.retain(|_, c| c.attack.as_deref() != Some(key));
     }
 
@@ -879,6 +881,9 @@ impl World {
             }
             _ => {}
         }
+        // A detector function's memory goes with it (on AWS, with the lab's bucket).
+        let prefix = format!("{id}/");
+        self.pipeline.detector_memory.retain(|key, _| !key.starts_with(&prefix));
         self.remove_with_children(id);
         Ok(())
     }

@@ -432,6 +432,9 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     ] {
         if role == Role::IsolationSecurityGroup {
             refs.insert(role, format!("sg-0{role}"));
+            // The lab's bucket, which the detector's policy and environment name (its
+            // memory across windows lives there); a name is all they need.
+            refs.insert(Role::ModelData, "cis-fn-model-data-123456789012".into());
             continue;
         }
         let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
@@ -458,6 +461,9 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     let env = config.environment().and_then(|e| e.variables()).unwrap();
     assert_eq!(env.get("CIS_ISOLATION_SG").map(String::as_str), Some("sg-0isolation-sg"), "the environment is rendered: {env:?}");
     assert_eq!(env.get("CIS_TOPIC_ARN"), Some(&refs[&Role::Topic]));
+    let detector = lambda_client.get_function().function_name("cis-fn-detector-function").send().await.unwrap();
+    let detector_env = detector.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).unwrap();
+    assert_eq!(detector_env.get("CIS_MEMORY_BUCKET").map(String::as_str), Some("cis-fn-model-data-123456789012"), "{detector_env:?}");
     // Containment runs one delivery at a time: a duplicate sees the first one's isolation.
     let reserved = |name: &str| {
         let lambda_client = lambda_client.clone();
@@ -538,7 +544,7 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     let up = cis(&["up", "--detector", "lambda", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
-    assert_eq!(report["resources"].as_array().unwrap().len(), 28, "{report}");
+    assert_eq!(report["resources"].as_array().unwrap().len(), 29, "{report}");
 
     // The ledger is tied to its account and region: `down` elsewhere would read every id
     // as gone and drop the ledger of a lab that goes on billing.
@@ -638,9 +644,21 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     // by the unit tests and the simulator, not here).
     let view = cis::containment::ContainmentApi::describe_instance(&api, &target).await.unwrap();
     assert!(view.subnet_cut && view.subnet_id == subnet, "{view:?}");
+    // The detector function's memory across windows, in the lab's bucket its environment
+    // names, with the function's own AWS code: none before the first batch, then saved.
+    use cis::detector::DetectorApi;
+    let bucket = id(cis::lab::Role::ModelData);
+    let function = aws_sdk_lambda::Client::new(&sdk).get_function().function_name("cis-e2e-detector-function").send().await.unwrap();
+    let env = function.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).cloned().unwrap_or_default();
+    assert_eq!(env.get("CIS_MEMORY_BUCKET"), Some(&bucket), "{env:?}");
+    let detector = cis::backends::aws::functions::AwsDetector::new(&sdk, Some(bucket.clone()));
+    assert_eq!(detector.load_memory("eni-1-all").await.unwrap(), None, "no memory yet is none, not an error");
+    detector.save_memory("eni-1-all", br#"{"interfaces":{}}"#).await.unwrap();
+    assert_eq!(detector.load_memory("eni-1-all").await.unwrap().as_deref(), Some(&br#"{"interfaces":{}}"#[..]));
     let release = cis(&["release"]);
     assert!(release.status.success(), "{}", String::from_utf8_lossy(&release.stderr));
     assert!(cut_entries(ec2.clone(), subnet.clone()).await.is_empty(), "release lifts the cut");
+    assert_eq!(detector.load_memory("eni-1-all").await.unwrap(), None, "release forgets what the detector remembered");
 
     // Down undoes what containment did for forensics: protection, kept volume, snapshot.
     let down = cis(&["down"]);
@@ -679,7 +697,8 @@ fn lives_of_up_then_down_through_the_strict_proxy_leave_nothing_tagged() {
                     for life in (1..=lives).filter(|l| l % workers == w) {
                         let name = format!("life{life:03}");
                         let cis = |args: &[&str]| {
-                            let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", &name, "-q"][..], args].concat());
+                            let mut c =
+                                lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", &name, "-q"][..], args].concat());
                             c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages);
                             c.output().unwrap()
                         };
@@ -1181,7 +1200,7 @@ async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_all_but_its_own_ro
     let up = cis(&["up", "--detector", "lambda", "--ttl", "4h", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
-    assert_eq!(report["resources"].as_array().unwrap().len(), 35, "28 and the janitor's seven: {report}");
+    assert_eq!(report["resources"].as_array().unwrap().len(), 36, "29 and the janitor's seven: {report}");
 
     let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/ttl/ledger.json")).unwrap().expect("a ledger");
     let id = |role: cis::lab::Role| ledger.entry(role).and_then(|e| e.id.clone()).unwrap();

@@ -140,7 +140,10 @@ fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
     // The lab's janitor would delete it mid-run: refused before anything runs.
     let err = fails_with_2(&lab, &["attack", "--all"], "expires at");
     assert!(err.contains("--ttl") && err.contains("mid-run"), "{err}");
-    assert!(!lab.state().join("sim/labs/default/runs").exists() || std::fs::read_dir(lab.state().join("sim/labs/default/runs")).unwrap().next().is_none());
+    assert!(
+        !lab.state().join("sim/labs/default/runs").exists()
+            || std::fs::read_dir(lab.state().join("sim/labs/default/runs")).unwrap().next().is_none()
+    );
     lab.ok(&["down"]);
 }
 
@@ -156,7 +159,12 @@ fn quiet_prints_the_result_without_progress() {
     let text = String::from_utf8_lossy(&quiet.stdout).to_string();
     let stderr = String::from_utf8_lossy(&quiet.stderr).to_string();
     assert!(!text.contains("creating") && !stderr.contains("creating"), "{text}\n{stderr}");
-    assert!(text.lines().count() * 2 < loud_text.lines().count(), "quiet: {} lines, not: {}", text.lines().count(), loud_text.lines().count());
+    assert!(
+        text.lines().count() * 2 < loud_text.lines().count(),
+        "quiet: {} lines, not: {}",
+        text.lines().count(),
+        loud_text.lines().count()
+    );
     assert!(stderr.contains("acting on the simulator"), "which cloud is still said: {stderr}");
     fails_with_2(&lab, &["-q", "-v", "status"], "--quiet");
 }

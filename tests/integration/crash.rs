@@ -60,7 +60,12 @@ fn killing_down_midway_then_down_again_leaves_nothing() {
 /// The runs' verdicts, in run order, as the report lists them.
 fn verdicts(lab: &Lab) -> Vec<(String, String)> {
     let report: serde_json::Value = serde_json::from_str(&lab.ok(&["report", "--output", "json"])).unwrap();
-    report["runs"].as_array().unwrap().iter().map(|r| (r["run_id"].as_str().unwrap().into(), r["verdict"].as_str().unwrap().into())).collect()
+    report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["run_id"].as_str().unwrap().into(), r["verdict"].as_str().unwrap().into()))
+        .collect()
 }
 
 #[test]
@@ -93,9 +98,9 @@ fn killing_attack_at_20_points_leaves_a_lab_the_next_attack_uses() {
         interrupted += before.len();
         let report: serde_json::Value = serde_json::from_str(&lab.ok(&["report", "--output", "json"])).unwrap();
         assert_eq!(report["summary"]["runs"], 1, "point {point}: an interrupted run is left out of the figures");
-        assert!(std::fs::read_dir(lab.state().join("sim/labs/default/runs")).unwrap().all(|e| {
-            !e.unwrap().file_name().to_string_lossy().ends_with(".open.json")
-        }));
+        assert!(std::fs::read_dir(lab.state().join("sim/labs/default/runs"))
+            .unwrap()
+            .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".open.json") }));
         lab.ok(&["down"]);
         assert_eq!(lab.live_resources(), vec![], "point {point}");
     }

@@ -40,8 +40,8 @@ fn moto_server() -> PathBuf {
         return PathBuf::from(path);
     }
     in_workspace(".venv/ci/bin/moto_server").unwrap_or_else(|| {
-            panic!("moto_server is missing from .venv/ci: run .ci/run once (it installs moto[server] there), or set CIS_MOTO_SERVER")
-        })
+        panic!("moto_server is missing from .venv/ci: run .ci/run once (it installs moto[server] there), or set CIS_MOTO_SERVER")
+    })
 }
 
 impl Moto {

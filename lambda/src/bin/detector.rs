@@ -16,13 +16,13 @@ async fn main() -> Result<(), Error> {
         .map_err(|e| format!("{}: {e}: the deployment package carries model.json beside bootstrap (cis up adds it)", path.display()))?;
     let model = Model::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let api = AwsDetector::new(&sdk);
+    let api = AwsDetector::new(&sdk, config.memory_bucket.clone());
     let (api, config, model) = (&api, &config, &model);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let payload = serde_json::to_vec(&event.payload)?;
         match handle(api, config, model, &payload).await {
             Ok(report) => {
-                tracing::info!(stream = %report.log_stream, records = report.records, windows = report.windows, scored_by = %report.scored_by, detections = report.detections.len(), "batch");
+                tracing::info!(stream = %report.log_stream, records = report.records, windows = report.windows, scored_by = %report.scored_by, detections = report.detections.len(), memory_trouble = report.memory_trouble.as_deref().unwrap_or("none"), "batch");
                 // The records `cis attack` reads back from this function's log group.
                 for d in &report.detections {
                     println!("{}", cis::events::log_line(cis::events::DETECTION_LOG_MARKER, d));

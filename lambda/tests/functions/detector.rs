@@ -2,7 +2,9 @@
 //! EventBridge in moto: a subscription batch holding an exfiltration window becomes one
 //! `cis.detector` event, which a rule routes to an SQS queue the test reads (moto's
 //! PutEvents fails with HTTP 500 when a rule targets Lambda); a control message puts
-//! nothing. This is `--detector lambda`: no SageMaker.
+//! nothing. This is `--detector lambda`: no SageMaker. The function keeps its memory
+//! across windows in the lab's bucket (moto's S3): absent on the first batch, written
+//! after it.
 
 use std::process::{Command, Stdio};
 
@@ -67,6 +69,9 @@ async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbr
     let moto = Moto::start();
     let config = moto.sdk_config().await;
     let events = aws_sdk_eventbridge::Client::new(&config);
+    let s3 = aws_sdk_s3::Client::new(&config);
+    let bucket = "cis-lab-model-data-123456789012";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue = sqs.create_queue().queue_name("detections").send().await.unwrap().queue_url.unwrap();
     let queue_arn = sqs
@@ -110,6 +115,7 @@ async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbr
         .env("CIS_LAB", "lab")
         .env("CIS_WINDOW_S", "60")
         .env("CIS_LOG_FORMAT", LAB_LOG_FORMAT)
+        .env("CIS_MEMORY_BUCKET", bucket)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -124,6 +130,11 @@ async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbr
         "{batch}"
     );
     assert_eq!(batch["detections"].as_array().unwrap().len(), 1, "{batch}");
+    assert!(batch.get("memory_trouble").is_none(), "no memory yet is no trouble: {batch}");
+    let memory = s3.get_object().bucket(bucket).key("detector-memory/eni-0aa-all.json").send().await.expect("the memory was saved");
+    let memory = memory.body.collect().await.unwrap().into_bytes();
+    let memory: serde_json::Value = serde_json::from_slice(&memory).unwrap();
+    assert!(memory["interfaces"]["eni-0aa"]["203.0.113.0/24"].is_array(), "the never-seen network is remembered: {memory}");
     assert_eq!(answers[1].body["windows"], 0, "a control message carries no records: {}", answers[1].body);
 
     // From outside: the event EventBridge routed, as the containment function receives it.

@@ -496,6 +496,13 @@ impl Cloud for AwsCloud {
         attack::observe(&self.ssm, &self.ec2, &self.pipeline.logs, target, &scenario, handle).await
     }
 
+    async fn forget_detector_memory(&self, target: &LabTarget) -> Result<(), CloudError> {
+        match (target.id(Role::DetectorFunction), target.id(Role::ModelData)) {
+            (Some(_), Some(bucket)) => sagemaker::delete_objects(&self.sagemaker, bucket, crate::functions::detector::MEMORY_PREFIX).await,
+            _ => Ok(()),
+        }
+    }
+
     async fn checkpoint(&self) -> Result<(), CloudError> {
         Ok(())
     }

@@ -63,7 +63,14 @@ pub fn classify(kind: ResourceKind, id: &str, code: &str, message: String) -> Cl
         return CloudError::NotPropagatedYet(message);
     }
     match code {
-        c if c.ends_with(".NotFound") || c.ends_with("NotFoundException") || c == "NotFound" || c == "NoSuchEntity" => {
+        // S3 names a missing bucket NoSuchBucket (a `down` after the janitor had swept the
+        // lab's bucket stopped on it).
+        c if c.ends_with(".NotFound")
+            || c.ends_with("NotFoundException")
+            || c == "NotFound"
+            || c == "NoSuchEntity"
+            || c == "NoSuchBucket" =>
+        {
             CloudError::NotFound { kind: kind.name(), id: id.to_string() }
         }
         c if c.ends_with(".Duplicate")
@@ -106,6 +113,7 @@ mod tests {
         let k = ResourceKind::Instance;
         assert!(classify(k, "i-1", "InvalidInstanceID.NotFound", "m".into()).is_not_found());
         assert!(classify(k, "i-1", "NoSuchEntity", "m".into()).is_not_found());
+        assert!(classify(k, "b", "NoSuchBucket", "The specified bucket does not exist".into()).is_not_found());
         assert!(matches!(classify(k, "sg", "InvalidGroup.Duplicate", "m".into()), CloudError::AlreadyExists { .. }));
         assert!(matches!(classify(k, "vpc", "DependencyViolation", "m".into()), CloudError::DependencyViolation { .. }));
         assert!(matches!(classify(k, "x", "RequestLimitExceeded", "m".into()), CloudError::Throttled(_)));

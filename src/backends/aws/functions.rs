@@ -253,20 +253,33 @@ impl ContainmentApi for AwsContainment {
     }
 }
 
-/// The SageMaker runtime and EventBridge for the detector function.
+/// The SageMaker runtime, EventBridge and the lab's bucket for the detector function.
 pub struct AwsDetector {
     sagemaker: aws_sdk_sagemakerruntime::Client,
     events: aws_sdk_eventbridge::Client,
+    s3: aws_sdk_s3::Client,
+    /// Where the memory across windows is kept (`CIS_MEMORY_BUCKET`).
+    memory_bucket: Option<String>,
     clock: Clock,
 }
 
 impl AwsDetector {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    pub fn new(config: &aws_config::SdkConfig, memory_bucket: Option<String>) -> Self {
         AwsDetector {
             sagemaker: aws_sdk_sagemakerruntime::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
+            s3: aws_sdk_s3::Client::new(config),
+            memory_bucket,
             clock: Clock::system(),
         }
+    }
+
+    fn memory_place(&self, key: &str) -> Result<(&str, String), CloudError> {
+        let bucket = self
+            .memory_bucket
+            .as_deref()
+            .ok_or_else(|| CloudError::Invalid("CIS_MEMORY_BUCKET is not set: the function has nowhere to keep its memory".into()))?;
+        Ok((bucket, format!("{}{key}.json", crate::functions::detector::MEMORY_PREFIX)))
     }
 }
 
@@ -321,6 +334,32 @@ impl DetectorApi for AwsDetector {
                 return Err(CloudError::Unavailable(format!("{} detection(s) not put: {}", out.failed_entry_count(), why.join("; "))));
             }
         }
+        Ok(())
+    }
+
+    async fn load_memory(&self, key: &str) -> Result<Option<Vec<u8>>, CloudError> {
+        let (bucket, object) = self.memory_place(key)?;
+        match self.s3.get_object().bucket(bucket).key(&object).send().await {
+            Ok(out) => {
+                let body = out.body.collect().await.map_err(|e| CloudError::Unavailable(format!("reading s3://{bucket}/{object}: {e}")))?;
+                Ok(Some(body.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(cloud_error(ResourceKind::S3Bucket, bucket, e)),
+        }
+    }
+
+    async fn save_memory(&self, key: &str, memory: &[u8]) -> Result<(), CloudError> {
+        let (bucket, object) = self.memory_place(key)?;
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(&object)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(memory.to_vec()))
+            .send()
+            .await
+            .map_err(|e| cloud_error(ResourceKind::S3Bucket, bucket, e))?;
         Ok(())
     }
 }

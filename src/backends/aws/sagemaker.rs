@@ -365,26 +365,30 @@ pub async fn status(c: &Clients, kind: ResourceKind, id: &str) -> Result<Resourc
     })
 }
 
+/// Deletes every object of the bucket under `prefix` (all of them with ""), every page.
+pub async fn delete_objects(c: &Clients, bucket: &str, prefix: &str) -> Result<(), CloudError> {
+    let kind = ResourceKind::S3Bucket;
+    let mut pages = c.s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(sm_error(kind, bucket))?;
+        let keys: Vec<ObjectIdentifier> =
+            page.contents().iter().filter_map(|o| ObjectIdentifier::builder().set_key(o.key().map(String::from)).build().ok()).collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let delete = Delete::builder().set_objects(Some(keys)).quiet(true).build().map_err(|e| CloudError::Invalid(e.to_string()))?;
+        c.s3.delete_objects().bucket(bucket).delete(delete).send().await.map_err(|e| cloud_error(kind, bucket, e))?;
+    }
+    Ok(())
+}
+
 pub async fn delete(c: &Clients, kind: ResourceKind, id: &str) -> Result<(), CloudError> {
     let name = name_of(id);
     match kind {
         ResourceKind::S3Bucket => {
-            // A bucket must be empty to go: the baseline and the model first, every page.
-            let mut pages = c.s3.list_objects_v2().bucket(id).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(sm_error(kind, id))?;
-                let keys: Vec<ObjectIdentifier> = page
-                    .contents()
-                    .iter()
-                    .filter_map(|o| ObjectIdentifier::builder().set_key(o.key().map(String::from)).build().ok())
-                    .collect();
-                if keys.is_empty() {
-                    continue;
-                }
-                let delete =
-                    Delete::builder().set_objects(Some(keys)).quiet(true).build().map_err(|e| CloudError::Invalid(e.to_string()))?;
-                c.s3.delete_objects().bucket(id).delete(delete).send().await.map_err(|e| cloud_error(kind, id, e))?;
-            }
+            // A bucket must be empty to go: the baseline, the model and the detector's
+            // memory first, every page.
+            delete_objects(c, id, "").await?;
             c.s3.delete_bucket().bucket(id).send().await.map_err(sm_error(kind, id))?;
         }
         ResourceKind::SageMakerTrainingJob => {

@@ -827,13 +827,17 @@ impl LabGraph {
                 log_format: LAB_LOG_FORMAT.into(),
             },
         );
+        if o.detector.has_function() {
+            // The lab's bucket: the baseline and the model a training job reads and
+            // writes, and the detector function's memory across windows.
+            b.add(R::ModelData, &[], C::S3Bucket);
+        }
         if o.detector == DetectorMode::Endpoint {
             b.add(
                 R::ModelRole,
                 &[],
                 C::IamRole { trust_policy: policy("sagemaker-trust"), description: "cis: anomaly model execution".into() },
             );
-            b.add(R::ModelData, &[], C::S3Bucket);
             b.add(
                 R::ModelPolicy,
                 &[R::ModelRole, R::ModelData],
@@ -914,7 +918,7 @@ impl LabGraph {
         }
         if o.detector.has_function() {
             b.add(R::DetectorRole, &[], C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() });
-            let mut detector_deps = vec![R::DetectorRole, R::Topic];
+            let mut detector_deps = vec![R::DetectorRole, R::Topic, R::ModelData];
             let mut detector_policy = policy("detector");
             if o.detector == DetectorMode::Endpoint {
                 detector_policy = merge_statements(&detector_policy, &policy("detector-endpoint"));
@@ -930,6 +934,7 @@ impl LabGraph {
                 ("CIS_WINDOW_S".to_string(), o.window_s.to_string()),
                 ("CIS_LOG_FORMAT".to_string(), LAB_LOG_FORMAT.to_string()),
                 ("CIS_BASELINE".to_string(), o.baseline.clone()),
+                ("CIS_MEMORY_BUCKET".to_string(), "${ref:model-data}".to_string()),
             ]);
             if let Some(fpr) = o.target_fpr {
                 detector_env.insert("CIS_TARGET_FPR".into(), format!("{fpr:e}"));
@@ -943,7 +948,7 @@ impl LabGraph {
             b.add(R::DetectorLogs, &[], C::LogGroup { retention_days: 7 });
             b.add(
                 R::DetectorFunction,
-                &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs, R::Topic],
+                &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs, R::Topic, R::ModelData],
                 C::LambdaFunction {
                     code: FunctionCode::Detector,
                     role: R::DetectorRole,

@@ -1,0 +1,179 @@
+//! Memory across windows: which never-seen destination groups an interface came back to
+//! over the last hour.
+//!
+//! Window by window, a beacon or a drip to one never-seen network looks like a web
+//! server's own calls to an API behind a CDN: one new network, a few kilobytes. What
+//! tells them apart is persistence: the API's calls land on ever-different networks,
+//! the implant's on the same one, window after window. A window alone cannot show that,
+//! so the detector keeps this small memory between invocations (where it lives is the
+//! caller's business: the detector function loads and saves it through its API).
+//!
+//! The memory is a set of window starts, so a batch delivered twice (a retried
+//! invocation) or out of order leaves the same memory. Two invocations racing on one
+//! interface can lose each other's entries; the feature then undercounts by a window,
+//! which delays a detection and never invents one.
+//!
+//! Only how often, not how much: bytes to a never-seen network were tried as a second
+//! feature, and most windows of a baseline send nothing new, so its tail had nothing to
+//! fit and two kilobytes to a new CDN edge isolated a server (an allow-list under
+//! another name). Volume stays with the per-window features.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::destinations::Group;
+use crate::detect::features::{WindowFeatures, RETURNING_WINDOWS};
+
+/// How far back the memory looks.
+pub const HORIZON_S: i64 = 3600;
+/// Never-seen groups remembered per interface at most (the least recently seen go
+/// first): a spray over thousands of networks must not grow the memory without bound,
+/// and the fan-out features see a spray anyway.
+const MAX_GROUPS: usize = 64;
+/// Interfaces remembered at most (the least recently seen go first).
+const MAX_INTERFACES: usize = 64;
+
+/// Per interface, per never-seen destination group, the windows (their starts) that
+/// sent to it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    interfaces: BTreeMap<String, BTreeMap<Group, BTreeSet<i64>>>,
+}
+
+impl Memory {
+    /// Reads a memory as [`Memory::to_json`] wrote it.
+    pub fn from_json(text: &[u8]) -> Result<Memory, String> {
+        serde_json::from_slice(text).map_err(|e| format!("not a detector memory: {e}"))
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a memory serializes")
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.interfaces.is_empty()
+    }
+
+    /// Remembers the windows' never-seen groups (`is_new` says which are) and sets each
+    /// window's returning feature from what the memory holds within the horizon up to
+    /// and including the window: the most windows any of its never-seen groups was sent
+    /// to. Only groups the window itself sent to count, so an alert's window holds the
+    /// flows it is about. Windows are taken in (interface, start) order whatever order
+    /// they come in.
+    pub fn recall_and_remember(&mut self, windows: &mut [WindowFeatures], is_new: &impl Fn(&Group) -> bool) {
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by(|&a, &b| {
+            (&windows[a].interface_id, windows[a].window_start).cmp(&(&windows[b].interface_id, windows[b].window_start))
+        });
+        for i in order {
+            let w = &mut windows[i];
+            let start = w.window_start;
+            let groups = self.interfaces.entry(w.interface_id.clone()).or_default();
+            let mut most = 0usize;
+            for g in w.groups.iter().filter(|g| is_new(g)) {
+                let seen = groups.entry(*g).or_default();
+                seen.insert(start);
+                most = most.max(seen.range(start - HORIZON_S + 1..=start).count());
+            }
+            w.raw[RETURNING_WINDOWS] = most as f64;
+        }
+        self.forget_old();
+    }
+
+    /// Drops what lies beyond the horizon of each interface's newest window, and the least
+    /// recently seen groups and interfaces past the caps.
+    fn forget_old(&mut self) {
+        let mut last_seen: Vec<(i64, String)> = Vec::new();
+        for (eni, groups) in &mut self.interfaces {
+            let newest = groups.values().filter_map(|s| s.last().copied()).max().unwrap_or(i64::MIN);
+            let cutoff = newest.saturating_sub(HORIZON_S);
+            for seen in groups.values_mut() {
+                seen.retain(|&start| start > cutoff);
+            }
+            groups.retain(|_, seen| !seen.is_empty());
+            if groups.len() > MAX_GROUPS {
+                let mut by_recency: Vec<(i64, Group)> = groups.iter().map(|(g, s)| (s.last().copied().unwrap_or(i64::MIN), *g)).collect();
+                by_recency.sort();
+                for (_, g) in &by_recency[..groups.len() - MAX_GROUPS] {
+                    groups.remove(g);
+                }
+            }
+            last_seen.push((newest, eni.clone()));
+        }
+        self.interfaces.retain(|_, groups| !groups.is_empty());
+        if self.interfaces.len() > MAX_INTERFACES {
+            last_seen.sort();
+            let excess = self.interfaces.len() - MAX_INTERFACES;
+            for (_, eni) in last_seen.iter().filter(|(_, e)| self.interfaces.contains_key(e)).take(excess).cloned().collect::<Vec<_>>() {
+                self.interfaces.remove(&eni);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::features::N_FEATURES;
+
+    fn window(start: i64, groups: &[&str]) -> WindowFeatures {
+        let mut gs: Vec<Group> = groups.iter().map(|ip| Group::of(ip.parse().unwrap())).collect();
+        gs.sort();
+        WindowFeatures {
+            interface_id: "eni-1".into(),
+            instance_id: Some("i-1".into()),
+            window_start: start,
+            raw: [0.0; N_FEATURES],
+            groups: gs,
+            top_destination: None,
+            labelled_positive: false,
+        }
+    }
+
+    #[test]
+    fn the_same_new_network_window_after_window_counts_and_ever_new_ones_do_not() {
+        let mut m = Memory::default();
+        let all_new = |_: &Group| true;
+        // A beacon to 203.0.113.0/24 every minute; an API call to a different /24 each time.
+        let mut ws: Vec<WindowFeatures> = (0..10).map(|i| window(i * 60, &["203.0.113.200", &format!("151.101.{i}.7")])).collect();
+        // Delivered in two batches, the second first: order does not matter.
+        let (a, b) = ws.split_at_mut(5);
+        m.recall_and_remember(b, &all_new);
+        let mut again = Memory::default();
+        again.recall_and_remember(a, &all_new);
+        again.recall_and_remember(b, &all_new);
+        assert_eq!(b[4].raw[RETURNING_WINDOWS], 10.0, "ten windows to the beacon's network");
+        let mut m2 = Memory::default();
+        m2.recall_and_remember(&mut ws, &all_new);
+        assert_eq!(ws[0].raw[RETURNING_WINDOWS], 1.0);
+        assert_eq!(ws[9].raw[RETURNING_WINDOWS], 10.0);
+        // A retried batch leaves the same memory.
+        let before = m2.clone();
+        m2.recall_and_remember(&mut ws[3..6], &all_new);
+        assert_eq!(m2, before);
+        // Known groups are not remembered at all.
+        let mut known = Memory::default();
+        known.recall_and_remember(&mut ws, &|_| false);
+        assert!(known.is_empty());
+        assert_eq!(ws[9].raw[RETURNING_WINDOWS], 0.0);
+    }
+
+    #[test]
+    fn an_hour_later_it_is_forgotten_and_the_memory_stays_small() {
+        let mut m = Memory::default();
+        let mut first = vec![window(0, &["203.0.113.200"])];
+        m.recall_and_remember(&mut first, &|_| true);
+        let mut later = vec![window(HORIZON_S, &["203.0.113.200"])];
+        m.recall_and_remember(&mut later, &|_| true);
+        assert_eq!(later[0].raw[RETURNING_WINDOWS], 1.0, "the first window is past the horizon");
+        // A spray over 1,000 networks keeps at most MAX_GROUPS of them.
+        let spray: Vec<String> = (0..1000).map(|i| format!("198.{}.{}.1", 18 + i / 256, i % 256)).collect();
+        let mut ws: Vec<WindowFeatures> = spray.iter().enumerate().map(|(i, ip)| window(HORIZON_S + i as i64, &[ip.as_str()])).collect();
+        m.recall_and_remember(&mut ws, &|_| true);
+        assert!(m.interfaces["eni-1"].len() <= MAX_GROUPS);
+        assert_eq!(Memory::from_json(&m.to_json()).unwrap(), m);
+        assert!(Memory::from_json(b"{\"interfaces\": 3}").unwrap_err().starts_with("not a detector memory"));
+    }
+}
