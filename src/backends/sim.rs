@@ -624,7 +624,7 @@ impl Cloud for SimCloud {
         let Some(function) = target.id(Role::DetectorFunction) else { return Ok(()) };
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("s3:DeleteObjects").await?;
-        let prefix = format!("{function}/");
+        let prefix = crate::sim::traffic::detector_memory_prefix(function);
         let mut w = self.shared.world_now();
         w.pipeline.detector_memory.retain(|key, _| !key.starts_with(&prefix));
         self.shared.commit(&mut w)
@@ -646,7 +646,7 @@ struct SimDetector {
 
 impl SimDetector {
     fn memory_object(&self, key: &str) -> String {
-        format!("{}/{key}", self.function)
+        crate::sim::traffic::detector_memory_prefix(&self.function) + key
     }
 }
 

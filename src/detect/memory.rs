@@ -134,17 +134,20 @@ mod tests {
 
     #[test]
     fn the_same_new_network_window_after_window_counts_and_ever_new_ones_do_not() {
-        let mut m = Memory::default();
         let all_new = |_: &Group| true;
         // A beacon to 203.0.113.0/24 every minute; an API call to a different /24 each time.
         let mut ws: Vec<WindowFeatures> = (0..10).map(|i| window(i * 60, &["203.0.113.200", &format!("151.101.{i}.7")])).collect();
-        // Delivered in two batches, the second first: order does not matter.
+        // Delivered in two batches: counted across them, and the same memory in either
+        // order.
         let (a, b) = ws.split_at_mut(5);
-        m.recall_and_remember(b, &all_new);
-        let mut again = Memory::default();
-        again.recall_and_remember(a, &all_new);
-        again.recall_and_remember(b, &all_new);
+        let mut in_order = Memory::default();
+        in_order.recall_and_remember(a, &all_new);
+        in_order.recall_and_remember(b, &all_new);
         assert_eq!(b[4].raw[RETURNING_WINDOWS], 10.0, "ten windows to the beacon's network");
+        let mut reversed = Memory::default();
+        reversed.recall_and_remember(b, &all_new);
+        reversed.recall_and_remember(a, &all_new);
+        assert_eq!(reversed, in_order);
         let mut m2 = Memory::default();
         m2.recall_and_remember(&mut ws, &all_new);
         assert_eq!(ws[0].raw[RETURNING_WINDOWS], 1.0);

@@ -56,6 +56,13 @@ pub struct InstanceView {
     pub subnet_cut: bool,
 }
 
+impl InstanceView {
+    /// When `cis release` last released the instance (its `cis:released-at` tag).
+    pub fn released_at(&self) -> Option<Timestamp> {
+        self.tags.get(TAG_RELEASED_AT).and_then(|t| t.parse::<i64>().ok()).map(Timestamp)
+    }
+}
+
 /// The network ACL rule number of containment's deny-all entries: the lowest, so they
 /// come before every allow.
 pub const CUT_RULE_NUMBER: i32 = 1;
@@ -286,7 +293,7 @@ pub async fn contain(api: &dyn ContainmentApi, config: &ContainmentConfig, event
             format!("{} does not carry {TAG_LAB}={}: containment acts only inside its own lab", instance.id, config.lab),
         );
     }
-    if let Some(released) = instance.tags.get(TAG_RELEASED_AT).and_then(|t| t.parse::<i64>().ok()).map(Timestamp) {
+    if let Some(released) = instance.released_at() {
         // A model's window holds the records that began in it; an alarm's datapoint sums a
         // whole period, so one that ends after the release may hold new traffic.
         let mark = match event.detector {
@@ -448,7 +455,8 @@ pub async fn release(
     // before now (a stopped run's late records, the isolated period's rejected flows) are
     // stale, so they cannot isolate the target again. Marked after the restore, a
     // containment running meanwhile saw a target no longer isolated and not yet marked,
-    // and isolated it again (1 of 100 seeds of `attack --all` on idle-server).
+    // and isolated it again (idle-server seed 56 of the 100-seed bench: `attack --all` stopped
+    // on an isolated target).
     api.tag_instance(instance_id, &Tags::from([(TAG_RELEASED_AT.to_string(), api.now().millis().to_string())])).await?;
     for (eni, groups) in &originals {
         api.set_interface_groups(eni, groups).await?;

@@ -469,8 +469,7 @@ impl Orchestrator<'_> {
         };
         let api = self.cloud.containment_api();
         let view = self.retrying("attack", POLL_RETRY_FOR, || api.describe_instance(&instance)).await?;
-        let released = view.tags.get(crate::functions::containment::TAG_RELEASED_AT).and_then(|t| t.parse::<i64>().ok()).map(Timestamp);
-        Ok((view.subnet_cut || view.interfaces.iter().any(|i| i.groups.contains(&isolation)), released))
+        Ok((view.subnet_cut || view.interfaces.iter().any(|i| i.groups.contains(&isolation)), view.released_at()))
     }
 
     /// The ledger of a lab that is up and complete.

@@ -187,6 +187,12 @@ pub struct PipelineLog {
     pub detector_memory: std::collections::BTreeMap<String, String>,
 }
 
+/// Where a detector function's memories start in [`PipelineLog::detector_memory`]: each
+/// is `<function>/<log stream>`.
+pub fn detector_memory_prefix(function: &str) -> String {
+    format!("{function}/")
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AttackState {
     pub run_id: String,

@@ -882,7 +882,7 @@ impl World {
             _ => {}
         }
         // A detector function's memory goes with it (on AWS, with the lab's bucket).
-        let prefix = format!("{id}/");
+        let prefix = super::traffic::detector_memory_prefix(id);
         self.pipeline.detector_memory.retain(|key, _| !key.starts_with(&prefix));
         self.remove_with_children(id);
         Ok(())
