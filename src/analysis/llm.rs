@@ -13,7 +13,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{builtin, Alert, AnalysisError, Category, Finding, FirewallRule, RcaInput, RcaIssue, RcaReport, TriageReport};
+use super::{
+    builtin, firewall, Alert, AnalysisError, Category, Decision, Direction, Finding, FirewallRule, RcaInput, RcaIssue, RcaReport,
+    TriageReport,
+};
 
 const TRIAGE_SYSTEM: &str = include_str!("../../assets/prompts/triage-system.md");
 const TRIAGE_USER: &str = include_str!("../../assets/prompts/triage-user.md");
@@ -240,27 +243,55 @@ impl<C: Completion> Analyser for ModelAnalyser<C> {
                 .filter_map(|l| input.logs.iter().find(|r| r.position == *l))
                 .map(|r| format!("line {}: {}", r.position, r.raw))
                 .collect();
+            let proposed_rules = i
+                .proposed_rules
+                .into_iter()
+                .enumerate()
+                .map(|(k, r)| {
+                    let bad = |what: &str, value: &str| {
+                        self.bad(format!("issue {} proposes rule {} with {what} '{value}'", n + 1, k + 1))
+                    };
+                    let direction = Direction::from_word(&r.direction).ok_or_else(|| bad("direction", &r.direction))?;
+                    let action = Decision::from_word(&r.action).ok_or_else(|| bad("action", &r.action))?;
+                    if firewall::Ports::parse(&r.ports).is_none() {
+                        return Err(bad("ports", &r.ports));
+                    }
+                    Ok(FirewallRule {
+                        id: r.id,
+                        // The answer lists its rules in order: that order is the priority.
+                        priority: Some(10 * (k as i64 + 1)),
+                        direction,
+                        action,
+                        source: r.source,
+                        destination: r.destination,
+                        ports: r.ports,
+                        protocol: firewall::protocol_word(&r.protocol),
+                        raw: String::new(),
+                    })
+                })
+                .collect::<Result<Vec<_>, AnalysisError>>()?;
+            // A tool that promises narrower rules must not pass on a wider set.
+            if !proposed_rules.is_empty() {
+                let named: Vec<String> = input.logs.iter().flat_map(|l| [l.source.clone(), l.destination.clone()]).flatten().collect();
+                if let Some(p) = firewall::wider(&proposed_rules, &input.rules, &named) {
+                    return Err(self.bad(format!(
+                        "issue {} proposes rules wider than those given: they allow {} {} -> {}:{} {}, which the rules given deny",
+                        n + 1,
+                        p.direction.map_or("", Direction::name),
+                        p.source.unwrap_or_default(),
+                        p.destination.unwrap_or_default(),
+                        p.port.unwrap_or_default(),
+                        p.protocol.unwrap_or_default()
+                    )));
+                }
+            }
             issues.push(RcaIssue {
                 title: i.title,
                 category: i.category,
                 issue: i.issue,
                 root_cause: i.root_cause,
                 rule: i.rule.filter(|r| !r.is_empty() && r != "null"),
-                proposed_rules: i
-                    .proposed_rules
-                    .into_iter()
-                    .map(|r| FirewallRule {
-                        id: r.id,
-                        priority: None,
-                        direction: r.direction,
-                        action: r.action,
-                        source: r.source,
-                        destination: r.destination,
-                        ports: r.ports,
-                        protocol: r.protocol,
-                        raw: String::new(),
-                    })
-                    .collect(),
+                proposed_rules,
                 evidence,
             });
         }

@@ -9,14 +9,20 @@
 //! the raw input, and what their answers are checked against.
 
 pub mod builtin;
+// The column names of pasted logs and rules tables, one vocabulary for both.
+mod columns;
+// Rules decided as a firewall decides them, and the check that a proposal is no wider.
+pub mod firewall;
 pub mod llm;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::base::error::AnalysisError;
+use columns::Column;
+pub use firewall::{Decision, Direction, Packet};
 
 /// One alert of a batch, with where it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,13 +264,30 @@ pub struct LogRow {
     pub destination: Option<String>,
     pub port: Option<u16>,
     pub protocol: Option<String>,
-    /// `allow` or `deny`, whatever the log called it.
-    pub action: Option<String>,
-    /// The rule that matched, when the log says.
+    /// Inbound unless the log says otherwise.
+    pub direction: Direction,
+    /// What the firewall did, whatever word the log used for it.
+    pub action: Option<Decision>,
+    /// The rule that matched, when the log says (a rule column, or "matched rule 300").
     pub rule: Option<String>,
+    pub user: Option<String>,
+    /// The row's message or reason.
     pub message: String,
     /// The row as given, for evidence.
     pub raw: String,
+}
+
+impl LogRow {
+    /// The packet the row is about, as far as the log tells.
+    pub fn packet(&self) -> Packet {
+        Packet {
+            direction: Some(self.direction),
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            port: self.port,
+            protocol: self.protocol.clone(),
+        }
+    }
 }
 
 /// One firewall rule: a row of a rules table or a security-group rule of the lab.
@@ -272,122 +295,174 @@ pub struct LogRow {
 pub struct FirewallRule {
     pub id: String,
     pub priority: Option<i64>,
-    /// `inbound` or `outbound`.
-    pub direction: String,
-    /// `allow` or `deny`.
-    pub action: String,
+    pub direction: Direction,
+    pub action: Decision,
     pub source: String,
     pub destination: String,
-    /// `any`, a port, or a range `from-to`.
+    /// `any`, a port, a range `from-to`, or a list of them.
     pub ports: String,
     pub protocol: String,
     pub raw: String,
 }
 
-/// A table: Markdown (`| a | b |` with a `|---|` line) or CSV (a header row, commas; double
-/// quotes around a cell that holds commas).
-pub fn parse_table(text: &str) -> Result<Vec<(usize, Vec<(String, String)>, String)>, InputError> {
+/// A table as read: its headers, and each row's line, cells and text.
+pub struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<(usize, Vec<String>, String)>,
+}
+
+/// A table: Markdown (`| a | b |` with a `|---|` line) or CSV (a header row, commas;
+/// quoted cells may hold commas, quotes and line breaks, as RFC 4180 has them).
+pub fn parse_table(text: &str) -> Result<Table, InputError> {
+    let bad = |position: usize, message: String| InputError { what: "line", position, message };
     let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty()).collect();
     let Some(&(header_at, header)) = lines.first() else {
-        return Err(InputError { what: "line", position: 1, message: "empty table".into() });
+        return Err(bad(1, "empty table".into()));
     };
-    let markdown = header.starts_with('|');
-    let split = |l: &str| -> Vec<String> {
-        if markdown {
+    let mut table = Table { headers: vec![], rows: vec![] };
+    if header.starts_with('|') {
+        let split = |l: &str| -> Vec<String> {
             l.trim_matches('|').split('|').map(|c| c.trim().replace("\\|", "|").to_string()).collect()
-        } else {
-            csv_cells(l)
-        }
-    };
-    let names: Vec<String> = split(header).into_iter().map(|h| h.to_ascii_lowercase().replace([' ', '-'], "_")).collect();
-    let mut rows = Vec::new();
-    for &(at, line) in &lines[1..] {
-        if markdown && line.trim_matches(|c| c == '|' || c == '-' || c == ':' || c == ' ').is_empty() {
-            continue;
-        }
-        if markdown && !line.starts_with('|') {
-            return Err(InputError { what: "line", position: at, message: "a Markdown table row starts with |".into() });
-        }
-        let cells = split(line);
-        if cells.len() != names.len() {
-            return Err(InputError {
-                what: "line",
-                position: at,
-                message: format!("{} cells, but the header (line {header_at}) names {} columns", cells.len(), names.len()),
-            });
-        }
-        rows.push((at, names.iter().cloned().zip(cells).collect(), line.to_string()));
-    }
-    if rows.is_empty() {
-        return Err(InputError { what: "line", position: header_at, message: "a header but no rows".into() });
-    }
-    Ok(rows)
-}
-
-fn csv_cells(line: &str) -> Vec<String> {
-    let mut cells = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
+        };
+        table.headers = split(header);
+        for &(at, line) in &lines[1..] {
+            if line.trim_matches(|c| c == '|' || c == '-' || c == ':' || c == ' ').is_empty() {
+                continue;
             }
-            ('"', _) => quoted = !quoted,
-            (',', false) => cells.push(std::mem::take(&mut cur).trim().to_string()),
-            _ => cur.push(c),
+            if !line.starts_with('|') {
+                return Err(bad(at, "a Markdown table row starts with |".into()));
+            }
+            table.rows.push((at, split(line), line.to_string()));
+        }
+    } else {
+        let mut reader =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+        let all_lines: Vec<&str> = text.lines().collect();
+        for record in reader.records() {
+            let record = record.map_err(|e| bad(e.position().map_or(1, |p| p.line() as usize), format!("cannot be read as CSV: {e}")))?;
+            if record.iter().all(str::is_empty) {
+                continue;
+            }
+            let at = record.position().map_or(1, |p| p.line() as usize);
+            let cells: Vec<String> = record.iter().map(str::to_string).collect();
+            if table.headers.is_empty() {
+                table.headers = cells;
+            } else {
+                table.rows.push((at, cells, all_lines.get(at - 1).map_or_else(String::new, |l| l.trim().to_string())));
+            }
         }
     }
-    cells.push(cur.trim().to_string());
-    cells
-}
-
-fn column(row: &[(String, String)], names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| row.iter().find(|(k, v)| k == n && !v.is_empty() && v != "-").map(|(_, v)| v.clone()))
-}
-
-/// Normalises allow/accept/permit/pass and deny/drop/reject/block.
-pub fn normal_action(a: &str) -> Option<&'static str> {
-    match a.to_ascii_lowercase().as_str() {
-        "allow" | "allowed" | "accept" | "accepted" | "permit" | "permitted" | "pass" => Some("allow"),
-        "deny" | "denied" | "drop" | "dropped" | "reject" | "rejected" | "block" | "blocked" => Some("deny"),
-        _ => None,
+    for (at, cells, _) in &table.rows {
+        if cells.len() != table.headers.len() {
+            return Err(bad(
+                *at,
+                format!("{} cells, but the header (line {header_at}) names {} columns", cells.len(), table.headers.len()),
+            ));
+        }
     }
+    if table.rows.is_empty() {
+        return Err(bad(header_at, "a header but no rows".into()));
+    }
+    Ok(table)
 }
 
-/// Security logs: a table, or flow-log lines (the default format or the lab's).
-pub fn parse_logs(text: &str) -> Result<Vec<LogRow>, InputError> {
+/// Which column of a table holds what; unknown headers are listed. A column named twice
+/// (`Source` and `Src IP`) is an error: which one to read would be a guess.
+fn columns_of(table: &Table, rules: bool) -> Result<(BTreeMap<Column, usize>, Vec<String>), InputError> {
+    let mut at = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (i, h) in table.headers.iter().enumerate() {
+        match columns::column(h, rules) {
+            Some(Column::Ignored) => {}
+            Some(c) => {
+                if let Some(first) = at.insert(c, i) {
+                    return Err(InputError {
+                        what: "line",
+                        position: 1,
+                        message: format!("columns '{}' and '{h}' both name the {c:?} column: keep one", table.headers[first]),
+                    });
+                }
+            }
+            None => unknown.push(h.clone()),
+        }
+    }
+    Ok((at, unknown))
+}
+
+fn cell_of(cells: &[String], at: &BTreeMap<Column, usize>, c: Column) -> Option<String> {
+    at.get(&c).map(|&i| cells[i].trim()).filter(|v| !v.is_empty() && *v != "-" && !v.eq_ignore_ascii_case("n/a")).map(str::to_string)
+}
+
+/// The rule a free-text reason names: "Matched rule 300", "rule=allow-web".
+fn rule_in_text(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find("rule")?;
+    let rest = text[at + 4..].trim_start_matches(|c: char| c == ' ' || c == ':' || c == '=' || c == '#');
+    let id: String = rest.chars().take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ';' | ')' | '.')).collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// An action cell: one of the decision words, or an error naming the line.
+fn decision_of(word: &str, position: usize) -> Result<Decision, InputError> {
+    Decision::from_word(word).ok_or_else(|| InputError {
+        what: "line",
+        position,
+        message: format!(
+            "action '{word}' is not one cis knows: expected allow or deny (Allow, Allowed, Permit, Accept; Deny, Denied, Block, Drop, Reject)"
+        ),
+    })
+}
+
+/// Security logs: a table, or flow-log lines (the default format or the lab's), and the
+/// warnings for columns nobody reads.
+pub fn parse_logs(text: &str) -> Result<(Vec<LogRow>, Vec<String>), InputError> {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
     if first.starts_with('|') || first.contains(',') {
-        return parse_table(text)?
-            .into_iter()
-            .map(|(at, row, raw)| {
-                let port = column(&row, &["port", "dst_port", "dstport", "destination_port", "dport"]);
-                let port = match port {
+        let table = parse_table(text)?;
+        let (at, unknown) = columns_of(&table, false)?;
+        let warnings = unknown
+            .iter()
+            .map(|h| format!("column '{h}' is not one cis reads in a log; it is left out (known: {})", columns::known(false)))
+            .collect();
+        let rows = table
+            .rows
+            .iter()
+            .map(|(line, cells, raw)| {
+                let get = |c| cell_of(cells, &at, c);
+                let port = match get(Column::Port) {
                     Some(p) => Some(p.parse::<u16>().map_err(|_| InputError {
                         what: "line",
-                        position: at,
+                        position: *line,
                         message: format!("port '{p}' is not a port number"),
                     })?),
                     None => None,
                 };
-                let action = column(&row, &["action", "decision", "verdict", "result"]);
+                let action = get(Column::Action).map(|a| decision_of(&a, *line)).transpose()?;
+                let message = get(Column::Message).unwrap_or_default();
                 Ok(LogRow {
-                    position: at,
-                    time: column(&row, &["time", "timestamp", "date", "start"]),
-                    source: column(&row, &["source", "src", "src_ip", "srcaddr", "source_ip"]),
-                    destination: column(&row, &["destination", "dst", "dst_ip", "dstaddr", "destination_ip"]),
+                    position: *line,
+                    time: get(Column::Time),
+                    source: get(Column::Source),
+                    destination: get(Column::Destination),
                     port,
-                    protocol: column(&row, &["protocol", "proto"]),
-                    action: action.as_deref().and_then(normal_action).map(str::to_string).or(action),
-                    rule: column(&row, &["rule", "rule_id", "matched_rule", "policy"]),
-                    message: column(&row, &["message", "msg", "event", "description"]).unwrap_or_default(),
-                    raw,
+                    protocol: get(Column::Protocol).map(|p| firewall::protocol_word(&p)),
+                    direction: match get(Column::Direction) {
+                        Some(d) => Direction::from_word(&d).ok_or_else(|| InputError {
+                            what: "line",
+                            position: *line,
+                            message: format!("direction '{d}': expected inbound or outbound"),
+                        })?,
+                        None => Direction::Inbound,
+                    },
+                    action,
+                    rule: get(Column::Rule).or_else(|| rule_in_text(&message)),
+                    user: get(Column::User),
+                    message,
+                    raw: raw.clone(),
                 })
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((rows, warnings));
     }
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -407,8 +482,13 @@ pub fn parse_logs(text: &str) -> Result<Vec<LogRow>, InputError> {
             destination: r.dstaddr.map(|a| a.to_string()),
             port: r.dstport,
             protocol: r.protocol.map(|p| crate::base::net::protocol_name(p).map_or_else(|| p.to_string(), str::to_string)),
-            action: r.action.map(|a| if a == crate::formats::flowlog::Action::Accept { "allow" } else { "deny" }.to_string()),
+            direction: match r.flow_direction {
+                Some(crate::formats::flowlog::Direction::Egress) => Direction::Outbound,
+                _ => Direction::Inbound,
+            },
+            action: r.action.map(|a| if a == crate::formats::flowlog::Action::Accept { Decision::Allow } else { Decision::Deny }),
             rule: None,
+            user: None,
             message: String::new(),
             raw: line.to_string(),
         });
@@ -416,32 +496,57 @@ pub fn parse_logs(text: &str) -> Result<Vec<LogRow>, InputError> {
     if rows.is_empty() {
         return Err(InputError { what: "line", position: 1, message: "no log rows".into() });
     }
-    Ok(rows)
+    Ok((rows, Vec::new()))
 }
 
-/// A rules table: columns id (or name, rule), action, source, destination, port(s),
-/// protocol, and optionally priority and direction (inbound when absent).
+/// A rules table: columns id, action, source, destination, port(s), protocol, and
+/// optionally priority and direction (inbound when absent). Every column must be one cis
+/// knows: a source column it did not recognise would otherwise be read as `any`, and a
+/// proposal built on that would be wider than the rule it replaces.
 pub fn parse_rules(text: &str) -> Result<Vec<FirewallRule>, InputError> {
-    parse_table(text)?
-        .into_iter()
-        .map(|(at, row, raw)| {
-            let bad = |message: String| InputError { what: "line", position: at, message };
-            let action = column(&row, &["action", "decision", "verdict"]).ok_or_else(|| bad("no action column value".into()))?;
-            let action = normal_action(&action).ok_or_else(|| bad(format!("action '{action}': expected allow or deny")))?;
-            let priority = match column(&row, &["priority", "order", "rule_number", "number"]) {
+    let table = parse_table(text)?;
+    let (at, unknown) = columns_of(&table, true)?;
+    if let Some(h) = unknown.first() {
+        return Err(InputError {
+            what: "line",
+            position: 1,
+            message: format!("column '{h}' is not one cis knows in a rules table: rename it to one of {}", columns::known(true)),
+        });
+    }
+    if !at.contains_key(&Column::Action) {
+        return Err(InputError { what: "line", position: 1, message: "a rules table needs an action column (Allow or Deny)".into() });
+    }
+    table
+        .rows
+        .iter()
+        .map(|(line, cells, raw)| {
+            let bad = |message: String| InputError { what: "line", position: *line, message };
+            let get = |c| cell_of(cells, &at, c);
+            let action = get(Column::Action).ok_or_else(|| bad("no action: write Allow or Deny".into()))?;
+            let action = decision_of(&action, *line)?;
+            let priority = match get(Column::Priority) {
                 Some(p) => Some(p.parse::<i64>().map_err(|_| bad(format!("priority '{p}' is not a number")))?),
                 None => None,
             };
+            let direction = match get(Column::Direction) {
+                Some(d) => Direction::from_word(&d).ok_or_else(|| bad(format!("direction '{d}': expected inbound or outbound")))?,
+                None => Direction::Inbound,
+            };
+            let ports = get(Column::Ports).unwrap_or_else(|| "any".into());
+            if firewall::Ports::parse(&ports).is_none() {
+                return Err(bad(format!("ports '{ports}': expected any, a port, a range such as 1-65535, or a list such as 80,443")));
+            }
+            let id = get(Column::Id).or_else(|| get(Column::Priority)).unwrap_or_else(|| format!("line-{line}"));
             Ok(FirewallRule {
-                id: column(&row, &["id", "name", "rule", "rule_id"]).unwrap_or_else(|| format!("line-{at}")),
+                id,
                 priority,
-                direction: column(&row, &["direction", "type"]).unwrap_or_else(|| "inbound".into()).to_ascii_lowercase(),
-                action: action.to_string(),
-                source: column(&row, &["source", "src", "source_cidr", "from"]).unwrap_or_else(|| "any".into()),
-                destination: column(&row, &["destination", "dst", "destination_cidr", "to"]).unwrap_or_else(|| "any".into()),
-                ports: column(&row, &["ports", "port", "port_range", "dst_port"]).unwrap_or_else(|| "any".into()),
-                protocol: column(&row, &["protocol", "proto"]).unwrap_or_else(|| "any".into()).to_ascii_lowercase(),
-                raw,
+                direction,
+                action,
+                source: get(Column::Source).unwrap_or_else(|| "any".into()),
+                destination: get(Column::Destination).unwrap_or_else(|| "any".into()),
+                ports,
+                protocol: get(Column::Protocol).map_or_else(|| "any".into(), |p| firewall::protocol_word(&p)),
+                raw: raw.clone(),
             })
         })
         .collect()
@@ -452,7 +557,7 @@ pub fn rules_of_lab(graph: &crate::model::lab::LabGraph) -> Vec<FirewallRule> {
     let mut out = Vec::new();
     for spec in &graph.resources {
         let crate::model::lab::ResourceConfig::SecurityGroup { ingress, egress, .. } = &spec.config else { continue };
-        for (direction, rules) in [("inbound", ingress), ("outbound", egress)] {
+        for (direction, rules) in [(Direction::Inbound, ingress), (Direction::Outbound, egress)] {
             for (i, r) in rules.iter().enumerate() {
                 let ports = if r.protocol == "-1" || r.from_port < 0 {
                     "any".to_string()
@@ -462,14 +567,14 @@ pub fn rules_of_lab(graph: &crate::model::lab::LabGraph) -> Vec<FirewallRule> {
                     format!("{}-{}", r.from_port, r.to_port)
                 };
                 let (source, destination) =
-                    if direction == "inbound" { (r.cidr.clone(), "target".to_string()) } else { ("target".to_string(), r.cidr.clone()) };
+                    if direction == Direction::Inbound { (r.cidr.clone(), "target".to_string()) } else { ("target".to_string(), r.cidr.clone()) };
                 let protocol = if r.protocol == "-1" { "any".to_string() } else { r.protocol.clone() };
                 out.push(FirewallRule {
-                    id: format!("{}/{direction}-{}", spec.name, i + 1),
+                    id: format!("{}/{}-{}", spec.name, direction.name(), i + 1),
                     priority: None,
-                    direction: direction.into(),
-                    action: "allow".into(),
-                    raw: format!("{}: {direction} {protocol} {ports} {}", spec.name, r.cidr),
+                    direction,
+                    action: Decision::Allow,
+                    raw: format!("{}: {} {protocol} {ports} {}", spec.name, direction.name(), r.cidr),
                     source,
                     destination,
                     ports,
@@ -594,7 +699,7 @@ pub fn run_input(record: &crate::orchestrator::measure::RunRecord, rules: Vec<Fi
         });
     }
     let Ok(scenario) = crate::model::scenario::find(&record.scenario) else { return input };
-    let action = if record.metrics.bytes_exfiltrated > 0 { "allow" } else { "deny" };
+    let action = if record.metrics.bytes_exfiltrated > 0 { Decision::Allow } else { Decision::Deny };
     for stream in scenario.streams.iter().filter(|s| s.direction == crate::model::scenario::Direction::Outbound) {
         for remote in &stream.remotes {
             for port in &stream.ports {
@@ -606,10 +711,18 @@ pub fn run_input(record: &crate::orchestrator::measure::RunRecord, rules: Vec<Fi
                     destination: Some(remote.clone()),
                     port: Some(*port),
                     protocol: Some(stream.protocol.name().to_string()),
-                    action: Some(action.into()),
+                    direction: Direction::Outbound,
+                    action: Some(action),
                     rule: None,
+                    user: None,
                     message: format!("{}: {} outbound", record.run_id, scenario.id),
-                    raw: format!("{} {}: target -> {remote}:{port}/{} {action}", record.run_id, scenario.id, stream.protocol.name()),
+                    raw: format!(
+                        "{} {}: target -> {remote}:{port}/{} {}",
+                        record.run_id,
+                        scenario.id,
+                        stream.protocol.name(),
+                        action.name()
+                    ),
                 });
             }
         }

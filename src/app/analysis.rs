@@ -96,7 +96,11 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
     let mut raw_logs = String::new();
     if let Some(p) = &r.logs {
         let (text, path) = read(Some(p))?;
-        input.logs = analysis::parse_logs(&text).map_err(|e| bad_file(&path, e))?;
+        let (rows, warnings) = analysis::parse_logs(&text).map_err(|e| bad_file(&path, e))?;
+        for w in warnings {
+            eprintln!("warning: {}: {w}", path.display());
+        }
+        input.logs = rows;
         raw_logs = text;
     }
     match &r.rules {

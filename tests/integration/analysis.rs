@@ -82,7 +82,10 @@ fn rca_names_the_allow_any_rule_a_denied_scan_got_through_and_proposes_a_narrowe
     assert_eq!(issue["category"], "active-attack");
     assert_eq!(issue["rule"], "allow-all");
     assert!(
-        issue["root_cause"].as_str().unwrap().starts_with("rule allow-all allows any from 0.0.0.0/0 to 10.1.1.10 on any port"),
+        issue["root_cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("rule allow-all is wide open: it admits any source on all 65,535 ports, any protocol to 10.1.1.10"),
         "{issue}"
     );
     let proposed: Vec<(String, String, String, String)> = issue["proposed_rules"]
@@ -101,7 +104,7 @@ fn rca_names_the_allow_any_rule_a_denied_scan_got_through_and_proposes_a_narrowe
     assert!(!proposed.iter().any(|p| p.3 == "8081" && p.1 == "allow"), "nothing opens the port only the scanner used");
 
     let md = lab.ok(&args);
-    assert!(md.contains("| root cause | rule allow-all allows any"), "{md}");
+    assert!(md.contains("| root cause | rule allow-all is wide open"), "{md}");
     assert!(md.contains("| id | direction | action | source | destination | ports | protocol |"), "{md}");
 
     // A table with a row that does not fit its header names the file and line.
