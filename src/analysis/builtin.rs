@@ -1,13 +1,15 @@
 //! The built-in analyser: a deterministic rules engine, offline. It classifies each alert
-//! by what it says, correlates alerts that tell one story (a source denied on several
-//! ports and then let through, failed logins and then a success, a detection and its
-//! containment), ranks availability outages and active attacks above everything else,
-//! and cites the alerts and lines it used.
+//! by what it says (or by what its format says: a GuardDuty finding's type, a Security Hub
+//! type namespace, an alarm's state), correlates alerts that tell one story (a source
+//! denied on several ports and then let through, failed logins and then a success, many
+//! failed logins, a detection and its containment), ranks them by the written order of
+//! `Category`, and cites the alerts and lines it used. A finding's "why" quotes the words
+//! of the alert that decided it and claims nothing the alert does not say.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::firewall::{Firewall, Matcher};
-use super::{Alert, Category, Decision, Direction, Finding, FirewallRule, LogRow, RcaInput, RcaIssue, RcaReport, TriageReport};
+use super::{Alert, Category, Decision, Direction, Finding, FirewallRule, LogRow, Origin, RcaInput, RcaIssue, RcaReport, TriageReport};
 
 const OUTAGE: &[&str] = &[
     "no space left",
@@ -30,11 +32,10 @@ const OUTAGE: &[&str] = &[
     "health check failed",
     "outage",
     "not responding",
+    "unreachable",
 ];
 const ATTACK: &[&str] = &[
     "exfiltrat",
-    "brute force",
-    "brute-force",
     "reverse shell",
     "malware",
     "ransomware",
@@ -43,16 +44,62 @@ const ATTACK: &[&str] = &[
     "beaconing",
     "privilege escalation",
     "sql injection",
-    "credential stuffing",
     "suspicious process",
     "cryptominer",
     "port scan succeeded",
     "lateral movement",
+    "webshell",
+    "web shell",
+    "backdoor",
+    "trojan",
+    "compromised",
 ];
 const DOS: &[&str] =
     &["ddos", "denial of service", "dos attack", "syn flood", "udp flood", "http flood", "rate limit", "rate-limit", "too many requests"];
-const CHANGE: &[&str] =
-    &["allowlist", "allow-list", "allow list", "whitelist", "firewall rule added", "ingress rule added", "added to admin", "granted admin"];
+/// Words saying traffic is being held back, for the denial-of-service "why".
+const HELD_BACK: &[&str] = &["blocked", "blocking", "dropped", "dropping", "rate limited", "rate-limited", "throttl", "mitigat"];
+const BRUTE: &[&str] = &[
+    "brute force",
+    "brute-force",
+    "bruteforce",
+    "account locked",
+    "locked out",
+    "lockout",
+    "account lock",
+    "too many failed",
+    "repeated failed",
+    "multiple failed",
+    "failed login attempts",
+    "failed logon attempts",
+    "password spray",
+    "credential stuffing",
+];
+/// Words of a brute force that worked.
+const GOT_IN: &[&str] = &["succeeded", "successful login", "login successful", "logged in", "got in"];
+const CHANGE_OBJECTS: &[&str] = &[
+    "allowlist",
+    "allow-list",
+    "allow list",
+    "allowed list",
+    "whitelist",
+    "safelist",
+    "trusted list",
+    "trusted hosts",
+    "firewall rule",
+    "inbound rule",
+    "ingress rule",
+    "security group",
+    "sudoers",
+    "admin group",
+    "administrators group",
+    "domain admins",
+    "access list",
+    "acl",
+    "iam policy",
+    "rule",
+];
+const CHANGE_VERBS: &[&str] =
+    &["added", "created", "granted", "opened", "whitelisted", "allowlisted", "attached", "elevated", "promoted", "enabled", "modified", "changed", "updated", "inserted"];
 const HYGIENE: &[&str] = &[
     "0.0.0.0/0",
     "allow any",
@@ -66,13 +113,92 @@ const HYGIENE: &[&str] = &[
     "public bucket",
     "password policy",
     "self-signed",
+    "vulnerab",
+    "cve-",
+    "outdated",
+    "misconfigur",
 ];
 const ROUTINE: &[&str] =
-    &["error", "failed", "failure", "timeout", "timed out", "retry", "denied", "refused", "exception", "warning", "unauthorized"];
+    &["error", "failed", "failure", "timeout", "timed out", "retry", "denied", "refused", "exception", "warning", "unauthorized", "invalid"];
 const DENIED: &[&str] = &["denied", "blocked", "rejected", "drop", "scan"];
 const ALLOWED: &[&str] = &["allowed", "accepted", "succeeded", "success", "established", "permitted"];
-const FAILED_LOGIN: &[&str] = &["failed login", "failed password", "authentication failure", "invalid password", "login failed"];
-const PRIVILEGED: &[&str] = &["root", "admin", "administrator", "superuser"];
+const FAILED_LOGIN: &[&str] =
+    &["failed login", "failed password", "authentication failure", "invalid password", "login failed", "failed logon", "logon failure"];
+/// Words (whole) that name security logging.
+const LOGGING: &[&str] = &[
+    "log", "logs", "logging", "logger", "audit", "auditd", "syslog", "rsyslog", "siem", "cloudtrail", "journald", "fluentd", "filebeat",
+    "winlogbeat", "splunk", "auditing",
+];
+/// Words of logs being lost.
+const LOG_LOSS: &[&str] = &[
+    "is full",
+    "partition full",
+    "disk full",
+    "no space",
+    "failed to push",
+    "failed to send",
+    "failed to ship",
+    "failed to forward",
+    "failed to deliver",
+    "failed to write",
+    "failed to upload",
+    "push failed",
+    "send failed",
+    "delivery failed",
+    "dropped",
+    "discarded",
+    "stopped",
+    "disabled",
+    "deleted",
+    "lost",
+    "not received",
+    "cannot write",
+    "unable to send",
+    "unable to write",
+    "buffer overflow",
+    "backlog",
+];
+/// Words (whole, or phrases) that name a security component.
+const SECURITY_COMPONENTS: &[&str] = &[
+    "edr",
+    "antivirus",
+    "anti-virus",
+    "endpoint protection",
+    "defender",
+    "crowdstrike",
+    "falcon",
+    "sentinelone",
+    "osquery",
+    "wazuh",
+    "ossec",
+    "auditd",
+    "selinux",
+    "apparmor",
+    "ids",
+    "ips",
+    "suricata",
+    "snort",
+    "waf",
+    "security agent",
+    "clamav",
+    "sysmon",
+    "guardduty agent",
+];
+const CRASHED: &[&str] = &[
+    "crash",
+    "segfault",
+    "segmentation fault",
+    "core dumped",
+    "terminated",
+    "exited",
+    "killed",
+    "not running",
+    "stopped",
+    "disabled",
+    "failed to start",
+    "unresponsive",
+];
+const PRIVILEGED: &[&str] = &["root", "admin", "administrator", "superuser", "sysadmin", "secadmin"];
 
 fn text_of(a: &Alert) -> String {
     format!("{} {}", a.message, a.code.as_deref().unwrap_or_default()).to_ascii_lowercase()
@@ -82,11 +208,24 @@ fn hit<'a>(text: &str, words: &[&'a str]) -> Option<&'a str> {
     words.iter().find(|w| text.contains(*w)).copied()
 }
 
-fn privileged(a: &Alert) -> bool {
-    a.user.as_deref().is_some_and(|u| {
-        let u = u.to_ascii_lowercase();
-        PRIVILEGED.iter().any(|p| u == *p || u.contains("admin"))
+/// A word or phrase of `words` that stands whole in `text` (`ids` is not in `pids`).
+fn whole<'a>(text: &str, words: &[&'a str]) -> Option<&'a str> {
+    let tokens: Vec<&str> = text.split(|c: char| !c.is_ascii_alphanumeric() && c != '-').filter(|t| !t.is_empty()).collect();
+    words.iter().copied().find(|w| {
+        let parts: Vec<&str> = w.split(' ').collect();
+        tokens.windows(parts.len()).any(|win| win == parts.as_slice())
     })
+}
+
+fn privileged(a: &Alert) -> Option<String> {
+    if let Some(u) = a.user.as_deref() {
+        let lower = u.to_ascii_lowercase();
+        if PRIVILEGED.iter().any(|p| lower.contains(p)) {
+            return Some(u.to_string());
+        }
+    }
+    let t = a.message.to_ascii_lowercase();
+    whole(&t, &["security admin", "admin", "administrator", "root", "sysadmin"]).map(|w| w.to_string())
 }
 
 /// The evidence line of an alert: where it was, and what it said.
@@ -111,7 +250,7 @@ pub fn evidence(a: &Alert) -> String {
     s
 }
 
-/// One alert on its own: its category and the words that decided it.
+/// One alert on its own: its category and why, in the alert's own words.
 fn classify(a: &Alert) -> (Category, String) {
     let t = text_of(a);
     let code = a.code.as_deref().unwrap_or_default();
@@ -119,32 +258,69 @@ fn classify(a: &Alert) -> (Category, String) {
         return (Category::ActiveAttack, "the lab's detector flagged the instance's traffic".into());
     }
     if code == "cis.containment.isolated" {
-        return (Category::ActiveAttack, "containment isolated the instance: an attack was in progress".into());
+        return (Category::ActiveAttack, "containment isolated the instance after a detection".into());
+    }
+    if let Some(c) = a.hint {
+        let why = match a.origin {
+            Origin::GuardDuty | Origin::SecurityHub => {
+                let title = a.message.split_once(". ").map_or(a.message.as_str(), |(t, _)| t);
+                format!("{} {code}: \"{}\"", a.origin.name(), title.trim_end_matches('.'))
+            }
+            Origin::CloudWatchAlarm if c == Category::Noise => "the alarm returned to OK".into(),
+            Origin::CloudWatchAlarm => "the alarm has no data: its metric stopped arriving".into(),
+            _ => format!("{} {code}", a.origin.name()),
+        };
+        return (c, why);
+    }
+    // Losing security logs comes before the outage words: "log partition is full".
+    if let (Some(l), Some(w)) = (whole(&t, LOGGING), hit(&t, LOG_LOSS)) {
+        if hit(&t, FAILED_LOGIN).is_none() {
+            return (Category::SecurityLogging, format!("'{l}' and '{w}': security logs are not being kept or delivered"));
+        }
+    }
+    // A security tool that stops comes before the outage words: "EDR agent failed to start".
+    if let (Some(c), Some(w)) = (whole(&t, SECURITY_COMPONENTS), hit(&t, CRASHED)) {
+        return (Category::SecurityComponent, format!("'{c}' and '{w}': a security component is not running"));
     }
     if let Some(w) = hit(&t, OUTAGE) {
-        return (Category::Outage, format!("'{w}': the service is down or about to be, users are affected now"));
+        return (Category::Outage, format!("'{w}': a service is down or about to stop"));
     }
     if let Some(w) = hit(&t, ATTACK) {
-        return (Category::ActiveAttack, format!("'{w}': someone is acting against the system now"));
+        return (Category::ActiveAttack, format!("'{w}': the alert reports an attack"));
+    }
+    if let Some(w) = hit(&t, BRUTE) {
+        if let Some(g) = hit(&t, GOT_IN) {
+            return (Category::ActiveAttack, format!("'{w}' and '{g}': a brute force that got in"));
+        }
+        return (Category::BruteForce, format!("'{w}': repeated failed logins, no success reported"));
     }
     if let Some(w) = hit(&t, DOS) {
-        return (Category::DenialOfService, format!("'{w}': traffic is being blocked to keep a service up"));
+        let held = match hit(&t, HELD_BACK) {
+            Some(h) => format!("; it says traffic is {h}"),
+            None => String::new(),
+        };
+        return (Category::DenialOfService, format!("'{w}': the alert reports a denial of service{held}"));
     }
-    if let Some(w) = hit(&t, CHANGE) {
-        let permanent = t.contains("permanent") || !t.contains("expir");
-        if privileged(a) && permanent {
-            return (
-                Category::PrivilegeChange,
-                format!("'{w}' by privileged user {}: access widened with no expiry", a.user.as_deref().unwrap_or_default()),
-            );
+    if let (Some(o), Some(v)) = (hit(&t, CHANGE_OBJECTS), whole(&t, CHANGE_VERBS).or_else(|| hit(&t, &["permanently"]))) {
+        let temporary = t.contains("expir") || t.contains("temporar") || t.contains(" until ");
+        match privileged(a) {
+            Some(who) if !temporary => {
+                return (Category::PrivilegeChange, format!("'{o}' {v} by privileged {who}, with no expiry"));
+            }
+            _ => return (Category::Hygiene, format!("'{o}' {v}: an access change to review")),
         }
-        return (Category::Hygiene, format!("'{w}': an access change to review"));
     }
     if let Some(w) = hit(&t, HYGIENE) {
-        return (Category::Hygiene, format!("'{w}': a weakness, not exploited in this batch"));
+        return (Category::Hygiene, format!("'{w}': a weakness; the alert reports no use of it"));
     }
     if let Some(w) = hit(&t, ROUTINE) {
-        return (Category::RoutineError, format!("'{w}': an ordinary error with no sign of harm"));
+        if a.origin == Origin::CloudWatchAlarm {
+            return (Category::RoutineError, format!("the alarm fired; '{w}'"));
+        }
+        return (Category::RoutineError, format!("'{w}': an error the alert ties to no harm"));
+    }
+    if a.origin == Origin::CloudWatchAlarm {
+        return (Category::RoutineError, "the alarm fired; its name, description and reason say no more".into());
     }
     (Category::Noise, "nothing in it points to harm".into())
 }
@@ -165,12 +341,22 @@ fn action_for(category: Category, alerts: &[&Alert]) -> String {
             format!("contain now: isolate {host} (`cis` containment or an isolation security group), block {src}, snapshot for forensics, then review what {src} reached")
         }
         Category::DenialOfService => {
-            format!("keep the block in place, confirm {host} still serves, and add rate limits or scaling upstream")
+            format!("confirm {host} still serves; keep or add filtering and rate limits upstream (AWS Shield, WAF rate rules), and scale if needed")
         }
+        Category::SecurityLogging => format!(
+            "restore logging on {host} now (free the log volume, fix the shipper or trail), then find what happened while it was blind"
+        ),
         Category::PrivilegeChange => format!(
             "review the change with {}: give the entry an expiry or remove it, and require approval for permanent allow-list entries",
             first.user.as_deref().unwrap_or("its author")
         ),
+        Category::BruteForce => {
+            let src = alerts.iter().find_map(|a| a.source.clone().or_else(|| a.user.clone())).unwrap_or_else(|| "the source".into());
+            format!("block or rate-limit {src}, check that no login from it succeeded, and require MFA on the account")
+        }
+        Category::SecurityComponent => {
+            format!("restart the security component on {host} and find why it stopped; treat the host as unwatched until it runs")
+        }
         Category::Hygiene => "schedule a fix: narrow the rule, renew or enable what is missing".into(),
         Category::RoutineError => "nothing now; watch for a rising rate".into(),
         Category::Noise => "nothing; consider suppressing it at the source".into(),
@@ -188,7 +374,10 @@ fn tried_then_through(idx: &[usize], texts: &[String], tried: &[&str], min_tries
     (tries.len() >= min_tries && !through.is_empty()).then_some((tries, through))
 }
 
-/// Triage of a batch: ranked findings, outages and attacks first.
+/// Failed logins enough to be a brute force on their own, with no success after them.
+const MANY_FAILURES: usize = 5;
+
+/// Triage of a batch: ranked findings, in the order of `Category`.
 pub fn triage(alerts: &[Alert]) -> TriageReport {
     let mut used = vec![false; alerts.len()];
     let mut groups: Vec<(Category, Vec<usize>, String)> = Vec::new();
@@ -206,7 +395,7 @@ pub fn triage(alerts: &[Alert]) -> TriageReport {
 
     // Correlation 1: a source denied (or scanning) and then let through.
     let mut by_source: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, a) in alerts.iter().enumerate() {
+    for (i, a) in alerts.iter().enumerate().filter(|(_, a)| a.hint.is_none()) {
         if let Some(s) = a.source.as_deref() {
             by_source.entry(s).or_default().push(i);
         }
@@ -221,9 +410,10 @@ pub fn triage(alerts: &[Alert]) -> TriageReport {
             groups.push((Category::ActiveAttack, claim(&mut used, &denied, &allowed), why));
         }
     }
-    // Correlation 2: failed logins, then a success, from one source or for one user.
+    // Correlation 2: failed logins, then a success, from one source or for one user; or
+    // many failed logins and no success.
     let mut by_actor: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, a) in alerts.iter().enumerate().filter(|(i, _)| !used[*i]) {
+    for (i, a) in alerts.iter().enumerate().filter(|(i, a)| !used[*i] && a.hint.is_none()) {
         if let Some(k) = a.source.clone().or_else(|| a.user.clone()) {
             by_actor.entry(k).or_default().push(i);
         }
@@ -232,6 +422,12 @@ pub fn triage(alerts: &[Alert]) -> TriageReport {
         if let Some((failed, success)) = tried_then_through(idx, &texts, FAILED_LOGIN, 3) {
             let why = format!("{} failed logins from {actor} and then a success: a brute force that worked", failed.len());
             groups.push((Category::ActiveAttack, claim(&mut used, &failed, &success), why));
+            continue;
+        }
+        let failed: Vec<usize> = idx.iter().copied().filter(|&i| hit(&texts[i], FAILED_LOGIN).is_some()).collect();
+        if failed.len() >= MANY_FAILURES {
+            let why = format!("{} failed logins from {actor}, none reported successful", failed.len());
+            groups.push((Category::BruteForce, claim(&mut used, &failed, &[]), why));
         }
     }
     // Correlation 3: a detection and the containment of the same instance.
@@ -276,16 +472,17 @@ pub fn triage(alerts: &[Alert]) -> TriageReport {
             Finding {
                 rank: n + 1,
                 alert_ids: members.iter().map(|a| a.id.clone()).collect(),
+                codes: members.iter().map(|a| a.code.clone()).collect(),
                 category,
-                severity: category.severity().to_string(),
-                critical: category.severity() == "critical",
+                severity: category.severity(),
+                critical: category.severity() == super::Severity::Critical,
                 why: format!("{}: {why}", category.name()),
                 action: action_for(category, &members),
                 evidence: members.iter().map(|a| evidence(a)).collect(),
             }
         })
         .collect();
-    TriageReport { format: "cis-triage".into(), version: 1, analyser: "builtin".into(), alerts: alerts.len(), findings }
+    TriageReport { format: "cis-triage".into(), version: 2, analyser: "builtin".into(), alerts: alerts.len(), findings }
 }
 
 /// Words of a reason that name a scan or a probe.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{
     builtin, firewall, Alert, AnalysisError, Category, Decision, Direction, Finding, FirewallRule, RcaInput, RcaIssue, RcaReport,
-    TriageReport,
+    Severity, TriageReport,
 };
 
 const TRIAGE_SYSTEM: &str = include_str!("../../assets/prompts/triage-system.md");
@@ -145,7 +145,6 @@ struct RuleAnswer {
     protocol: String,
 }
 
-const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
 
 impl<C: Completion> ModelAnalyser<C> {
     async fn call(&self, system: &str, user: &str) -> Result<String, AnalysisError> {
@@ -190,19 +189,20 @@ impl<C: Completion> Analyser for ModelAnalyser<C> {
             if let Some(unknown) = f.alert_ids.iter().find(|id| !known.contains(id.as_str())) {
                 return Err(self.bad(format!("finding {} names alert id '{unknown}', which is not in the input", n + 1)));
             }
-            let severity = f.severity.to_ascii_lowercase();
-            if !SEVERITIES.contains(&severity.as_str()) {
-                return Err(self.bad(format!(
+            let severity = Severity::from_word(&f.severity).ok_or_else(|| {
+                self.bad(format!(
                     "finding {} has severity '{}': expected one of {}",
                     n + 1,
                     f.severity,
-                    SEVERITIES.join(", ")
-                )));
-            }
+                    Severity::ALL.map(Severity::name).join(", ")
+                ))
+            })?;
             let evidence = f.alert_ids.iter().filter_map(|id| alerts.iter().find(|a| &a.id == id)).map(builtin::evidence).collect();
+            let codes = f.alert_ids.iter().map(|id| alerts.iter().find(|a| &a.id == id).and_then(|a| a.code.clone())).collect();
             findings.push(Finding {
                 rank: n + 1,
-                critical: severity == "critical",
+                critical: severity == Severity::Critical,
+                codes,
                 severity,
                 alert_ids: f.alert_ids,
                 category: f.category,
@@ -211,7 +211,7 @@ impl<C: Completion> Analyser for ModelAnalyser<C> {
                 evidence,
             });
         }
-        Ok(TriageReport { format: "cis-triage".into(), version: 1, analyser: self.name().into(), alerts: alerts.len(), findings })
+        Ok(TriageReport { format: "cis-triage".into(), version: 2, analyser: self.name().into(), alerts: alerts.len(), findings })
     }
 
     async fn rca(&self, input: &RcaInput, raw_logs: &str) -> Result<RcaReport, AnalysisError> {

@@ -8,6 +8,8 @@
 //! structured evidence is what the language-model analysers ([`llm`]) are given beside
 //! the raw input, and what their answers are checked against.
 
+// Alerts in the shapes tools write them: GuardDuty, Security Hub, CloudWatch alarms, the lab.
+mod alerts;
 pub mod builtin;
 // The column names of pasted logs and rules tables, one vocabulary for both.
 mod columns;
@@ -15,7 +17,7 @@ mod columns;
 pub mod firewall;
 pub mod llm;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -35,7 +37,36 @@ pub struct Alert {
     pub source: Option<String>,
     pub destination: Option<String>,
     pub message: String,
+    /// The alert's own code or type (`SEC3007`, `Backdoor:EC2/C&CActivity.B`).
     pub code: Option<String>,
+    pub origin: Origin,
+    /// The category the alert's own format decides (a GuardDuty finding type, a Security
+    /// Hub type namespace, an alarm's state), when it does.
+    pub hint: Option<Category>,
+}
+
+/// The tool an alert came from, as recognised by its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    Generic,
+    GuardDuty,
+    SecurityHub,
+    CloudWatchAlarm,
+    /// The lab's own detection and containment records.
+    Lab,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Generic => "alert",
+            Origin::GuardDuty => "GuardDuty finding",
+            Origin::SecurityHub => "Security Hub finding",
+            Origin::CloudWatchAlarm => "CloudWatch alarm",
+            Origin::Lab => "lab record",
+        }
+    }
 }
 
 /// Why an input could not be read: where, and what was wrong.
@@ -48,98 +79,12 @@ pub struct InputError {
     pub message: String,
 }
 
-fn first_text(o: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| match o.get(*k) {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    })
-}
+pub use alerts::parse_alerts;
 
-/// One alert object, under the field names alert sources commonly use; the lab's own
-/// detection (`instance_id`, `detector`, `reason`) and containment (`outcome`, `detail`)
-/// records become alerts with codes `cis.detection` and `cis.containment.<outcome>`.
-fn alert_of(value: &serde_json::Value, what: &'static str, position: usize) -> Result<Alert, InputError> {
-    let bad = |message: String| InputError { what, position, message };
-    let o = value.as_object().ok_or_else(|| bad(format!("expected an object, found {}", kind_of(value))))?;
-    let text = |keys: &[&str]| first_text(o, keys);
-    let (message, code) = if let (Some(detector), Some(instance)) = (text(&["detector"]), text(&["instance_id"])) {
-        (format!("{detector} detection on {instance}: {}", text(&["reason"]).unwrap_or_default()), Some("cis.detection".to_string()))
-    } else if let (Some(outcome), Some(instance)) = (text(&["outcome"]), text(&["instance_id"])) {
-        (
-            format!("containment of {instance}: {outcome}: {}", text(&["detail"]).unwrap_or_default()),
-            Some(format!("cis.containment.{outcome}")),
-        )
-    } else {
-        let message = text(&["message", "msg", "description", "detail", "reason", "summary", "title"])
-            .ok_or_else(|| bad("no message: give one of message, msg, description, detail".into()))?;
-        (message, text(&["code", "event_code", "error_code", "rule", "signature", "event_type"]))
-    };
-    let id = text(&["id", "alert_id", "event_id", "uuid"]).unwrap_or_else(|| format!("{what}-{position}"));
-    Ok(Alert {
-        id,
-        position,
-        timestamp: text(&["timestamp", "time", "@timestamp", "at", "date"]),
-        user: text(&["user", "username", "user_name", "principal", "actor"]),
-        source: text(&["source", "src", "src_ip", "srcaddr", "source_ip", "source_address", "client_ip"]),
-        destination: text(&["destination", "dst", "dst_ip", "dstaddr", "destination_ip", "destination_address", "host", "instance_id"]),
-        message,
-        code,
-    })
-}
-
-fn kind_of(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
-/// A batch of alerts: a JSON array, or JSON lines (blank lines skipped). Ids must be
-/// unique, since answers cite them.
-pub fn parse_alerts(text: &str) -> Result<Vec<Alert>, InputError> {
-    let trimmed = text.trim_start();
-    let alerts = if trimmed.starts_with('[') {
-        let values: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| InputError {
-            what: "line",
-            position: e.line(),
-            message: format!("not a JSON array of alerts: {e}"),
-        })?;
-        values.iter().enumerate().map(|(i, v)| alert_of(v, "element", i + 1)).collect::<Result<Vec<_>, _>>()?
-    } else {
-        let mut out = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            // The lab's function logs carry records after a marker: take what follows it.
-            let json = line.find('{').map_or(line, |at| &line[at..]);
-            let value: serde_json::Value = serde_json::from_str(json).map_err(|e| InputError {
-                what: "line",
-                position: i + 1,
-                message: format!("not a JSON object: {e}"),
-            })?;
-            out.push(alert_of(&value, "line", i + 1)?);
-        }
-        out
-    };
-    if alerts.is_empty() {
-        return Err(InputError { what: "line", position: 1, message: "no alerts in the input".into() });
-    }
-    let mut seen = BTreeSet::new();
-    for a in &alerts {
-        if !seen.insert(a.id.as_str()) {
-            return Err(InputError { what: "line", position: a.position, message: format!("alert id '{}' appears twice", a.id) });
-        }
-    }
-    Ok(alerts)
-}
-
-/// What an alert (or a correlated group) is, in order of impact.
+/// What an alert (or a correlated group) is, in the order triage ranks them (README,
+/// "How triage ranks"): availability outages and active attacks; then denial of service,
+/// loss of security logging and privileged permanent access changes; then brute-force
+/// signals and failing security components; then hygiene, routine errors and noise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
@@ -147,10 +92,16 @@ pub enum Category {
     Outage,
     /// Someone is acting against the system now.
     ActiveAttack,
-    /// Traffic blocked to keep a service up.
+    /// A flood against a service.
     DenialOfService,
+    /// Security logs are not being kept or delivered: an investigation would be blind.
+    SecurityLogging,
     /// A privileged user widened access for good.
     PrivilegeChange,
+    /// Repeated failed logins or a lockout: someone is guessing, not yet in.
+    BruteForce,
+    /// A security component (EDR, antivirus, IDS, audit daemon) crashed or stopped.
+    SecurityComponent,
     /// A weakness nobody is exploiting yet.
     Hygiene,
     RoutineError,
@@ -163,22 +114,59 @@ impl Category {
             Category::Outage => "availability outage",
             Category::ActiveAttack => "active attack",
             Category::DenialOfService => "denial of service",
+            Category::SecurityLogging => "loss of security logging",
             Category::PrivilegeChange => "privileged change",
+            Category::BruteForce => "brute-force signal",
+            Category::SecurityComponent => "security component down",
             Category::Hygiene => "hygiene",
             Category::RoutineError => "routine error",
             Category::Noise => "noise",
         }
     }
 
-    /// Critical, high, medium, low or info.
-    pub fn severity(self) -> &'static str {
+    pub fn severity(self) -> Severity {
         match self {
-            Category::Outage | Category::ActiveAttack => "critical",
-            Category::DenialOfService | Category::PrivilegeChange => "high",
-            Category::Hygiene => "medium",
-            Category::RoutineError => "low",
-            Category::Noise => "info",
+            Category::Outage | Category::ActiveAttack => Severity::Critical,
+            Category::DenialOfService | Category::SecurityLogging | Category::PrivilegeChange => Severity::High,
+            Category::BruteForce | Category::SecurityComponent => Severity::Medium,
+            Category::Hygiene | Category::RoutineError => Severity::Low,
+            Category::Noise => Severity::Info,
         }
+    }
+}
+
+/// How urgent a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+
+    pub fn from_word(w: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(w.trim()))
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -188,8 +176,11 @@ pub struct Finding {
     pub rank: usize,
     pub alert_ids: Vec<String>,
     pub category: Category,
-    pub severity: String,
+    pub severity: Severity,
     pub critical: bool,
+    /// The alerts' own codes, where they have one, in the order of `alert_ids`.
+    #[serde(default)]
+    pub codes: Vec<Option<String>>,
     pub why: String,
     pub action: String,
     /// The input lines the finding rests on, as given.
@@ -220,14 +211,14 @@ impl TriageReport {
                 f.rank,
                 f.severity,
                 f.category.name(),
-                f.alert_ids.join(", "),
+                cell(&f.cited()),
                 cell(&f.why),
                 cell(&f.action)
             );
         }
         let _ = writeln!(o, "\n## Evidence\n");
         for f in &self.findings {
-            let _ = writeln!(o, "{}. {} ({}):", f.rank, f.alert_ids.join(", "), f.category.name());
+            let _ = writeln!(o, "{}. {} ({}):", f.rank, f.cited(), f.category.name());
             for e in &f.evidence {
                 let _ = writeln!(o, "   - `{}`", e.replace('`', "'"));
             }
@@ -239,7 +230,7 @@ impl TriageReport {
         let mut o = String::new();
         let _ = writeln!(o, "triage by the {} analyser: {} alerts, {} findings", self.analyser, self.alerts, self.findings.len());
         for f in &self.findings {
-            let _ = writeln!(o, "{:>3}. [{}] {} - {}", f.rank, f.severity, f.alert_ids.join(", "), f.category.name());
+            let _ = writeln!(o, "{:>3}. [{}] {} - {}", f.rank, f.severity, f.cited(), f.category.name());
             let _ = writeln!(o, "     why: {}", f.why);
             let _ = writeln!(o, "     do:  {}", f.action);
             for e in &f.evidence {
@@ -247,6 +238,21 @@ impl TriageReport {
             }
         }
         o
+    }
+}
+
+impl Finding {
+    /// The alerts it cites, each with its own code beside its id: `a-7 (SEC3007)`.
+    pub fn cited(&self) -> String {
+        self.alert_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match self.codes.get(i).cloned().flatten() {
+                Some(code) => format!("{id} ({code})"),
+                None => id.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -696,6 +702,8 @@ pub fn run_input(record: &crate::orchestrator::measure::RunRecord, rules: Vec<Fi
             destination: Some("target".into()),
             message: record.detection_reason.clone().unwrap_or_else(|| format!("{} detected", record.scenario)),
             code: Some("cis.detection".into()),
+            origin: Origin::Lab,
+            hint: None,
         });
     }
     let Ok(scenario) = crate::model::scenario::find(&record.scenario) else { return input };

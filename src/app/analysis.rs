@@ -34,6 +34,11 @@ fn bad_file(path: &Path, e: InputError) -> Error {
     }
 }
 
+/// The format asked for, else JSON under `--output json`, else Markdown.
+fn format(args: &Args, asked: Option<AnalysisFormat>) -> AnalysisFormat {
+    asked.unwrap_or(if args.output == crate::app::cli::OutputFormat::Json { AnalysisFormat::Json } else { AnalysisFormat::Markdown })
+}
+
 /// The analyser the flags name, checked before any input is sent anywhere.
 async fn analyser(args: &Args, a: &AnalyserArgs) -> Result<Box<dyn Analyser>> {
     let sampling = Sampling { max_new_tokens: a.max_tokens, ..Default::default() };
@@ -78,12 +83,15 @@ async fn sagemaker(_: &Args, _: &AnalyserArgs, _: Sampling, _: std::time::Durati
 
 pub fn triage(args: &Args, t: &TriageArgs) -> Result<()> {
     let (text, path) = read(t.file.as_deref())?;
-    let alerts = analysis::parse_alerts(&text).map_err(|e| bad_file(&path, e))?;
+    let (alerts, warnings) = analysis::parse_alerts(&text).map_err(|e| bad_file(&path, e))?;
+    for w in warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
     let report = super::runtime(super::Time::Real)?.block_on(async {
         let analyser = analyser(args, &t.analyser).await?;
         Ok::<_, Error>(analyser.triage(&alerts, &text).await?)
     })?;
-    print(&match t.format {
+    print(&match format(args, t.format) {
         AnalysisFormat::Markdown => report.to_markdown(),
         AnalysisFormat::Text => report.to_text(),
         AnalysisFormat::Json => super::json(&report),
@@ -148,7 +156,7 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
         let analyser = analyser(args, &r.analyser).await?;
         Ok::<_, Error>(analyser.rca(&input, &raw_logs).await?)
     })?;
-    print(&match r.format {
+    print(&match format(args, r.format) {
         AnalysisFormat::Markdown => report.to_markdown(),
         AnalysisFormat::Text => report.to_text(),
         AnalysisFormat::Json => super::json(&report),

@@ -452,8 +452,9 @@ pub struct TriageArgs {
     /// too); `-` or nothing reads standard input.
     #[arg(value_name = "FILE|-")]
     pub file: Option<std::path::PathBuf>,
-    #[arg(long, value_enum, default_value = "markdown")]
-    pub format: AnalysisFormat,
+    /// markdown, text or json [default: markdown, or json with --output json].
+    #[arg(long, value_enum)]
+    pub format: Option<AnalysisFormat>,
     #[command(flatten)]
     pub analyser: AnalyserArgs,
 }
@@ -505,8 +506,9 @@ pub struct RcaArgs {
     /// attack's traffic, against the lab's security groups.
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
-    #[arg(long, value_enum, default_value = "markdown")]
-    pub format: AnalysisFormat,
+    /// markdown, text or json [default: markdown, or json with --output json].
+    #[arg(long, value_enum)]
+    pub format: Option<AnalysisFormat>,
     #[command(flatten)]
     pub analyser: AnalyserArgs,
 }

@@ -38,7 +38,7 @@ fn triage_ranks_the_outage_and_the_attack_above_routine_errors_and_noise_and_cit
 
     // Markdown (the default) says the same, with its evidence.
     let md = lab.ok(&["triage", &fixture("alerts-mixed.jsonl")]);
-    assert!(md.contains("| 1 | critical | availability outage | a-03 |"), "{md}");
+    assert!(md.contains("| 1 | critical | availability outage | a-03 (kernel.fs) |"), "{md}");
     assert!(md.contains("`#3 a-03 2026-11-20T08:01:10Z on db-1: write failed: No space left on device"), "{md}");
 }
 
@@ -536,4 +536,198 @@ for _ in range({requests}):
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("could not be reached") && err.to_lowercase().contains("certificate"), "{err}");
     assert!(out.stdout.is_empty());
+}
+
+/// Every verb honours `--output json`: its standard output parses as JSON. The verbs are
+/// read from `cis --help`, so a new verb without a case here fails this test.
+#[test]
+fn every_verb_prints_json_that_parses_under_output_json() {
+    let lab = crate::Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).display().to_string();
+    let help = lab.ok(&["--help"]);
+    let verbs: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(verbs.len() > 12 && verbs.contains(&"triage".to_string()), "{verbs:?}");
+    // The shell-completion script is a script for the shell, not a result; help is clap's.
+    let exempt = ["completions", "help"];
+    let (alerts, logs, rules) = (fixture("alerts-mixed.jsonl"), fixture("scan-then-allow.md"), fixture("rules.csv"));
+    let (flows, model) = (format!("{}/flows.log", d("export")), d("model.json"));
+    let cases: Vec<Vec<String>> = [
+        vec!["plan"],
+        vec!["up"],
+        vec!["status"],
+        vec!["scenarios", "list"],
+        vec!["scenarios", "show", "exfil-https-bulk"],
+        vec!["attack", "exfil-https-bulk"],
+        vec!["report"],
+        vec!["release"],
+        vec!["rca"],
+        vec!["down"],
+        vec!["sim", "export", "--days", "1", "--scenario", "exfil-https-bulk", "--out", &d("export")],
+        vec!["sim", "sweep", "exfil-https-bulk", "--runs", "1"],
+        vec!["flows", &flows],
+        vec!["train", "--baseline", &flows, "--out", &model],
+        vec!["detect", &flows, "--model", &model],
+        vec!["triage", &alerts],
+        vec!["rca", "--logs", &logs, "--rules", &rules],
+        vec!["policy"],
+        vec!["demo"],
+    ]
+    .into_iter()
+    .map(|c| c.into_iter().map(String::from).collect())
+    .collect();
+    for verb in verbs.iter().filter(|v| !exempt.contains(&v.as_str())) {
+        assert!(cases.iter().any(|c| &c[0] == verb), "verb '{verb}' has no --output json case here: add one");
+    }
+    for case in &cases {
+        let args: Vec<&str> = ["--output", "json"].into_iter().chain(case.iter().map(String::as_str)).collect();
+        let out = lab.ok(&args);
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&out) {
+            panic!("cis {args:?} printed what is not JSON ({e}):\n{out}");
+        }
+    }
+}
+
+#[test]
+fn triage_reads_guardduty_security_hub_and_alarm_shapes_and_ranks_by_the_written_order() {
+    let lab = crate::Lab::new();
+    let findings = |file: &str| -> Vec<(Vec<String>, String, String, Vec<String>)> {
+        let out = lab.ok(&["--output", "json", "triage", &fixture(file)]);
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let strs = |k: &str| f[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap_or("-").to_string()).collect::<Vec<_>>();
+                (strs("alert_ids"), f["category"].as_str().unwrap().to_string(), f["severity"].as_str().unwrap().to_string(), strs("codes"))
+            })
+            .collect()
+    };
+    // `aws guardduty get-findings` (PascalCase): the C&C backdoor first, the trail turned
+    // off next (logging lost), the SSH brute force of severity 2 after them.
+    let gd = findings("guardduty-get-findings.json");
+    let order: Vec<(&str, &str)> = gd.iter().map(|f| (f.0[0].as_str(), f.1.as_str())).collect();
+    assert_eq!(
+        order,
+        [
+            ("1ab2c3d4e5f6a7b8c9d0e1f2EXAMPLE1", "active-attack"),
+            ("1ab2c3d4e5f6a7b8c9d0e1f2EXAMPLE3", "security-logging"),
+            ("1ab2c3d4e5f6a7b8c9d0e1f2EXAMPLE2", "brute-force")
+        ]
+    );
+    assert_eq!(gd[0].3, ["Backdoor:EC2/C&CActivity.B!DNS"], "the finding's type is its code");
+    // The EventBridge event that carries a finding (camelCase).
+    let ev = findings("guardduty-event.json");
+    assert_eq!((ev[0].0[0].as_str(), ev[0].1.as_str()), ("16afba5c5c43e07c9e3e5e2e544e95df", "hygiene"));
+    // Security Hub (ASFF): a GuardDuty type carried in Types decides; a failed control is
+    // hygiene; a passed one is noise.
+    let sh = findings("securityhub-findings.json");
+    assert_eq!(sh.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(), ["active-attack", "hygiene", "noise"]);
+    assert_eq!(sh[0].3, ["Trojan:EC2/DNSDataExfiltration"]);
+    assert_eq!(sh[1].3, ["EC2.19"]);
+    // A CloudWatch alarm's state change in ALARM.
+    let cw = findings("cloudwatch-alarm-event.json");
+    assert_eq!((cw[0].0[0].as_str(), cw[0].1.as_str()), ("c4c1c1c9-6542-e61b-6ef0-8c4d36933a92", "routine-error"));
+
+    // The cases the README's order decides, with the alerts' own ids (alert_uuid) and codes.
+    let r = findings("alerts-rankings.jsonl");
+    let of = |uuid: &str| r.iter().position(|f| f.0.iter().any(|i| i.ends_with(uuid))).unwrap();
+    let category = |uuid: &str| r[of(uuid)].1.clone();
+    assert_eq!(category("0009"), "outage");
+    assert_eq!(category("0006"), "denial-of-service");
+    assert_eq!(category("0003"), "security-logging", "a full log partition blinds an investigation");
+    assert_eq!(category("0004"), "security-logging", "a failed log push too");
+    assert_eq!(category("0001"), "privilege-change", "a security admin's permanent ssh allow-list entry");
+    assert_eq!(category("0002"), "privilege-change", "an admin's permanent 0.0.0.0/0 rule on port 22");
+    assert_eq!(category("0005"), "brute-force", "a lockout after failed logins");
+    assert_eq!(category("0007"), "security-component");
+    assert_eq!(category("0008"), "hygiene");
+    assert!(of("0009") < of("0006") && of("0006") < of("0005") && of("0005") < of("0008"));
+    assert_eq!(r[of("0001")].3, ["SEC3007"]);
+    assert_eq!(r[of("0001")].2, "high");
+    let md = lab.ok(&["triage", &fixture("alerts-rankings.jsonl")]);
+    assert!(md.contains("7f9c1a52-0001 (SEC3007)"), "the code beside the id: {md}");
+    // The denial-of-service alert does not say traffic is blocked, so neither does the why.
+    let json: serde_json::Value = serde_json::from_str(&lab.ok(&["--output", "json", "triage", &fixture("alerts-rankings.jsonl")])).unwrap();
+    let dos = json["findings"].as_array().unwrap().iter().find(|f| f["category"] == "denial-of-service").unwrap();
+    assert!(!dos["why"].as_str().unwrap().contains("block"), "{dos}");
+
+    // No id field at all: the alerts are cited by place, and a warning says so.
+    let dir = tempfile::tempdir().unwrap();
+    let anon = dir.path().join("anon.jsonl");
+    std::fs::write(&anon, "{\"message\": \"disk full on db-1\"}\n{\"message\": \"GET / 200\"}\n").unwrap();
+    let out = lab.run(&["triage", anon.to_str().unwrap()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 of 2 alerts have no id field") && err.contains("alert_uuid"), "{err}");
+}
+
+#[test]
+fn rca_reads_a_portless_firewall_log_and_a_rules_table_in_the_words_people_use() {
+    let lab = crate::Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("firewall.md");
+    std::fs::write(
+        &logs,
+        "| Timestamp | Source IP | Destination IP | Protocol | Action | Reason | User |\n\
+         |---|---|---|---|---|---|---|\n\
+         | 2026-11-02 10:00:01 | 10.0.2.15 | 10.0.1.10 | TCP | Allowed | Established Connection | alice |\n\
+         | 2026-11-02 10:01:10 | 203.0.113.45 | 10.0.1.10 | TCP | Denied | Suspicious Port Scan | N/A |\n\
+         | 2026-11-02 10:01:12 | 203.0.113.45 | 10.0.1.10 | TCP | Denied | Port scan detected | N/A |\n\
+         | 2026-11-02 10:01:30 | 203.0.113.45 | 10.0.1.10 | TCP | Allowed | Matched rule 300 | N/A |\n\
+         | 2026-11-02 10:01:35 | 203.0.113.45 | 10.0.1.10 | TCP | Allowed | Data Transfer | N/A |\n",
+    )
+    .unwrap();
+    let rules = dir.path().join("rules.md");
+    std::fs::write(
+        &rules,
+        "| Rule ID | Source IP | Destination IP | Protocol | Port Range | Action |\n\
+         |---|---|---|---|---|---|\n\
+         | 100 | 10.0.2.0/24 | 10.0.1.10 | TCP | 443 | Allow |\n\
+         | 200 | Any | 10.0.1.10 | TCP | 22 | Deny |\n\
+         | 300 | Any | Any | Any | 1-65535 | Allow |\n",
+    )
+    .unwrap();
+    let out = lab.ok(&["--output", "json", "rca", "--logs", logs.to_str().unwrap(), "--rules", rules.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let issue = &report["issues"][0];
+    assert_eq!(issue["rule"], "300", "{report}");
+    assert_eq!(issue["category"], "active-attack");
+    assert!(issue["root_cause"].as_str().unwrap().contains("admits any source on all 65,535 ports"), "{issue}");
+    let proposed = issue["proposed_rules"].as_array().unwrap();
+    assert_eq!((proposed[0]["action"].as_str(), proposed[0]["source"].as_str()), (Some("deny"), Some("203.0.113.45")));
+    assert!(proposed.iter().all(|r| r["id"] != "300"), "the wide-open rule is gone: {proposed:?}");
+    assert!(proposed.iter().any(|r| r["id"] == "100" && r["source"] == "10.0.2.0/24"), "the narrow rule stays as it was");
+    assert_eq!(proposed.last().unwrap()["id"], "default-deny");
+
+    // An unknown column in a rules table is named, never read as `any`.
+    let odd = dir.path().join("odd.csv");
+    std::fs::write(&odd, "id,Origin Net,action,ports\nr1,10.0.2.0/24,allow,443\n").unwrap();
+    let out = lab.run(&["rca", "--logs", logs.to_str().unwrap(), "--rules", odd.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("column 'Origin Net'") && err.contains(&format!("{}:1:", odd.display())), "{err}");
+    // An action outside the known words names its line.
+    let bad = dir.path().join("bad-action.md");
+    std::fs::write(&bad, "| Source IP | Action |\n|---|---|\n| 10.0.0.1 | Allowed |\n| 10.0.0.2 | Quarantined |\n").unwrap();
+    let out = lab.run(&["rca", "--logs", bad.to_str().unwrap(), "--rules", rules.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:4:", bad.display())) && err.contains("'Quarantined'"), "{err}");
+    // An unknown log column is a warning, and the rest is read.
+    let extra = dir.path().join("extra.csv");
+    std::fs::write(&extra, "Src IP,Dst Port,Result,Colour\n203.0.113.7,22,DENY,red\n203.0.113.7,23,DENY,red\n203.0.113.7,3389,Drop,red\n203.0.113.7,8081,ACCEPT,red\n").unwrap();
+    let out = lab.run(&["--output", "json", "rca", "--logs", extra.to_str().unwrap(), "--rules", rules.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("column 'Colour'"));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["issues"][0]["rule"], "300");
 }

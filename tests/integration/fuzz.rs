@@ -331,7 +331,7 @@ fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
                 let text = String::from_utf8_lossy(&mutate(&mut rng, alerts.as_bytes())).into_owned();
                 tally(
                     cis::analysis::parse_alerts(&text)
-                        .map(|a| {
+                        .map(|(a, _)| {
                             let report = cis::analysis::builtin::triage(&a);
                             assert_eq!(
                                 report.findings.iter().map(|f| f.alert_ids.len()).sum::<usize>(),
@@ -346,7 +346,7 @@ fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
                 let text = String::from_utf8_lossy(&mutate(&mut rng, logs.as_bytes())).into_owned();
                 tally(
                     cis::analysis::parse_logs(&text)
-                        .map(|l| {
+                        .map(|(l, _)| {
                             let input = cis::analysis::RcaInput { logs: l, ..Default::default() };
                             cis::analysis::builtin::rca(&input);
                         })
