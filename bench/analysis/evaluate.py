@@ -8,6 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import alerts as A  # noqa: E402
+import heldout as H  # noqa: E402
 import rca_cases as R  # noqa: E402
 
 ORDER = ["outage", "active-attack", "denial-of-service", "security-logging", "privilege-change", "brute-force",
@@ -70,16 +71,27 @@ def batch_of(name, items, shape):
 def id_of(alert, position):
     if isinstance(alert, str):
         return f"line-{position}"
-    for k in ("id", "Id", "alertId"):
+    for k in ("id", "Id", "alertId", "uuid"):
         if k in alert:
             return alert[k]
     return f"line-{position}"
 
 
-batches = [("app.jsonl", A.APP, "jsonl"), ("edr.json", A.EDR, "array"), ("guardduty.json", A.GUARDDUTY, "document"),
-           ("securityhub.json", A.SECURITYHUB, "document"), ("cloudwatch.jsonl", A.CLOUDWATCH, "jsonl"), ("lab.log", A.LAB, "lines")]
-rows, rhos, misses = [], {}, []
-for name, items, shape in batches:
+def score(batches):
+    rows, rhos, misses = [], {}, []
+    for name, items, shape in batches:
+        score_batch(name, items, shape, rows, rhos, misses)
+    right = sum(e == g for _, _, e, g in rows)
+    tp = sum(e in CRITICAL and g in CRITICAL for _, _, e, g in rows)
+    fp = sum(e not in CRITICAL and g in CRITICAL for _, _, e, g in rows)
+    fn = sum(e in CRITICAL and g not in CRITICAL for _, _, e, g in rows)
+    defined = [r for r in rhos.values() if r is not None]
+    return dict(alerts=len(rows), sources=len(batches), right=right, tp=tp, fp=fp, fn=fn, rhos=rhos,
+                median=statistics.median(defined) if defined else None,
+                low=min(defined) if defined else None, high=max(defined) if defined else None, misses=misses)
+
+
+def score_batch(name, items, shape, rows, rhos, misses):
     report = run(["triage", batch_of(name, items, shape)])
     got = {}
     for f in report["findings"]:
@@ -96,11 +108,11 @@ for name, items, shape in batches:
         ys.append(ORDER.index(expected))
     rhos[name] = spearman(xs, ys)
 
-right = sum(e == g for _, _, e, g in rows)
-tp = sum(e in CRITICAL and g in CRITICAL for _, _, e, g in rows)
-fp = sum(e not in CRITICAL and g in CRITICAL for _, _, e, g in rows)
-fn = sum(e in CRITICAL and g not in CRITICAL for _, _, e, g in rows)
-defined = [r for r in rhos.values() if r is not None]
+
+main = score([("app.jsonl", A.APP, "jsonl"), ("edr.json", A.EDR, "array"), ("guardduty.json", A.GUARDDUTY, "document"),
+              ("securityhub.json", A.SECURITYHUB, "document"), ("cloudwatch.jsonl", A.CLOUDWATCH, "jsonl"), ("lab.log", A.LAB, "lines")])
+held = score([("heldout-app.jsonl", H.APP, "jsonl"), ("heldout-guardduty.json", H.AWS, "document"),
+              ("heldout-securityhub.json", H.SH, "document"), ("heldout-cloudwatch.jsonl", H.CW, "jsonl")])
 
 rca_rows = []
 for case in R.CASES:
@@ -115,33 +127,38 @@ rule_right = sum(e == g for _, e, g, _, _ in rca_rows)
 both_right = sum(e == g and ec == gc for _, e, g, ec, gc in rca_rows)
 
 analyser = next((flags[i + 1] for i, f in enumerate(flags) if f == "--analyser" and i + 1 < len(flags)), "builtin")
+
+
+def summary(m):
+    return {
+        "alerts": m["alerts"], "sources": m["sources"], "category_accuracy": m["right"] / m["alerts"],
+        "critical_precision": m["tp"] / (m["tp"] + m["fp"]) if m["tp"] + m["fp"] else None,
+        "critical_recall": m["tp"] / (m["tp"] + m["fn"]) if m["tp"] + m["fn"] else None,
+        "spearman_by_batch": m["rhos"], "spearman_median": m["median"], "misclassified": m["misses"],
+    }
+
+
 result = {
     "analyser": analyser,
-    "alerts": len(rows),
-    "sources": len(batches),
-    "category_accuracy": right / len(rows),
-    "critical_precision": tp / (tp + fp) if tp + fp else None,
-    "critical_recall": tp / (tp + fn) if tp + fn else None,
-    "spearman_by_batch": rhos,
-    "spearman_median": statistics.median(defined) if defined else None,
+    "development": summary(main),
+    "held_out": summary(held),
     "rca_cases": len(rca_rows),
     "root_cause_accuracy": rule_right / len(rca_rows),
     "root_cause_and_category_accuracy": both_right / len(rca_rows),
-    "misclassified": misses,
     "rca": [dict(case=c, expected_rule=e, rule=g, expected_category=ec, category=gc) for c, e, g, ec, gc in rca_rows],
 }
 with open(os.path.join(work, f"result-{analyser}.json"), "w") as f:
     json.dump(result, f, indent=2)
 print(f"analyser: {analyser}")
-print(f"triage: {len(rows)} alerts from {len(batches)} sources; category right {right}/{len(rows)} ({right / len(rows):.0%})")
-print(f"  critical: precision {tp}/{tp + fp}, recall {tp}/{tp + fn}")
-print("  Spearman rank correlation per batch: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in rhos.items()))
-if defined:
-    print(f"  median {statistics.median(defined):.2f}, range {min(defined):.2f} to {max(defined):.2f}")
+for label, m in [("development set (its misses were mended after the first run)", main), ("held-out set (run once)", held)]:
+    print(f"triage, {label}: {m['alerts']} alerts from {m['sources']} sources; category right {m['right']}/{m['alerts']} ({m['right'] / m['alerts']:.0%})")
+    print(f"  critical: precision {m['tp']}/{m['tp'] + m['fp']}, recall {m['tp']}/{m['tp'] + m['fn']}")
+    print("  Spearman per batch: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in m["rhos"].items()))
+    if m["median"] is not None:
+        print(f"  median {m['median']:.2f}, range {m['low']:.2f} to {m['high']:.2f}")
+    for x in m["misses"]:
+        print(f"  missed: {x}")
 print(f"rca: {len(rca_rows)} cases; rule right {rule_right}/{len(rca_rows)}, rule and category right {both_right}/{len(rca_rows)}")
 for c, e, g, ec, gc in rca_rows:
     if e != g or ec != gc:
         print(f"  {c}: expected rule {e} ({ec}), got {g} ({gc})")
-print("misclassified alerts:")
-for m in misses:
-    print(f"  {m}")

@@ -196,7 +196,10 @@ pub fn guardduty_category(kind: &str, severity: f64) -> Category {
         }
         "backdoor" | "trojan" | "cryptocurrency" | "exfiltration" | "impact" | "execution" | "privilegeescalation" | "persistence"
         | "credentialaccess" | "unauthorizedaccess" | "initialaccess" | "pentest" | "attacksequence" => Category::ActiveAttack,
-        "behavior" | "defenseevasion" | "discovery" | "recon" if severity >= 7.0 => Category::ActiveAttack,
+        // The instance itself acting oddly is a sign it is compromised from Medium (4) up;
+        // someone else probing it is, from High (7) up.
+        "behavior" | "defenseevasion" if severity >= 4.0 => Category::ActiveAttack,
+        "discovery" | "recon" if severity >= 7.0 => Category::ActiveAttack,
         "behavior" | "defenseevasion" | "discovery" | "recon" | "stealth" | "policy" => Category::Hygiene,
         _ => Category::Hygiene,
     }
@@ -258,6 +261,12 @@ fn asff_category(f: &Value) -> Category {
         return guardduty_category(&kind, severity);
     }
     let lower: Vec<String> = types.iter().map(|t| t.to_ascii_lowercase()).collect();
+    // A failed check that security logging is on (CloudTrail, flow logs, access logging).
+    let title = text_at(f, &["title"]).unwrap_or_default().to_ascii_lowercase();
+    let failed = text_at(f, &["compliance", "status"]).is_some_and(|s| s.eq_ignore_ascii_case("FAILED"));
+    if failed && ["cloudtrail", "logging", "flow log", "audit log"].iter().any(|w| title.contains(w)) {
+        return Category::SecurityLogging;
+    }
     let has = |w: &str| lower.iter().any(|t| t.contains(w));
     if has("logging") || (has("defense evasion") && text_at(f, &["title"]).is_some_and(|t| t.to_ascii_lowercase().contains("log"))) {
         Category::SecurityLogging

@@ -33,6 +33,8 @@ const OUTAGE: &[&str] = &[
     "outage",
     "not responding",
     "unreachable",
+    "status check failed",
+    "5xx",
 ];
 const ATTACK: &[&str] = &[
     "exfiltrat",
@@ -53,6 +55,9 @@ const ATTACK: &[&str] = &[
     "backdoor",
     "trojan",
     "compromised",
+    "credential dumping",
+    "mimikatz",
+    "credential theft",
 ];
 const DOS: &[&str] =
     &["ddos", "denial of service", "dos attack", "syn flood", "udp flood", "http flood", "rate limit", "rate-limit", "too many requests"];
@@ -73,6 +78,10 @@ const BRUTE: &[&str] = &[
     "failed logon attempts",
     "password spray",
     "credential stuffing",
+    "sign-in failures",
+    "login failures",
+    "logon failures",
+    "authentication failures",
 ];
 /// Words of a brute force that worked.
 const GOT_IN: &[&str] = &["succeeded", "successful login", "login successful", "logged in", "got in"];
@@ -117,7 +126,14 @@ const HYGIENE: &[&str] = &[
     "cve-",
     "outdated",
     "misconfigur",
+    "port scan",
+    "phishing",
+    "quarantined",
+    "new country",
+    "unfamiliar location",
 ];
+/// Pairs of words that make a weakness wherever they stand: "certificate for X expires".
+const HYGIENE_PAIRS: &[(&str, &str)] = &[("certificate", "expir"), ("password", "policy"), ("mfa", "disabled")];
 const ROUTINE: &[&str] =
     &["error", "failed", "failure", "timeout", "timed out", "retry", "denied", "refused", "exception", "warning", "unauthorized", "invalid"];
 const DENIED: &[&str] = &["denied", "blocked", "rejected", "drop", "scan"];
@@ -157,6 +173,9 @@ const LOG_LOSS: &[&str] = &[
     "unable to write",
     "buffer overflow",
     "backlog",
+    "cleared",
+    "stoplogging",
+    "deletetrail",
 ];
 /// Words (whole, or phrases) that name a security component.
 const SECURITY_COMPONENTS: &[&str] = &[
@@ -197,6 +216,7 @@ const CRASHED: &[&str] = &[
     "disabled",
     "failed to start",
     "unresponsive",
+    "offline",
 ];
 const PRIVILEGED: &[&str] = &["root", "admin", "administrator", "superuser", "sysadmin", "secadmin"];
 
@@ -285,6 +305,9 @@ fn classify(a: &Alert) -> (Category, String) {
     if let Some(w) = hit(&t, OUTAGE) {
         return (Category::Outage, format!("'{w}': a service is down or about to stop"));
     }
+    if let Some(p) = nearly_full(&t) {
+        return (Category::Outage, format!("'{p}% full': a volume about to fill, and what writes to it to stop"));
+    }
     if let Some(w) = hit(&t, ATTACK) {
         return (Category::ActiveAttack, format!("'{w}': the alert reports an attack"));
     }
@@ -302,7 +325,9 @@ fn classify(a: &Alert) -> (Category, String) {
         return (Category::DenialOfService, format!("'{w}': the alert reports a denial of service{held}"));
     }
     if let (Some(o), Some(v)) = (hit(&t, CHANGE_OBJECTS), whole(&t, CHANGE_VERBS).or_else(|| hit(&t, &["permanently"]))) {
-        let temporary = t.contains("expir") || t.contains("temporar") || t.contains(" until ");
+        // "expires in 2 hours" is temporary; "no expiry" is not.
+        let expires = t.contains("expir") && !["no expir", "without expir", "never expir", "not expir"].iter().any(|n| t.contains(n));
+        let temporary = expires || t.contains("temporar") || t.contains(" until ");
         match privileged(a) {
             Some(who) if !temporary => {
                 return (Category::PrivilegeChange, format!("'{o}' {v} by privileged {who}, with no expiry"));
@@ -312,6 +337,9 @@ fn classify(a: &Alert) -> (Category, String) {
     }
     if let Some(w) = hit(&t, HYGIENE) {
         return (Category::Hygiene, format!("'{w}': a weakness; the alert reports no use of it"));
+    }
+    if let Some((a, b)) = HYGIENE_PAIRS.iter().find(|(a, b)| t.contains(a) && t.contains(b)) {
+        return (Category::Hygiene, format!("'{a}' and '{b}': a weakness; the alert reports no use of it"));
     }
     if let Some(w) = hit(&t, ROUTINE) {
         if a.origin == Origin::CloudWatchAlarm {
@@ -323,6 +351,13 @@ fn classify(a: &Alert) -> (Category, String) {
         return (Category::RoutineError, "the alarm fired; its name, description and reason say no more".into());
     }
     (Category::Noise, "nothing in it points to harm".into())
+}
+
+/// "95% full" and above: the percentage, when the text says a volume is nearly full.
+fn nearly_full(t: &str) -> Option<u32> {
+    let at = t.find("% full")?;
+    let digits: String = t[..at].chars().rev().take_while(char::is_ascii_digit).collect::<Vec<_>>().into_iter().rev().collect();
+    digits.parse::<u32>().ok().filter(|p| *p >= 90)
 }
 
 fn action_for(category: Category, alerts: &[&Alert]) -> String {
