@@ -564,7 +564,9 @@ pub fn rca(input: &RcaInput) -> RcaReport {
         let culprit = allowed.iter().find_map(|row| {
             row.rule
                 .as_deref()
-                .and_then(|named| input.rules.iter().position(|r| r.id == named && r.action == Decision::Allow))
+                .and_then(|named| {
+                    input.rules.iter().position(|r| r.id == named && r.action == Decision::Allow && Matcher::of(r).is_some())
+                })
                 .or_else(|| fw.deciding(&row.packet(), Some(Decision::Allow)))
         });
         let through: Vec<String> = allowed.iter().filter_map(|r| r.port).collect::<BTreeSet<_>>().iter().map(u16::to_string).collect();
@@ -587,7 +589,8 @@ pub fn rca(input: &RcaInput) -> RcaReport {
         let (root_cause, rule_id) = match culprit {
             Some(i) => {
                 let r = &input.rules[i];
-                let m = Matcher::of(r).expect("the parsers read the ports");
+                // Every rule that can decide has readable ports (`Firewall` skips the rest).
+                let m = Matcher::of(r).expect("a deciding rule's ports were read");
                 let what = if m.wide_open() {
                     format!("rule {} is wide open: it admits {}", r.id, reach(r, &m))
                 } else {
@@ -751,7 +754,7 @@ fn allow_any(r: &FirewallRule) -> bool {
 /// wider than the rules it replaces (`firewall::wider` checks it in the tests).
 fn narrower_rules(input: &RcaInput, fw: &Firewall, culprit: usize, offender: &str) -> Vec<FirewallRule> {
     let c = &input.rules[culprit];
-    let cm = Matcher::of(c).expect("the parsers read the ports");
+    let Some(cm) = Matcher::of(c) else { return Vec::new() };
     let mut used: BTreeMap<(Option<u16>, Option<String>), BTreeSet<String>> = BTreeMap::new();
     for row in input.logs.iter().filter(|r| r.direction == c.direction && r.action == Some(Decision::Allow)) {
         let Some(src) = row.source.clone().filter(|s| s != offender) else { continue };

@@ -565,7 +565,8 @@ pub fn rules_of_lab(graph: &crate::model::lab::LabGraph) -> Vec<FirewallRule> {
         let crate::model::lab::ResourceConfig::SecurityGroup { ingress, egress, .. } = &spec.config else { continue };
         for (direction, rules) in [(Direction::Inbound, ingress), (Direction::Outbound, egress)] {
             for (i, r) in rules.iter().enumerate() {
-                let ports = if r.protocol == "-1" || r.from_port < 0 {
+                // ICMP rules put the type and code where ports go: they are not ports.
+                let ports = if r.protocol == "-1" || r.from_port < 0 || r.protocol == "icmp" || r.protocol == "1" || r.from_port > r.to_port {
                     "any".to_string()
                 } else if r.from_port == r.to_port {
                     r.from_port.to_string()

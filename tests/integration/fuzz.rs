@@ -311,9 +311,22 @@ fn ledger_and_scenario_loaders_survive_a_million_mutated_files() {
 #[test]
 fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis");
-    let alerts = std::fs::read_to_string(dir.join("alerts-mixed.jsonl")).unwrap();
+    // Every shape triage reads, in turn: JSON lines, GuardDuty and Security Hub documents,
+    // EventBridge events.
+    let alert_files: Vec<String> = [
+        "alerts-mixed.jsonl",
+        "alerts-rankings.jsonl",
+        "guardduty-get-findings.json",
+        "guardduty-event.json",
+        "securityhub-findings.json",
+        "cloudwatch-alarm-event.json",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+    .collect();
     let logs = std::fs::read_to_string(dir.join("scan-then-allow.md")).unwrap();
     let rules = std::fs::read_to_string(dir.join("rules.csv")).unwrap();
+    let parsed_rules = cis::analysis::parse_rules(&rules).unwrap();
     let pattern = cis::metric::egress_pattern("10.42.");
     let mut rng = Rng::seeded(0xA1_A1);
     let (mut ok, mut refused) = (0usize, 0usize);
@@ -328,6 +341,7 @@ fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
     for i in 0..n {
         match i % 5 {
             0 => {
+                let alerts = &alert_files[(i / 5) % alert_files.len()];
                 let text = String::from_utf8_lossy(&mutate(&mut rng, alerts.as_bytes())).into_owned();
                 tally(
                     cis::analysis::parse_alerts(&text)
@@ -347,7 +361,7 @@ fn triage_and_rca_inputs_and_filter_patterns_survive_a_million_mutations() {
                 tally(
                     cis::analysis::parse_logs(&text)
                         .map(|(l, _)| {
-                            let input = cis::analysis::RcaInput { logs: l, ..Default::default() };
+                            let input = cis::analysis::RcaInput { logs: l, rules: parsed_rules.clone(), ..Default::default() };
                             cis::analysis::builtin::rca(&input);
                         })
                         .map_err(|e| e.to_string()),
