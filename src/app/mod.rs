@@ -75,7 +75,13 @@ pub fn main() -> i32 {
         }
         Err(e) => {
             let bad_input = e.chain().any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_bad_input));
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // A cause that its wrapper already printed (an I/O error after its path) once.
+            let mut msg: Vec<String> = Vec::new();
+            for c in e.chain().map(|c| c.to_string()) {
+                if !msg.last().is_some_and(|m| m.ends_with(&c)) {
+                    msg.push(c);
+                }
+            }
             eprintln!("cis: error: {}", msg.join(": ").replace('\n', " "));
             if let Some(hint) = e.chain().find_map(|c| c.downcast_ref::<Error>().and_then(Error::hint)) {
                 eprintln!("cis: {hint}");
@@ -163,6 +169,14 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 
 fn run(args: &Args) -> Result<()> {
     let state = StateDir::new(args.state_dir.clone().unwrap_or_else(default_state_dir));
+    // Every layout below the root assumes a directory: say so once, naming the flag.
+    if state.root().exists() && !state.root().is_dir() {
+        return Err(Error::Usage(format!(
+            "--state-dir {}: this is a file, not a directory: give a directory (cis creates it when missing), or move the file away",
+            state.root().display()
+        ))
+        .into());
+    }
     match &args.command {
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Args::command(), "cis", &mut std::io::stdout());

@@ -82,7 +82,7 @@ impl Shared {
     }
 
     /// The faults a control-plane call meets: none, or one error before the service saw it.
-    fn inject(&self, api: &str) -> std::result::Result<(), CloudError> {
+    fn inject(&self, api: &str) -> Result<(), CloudError> {
         match self.injector().before(api) {
             Some(e) => Err(e),
             None => Ok(()),
@@ -91,7 +91,7 @@ impl Shared {
 
     /// A call from inside a function, as the AWS SDK makes it: its standard retry mode
     /// retries throttling and 5xx answers, three attempts in all, with jittered backoff.
-    async fn inject_with_sdk_retries(&self, api: &str) -> std::result::Result<(), CloudError> {
+    async fn inject_with_sdk_retries(&self, api: &str) -> Result<(), CloudError> {
         let mut attempt = 0;
         loop {
             let fault = self.injector().before(api);
@@ -108,7 +108,7 @@ impl Shared {
     }
 
     /// Answers a mutating call whose change was made: or, now and then, loses the answer.
-    fn answer<T>(&self, api: &str, value: T, call: Call) -> std::result::Result<T, CloudError> {
+    fn answer<T>(&self, api: &str, value: T, call: Call) -> Result<T, CloudError> {
         if call == Call::Mutate && self.injector().lose_response() {
             return Err(CloudError::Unavailable(format!("{api}: InternalError after the change took effect (injected)")));
         }
@@ -243,7 +243,7 @@ impl Shared {
     }
 
     /// Persists a control-plane change, then honours the crash hook.
-    fn commit(&self, world: &mut World) -> std::result::Result<(), CloudError> {
+    fn commit(&self, world: &mut World) -> Result<(), CloudError> {
         self.save(world).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))?;
         let n = self.mutations.fetch_add(1, Ordering::SeqCst) + 1;
         if self.crash_after == Some(n) {
@@ -415,7 +415,7 @@ impl Cloud for SimCloud {
         &self.shared.clock
     }
 
-    async fn account(&self) -> std::result::Result<AccountInfo, CloudError> {
+    async fn account(&self) -> Result<AccountInfo, CloudError> {
         let w = self.shared.world_now();
         Ok(AccountInfo {
             account_id: w.account_id.clone(),
@@ -430,7 +430,7 @@ impl Cloud for SimCloud {
         })
     }
 
-    async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> std::result::Result<String, CloudError> {
+    async fn create(&self, spec: &ResourceSpec, refs: &Refs) -> Result<String, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject(&format!("create {}", spec.kind))?;
         let now = self.shared.clock.now();
@@ -446,19 +446,19 @@ impl Cloud for SimCloud {
         self.shared.answer(&format!("create {}", spec.kind), id, Call::Mutate)
     }
 
-    async fn converge(&self, _spec: &ResourceSpec, _id: &str, _refs: &Refs) -> std::result::Result<(), CloudError> {
+    async fn converge(&self, _spec: &ResourceSpec, _id: &str, _refs: &Refs) -> Result<(), CloudError> {
         // The simulated create applies every setting in the same step, under the world's
         // lock: there is nothing left to converge.
         Ok(())
     }
 
-    async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> std::result::Result<Option<String>, CloudError> {
+    async fn find(&self, spec: &ResourceSpec, refs: &Refs) -> Result<Option<String>, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject(&format!("find {}", spec.kind))?;
         Ok(self.shared.world_now().find(spec, refs))
     }
 
-    async fn status(&self, kind: ResourceKind, id: &str) -> std::result::Result<ResourceStatus, CloudError> {
+    async fn status(&self, kind: ResourceKind, id: &str) -> Result<ResourceStatus, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject(&format!("describe {kind}"))?;
         let now = self.shared.clock.now();
@@ -470,7 +470,7 @@ impl Cloud for SimCloud {
         self.shared.world_now().status(kind, id)
     }
 
-    async fn delete(&self, kind: ResourceKind, id: &str) -> std::result::Result<(), CloudError> {
+    async fn delete(&self, kind: ResourceKind, id: &str) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.shared.inject(&format!("delete {kind}"))?;
         let now = self.shared.clock.now();
@@ -510,19 +510,19 @@ impl Cloud for SimCloud {
         self.shared.answer(&format!("delete {kind}"), (), Call::Mutate)
     }
 
-    async fn list_lab(&self, lab: &LabName) -> std::result::Result<Vec<CloudResource>, CloudError> {
+    async fn list_lab(&self, lab: &LabName) -> Result<Vec<CloudResource>, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject("tag:GetResources")?;
         Ok(self.shared.world_now().list_lab(lab.as_str()))
     }
 
-    async fn list_labs(&self) -> std::result::Result<Vec<LabName>, CloudError> {
+    async fn list_labs(&self) -> Result<Vec<LabName>, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject("tag:GetResources")?;
         Ok(self.shared.world_now().labs().into_iter().filter_map(|l| l.parse().ok()).collect())
     }
 
-    async fn first_delivery(&self, target: &LabTarget) -> std::result::Result<Option<Timestamp>, CloudError> {
+    async fn first_delivery(&self, target: &LabTarget) -> Result<Option<Timestamp>, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject("logs:DescribeLogStreams")?;
         let w = self.shared.world_now();
@@ -533,7 +533,7 @@ impl Cloud for SimCloud {
         }
     }
 
-    async fn alarm_firing(&self, target: &LabTarget) -> std::result::Result<bool, CloudError> {
+    async fn alarm_firing(&self, target: &LabTarget) -> Result<bool, CloudError> {
         let Some(alarm) = target.id(Role::EgressAlarm) else { return Ok(false) };
         self.shared.api_latency().await;
         self.shared.inject("cloudwatch:DescribeAlarms")?;
@@ -544,7 +544,7 @@ impl Cloud for SimCloud {
         }
     }
 
-    async fn start_attack(&self, target: &LabTarget, scenario: &Scenario, run_id: &str) -> std::result::Result<AttackHandle, CloudError> {
+    async fn start_attack(&self, target: &LabTarget, scenario: &Scenario, run_id: &str) -> Result<AttackHandle, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject("ssm:SendCommand")?;
         let now = self.shared.clock.now();
@@ -571,7 +571,7 @@ impl Cloud for SimCloud {
         })
     }
 
-    async fn stop_attack(&self, target: &LabTarget, run_id: &str, _backend_ref: Option<&str>) -> std::result::Result<(), CloudError> {
+    async fn stop_attack(&self, target: &LabTarget, run_id: &str, _backend_ref: Option<&str>) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.shared.inject("ssm:CancelCommand")?;
         let now = self.shared.clock.now();
@@ -581,7 +581,7 @@ impl Cloud for SimCloud {
         Ok(())
     }
 
-    async fn observe(&self, target: &LabTarget, attack: &AttackHandle) -> std::result::Result<Observation, CloudError> {
+    async fn observe(&self, target: &LabTarget, attack: &AttackHandle) -> Result<Observation, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject("observe")?;
         let w = self.shared.world_now();
@@ -620,7 +620,7 @@ impl Cloud for SimCloud {
         Box::new(SimContainment { shared: Arc::clone(&self.shared), as_function: false })
     }
 
-    async fn forget_detector_memory(&self, target: &LabTarget) -> std::result::Result<(), CloudError> {
+    async fn forget_detector_memory(&self, target: &LabTarget) -> Result<(), CloudError> {
         let Some(function) = target.id(Role::DetectorFunction) else { return Ok(()) };
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("s3:DeleteObjects").await?;
@@ -630,7 +630,7 @@ impl Cloud for SimCloud {
         self.shared.commit(&mut w)
     }
 
-    async fn checkpoint(&self) -> std::result::Result<(), CloudError> {
+    async fn checkpoint(&self) -> Result<(), CloudError> {
         let mut w = self.shared.world_now();
         self.shared.save(&mut w).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))
     }
@@ -656,13 +656,13 @@ impl DetectorApi for SimDetector {
         self.shared.clock.now()
     }
 
-    async fn invoke_endpoint(&self, endpoint: &str, csv: &str) -> std::result::Result<Vec<u8>, CloudError> {
+    async fn invoke_endpoint(&self, endpoint: &str, csv: &str) -> Result<Vec<u8>, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("sagemaker:InvokeEndpoint").await?;
         self.shared.world_now().invoke_endpoint(endpoint, csv, &self.model)
     }
 
-    async fn put_detections(&self, detections: &[DetectionEvent]) -> std::result::Result<(), CloudError> {
+    async fn put_detections(&self, detections: &[DetectionEvent]) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("events:PutEvents").await?;
         let now = self.shared.clock.now();
@@ -673,13 +673,13 @@ impl DetectorApi for SimDetector {
         self.shared.wake.notify_one();
         Ok(())
     }
-    async fn load_memory(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, CloudError> {
+    async fn load_memory(&self, key: &str) -> Result<Option<Vec<u8>>, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("s3:GetObject").await?;
         Ok(self.shared.world_now().pipeline.detector_memory.get(&self.memory_object(key)).map(|m| m.as_bytes().to_vec()))
     }
 
-    async fn save_memory(&self, key: &str, memory: &[u8]) -> std::result::Result<(), CloudError> {
+    async fn save_memory(&self, key: &str, memory: &[u8]) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("s3:PutObject").await?;
         let text = String::from_utf8_lossy(memory).into_owned();
@@ -701,7 +701,7 @@ impl SimContainment {
     /// A change to EC2 as the SDK makes it: the injected faults with its retries, and,
     /// under the `denied` profile, the function's role refused outright (AccessDenied is
     /// not retried).
-    async fn change(&self, api: &str) -> std::result::Result<(), CloudError> {
+    async fn change(&self, api: &str) -> Result<(), CloudError> {
         if self.as_function && self.shared.injector().deny_containment() {
             return Err(CloudError::AccessDenied(format!(
                 "{api}: UnauthorizedOperation: You are not authorized to perform this operation (explicit deny in a service control policy; injected)"
@@ -711,7 +711,7 @@ impl SimContainment {
     }
 
     /// Containment's network ACL entries on the subnet, added or removed.
-    async fn set_cut(&self, subnet_id: &str, on: bool) -> std::result::Result<(), CloudError> {
+    async fn set_cut(&self, subnet_id: &str, on: bool) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         let api = if on { "ec2:CreateNetworkAclEntry" } else { "ec2:DeleteNetworkAclEntry" };
         self.change(api).await?;
@@ -727,7 +727,7 @@ impl ContainmentApi for SimContainment {
         self.shared.clock.now()
     }
 
-    async fn describe_instance(&self, instance_id: &str) -> std::result::Result<InstanceView, CloudError> {
+    async fn describe_instance(&self, instance_id: &str) -> Result<InstanceView, CloudError> {
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("ec2:DescribeInstances").await?;
         let w = self.shared.world_now();
@@ -752,7 +752,7 @@ impl ContainmentApi for SimContainment {
         }
     }
 
-    async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> std::result::Result<(), CloudError> {
+    async fn set_interface_groups(&self, interface_id: &str, groups: &[String]) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.change("ec2:ModifyNetworkInterfaceAttribute").await?;
         let mut w = self.shared.world_now();
@@ -761,7 +761,7 @@ impl ContainmentApi for SimContainment {
         Ok(())
     }
 
-    async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> std::result::Result<(), CloudError> {
+    async fn tag_instance(&self, instance_id: &str, tags: &Tags) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.change("ec2:CreateTags").await?;
         let mut w = self.shared.world_now();
@@ -774,34 +774,34 @@ impl ContainmentApi for SimContainment {
         }
     }
 
-    async fn protect_from_termination(&self, instance_id: &str) -> std::result::Result<(), CloudError> {
+    async fn protect_from_termination(&self, instance_id: &str) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.change("ec2:ModifyInstanceAttribute").await?;
         self.shared.world_now().set_termination_protection(instance_id, true)
     }
 
-    async fn keep_volumes(&self, instance_id: &str, devices: &[String]) -> std::result::Result<(), CloudError> {
+    async fn keep_volumes(&self, instance_id: &str, devices: &[String]) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.change("ec2:ModifyInstanceAttribute").await?;
         self.shared.world_now().keep_volumes(instance_id, devices)
     }
 
-    async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> std::result::Result<String, CloudError> {
+    async fn snapshot_volume(&self, volume_id: &str, description: &str, tags: &Tags) -> Result<String, CloudError> {
         self.shared.api_latency().await;
         self.change("ec2:CreateSnapshot").await?;
         let now = self.shared.clock.now();
         self.shared.world_now().snapshot_volume(volume_id, description, tags, now)
     }
 
-    async fn cut_subnet(&self, subnet_id: &str) -> std::result::Result<(), CloudError> {
+    async fn cut_subnet(&self, subnet_id: &str) -> Result<(), CloudError> {
         self.set_cut(subnet_id, true).await
     }
 
-    async fn restore_subnet(&self, subnet_id: &str) -> std::result::Result<(), CloudError> {
+    async fn restore_subnet(&self, subnet_id: &str) -> Result<(), CloudError> {
         self.set_cut(subnet_id, false).await
     }
 
-    async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> std::result::Result<(), CloudError> {
+    async fn publish(&self, topic_arn: &str, subject: &str, message: &str) -> Result<(), CloudError> {
         self.shared.api_latency().await;
         self.shared.inject_with_sdk_retries("sns:Publish").await?;
         let now = self.shared.clock.now();

@@ -59,6 +59,13 @@ impl Error {
                 | Error::LabState(_)
                 | Error::Analysis(_)
         ) || matches!(self, Error::Cloud(CloudError::Credentials(_) | CloudError::AccessDenied(_)))
+            || matches!(self, Error::Io { source, .. } if Self::unwritable(source))
+    }
+
+    /// A place cis may not write to or that is not a directory: the user's to change.
+    fn unwritable(e: &std::io::Error) -> bool {
+        use std::io::ErrorKind as K;
+        matches!(e.kind(), K::PermissionDenied | K::NotADirectory | K::ReadOnlyFilesystem)
     }
 
     /// What to do next where the message alone does not say it.
@@ -66,6 +73,9 @@ impl Error {
         match self {
             Error::Cloud(CloudError::AccessDenied(_)) => {
                 Some("the identity cis runs as may not make this call: `cis policy` prints the IAM policy that allows every call cis makes")
+            }
+            Error::Io { source, .. } if Self::unwritable(source) => {
+                Some("give a directory cis may write to with --state-dir (or CIS_STATE_DIR)")
             }
             _ => None,
         }

@@ -194,7 +194,7 @@ pub enum Remote {
 }
 
 impl Remote {
-    pub fn parse(text: &str) -> std::result::Result<Remote, String> {
+    pub fn parse(text: &str) -> Result<Remote, String> {
         let bad =
             || format!("remote '{text}' is not an IP address, an IPv4 network (a.b.c.d/n), aws:S3, aws:AMAZON, aws:CLOUDFRONT or internet");
         if text == "internet" {
@@ -265,7 +265,7 @@ impl Stream {
     }
 
     /// Checks the stream; an error names the offending key (for its line) and says why.
-    fn check(&self, i: usize) -> std::result::Result<(), (&'static str, String)> {
+    fn check(&self, i: usize) -> Result<(), (&'static str, String)> {
         let at = format!("[[traffic]] #{}", i + 1);
         // Every number finite and in a range whose arithmetic cannot overflow: seconds
         // become durations and timestamps, bytes are summed over every connection.
@@ -291,7 +291,7 @@ impl Stream {
         self.check_shape(&at).map_err(|m| ("", m))
     }
 
-    fn check_shape(&self, at: &str) -> std::result::Result<(), String> {
+    fn check_shape(&self, at: &str) -> Result<(), String> {
         if self.remotes.is_empty() {
             return Err(format!("{at}: 'remotes' needs at least one address"));
         }

@@ -236,10 +236,10 @@ impl<'a> Orchestrator<'a> {
     }
 
     /// Retries transient errors with exponential backoff (no jitter: runs stay repeatable).
-    async fn retrying<T, F, Fut>(&self, label: &str, give_up_after: Duration, mut op: F) -> std::result::Result<T, CloudError>
+    async fn retrying<T, F, Fut>(&self, label: &str, give_up_after: Duration, mut op: F) -> Result<T, CloudError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, CloudError>>,
+        Fut: Future<Output = Result<T, CloudError>>,
     {
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(500);
@@ -259,10 +259,10 @@ impl<'a> Orchestrator<'a> {
     /// [`Orchestrator::retrying`], with NotFound retried too for [`VISIBILITY_GRACE`]: AWS's
     /// describe and modify calls are eventually consistent, and an id just created may
     /// not be found for a while. The one place that waits for an id to become visible.
-    async fn until_visible<T, F, Fut>(&self, label: &str, mut op: F) -> std::result::Result<T, CloudError>
+    async fn until_visible<T, F, Fut>(&self, label: &str, mut op: F) -> Result<T, CloudError>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, CloudError>>,
+        Fut: Future<Output = Result<T, CloudError>>,
     {
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
@@ -279,7 +279,7 @@ impl<'a> Orchestrator<'a> {
     }
 
     /// Polls until the resource is ready.
-    async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> std::result::Result<(), CloudError> {
+    async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> Result<(), CloudError> {
         let (timeout, cap) = ready_timeout(kind);
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
@@ -454,7 +454,7 @@ impl<'a> Orchestrator<'a> {
     }
 
     /// Deletes one resource and waits until it is gone.
-    async fn delete_and_wait(&self, label: &str, kind: ResourceKind, id: &str) -> std::result::Result<bool, CloudError> {
+    async fn delete_and_wait(&self, label: &str, kind: ResourceKind, id: &str) -> Result<bool, CloudError> {
         self.progress.begin(label, id, "deleting");
         match self.retrying(label, DELETE_RETRY_FOR, || self.cloud.delete(kind, id)).await {
             Ok(()) => {}

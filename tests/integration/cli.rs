@@ -25,6 +25,23 @@ fn bad_input_is_one_line_and_exit_2() {
     fails_with_2(&lab, &["report"], "no runs");
 }
 
+/// A state directory that is a file, or lies under one, is the user's to fix: exit 2, the
+/// path named once (not the OS error twice), what to do next, and nothing written.
+#[test]
+fn a_state_dir_that_is_a_file_is_named_and_nothing_is_written() {
+    let lab = Lab::new();
+    let file = lab.state().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let f = file.to_str().unwrap();
+    let err = fails_with_2(&lab, &["--state-dir", f, "status"], "--state-dir");
+    assert!(err.contains("is a file, not a directory"), "{err}");
+    let under = file.join("state");
+    let err = fails_with_2(&lab, &["--state-dir", under.to_str().unwrap(), "up"], "Not a directory");
+    assert_eq!(err.matches("Not a directory").count(), 1, "the OS error once: {err}");
+    assert!(err.contains("--state-dir (or CIS_STATE_DIR)"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}
+
 #[test]
 fn malformed_or_newer_state_files_are_refused_and_left_alone() {
     let lab = Lab::new();

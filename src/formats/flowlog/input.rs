@@ -78,7 +78,7 @@ impl Input {
         &self,
         format: Option<&LogFormat>,
         convert: impl Fn(FlowRecordOf<&str>) -> T + Sync,
-        mut each: impl FnMut(std::result::Result<(usize, T), LineError>),
+        mut each: impl FnMut(Result<(usize, T), LineError>),
     ) -> Result<()> {
         let name = self.name();
         let mut text = self.open_text()?;
@@ -91,7 +91,7 @@ impl Input {
             }
         };
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
-        type Parsed<T> = Vec<std::result::Result<(usize, T), LineError>>;
+        type Parsed<T> = Vec<Result<(usize, T), LineError>>;
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(u64, usize, Vec<u8>)>(workers);
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u64, Parsed<T>)>(workers * 2);
         let job_rx = std::sync::Mutex::new(job_rx);
