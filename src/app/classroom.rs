@@ -124,7 +124,71 @@ pub fn compare(state: &StateDir, cloud: crate::cloud::CloudKind) -> Result<Compa
     Ok(Comparison { format: "cis-classroom-report", version: 1, cloud: cloud.name().into(), labs: rows, overall })
 }
 
+/// One lab's figures as the trainer's page shows them.
+fn cells(s: &Summary) -> [String; 7] {
+    let p50 = |st: &Option<crate::report::Stats>| st.as_ref().map(|st| format!("{:.1} s", st.p50)).unwrap_or_else(|| "-".into());
+    [
+        s.runs.to_string(),
+        format!("{}/{}", s.detected, s.expected_detections),
+        s.isolated.to_string(),
+        p50(&s.detection_latency_s),
+        p50(&s.isolation_latency_s),
+        s.bytes_before_isolation.as_ref().map(|b| human_bytes(b.mean as u64)).unwrap_or_else(|| "-".into()),
+        s.false_isolations.to_string(),
+    ]
+}
+
+const HEADERS: [&str; 8] = ["lab", "runs", "detected", "isolated", "detection p50", "isolation p50", "lost (mean)", "false isolations"];
+
 impl Comparison {
+    /// The trainer's page as Markdown: a row per trainee, then every lab together.
+    pub fn to_markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# cis classroom report\n\ncloud: {} · {} lab(s) with runs\n", self.cloud, self.labs.len());
+        let _ = writeln!(o, "| {} |", HEADERS.join(" | "));
+        let _ = writeln!(o, "|---|{}", "---:|".repeat(HEADERS.len() - 1));
+        for (name, s) in self.labs.iter().map(|l| (l.lab.as_str(), &l.summary)).chain([("**all labs**", &self.overall)]) {
+            let _ = writeln!(o, "| {} | {} |", crate::analysis::cell(name), cells(s).join(" | "));
+        }
+        o
+    }
+
+    /// The trainer's page as one offline HTML file: the table, and a chart per figure
+    /// trainees compare (detection latency, isolation latency, bytes lost, detection rate).
+    pub fn to_html(&self) -> String {
+        use crate::report::html::{bars, esc, page};
+        let mut o = String::new();
+        let _ = writeln!(o, "<h1>cis classroom report on {}</h1>", esc(&self.cloud));
+        let _ = writeln!(o, "<p class=\"summary\">{} lab(s) with runs. {}</p>", self.labs.len(), esc(&self.overall.headline()));
+        let _ = writeln!(o, "<table><tr>{}</tr>", HEADERS.iter().enumerate().map(|(i, h)| if i == 0 { format!("<th>{h}</th>") } else { format!("<th class=\"n\">{h}</th>") }).collect::<String>());
+        for (name, s) in self.labs.iter().map(|l| (l.lab.as_str(), &l.summary)).chain([("all labs", &self.overall)]) {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td>{}</tr>",
+                esc(name),
+                cells(s).iter().map(|c| format!("<td class=\"n\">{}</td>", esc(c))).collect::<String>()
+            );
+        }
+        let _ = writeln!(o, "</table>");
+        let per_lab = |f: &dyn Fn(&Summary) -> Option<f64>| -> Vec<(String, Option<f64>)> {
+            self.labs.iter().map(|l| (l.lab.clone(), f(&l.summary))).collect()
+        };
+        let charts: [(&str, Vec<(String, Option<f64>)>, &str); 4] = [
+            ("detection latency p50 per lab", per_lab(&|s| s.detection_latency_s.as_ref().map(|x| x.p50)), "s"),
+            ("isolation latency p50 per lab", per_lab(&|s| s.isolation_latency_s.as_ref().map(|x| x.p50)), "s"),
+            ("bytes lost before isolation (mean) per lab, MiB", per_lab(&|s| s.bytes_before_isolation.as_ref().map(|b| b.mean / 1_048_576.0)), "MiB"),
+            (
+                "detection rate per lab, %",
+                per_lab(&|s| (s.expected_detections > 0).then(|| 100.0 * s.detected as f64 / s.expected_detections as f64)),
+                "%",
+            ),
+        ];
+        for (title, rows, unit) in &charts {
+            let _ = writeln!(o, "<h2>{}</h2>{}", esc(title), bars(title, rows, unit));
+        }
+        page(&format!("cis classroom report on {}", self.cloud), &o)
+    }
+
     pub fn to_text(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "cis classroom report · cloud: {} · {} lab(s) with runs", self.cloud, self.labs.len());

@@ -694,19 +694,12 @@ fn report(args: &Args, r: &crate::app::cli::ReportArgs, state: &StateDir) -> Res
     }
     if r.all_labs {
         let format = r.format.unwrap_or(if args.output == OutputFormat::Json { F::Json } else { F::Text });
-        if !matches!(format, F::Json | F::Text) {
-            return Err(Error::Usage(format!(
-                "report --all-labs --format {}: the classroom comparison is written as text or json; for one trainee's page run `cis report --lab LAB --format {}`",
-                format.name(),
-                format.name()
-            ))
-            .into());
-        }
         let comparison = classroom::compare(state, kind)?;
         let text = match format {
             F::Json => json(&comparison),
-            // Text; markdown and html were refused above.
-            _ => comparison.to_text(),
+            F::Text => comparison.to_text(),
+            F::Markdown => comparison.to_markdown(),
+            F::Html => comparison.to_html(),
         };
         match &r.out {
             Some(path) => crate::base::files::write_atomic(path, text.as_bytes())?,

@@ -9,7 +9,7 @@ use super::{secs, Report};
 use crate::base::units::human_bytes;
 
 /// Text safe inside HTML.
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -142,6 +142,59 @@ const SCRIPT: &str = r#"
   document.body.setAttribute('data-charts', 'drawn');
 })();
 "#;
+
+/// A self-contained page in the report's style around `body` (HTML already escaped).
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{}</title><style>{STYLE}</style></head><body>\n{body}</body></html>\n",
+        esc(title)
+    )
+}
+
+/// A horizontal bar chart drawn as static SVG: one labelled bar per row, a row without a
+/// value drawn as "-". `data-drawn` counts the bars, as the report's scripted charts do.
+pub fn bars(name: &str, rows: &[(String, Option<f64>)], unit: &str) -> String {
+    let (left, right, lane) = (230.0, 1040.0, 22.0);
+    let max = rows.iter().filter_map(|r| r.1).fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE);
+    let height = lane * rows.len() as f64 + 16.0;
+    let drawn = rows.iter().filter(|r| r.1.is_some()).count();
+    let mut o = format!(
+        "<svg data-chart=\"{}\" data-drawn=\"{drawn}\" width=\"1060\" height=\"{height}\" role=\"img\" aria-label=\"{}\">",
+        esc(name),
+        esc(name)
+    );
+    for (i, (label, value)) in rows.iter().enumerate() {
+        let y = 8.0 + lane * i as f64;
+        let _ = write!(o, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", left - 8.0, y + 13.0, esc(label));
+        match value {
+            Some(v) => {
+                let w = ((right - left - 80.0) * v / max).max(1.0);
+                let _ = write!(
+                    o,
+                    "<rect x=\"{left}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"#e63946\"/><text x=\"{:.1}\" y=\"{}\">{}</text>",
+                    y + 2.0,
+                    lane - 6.0,
+                    left + w + 6.0,
+                    y + 13.0,
+                    esc(&format!("{} {unit}", trim_number(*v)))
+                );
+            }
+            None => {
+                let _ = write!(o, "<text x=\"{left}\" y=\"{}\">-</text>", y + 13.0);
+            }
+        }
+    }
+    o.push_str("</svg>");
+    o
+}
+
+fn trim_number(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
 
 pub fn render(report: &Report) -> String {
     let s = &report.summary;

@@ -136,7 +136,7 @@ fn smaller_inputs_are_refused_by_name_and_nothing_is_created() {
     let out = format!("{}/x.html", missing_dir.display());
     fails_with_2(&lab, &["report", "--format", "html", "--out", &out], "does not exist");
     assert!(!missing_dir.exists(), "--out does not create directories");
-    fails_with_2(&lab, &["report", "--all-labs", "--format", "html"], "--format html");
+    fails_with_2(&lab, &["report", "--all-labs", "--format", "html"], "cis attack --all-labs");
     fails_with_2(&lab, &["attack", "nowhere.toml"], "no such scenario file");
     // A file of one's own under a catalogue id would merge into that scenario's figures.
     let own = lab.state().join("mine.toml");

@@ -211,6 +211,16 @@ fn a_classroom_of_30_labs_goes_up_is_attacked_compared_and_removed() {
     assert_eq!(compared["labs"].as_array().unwrap().len(), 30);
     assert_eq!(compared["overall"]["runs"], 30);
     assert_eq!(compared["overall"]["isolated"], 30);
+    // The trainer's page: a row per trainee, and a chart per figure with a bar per lab.
+    let md = lab.ok(&["report", "--all-labs", "--format", "markdown"]);
+    assert_eq!(md.lines().filter(|l| l.starts_with("| class-")).count(), 30, "{md}");
+    assert!(md.contains("| **all labs** | 30 | 30/30 | 30 |"), "{md}");
+    let page = lab.state().join("class.html");
+    lab.ok(&["report", "--all-labs", "--format", "html", "--out", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("<tr><td>class-").count(), 30);
+    assert_eq!(html.matches("data-drawn=\"30\"").count(), 4, "four charts of 30 bars each");
+    assert!(!html.contains("<script src") && !html.contains("http://") && !html.contains("https://"), "offline: nothing fetched");
     lab.ok(&["down", "--all-labs"]);
     assert_eq!(lab.live_resources(), vec![], "down --all-labs leaves nothing");
     assert!(lab.ok(&["status", "--all"]).contains("no labs"));
