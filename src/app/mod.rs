@@ -244,7 +244,7 @@ fn run(args: &Args) -> Result<()> {
             eprintln!("cis: injecting the faults of profile '{}'", args.faults);
         }
         let kill_after = cloud.kill_after(KILL_WITHIN);
-        let progress = progress::for_output(args.output, args.quiet);
+        let progress = progress::for_output(args.output, args.quiet, args.verbose > 0);
         let orch = Orchestrator::new(&cloud, progress.as_ref(), &state);
         let result = match kill_after {
             None => dispatch(args, &orch).await,
@@ -332,7 +332,7 @@ fn aws(args: &Args, state: &StateDir) -> Result<()> {
             _ => None,
         };
         let cloud = crate::backends::aws::cloud::AwsCloud::new(session, packages).with_exfil_host(exfil_host).map_err(Error::Cloud)?;
-        let progress = progress::for_output(args.output, args.quiet);
+        let progress = progress::for_output(args.output, args.quiet, args.verbose > 0);
         let orch = Orchestrator::new(&cloud, progress.as_ref(), state);
         dispatch(args, &orch).await
     })

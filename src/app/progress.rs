@@ -1,5 +1,6 @@
 //! How the orchestration's progress is shown: one indicatif bar per resource on a
-//! terminal, plain lines otherwise.
+//! terminal, plain lines otherwise: compact ones (what finished, and every retry and
+//! failure in full) unless `-v` asks for every step.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -12,27 +13,30 @@ use crate::orchestrator::Progress;
 
 /// How progress is shown for an output format: JSON keeps stdout for the result, so
 /// progress goes to stderr as lines; text gets bars on a terminal, lines otherwise;
-/// `--quiet` shows none.
-pub fn for_output(output: OutputFormat, quiet: bool) -> Box<dyn Progress> {
+/// lines are compact unless `verbose`; `--quiet` shows none.
+pub fn for_output(output: OutputFormat, quiet: bool, verbose: bool) -> Box<dyn Progress> {
     if quiet {
         return Box::new(crate::orchestrator::Silent);
     }
     match output {
-        OutputFormat::Json => Box::new(Lines::new(true)),
+        OutputFormat::Json => Box::new(Lines::new(true, !verbose)),
         OutputFormat::Text if std::io::stdout().is_terminal() => Box::new(Bars::default()),
-        OutputFormat::Text => Box::new(Lines::new(false)),
+        OutputFormat::Text => Box::new(Lines::new(false, !verbose)),
     }
 }
 
 /// Plain lines, to stdout (text output that is not a terminal) or stderr (JSON output).
+/// Compact lines leave out the start of each step and its waits: a log or a pipe gets one
+/// line per resource or phase as it ends, and every retry and failure in full.
 pub struct Lines {
     to_stderr: bool,
+    compact: bool,
     last: Mutex<BTreeMap<String, String>>,
 }
 
 impl Lines {
-    pub fn new(to_stderr: bool) -> Self {
-        Lines { to_stderr, last: Mutex::new(BTreeMap::new()) }
+    pub fn new(to_stderr: bool, compact: bool) -> Self {
+        Lines { to_stderr, compact, last: Mutex::new(BTreeMap::new()) }
     }
 
     fn line(&self, key: &str, text: &str) {
@@ -49,10 +53,14 @@ impl Lines {
 
 impl Progress for Lines {
     fn begin(&self, key: &str, what: &str, action: &str) {
-        self.line(key, &format!("{action} {what}"));
+        if !self.compact {
+            self.line(key, &format!("{action} {what}"));
+        }
     }
     fn update(&self, key: &str, message: &str) {
-        self.line(key, message);
+        if !(self.compact && message.starts_with("waiting")) {
+            self.line(key, message);
+        }
     }
     fn finish(&self, key: &str, message: &str) {
         self.line(key, message);

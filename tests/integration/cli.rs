@@ -167,9 +167,16 @@ fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
 #[test]
 fn quiet_prints_the_result_without_progress() {
     let lab = Lab::new();
-    let loud = lab.run(&["up"]);
+    let loud = lab.run(&["-v", "up"]);
     let loud_text = String::from_utf8_lossy(&loud.stdout).to_string();
     assert!(loud_text.contains("creating"), "{loud_text}");
+    lab.ok(&["down"]);
+    // Piped without -v: one line per resource as it ends, retries in full, no step starts
+    // or waits.
+    let compact = lab.ok(&["up"]);
+    assert!(compact.contains("(created in") && compact.contains("retrying in"), "{compact}");
+    assert!(!compact.contains("creating") && !compact.contains("waiting:"), "{compact}");
+    assert!(compact.lines().count() < loud_text.lines().count() * 3 / 4, "compact {} lines, -v {}", compact.lines().count(), loud_text.lines().count());
     lab.ok(&["down"]);
     let quiet = lab.run(&["--quiet", "up"]);
     assert!(quiet.status.success());
