@@ -10,11 +10,13 @@
 
 // Alerts in the shapes tools write them: GuardDuty, Security Hub, CloudWatch alarms, the lab.
 mod alerts;
-pub mod builtin;
 // The column names of pasted logs and rules tables, one vocabulary for both.
 mod columns;
 // Rules decided as a firewall decides them, and the check that a proposal is no wider.
 pub mod firewall;
+// The deterministic engine: classification, correlation, root cause, proposals.
+pub mod builtin;
+// The language-model analysers, checked against the engine's evidence.
 pub mod llm;
 
 use std::collections::BTreeMap;
