@@ -359,6 +359,11 @@ pub struct AttackArgs {
     /// Attack every lab that is up (a classroom), concurrently.
     #[arg(long)]
     pub all_labs: bool,
+    /// Start the first run at the next HH:MM (UTC) of the lab's clock, the lab's own
+    /// traffic going on until then: to meet the hour a workload is busy (a nightly
+    /// backup) or quiet. Virtual time on the simulator; on AWS, the command waits.
+    #[arg(long, value_name = "HH:MM")]
+    pub at: Option<crate::base::clock::TimeOfDay>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -417,7 +417,7 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
             }
             let quiet = Orchestrator { progress: &crate::orchestrator::Silent, ..*orch };
             let (quiet, scenarios) = (&quiet, &scenarios);
-            let work = classroom::for_each(&labs, |l| async move { attack_lab(quiet, &l, scenarios, a.repeat).await });
+            let work = classroom::for_each(&labs, |l| async move { attack_lab(quiet, &l, scenarios, a.repeat, a.at).await });
             let runs = until_interrupted(quiet, &labs, work).await?;
             print(&match args.output {
                 OutputFormat::Json => json(&runs.iter().flat_map(|(_, r)| r).collect::<Vec<_>>()),
@@ -434,7 +434,7 @@ async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()> {
         }
         Command::Attack(a) => {
             let scenarios = attack_scenarios(a)?;
-            let records = until_interrupted(orch, std::slice::from_ref(lab), attack_lab(orch, lab, &scenarios, a.repeat)).await?;
+            let records = until_interrupted(orch, std::slice::from_ref(lab), attack_lab(orch, lab, &scenarios, a.repeat, a.at)).await?;
             print(&match args.output {
                 OutputFormat::Json => json(&records),
                 OutputFormat::Text => Report::build(kind.name(), lab.as_str(), records).to_text(),
@@ -643,13 +643,17 @@ async fn until_interrupted<T>(
 }
 
 /// Runs the scenarios on one lab in order, each `repeat` times, kept apart by
-/// [`Orchestrator::settle`].
+/// [`Orchestrator::settle`], the first at the time of day `at` if one is given.
 async fn attack_lab(
     orch: &Orchestrator<'_>,
     lab: &crate::model::lab::LabName,
     scenarios: &[crate::model::scenario::Scenario],
     repeat: u32,
+    at: Option<crate::base::clock::TimeOfDay>,
 ) -> Result<Vec<crate::orchestrator::measure::RunRecord>, Error> {
+    if let Some(at) = at {
+        orch.wait_for_time_of_day(lab, at).await?;
+    }
     let mut records: Vec<crate::orchestrator::measure::RunRecord> = Vec::new();
     let mut previous: Option<&crate::model::scenario::Scenario> = None;
     for scenario in scenarios {

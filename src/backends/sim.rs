@@ -284,6 +284,14 @@ impl SimCloud {
     /// As [`SimCloud::open`], with the faults of `profile` injected; they draw from their
     /// own generator, seeded by the account's seed.
     pub fn open_with_faults(dir: &Path, seed: Option<u64>, region: &str, profile: FaultProfile) -> Result<SimCloud> {
+        // A new account draws its region's service endpoints from the prefixes AWS
+        // publishes for it: a region without them is refused before anything is written.
+        use crate::detect::destinations::{AwsRegion, AwsService};
+        if !dir.join("account.json").exists() && [AwsService::S3, AwsService::Amazon].iter().any(|s| AwsRegion::serving(*s, region).is_none()) {
+            return Err(Error::Usage(format!(
+                "--region {region}: AWS's published address ranges (assets/aws-prefixes.txt) hold no S3 or service endpoints there, so the simulator cannot place them: give a region such as us-east-1 or eu-west-1"
+            )));
+        }
         let lock = lock_exclusive(&dir.join("lock"), &format!("the simulated account in {}", dir.display()))?;
         let path = dir.join("account.json");
         let world = match std::fs::read_to_string(&path) {

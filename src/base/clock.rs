@@ -78,6 +78,49 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// A time of day in UTC, to the minute (`02:10`): when a run should start, so that an
+/// attack can meet the hour a workload is busy or quiet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeOfDay {
+    minute_of_day: u32,
+}
+
+impl TimeOfDay {
+    const DAY_MS: i64 = 86_400_000;
+
+    /// The first instant at or after `t` whose UTC time of day is this one.
+    pub fn next_at_or_after(self, t: Timestamp) -> Timestamp {
+        let day_start = t.0.div_euclid(Self::DAY_MS) * Self::DAY_MS;
+        let at = day_start + i64::from(self.minute_of_day) * 60_000;
+        Timestamp(if at >= t.0 { at } else { at + Self::DAY_MS })
+    }
+}
+
+impl std::str::FromStr for TimeOfDay {
+    type Err = String;
+
+    /// `HH:MM`, 24-hour, UTC.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("'{text}' is not a time of day: give HH:MM in UTC, 00:00 to 23:59 (for example 02:10)");
+        let (h, m) = text.split_once(':').ok_or_else(bad)?;
+        let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h) || !digits(m) {
+            return Err(bad());
+        }
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay { minute_of_day: h * 60 + m })
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02} UTC", self.minute_of_day / 60, self.minute_of_day % 60)
+    }
+}
+
 /// The program's one source of wall time.
 #[derive(Clone, Debug)]
 pub struct Clock {
@@ -144,6 +187,20 @@ mod tests {
         assert_eq!(Timestamp(951_782_400_123).to_string(), "2000-02-29T00:00:00.123Z");
         assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59.999Z");
         assert_eq!(Timestamp::SIM_EPOCH.compact(), "20260101T000000Z");
+    }
+
+    #[test]
+    fn a_time_of_day_is_met_at_or_after_now_and_refused_when_malformed() {
+        let at: TimeOfDay = "02:10".parse().unwrap();
+        let epoch = Timestamp::SIM_EPOCH;
+        assert_eq!(at.next_at_or_after(epoch).to_string(), "2026-01-01T02:10:00.000Z");
+        assert_eq!(at.next_at_or_after(epoch.plus(Duration::from_secs(2 * 3600 + 600))).to_string(), "2026-01-01T02:10:00.000Z");
+        assert_eq!(at.next_at_or_after(epoch.plus(Duration::from_secs(2 * 3600 + 601))).to_string(), "2026-01-02T02:10:00.000Z");
+        assert_eq!("00:00".parse::<TimeOfDay>().unwrap().next_at_or_after(epoch.plus(Duration::from_secs(1))).to_string(), "2026-01-02T00:00:00.000Z");
+        assert_eq!(at.to_string(), "02:10 UTC");
+        for bad in ["", "2:10", "24:00", "12:60", "12", "12:5", "+1:10", "12:10:00", "ab:cd"] {
+            assert!(bad.parse::<TimeOfDay>().is_err(), "{bad}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

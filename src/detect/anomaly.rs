@@ -26,7 +26,8 @@ use crate::detect::forest::{ForestParams, IsolationForest, Matrix};
 use crate::detect::memory::{Memory, HORIZON_S};
 
 pub const MODEL_FORMAT: &str = "cis-model";
-pub const MODEL_VERSION: u32 = 3;
+/// 4: an AWS service's destination group names its region (`aws:S3@us-east-1`).
+pub const MODEL_VERSION: u32 = 4;
 
 /// Which of the model's parts decided that a window is anomalous.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

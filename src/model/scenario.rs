@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::error::{Error, Result};
 use crate::base::rng::Rng;
-use crate::detect::destinations::{aws_service, prefixes_of, AwsService};
+use crate::detect::destinations::{aws_service, prefixes_of, AwsRegion, AwsService};
 use crate::formats::flowlog::is_external;
 
 /// The scenarios shipped with cis, as (file name, text).
@@ -213,8 +213,9 @@ impl Remote {
         text.parse().map(Remote::Address).map_err(|_| bad())
     }
 
-    /// An address of this remote: itself, or a fresh draw from the pool.
-    pub fn pick(&self, rng: &mut Rng) -> IpAddr {
+    /// An address of this remote: itself, or a fresh draw from the pool; an AWS
+    /// service's, from its prefixes that serve a lab in `region`.
+    pub fn pick(&self, region: &str, rng: &mut Rng) -> IpAddr {
         let in_network = |rng: &mut Rng, net: Ipv4Addr, len: u8| {
             let size = 1u64 << (32 - u32::from(len));
             IpAddr::V4(Ipv4Addr::from(u32::from(net) & crate::base::net::ipv4_mask(len) | rng.below(size) as u32))
@@ -223,12 +224,14 @@ impl Remote {
             Remote::Address(ip) => ip,
             Remote::Network(net, len) => in_network(rng, net, len),
             Remote::Aws(service) => {
-                let prefixes = prefixes_of(service);
+                // The simulator's accounts live only in regions the table holds.
+                let region = AwsRegion::serving(service, region).expect("the simulator's region has published prefixes");
+                let prefixes = prefixes_of(service, region);
                 loop {
                     let (net, len) = prefixes[rng.below(prefixes.len() as u64) as usize];
                     let ip = in_network(rng, net, len);
                     // Other customers' holes inside a service's prefix are not the service.
-                    if aws_service(ip) == Some(service) {
+                    if aws_service(ip) == Some((service, region)) {
                         return ip;
                     }
                 }
@@ -259,9 +262,9 @@ const MAX_CONNECTIONS: u32 = 1_000_000;
 const MAX_STREAMS: usize = 16;
 
 impl Stream {
-    /// The remote of the stream's `index`th connection.
-    pub fn remote(&self, index: u32, rng: &mut Rng) -> IpAddr {
-        Remote::parse(&self.remotes[index as usize % self.remotes.len()]).expect("streams are validated").pick(rng)
+    /// The remote of the stream's `index`th connection, from a target in `region`.
+    pub fn remote(&self, index: u32, region: &str, rng: &mut Rng) -> IpAddr {
+        Remote::parse(&self.remotes[index as usize % self.remotes.len()]).expect("streams are validated").pick(region, rng)
     }
 
     /// Checks the stream; an error names the offending key (for its line) and says why.
@@ -565,20 +568,22 @@ mod tests {
     #[test]
     fn pools_draw_fresh_addresses_of_their_kind() {
         let mut rng = Rng::seeded(3);
-        for (text, check) in [
-            ("aws:S3", Some(AwsService::S3)),
-            ("aws:AMAZON", Some(AwsService::Amazon)),
-            ("aws:CLOUDFRONT", Some(AwsService::CloudFront)),
-            ("internet", None),
+        for (text, region, check) in [
+            ("aws:S3", "eu-west-1", Some((AwsService::S3, "eu-west-1"))),
+            ("aws:S3", "us-east-1", Some((AwsService::S3, "us-east-1"))),
+            ("aws:AMAZON", "ap-southeast-2", Some((AwsService::Amazon, "ap-southeast-2"))),
+            ("aws:CLOUDFRONT", "eu-west-1", Some((AwsService::CloudFront, "GLOBAL"))),
+            ("internet", "us-east-1", None),
         ] {
             let pool = Remote::parse(text).unwrap();
-            let drawn: std::collections::BTreeSet<IpAddr> = (0..50).map(|_| pool.pick(&mut rng)).collect();
+            let drawn: std::collections::BTreeSet<IpAddr> = (0..50).map(|_| pool.pick(region, &mut rng)).collect();
             assert!(drawn.len() > 40, "{text}: addresses churn");
-            assert!(drawn.iter().all(|ip| aws_service(*ip) == check && is_external(*ip)), "{text}: {drawn:?}");
+            let check = check.map(|(service, region)| (service, AwsRegion::named(region).unwrap()));
+            assert!(drawn.iter().all(|ip| aws_service(*ip) == check && is_external(*ip)), "{text} in {region}: {drawn:?}");
         }
         let net = Remote::parse("151.101.0.0/16").unwrap();
-        assert!((0..20).all(|_| matches!(net.pick(&mut rng), IpAddr::V4(v) if v.octets()[..2] == [151, 101])));
-        assert_eq!(Remote::parse("10.42.1.200").unwrap().pick(&mut rng), "10.42.1.200".parse::<IpAddr>().unwrap());
+        assert!((0..20).all(|_| matches!(net.pick("us-east-1", &mut rng), IpAddr::V4(v) if v.octets()[..2] == [151, 101])));
+        assert_eq!(Remote::parse("10.42.1.200").unwrap().pick("us-east-1", &mut rng), "10.42.1.200".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Orchestrator;
-use crate::base::clock::Timestamp;
+use crate::base::clock::{TimeOfDay, Timestamp};
 use crate::base::error::{Error, Result};
 use crate::base::files::{json_error_message, write_atomic};
 use crate::base::versioned::check_header;
@@ -506,6 +506,27 @@ impl Orchestrator<'_> {
             self.retrying("attack", POLL_RETRY_FOR, || self.cloud.stop_attack(&target, &previous.run_id, None)).await?;
         }
         self.release(lab).await?;
+        Ok(())
+    }
+
+    /// Waits, the lab's traffic going on, until its clock next reads the time of day `at`
+    /// (`cis attack --at`). A lab whose time to live ends first is refused before any wait.
+    pub async fn wait_for_time_of_day(&self, lab: &LabName, at: TimeOfDay) -> Result<()> {
+        let ledger = self.complete_ledger(lab)?;
+        let clock = self.cloud.clock();
+        let start = at.next_at_or_after(clock.now());
+        if let Some(ttl) = ledger.options.ttl_s {
+            let expires_at = ledger.created_at.plus(Duration::from_secs(ttl));
+            if start >= expires_at {
+                return Err(Error::LabState(format!(
+                    "lab '{lab}' expires at {expires_at} (its --ttl), before {at} ({start}): give an earlier --at, or `cis down --lab {lab}` and `cis up --lab {lab} --ttl` with more time"
+                )));
+            }
+        }
+        if start > clock.now() {
+            self.progress.update("attack", &format!("waiting until {start} (--at {at}); the lab's own traffic goes on"));
+            clock.sleep_until(start).await;
+        }
         Ok(())
     }
 

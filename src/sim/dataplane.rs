@@ -352,7 +352,7 @@ impl World {
                 return;
             }
         };
-        let remote = stream.remote(index, &mut self.rng);
+        let remote = stream.remote(index, &self.region, &mut self.rng);
         let port = stream.ports[index as usize % stream.ports.len()];
         let ephemeral = 32768 + self.rng.below(28_000) as u16;
         let outbound = stream.direction == Direction::Outbound;

@@ -131,6 +131,7 @@ fn smaller_inputs_are_refused_by_name_and_nothing_is_created() {
     let lab = Lab::new();
     fails_with_2(&lab, &["--seed", "-1", "plan"], "'-1' is not a seed");
     fails_with_2(&lab, &["--region", "mars-1", "status"], "'mars-1' is not an AWS region");
+    fails_with_2(&lab, &["--region", "us-south-1", "up"], "no S3 or service endpoints there");
     assert!(!lab.state().join("sim").exists(), "no simulated account was created in no region");
     let missing_dir = lab.state().join("no-such-dir");
     let out = format!("{}/x.html", missing_dir.display());
@@ -200,4 +201,36 @@ fn up_with_other_options_names_the_ones_that_differ() {
     let err = fails_with_2(&lab, &["up", "--detector", "lambda", "--window", "600"], "other options");
     assert!(err.contains("window_s: was 60, now 600") && !err.contains("detector:"), "{err}");
     lab.ok(&["down"]);
+}
+
+/// `attack --at HH:MM` starts the run at that time of the lab's day, the lab's own traffic
+/// going on until then (a day of web-server traffic here: it isolates nothing, or the
+/// attack would be refused on an isolated target); a malformed time or a lab whose time to
+/// live ends first is refused by name.
+#[test]
+fn attack_at_a_time_of_day_starts_then_and_bad_times_are_refused() {
+    let lab = Lab::new();
+    fails_with_2(&lab, &["attack", "--at", "25:00"], "'25:00' is not a time of day");
+    lab.ok(&["up", "--baseline", "web-server", "--detector", "lambda", "--seed", "3"]);
+    let start_hour = |stdout: &str| -> (i64, i64) {
+        let runs: serde_json::Value = serde_json::from_str(stdout).unwrap();
+        let start = runs[0]["timeline"]["attack_start"].as_i64().unwrap();
+        (start / 86_400_000, start % 86_400_000)
+    };
+    let (day, at) = start_hour(&lab.ok(&["--output", "json", "attack", "exfil-https-bulk", "--at", "14:30"]));
+    assert!((14 * 3600 + 1800) * 1000 <= at && at < (14 * 3600 + 1800 + 600) * 1000, "started {at} ms into the day, not just after 14:30");
+    lab.ok(&["release"]);
+    // 02:05 has passed today: the next one is tomorrow's.
+    let (next_day, at) = start_hour(&lab.ok(&["--output", "json", "attack", "exfil-https-bulk", "--at", "02:05"]));
+    assert_eq!(next_day, day + 1);
+    assert!((2 * 3600 + 300) * 1000 <= at && at < (2 * 3600 + 300 + 600) * 1000, "started {at} ms into the day");
+    lab.ok(&["down"]);
+    // A new account's clock starts at midnight: a one-hour lab is gone by 03:00.
+    let short = Lab::new();
+    short.ok(&["up", "--ttl", "1h", "--detector", "lambda"]);
+    let err = fails_with_2(&short, &["attack", "--at", "03:00"], "expires at");
+    assert!(err.contains("before 03:00 UTC"), "{err}");
+    let runs = short.state().join("sim/labs/default/runs");
+    assert!(!runs.exists() || std::fs::read_dir(&runs).unwrap().next().is_none(), "nothing ran");
+    short.ok(&["down"]);
 }
