@@ -2,12 +2,13 @@
 //!
 //! AWS's service endpoints (SSM, CloudWatch, STS, S3) and its CDN answer from addresses
 //! that rotate inside the prefixes AWS publishes, so any address in one of those prefixes
-//! is that service in that region (every region's, so a lab anywhere knows its own). Any other public address counts by its /24 (IPv4) or /48 (IPv6),
-//! where one provider's machines sit together. Inside the VPC (private addresses) nothing
-//! rotates, and each address is one machine: a neighbour counts as itself, so a sweep of
-//! the subnet is a fan-out. The prefixes ship in `assets/aws-prefixes.txt`, taken
-//! from AWS's `ip-ranges.json` with the file's createDate; EC2's ranges are left out on
-//! purpose: they are other customers' machines, which an attacker can rent.
+//! is that service in that region (every region's, so a lab anywhere knows its own). Any
+//! other public address counts by its /24 (IPv4) or /48 (IPv6), where one provider's
+//! machines sit together. Inside the VPC (private addresses) nothing rotates, and each
+//! address is one machine: a neighbour counts as itself, so a sweep of the subnet is a
+//! fan-out. The prefixes ship in `assets/aws-prefixes.txt`, taken from AWS's
+//! `ip-ranges.json` with the file's createDate; EC2's ranges are left out on purpose: they
+//! are other customers' machines, which an attacker can rent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
