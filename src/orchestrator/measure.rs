@@ -515,8 +515,7 @@ impl Orchestrator<'_> {
         let ledger = self.complete_ledger(lab)?;
         let clock = self.cloud.clock();
         let start = at.next_at_or_after(clock.now());
-        if let Some(ttl) = ledger.options.ttl_s {
-            let expires_at = ledger.created_at.plus(Duration::from_secs(ttl));
+        if let Some(expires_at) = ledger.expires_at() {
             if start >= expires_at {
                 return Err(Error::LabState(format!(
                     "lab '{lab}' expires at {expires_at} (its --ttl), before {at} ({start}): give an earlier --at, or `cis down --lab {lab}` and `cis up --lab {lab} --ttl` with more time"
@@ -612,8 +611,7 @@ impl Orchestrator<'_> {
         }
         // A lab with a time to live deletes itself when the time is up: a run that would
         // outlast it would end in missing resources, not in a measurement.
-        if let Some(ttl) = ledger.options.ttl_s {
-            let expires_at = ledger.created_at.plus(Duration::from_secs(ttl));
+        if let Some(expires_at) = ledger.expires_at() {
             let needs = Duration::from_secs_f64(scenario.span_s())
                 + Duration::from_secs(u64::from(ledger.options.window_s))
                 + DELIVERY_ALLOWANCE

@@ -383,8 +383,8 @@ impl<'a> Orchestrator<'a> {
         let mut spec = crate::training::calibrated(spec)?;
         // The TTL counts from the lab's creation, as the ledger has it: a resumed `up`
         // keeps the first expiry.
-        if let crate::model::lab::ResourceConfig::Schedule { ttl_s, at, .. } = &mut spec.config {
-            *at = Some(file.lock().expect("not poisoned").ledger.created_at.plus(Duration::from_secs(*ttl_s)));
+        if let crate::model::lab::ResourceConfig::Schedule { at, .. } = &mut spec.config {
+            *at = file.lock().expect("not poisoned").ledger.expires_at();
         }
         let entry = file.lock().expect("not poisoned").ledger.entry(spec.role).cloned();
         let set = |id: Option<String>, state: EntryState| -> Result<()> {
@@ -776,7 +776,7 @@ impl<'a> Orchestrator<'a> {
             None => (0.0, None),
         };
         let hours = created_at.map(|c| now.seconds_since(c) / 3600.0).unwrap_or(0.0);
-        let expires_at = ledger.as_ref().and_then(|l| l.options.ttl_s.map(|ttl| l.created_at.plus(Duration::from_secs(ttl))));
+        let expires_at = ledger.as_ref().and_then(|l| l.expires_at());
         Ok(StatusReport {
             expires_at,
             seconds_left: expires_at.map(|e| e.seconds_since(now)),

@@ -60,6 +60,12 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// When a lab with a time to live deletes itself: its `--ttl` counts from its
+    /// creation, so a resumed `up` keeps the first expiry.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.options.ttl_s.map(|ttl| self.created_at.plus(std::time::Duration::from_secs(ttl)))
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         lab: LabName,
