@@ -64,7 +64,7 @@ async fn analyser(args: &Args, a: &AnalyserArgs) -> Result<Box<dyn Analyser>> {
 #[cfg(feature = "aws-functions")]
 async fn sagemaker(args: &Args, a: &AnalyserArgs, sampling: Sampling, timeout: std::time::Duration) -> Result<Box<dyn Analyser>> {
     let endpoint = a.endpoint.clone().unwrap_or_else(|| crate::model::lab::llm_endpoint_name(&args.lab));
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(args.region.clone()));
+    let mut loader = crate::backends::aws::sdk_loader().region(aws_config::Region::new(args.region.clone()));
     if let Some(url) = &args.endpoint_url {
         loader = loader.endpoint_url(url);
     }

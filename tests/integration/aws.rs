@@ -680,10 +680,10 @@ fn lives_of_up_then_down_through_the_strict_proxy_leave_nothing_tagged() {
     // Each life: `up`, then `down`, then nothing tagged with its lab. Each worker has its
     // own moto and proxy, seeded apart (a life mostly waits on backoff, so workers overlap
     // well); the proxy's throttling is doubled so that bursts land all over both commands.
-    // CI runs 16 lives (about 4 minutes here); `.ci/soak` runs the 200 lives on 8 workers
+    // CI runs 8 lives; `.ci/soak` runs the 200 lives on 8 workers
     // that README quotes.
     let env = |name: &str, default: u32| std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default);
-    let (lives, workers) = (env("CIS_STRICT_LIVES", 16), env("CIS_STRICT_WORKERS", 4).max(1));
+    let (lives, workers) = (env("CIS_STRICT_LIVES", 8), env("CIS_STRICT_WORKERS", 4).max(1));
     let packages = stand_in_packages();
     let stats: Vec<std::collections::BTreeMap<String, u64>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)

@@ -7,7 +7,7 @@
 //! Each life runs in-process on a paused runtime against a fresh simulated account. Under
 //! the `crashes` profile the command's future is dropped at a random virtual instant,
 //! which leaves exactly what a SIGKILL leaves: the account keeps what was done, the state
-//! directory what was written. `CIS_FAULT_SEEDS` sets the seeds per profile: 100 by
+//! directory what was written. `CIS_FAULT_SEEDS` sets the seeds per profile: 50 by
 //! default, which CI runs; `.ci/soak` runs 1,000. A failure names the profile and seed that reproduce it, and
 //! `CIS_FAULT_PROFILE` with `CIS_FAULT_SEED` runs that one life alone.
 
@@ -228,7 +228,7 @@ fn life(profile: FaultProfile, seed: u64, tally: &mut Tally) -> Result<(), Strin
 
 #[test]
 fn every_fault_profile_over_many_seeds_leaves_nothing_isolates_once_and_never_misses_in_silence() {
-    let seeds: u64 = std::env::var("CIS_FAULT_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let seeds: u64 = std::env::var("CIS_FAULT_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let only_profile: Option<FaultProfile> = std::env::var("CIS_FAULT_PROFILE").ok().map(|p| p.parse().unwrap());
     let only_seed: Option<u64> = std::env::var("CIS_FAULT_SEED").ok().and_then(|v| v.parse().ok());
     let profiles: Vec<FaultProfile> = FaultProfile::ALL.into_iter().filter(|p| only_profile.is_none_or(|o| o == *p)).collect();

@@ -1,6 +1,6 @@
 //! Hostile input: a seeded mutational fuzzer throws malformed variants of real records at
 //! each decoder. None may panic, and whatever parses must write back and read again to the
-//! same record. `CIS_FUZZ_INPUTS` sets the count per decoder: 100,000 by default, which CI
+//! same record. `CIS_FUZZ_INPUTS` sets the count per decoder: 50,000 by default, which CI
 //! runs; `.ci/soak` runs a million.
 
 use cis::flowlog::envelope::{self, LogEvent, LogsData};
@@ -9,7 +9,7 @@ use cis::lab::LAB_LOG_FORMAT;
 use cis::rng::Rng;
 
 fn inputs() -> usize {
-    std::env::var("CIS_FUZZ_INPUTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+    std::env::var("CIS_FUZZ_INPUTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000)
 }
 
 const SEEDS: &[&str] = &[

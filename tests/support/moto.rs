@@ -111,7 +111,7 @@ impl Moto {
     #[allow(dead_code)] // each including test binary uses its own part
     #[allow(dead_code)] // not every test binary talks to moto through the SDK
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        cis::backends::aws::sdk_loader()
             .endpoint_url(&self.direct)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))

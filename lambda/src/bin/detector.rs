@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e}: the deployment package carries model.json beside bootstrap (cis up adds it)", path.display()))?;
     let model = Model::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = cis::backends::aws::sdk_loader().load().await;
     let api = AwsDetector::new(&sdk, config.memory_bucket.clone());
     let (api, config, model) = (&api, &config, &model);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

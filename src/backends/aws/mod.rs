@@ -45,14 +45,22 @@ pub mod cloud;
 use std::time::Duration;
 
 #[cfg(feature = "aws")]
-use aws_config::BehaviorVersion;
-#[cfg(feature = "aws")]
 use aws_credential_types::provider::ProvideCredentials;
 
 #[cfg(feature = "aws")]
 use crate::cloud::{AccountInfo, CloudError};
 #[cfg(feature = "aws")]
 use crate::model::lab::{LabName, TAG_LAB, TAG_MANAGED};
+
+/// The SDK's configuration loader with the one HTTPS client every client of the lab uses:
+/// hyper with rustls on ring, the crypto reqwest already builds (the SDK's default stack
+/// would add aws-lc, a large C build, for the same TLS). Credentials, region and endpoint
+/// still come from the standard chain and whatever the caller sets.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+}
 
 #[cfg(feature = "aws")]
 /// The id of a resource this one needs, or why it cannot be created yet.
@@ -129,7 +137,7 @@ pub async fn connect(options: &AwsOptions) -> Result<AwsSession, CloudError> {
     // quota) gets more attempts than its default 3, so that one burst is absorbed by the
     // call it hit: a composite step such as listing a lab's resources (dozens of calls)
     // is otherwise failed by one call and retried whole by the orchestration.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = sdk_loader()
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS));
     if let Some(p) = &options.profile {
         loader = loader.profile_name(p);
