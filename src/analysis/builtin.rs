@@ -982,6 +982,11 @@ mod tests {
             }
         }
         // The property was tried, not passed by having nothing to check.
-        assert!(proposals > 100 && wide_open_blamed > 10, "{proposals} proposals, {wide_open_blamed} wide open");
+        // (At 100 rule sets: 74 proposals, 4 blaming a wide-open rule; at 400, over 100 and 10.)
+        let tried = seeds as usize;
+        assert!(
+            proposals * 4 > tried && wide_open_blamed * 40 > tried,
+            "{proposals} proposals, {wide_open_blamed} wide open over {tried} rule sets"
+        );
     }
 }
