@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Detection quality on the simulator, over the CLI, for each workload profile:
-#   - attacks: for each seed, `cis up --baseline P --seed S`, `cis attack --all --at HH:MM`
+#   - attacks: for each seed, `cis up --workload P --seed S`, `cis attack --all --at HH:MM`
 #     (every scenario of the catalogue, one after another, the lab settling between runs,
 #     the first at an hour of the day drawn from the seed so that the seeds cover the
 #     whole day: 7*S mod 24 hours, 17*S mod 60 minutes), `cis report --output json`,
@@ -25,14 +25,14 @@ rm -rf "$work"; mkdir -p "$work"
 for p in $profiles; do
   for s in $(seq 1 "$seeds"); do
     dir=$work/$p-$s
-    "$cis" --state-dir "$dir" up --baseline "$p" --seed "$s" > /dev/null 2>&1
+    "$cis" --state-dir "$dir" up --workload "$p" --seed "$s" > /dev/null 2>&1
     at=$(printf '%02d:%02d' $(( (s * 7) % 24 )) $(( (s * 17) % 60 )))
     "$cis" --state-dir "$dir" attack --all --seed "$s" --at "$at" > /dev/null 2>&1 || true
     "$cis" --state-dir "$dir" --output json report 2> /dev/null > "$work/$p-$s.json"
     "$cis" --state-dir "$dir" down > /dev/null 2>&1
   done
   for s in 1 2 3; do
-    "$cis" --state-dir "$work/benign-$p-$s" --output json --seed "$s" sim sweep exfil-https-bulk --baseline "$p" --runs 1 \
+    "$cis" --state-dir "$work/benign-$p-$s" --output json --seed "$s" sim sweep exfil-https-bulk --workload "$p" --runs 1 \
       --hours 240 --windows 60 --target-fpr 1e-5 --detectors model 2> /dev/null > "$work/benign-$p-$s.json"
   done
 done

@@ -18,7 +18,7 @@ use crate::detect::anomaly::{Model, TrainOptions};
 use crate::detect::features::windows_of_lines;
 use crate::formats::flowlog::LogFormat;
 use crate::model::lab::{rendered, DetectorMode, LabGraph, LabName, LabOptions, Refs, Role, LAB_LOG_FORMAT};
-use crate::model::scenario::{BaselineProfile, Scenario};
+use crate::model::scenario::{WorkloadProfile, Scenario};
 use crate::sim::dataplane::Context;
 use crate::sim::latency::LatencyModel;
 use crate::sim::world::World;
@@ -51,9 +51,9 @@ pub fn capture(
     hours: u64,
     seed: u64,
     latency: &LatencyModel,
-    baselines: &[BaselineProfile],
+    workloads: &[WorkloadProfile],
 ) -> Result<Vec<String>, CloudError> {
-    Ok(capture_labelled(window_s, profile, hours, seed, &[], latency, baselines)?.into_iter().map(|(line, _)| line).collect())
+    Ok(capture_labelled(window_s, profile, hours, seed, &[], latency, workloads)?.into_iter().map(|(line, _)| line).collect())
 }
 
 /// [`capture`] with scenarios run on the target at the given seconds after its start (no
@@ -66,15 +66,15 @@ pub fn capture_labelled(
     seed: u64,
     attacks: &[(f64, Scenario)],
     latency: &LatencyModel,
-    baselines: &[BaselineProfile],
+    workloads: &[WorkloadProfile],
 ) -> Result<Vec<(String, Option<usize>)>, CloudError> {
     let lab: LabName = "baseline".parse().expect("a valid lab name");
-    let options = LabOptions { detector: DetectorMode::Lambda, window_s, baseline: profile.to_string(), ..Default::default() };
+    let options = LabOptions { detector: DetectorMode::Lambda, window_s, workload: profile.to_string(), ..Default::default() };
     let graph = LabGraph::build(&lab, &options, "baseline");
     let mut world = World::new(seed, &options.region);
     world.capture = Some(Vec::new());
     let faults = std::sync::Mutex::new(crate::sim::faults::Injector::new(crate::sim::faults::FaultProfile::None, seed));
-    let ctx = Context { latency, baselines, faults: &faults };
+    let ctx = Context { latency, workloads, faults: &faults };
     let mut now = Timestamp::SIM_EPOCH;
     let mut refs = Refs::new();
     for spec in graph.resources.iter().filter(|s| CAPTURE_ROLES.contains(&s.role)) {
@@ -114,12 +114,12 @@ pub fn baseline_windows(
     window_s: u32,
     profile: &str,
     latency: &LatencyModel,
-    baselines: &[BaselineProfile],
+    workloads: &[WorkloadProfile],
 ) -> Result<Vec<crate::detect::features::WindowFeatures>, CloudError> {
-    if !baselines.iter().any(|b| b.id == profile) {
-        return Err(CloudError::Invalid(format!("no baseline profile '{profile}' in assets/baselines.toml")));
+    if !workloads.iter().any(|b| b.id == profile) {
+        return Err(CloudError::Invalid(format!("no baseline profile '{profile}' in assets/workloads.toml")));
     }
-    let lines = capture(window_s, profile, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
+    let lines = capture(window_s, profile, BASELINE_HOURS, TRAINING_SEED, latency, workloads)?;
     let format = LogFormat::parse(LAB_LOG_FORMAT).expect("the lab's format parses");
     Ok(windows_of_lines(lines.iter().map(String::as_str), &format, i64::from(window_s)))
 }
@@ -143,9 +143,9 @@ impl LabModels {
         window_s: u32,
         profile: &str,
         latency: &LatencyModel,
-        baselines: &[BaselineProfile],
+        workloads: &[WorkloadProfile],
     ) -> Result<Arc<Model>, CloudError> {
-        self.get_calibrated(window_s, profile, None, latency, baselines)
+        self.get_calibrated(window_s, profile, None, latency, workloads)
     }
 
     /// [`LabModels::get`] with the threshold calibrated to `target_fpr` (the default when None).
@@ -155,7 +155,7 @@ impl LabModels {
         profile: &str,
         target_fpr: Option<f64>,
         latency: &LatencyModel,
-        baselines: &[BaselineProfile],
+        workloads: &[WorkloadProfile],
     ) -> Result<Arc<Model>, CloudError> {
         let target_fpr = target_fpr.unwrap_or(TrainOptions::default().target_fpr);
         let key = (window_s, profile.to_string(), target_fpr.to_bits());
@@ -163,7 +163,7 @@ impl LabModels {
         if let Some(m) = by_window.get(&key) {
             return Ok(Arc::clone(m));
         }
-        let windows = baseline_windows(window_s, profile, latency, baselines)?;
+        let windows = baseline_windows(window_s, profile, latency, workloads)?;
         let options = TrainOptions { window_s: i64::from(window_s), target_fpr, ..Default::default() };
         let model = Model::train(
             windows,
@@ -190,10 +190,10 @@ pub const EGRESS_MARGIN: f64 = 1.5;
 pub fn egress_threshold(
     calibration: &crate::model::lab::AlarmCalibration,
     latency: &LatencyModel,
-    baselines: &[BaselineProfile],
+    workloads: &[WorkloadProfile],
 ) -> Result<f64, CloudError> {
     let c = calibration;
-    let values = egress_minutes(c.window_s, &c.workload, latency, baselines)?;
+    let values = egress_minutes(c.window_s, &c.workload, latency, workloads)?;
     let busiest = values.last().copied().unwrap_or(0.0);
     Ok(match c.target_fpr {
         None => (busiest * EGRESS_MARGIN).max(1.0),
@@ -210,7 +210,7 @@ fn egress_minutes(
     window_s: u32,
     workload: &str,
     latency: &LatencyModel,
-    baselines: &[BaselineProfile],
+    workloads: &[WorkloadProfile],
 ) -> Result<Arc<Vec<f64>>, CloudError> {
     static MINUTES: OnceLock<Mutex<BTreeMap<(u32, String), Arc<Vec<f64>>>>> = OnceLock::new();
     let key = (window_s, workload.to_string());
@@ -218,12 +218,12 @@ fn egress_minutes(
     if let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(Arc::clone(v));
     }
-    if !baselines.iter().any(|b| b.id == workload) {
-        return Err(CloudError::Invalid(format!("no baseline profile '{workload}' in assets/baselines.toml")));
+    if !workloads.iter().any(|b| b.id == workload) {
+        return Err(CloudError::Invalid(format!("no baseline profile '{workload}' in assets/workloads.toml")));
     }
     let pattern = crate::formats::metric::FilterPattern::parse(&crate::formats::metric::egress_pattern(crate::model::lab::LAB_VPC_PREFIX))
         .map_err(CloudError::Invalid)?;
-    let lines = capture(window_s, workload, BASELINE_HOURS, TRAINING_SEED, latency, baselines)?;
+    let lines = capture(window_s, workload, BASELINE_HOURS, TRAINING_SEED, latency, workloads)?;
     let sums =
         crate::formats::metric::period_sums(&pattern, &crate::model::lab::egress_transformation(), lines.iter().map(String::as_str), 60);
     let minutes = (BASELINE_HOURS * 60) as usize;
@@ -241,7 +241,7 @@ pub fn calibrated(mut spec: crate::model::lab::ResourceSpec) -> Result<crate::mo
     use crate::model::lab::ResourceConfig as C;
     if let C::MetricAlarm { rule, calibrate, .. } = &mut spec.config {
         if let Some(c) = calibrate.take() {
-            rule.threshold = egress_threshold(&c, &LatencyModel::embedded(), &crate::model::scenario::baselines())?;
+            rule.threshold = egress_threshold(&c, &LatencyModel::embedded(), &crate::model::scenario::workloads())?;
         }
     }
     Ok(spec)
@@ -254,10 +254,10 @@ mod tests {
 
     #[test]
     fn the_egress_threshold_sits_above_the_baseline_and_a_looser_target_lowers_it() {
-        let (latency, baselines) = (LatencyModel::embedded(), crate::model::scenario::baselines());
+        let (latency, workloads) = (LatencyModel::embedded(), crate::model::scenario::workloads());
         for workload in ["idle-server", "web-server"] {
             let t = |target_fpr| {
-                egress_threshold(&AlarmCalibration { workload: workload.into(), window_s: 60, target_fpr }, &latency, &baselines).unwrap()
+                egress_threshold(&AlarmCalibration { workload: workload.into(), window_s: 60, target_fpr }, &latency, &workloads).unwrap()
             };
             let (default, strict, loose) = (t(None), t(Some(1e-5)), t(Some(1e-2)));
             println!("{workload}: default {default}, 1e-5 {strict}, 1e-2 {loose}");

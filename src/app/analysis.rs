@@ -4,7 +4,7 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use super::print;
+use super::output::print;
 use crate::analysis::llm::{Analyser, Builtin, ModelAnalyser, OpenAi, Sampling};
 use crate::analysis::{self, InputError, RcaInput};
 use crate::app::cli::{AnalyserArgs, AnalyserKind, AnalysisFormat, Args, RcaArgs, TriageArgs};
@@ -87,14 +87,14 @@ pub fn triage(args: &Args, t: &TriageArgs) -> Result<()> {
     for w in warnings {
         eprintln!("warning: {}: {w}", path.display());
     }
-    let report = super::runtime(super::Time::Real)?.block_on(async {
+    let report = super::runtime::runtime(super::runtime::Time::Real)?.block_on(async {
         let analyser = analyser(args, &t.analyser).await?;
         Ok::<_, Error>(analyser.triage(&alerts, &text).await?)
     })?;
     print(&match format(args, t.format) {
         AnalysisFormat::Markdown => report.to_markdown(),
         AnalysisFormat::Text => report.to_text(),
-        AnalysisFormat::Json => super::json(&report),
+        AnalysisFormat::Json => super::output::json(&report),
     });
     Ok(())
 }
@@ -116,7 +116,7 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
             let (text, path) = read(Some(p))?;
             input.rules = analysis::parse_rules(&text).map_err(|e| bad_file(&path, e))?;
         }
-        None if r.run.is_some() => input.rules = analysis::rules_of_lab(&super::lab_graph_for_rules(state, args.cloud, &args.lab)?),
+        None if r.run.is_some() => input.rules = analysis::rules_of_lab(&super::reporting::lab_graph_for_rules(state, args.cloud, &args.lab)?),
         None => {
             let path = state.ledger(args.cloud, &args.lab);
             let ledger = crate::store::ledger::Ledger::load(&path)?.ok_or_else(|| {
@@ -152,14 +152,14 @@ pub fn rca(args: &Args, r: &RcaArgs, state: &StateDir) -> Result<()> {
     if input.logs.is_empty() && r.logs.is_none() && input.rules.is_empty() {
         return Err(Error::Usage("nothing to analyse: give --logs FILE and --rules FILE".into()));
     }
-    let report = super::runtime(super::Time::Real)?.block_on(async {
+    let report = super::runtime::runtime(super::runtime::Time::Real)?.block_on(async {
         let analyser = analyser(args, &r.analyser).await?;
         Ok::<_, Error>(analyser.rca(&input, &raw_logs).await?)
     })?;
     print(&match format(args, r.format) {
         AnalysisFormat::Markdown => report.to_markdown(),
         AnalysisFormat::Text => report.to_text(),
-        AnalysisFormat::Json => super::json(&report),
+        AnalysisFormat::Json => super::output::json(&report),
     });
     Ok(())
 }

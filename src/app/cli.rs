@@ -227,10 +227,10 @@ pub struct LabArgs {
     /// tracked connections flowing.
     #[arg(long, value_enum)]
     pub isolation: Option<IsolationSteps>,
-    /// The target's benign workload, a profile of assets/baselines.toml (idle-server,
+    /// The target's benign workload, a profile of assets/workloads.toml (idle-server,
     /// web-server, batch-job): the simulator runs its traffic and trains the lab's model on it.
-    #[arg(long, value_name = "PROFILE")]
-    pub baseline: Option<String>,
+    #[arg(long, value_name = "PROFILE", alias = "baseline")]
+    pub workload: Option<String>,
     /// Forensic preservation before isolation: termination protection, volumes kept, snapshots.
     #[arg(long, value_enum)]
     pub forensics: Option<Switch>,
@@ -387,9 +387,9 @@ pub enum SimAction {
 
 #[derive(Debug, ClapArgs)]
 pub struct ExportArgs {
-    /// The target's benign workload (a profile of assets/baselines.toml).
-    #[arg(long, value_name = "PROFILE", default_value = crate::model::scenario::DEFAULT_BASELINE)]
-    pub baseline: String,
+    /// The target's benign workload (a profile of assets/workloads.toml).
+    #[arg(long, value_name = "PROFILE", default_value = crate::model::scenario::DEFAULT_WORKLOAD, alias = "baseline")]
+    pub workload: String,
     /// Virtual days of traffic.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub days: u32,
@@ -429,9 +429,9 @@ pub struct SweepArgs {
     /// Flow-log windows to try, in seconds.
     #[arg(long, value_delimiter = ',', default_values_t = [60u32, 600])]
     pub windows: Vec<u32>,
-    /// The target's benign workload (a profile of assets/baselines.toml).
-    #[arg(long, value_name = "PROFILE", default_value = crate::model::scenario::DEFAULT_BASELINE)]
-    pub baseline: String,
+    /// The target's benign workload (a profile of assets/workloads.toml).
+    #[arg(long, value_name = "PROFILE", default_value = crate::model::scenario::DEFAULT_WORKLOAD, alias = "baseline")]
+    pub workload: String,
     /// The detector's threshold, as the share of benign windows (for the metric filter,
     /// of benign minutes) allowed to alert.
     #[arg(long = "target-fpr", value_delimiter = ',', default_values_t = [1e-5f64, 1e-3, 1e-2])]

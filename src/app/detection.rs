@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use super::{json, print};
+use super::output::{json, print};
 use crate::app::cli::{Args, DetectArgs, FlowsArgs, ForestArgs, InputFormat, OutputFormat, TrainArgs};
 use crate::base::error::Error;
 use crate::base::files::write_atomic;
@@ -253,9 +253,9 @@ pub(super) fn detect(args: &Args, d: &DetectArgs, state: &StateDir) -> Result<()
             let m = crate::training::LabModels::shared()
                 .get(
                     60,
-                    crate::model::scenario::DEFAULT_BASELINE,
+                    crate::model::scenario::DEFAULT_WORKLOAD,
                     &crate::sim::latency::LatencyModel::embedded(),
-                    &crate::model::scenario::baselines(),
+                    &crate::model::scenario::workloads(),
                 )
                 .map_err(|e| Error::Internal(e.to_string()))?;
             (*m).clone()

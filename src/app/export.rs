@@ -71,10 +71,10 @@ fn positive(s: &Scenario) -> bool {
 }
 
 pub fn run(e: &ExportArgs, seed: u64) -> Result<Written> {
-    let baselines = scenario::baselines();
-    if !baselines.iter().any(|b| b.id == e.baseline) {
-        let known: Vec<&str> = baselines.iter().map(|b| b.id.as_str()).collect();
-        return Err(Error::Usage(format!("--baseline {}: no such profile (profiles: {})", e.baseline, known.join(", "))).into());
+    let workloads = scenario::workloads();
+    if !workloads.iter().any(|b| b.id == e.workload) {
+        let known: Vec<&str> = workloads.iter().map(|b| b.id.as_str()).collect();
+        return Err(Error::Usage(format!("--workload {}: no such profile (profiles: {})", e.workload, known.join(", "))).into());
     }
     let chosen: Vec<Scenario> = if e.scenarios.is_empty() {
         scenario::catalogue()
@@ -103,12 +103,12 @@ pub fn run(e: &ExportArgs, seed: u64) -> Result<Written> {
         chosen.iter().enumerate().map(|(i, s)| ((i + 1) as f64 * gap + rng.range_f64(-0.1, 0.1) * gap, s.clone())).collect();
     let lines = crate::training::capture_labelled(
         WINDOW_S as u32,
-        &e.baseline,
+        &e.workload,
         u64::from(e.days) * 24,
         seed,
         &attacks,
         &crate::sim::latency::LatencyModel::embedded(),
-        &baselines,
+        &workloads,
     )
     .map_err(|err| Error::Internal(err.to_string()))?;
 
@@ -150,7 +150,7 @@ pub fn run(e: &ExportArgs, seed: u64) -> Result<Written> {
     }
     Ok(Written {
         dir: e.out.clone(),
-        profile: e.baseline.clone(),
+        profile: e.workload.clone(),
         days: e.days,
         seed,
         records: lines.len(),

@@ -61,8 +61,8 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, root: &std::path::Pa
             return Err(Error::Usage(format!("--target-fpr {f}: give a share between 0 and 0.5, such as 1e-3")));
         }
     }
-    if !crate::model::scenario::baselines().iter().any(|b| b.id == args.baseline) {
-        return Err(Error::Usage(format!("--baseline {}: no such profile in assets/baselines.toml", args.baseline)));
+    if !crate::model::scenario::workloads().iter().any(|b| b.id == args.workload) {
+        return Err(Error::Usage(format!("--workload {}: no such profile in assets/workloads.toml", args.workload)));
     }
     let lab: LabName = "sweep".parse().expect("a valid lab name");
     let mut settings = Vec::new();
@@ -82,7 +82,7 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, root: &std::path::Pa
             detector: detector.mode(),
             window_s,
             target_fpr: Some(target_fpr),
-            baseline: args.baseline.clone(),
+            workload: args.workload.clone(),
             ..Default::default()
         };
         orch.up(&lab, &options).await?;
@@ -118,7 +118,7 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, root: &std::path::Pa
         format: "cis-sweep",
         version: 1,
         scenario: scenario.id,
-        baseline: args.baseline.clone(),
+        baseline: args.workload.clone(),
         seed,
         benign_hours: args.hours,
         runs_per_setting: args.runs,

@@ -25,7 +25,7 @@ use crate::functions::containment::{ContainmentApi, InstanceView, InterfaceView,
 use crate::functions::detector::DetectorApi;
 use crate::model::events::{DetectionEvent, Outcome};
 use crate::model::lab::{LabName, Refs, ResourceKind, ResourceSpec, Role, Tags};
-use crate::model::scenario::{BaselineProfile, Scenario};
+use crate::model::scenario::{WorkloadProfile, Scenario};
 use crate::sim::dataplane::{Context, Invocation};
 use crate::sim::faults::{Call, FaultProfile, Injector};
 use crate::sim::latency::{Delay, LatencyModel};
@@ -46,7 +46,7 @@ struct Shared {
     latency: LatencyModel,
     /// The latency model as shipped: what the baseline capture behind a model runs with.
     base_latency: LatencyModel,
-    baselines: Vec<BaselineProfile>,
+    workloads: Vec<WorkloadProfile>,
     clock: Clock,
     wake: Notify,
     mutations: AtomicU64,
@@ -74,7 +74,7 @@ impl Shared {
     }
 
     fn context(&self) -> Context<'_> {
-        Context { latency: &self.latency, baselines: &self.baselines, faults: &self.faults }
+        Context { latency: &self.latency, workloads: &self.workloads, faults: &self.faults }
     }
 
     fn injector(&self) -> MutexGuard<'_, Injector> {
@@ -188,7 +188,7 @@ impl Shared {
                         &config.baseline,
                         config.target_fpr,
                         &shared.base_latency,
-                        &shared.baselines,
+                        &shared.workloads,
                     ) {
                         Ok(m) => m,
                         Err(e) => {
@@ -318,7 +318,7 @@ impl SimCloud {
             path,
             latency: injector.rates.latency(&base_latency),
             base_latency,
-            baselines: crate::model::scenario::baselines(),
+            workloads: crate::model::scenario::workloads(),
             wake: Notify::new(),
             mutations: AtomicU64::new(0),
             crash_after,

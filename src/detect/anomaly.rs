@@ -101,9 +101,9 @@ impl Default for TrainOptions {
     }
 }
 
-/// Per-feature statistics of the baseline, in model units (log-scaled where the feature is).
+/// Per-feature statistics of the windows the model was trained on, in model units (log-scaled where the feature is).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BaselineStats {
+pub struct TrainingStats {
     pub windows: usize,
     pub p50: Vec<f64>,
     pub p99: Vec<f64>,
@@ -236,7 +236,7 @@ pub struct Model {
     pub options: TrainOptions,
     /// The forest's threshold.
     pub threshold: f64,
-    pub baseline: BaselineStats,
+    pub baseline: TrainingStats,
     /// Every destination group the baseline sent to: anything else counts as new.
     pub known_destinations: BTreeSet<Group>,
     /// Where the baseline came from, for people reading the file.
@@ -481,7 +481,7 @@ impl Model {
             features: WINDOW_FEATURES.iter().map(|f| f.name.to_string()).collect(),
             options: options.clone(),
             threshold,
-            baseline: BaselineStats {
+            baseline: TrainingStats {
                 windows: windows.len(),
                 p50: columns.iter().map(|c| quantile(c, 0.5)).collect(),
                 p99: columns.iter().map(|c| quantile(c, 0.99)).collect(),

@@ -485,7 +485,7 @@ pub fn find(id_or_path: &str) -> Result<Scenario> {
 /// A benign traffic profile: streams that run as long as the target does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BaselineProfile {
+pub struct WorkloadProfile {
     pub id: String,
     pub description: String,
     /// TCP ports the workload serves to the internet: the target's security group admits
@@ -497,24 +497,24 @@ pub struct BaselineProfile {
 }
 
 #[derive(Deserialize)]
-struct BaselineFile {
-    profile: Vec<BaselineProfile>,
+struct WorkloadFile {
+    profile: Vec<WorkloadProfile>,
 }
 
-const BASELINES_TOML: &str = include_str!("../../assets/baselines.toml");
+const WORKLOADS_TOML: &str = include_str!("../../assets/workloads.toml");
 
 /// The benign background the simulator runs on every target.
-pub fn baselines() -> Vec<BaselineProfile> {
-    let file: BaselineFile = toml::from_str(BASELINES_TOML).expect("assets/baselines.toml is checked by the test suite");
+pub fn workloads() -> Vec<WorkloadProfile> {
+    let file: WorkloadFile = toml::from_str(WORKLOADS_TOML).expect("assets/workloads.toml is checked by the test suite");
     for p in &file.profile {
         for (i, s) in p.streams.iter().enumerate() {
-            s.check(i).expect("assets/baselines.toml streams are valid");
+            s.check(i).expect("assets/workloads.toml streams are valid");
         }
     }
     file.profile
 }
 
-pub const DEFAULT_BASELINE: &str = "idle-server";
+pub const DEFAULT_WORKLOAD: &str = "idle-server";
 
 #[cfg(test)]
 mod tests {
@@ -537,12 +537,12 @@ mod tests {
             assert_eq!(format!("{}.toml", s.id), EMBEDDED.iter().find(|(_, t)| t.contains(&format!("id = \"{}\"", s.id))).unwrap().0);
         }
         assert!(all.iter().any(|s| s.id == DEFAULT_SCENARIO));
-        assert!(baselines().iter().any(|b| b.id == DEFAULT_BASELINE));
+        assert!(workloads().iter().any(|b| b.id == DEFAULT_WORKLOAD));
     }
 
     #[test]
     fn load_follows_the_day_and_sizes_have_heavy_tails() {
-        let web = baselines().into_iter().find(|p| p.id == "web-server").unwrap();
+        let web = workloads().into_iter().find(|p| p.id == "web-server").unwrap();
         let clients = &web.streams[0];
         assert!(clients.diurnal > 0.0 && clients.size_spread > 0.0);
         // Busiest at 15:00 UTC, quietest at 03:00, the mean over the day unchanged.

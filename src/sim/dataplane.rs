@@ -24,7 +24,7 @@ use crate::functions::containment::ContainmentConfig;
 use crate::functions::detector::DetectorConfig;
 use crate::model::events::{DetectionEvent, Transfer};
 use crate::model::lab::{FunctionCode, ResourceKind, Rule};
-use crate::model::scenario::{Arrival, BaselineProfile, Direction, Stream};
+use crate::model::scenario::{Arrival, WorkloadProfile, Direction, Stream};
 
 /// Long connections move their bytes in chunks this far apart.
 const CHUNK_S: f64 = 5.0;
@@ -35,7 +35,7 @@ const HEADER: u64 = 52;
 /// What the data plane needs besides the world.
 pub struct Context<'a> {
     pub latency: &'a LatencyModel,
-    pub baselines: &'a [BaselineProfile],
+    pub workloads: &'a [WorkloadProfile],
     pub faults: &'a std::sync::Mutex<Injector>,
 }
 
@@ -167,14 +167,14 @@ impl World {
                 };
                 self.set_instance_state(&instance, InstanceState::Running);
                 // Benign background from the first second the server runs.
-                for profile in ctx.baselines.iter().filter(|p| p.id == workload) {
+                for profile in ctx.workloads.iter().filter(|p| p.id == workload) {
                     for (i, s) in profile.streams.iter().enumerate() {
                         let phase = match (s.arrival, &s.daily_at) {
                             (Arrival::Periodic, Some(_)) => self.rng.range_f64(0.0, s.jitter_s),
                             (Arrival::Periodic, None) => self.rng.range_f64(0.0, s.interval_s.max(1.0)),
                             (Arrival::Poisson, _) => self.rng.exponential(s.interval_s),
                         };
-                        let source = Source::Baseline { profile: profile.id.clone(), stream: i };
+                        let source = Source::Workload { profile: profile.id.clone(), stream: i };
                         self.schedule(
                             at.plus_secs_f64(s.first_in_s(at.unix_seconds()) + phase),
                             Event::OpenConnection { instance: instance.clone(), source, index: 0 },
@@ -325,20 +325,20 @@ impl World {
                 }
             }
             Event::EvaluateAlarm { alarm } => self.evaluate_alarm(at, &alarm, ctx),
-            Event::OpenConnection { instance, source, index } => self.open_connection(at, &instance, source, index, ctx.baselines),
+            Event::OpenConnection { instance, source, index } => self.open_connection(at, &instance, source, index, ctx.workloads),
             Event::Chunk { conn } => self.chunk(at, conn),
         }
     }
 
-    fn stream(&self, source: &Source, baselines: &[BaselineProfile]) -> Option<Stream> {
+    fn stream(&self, source: &Source, workloads: &[WorkloadProfile]) -> Option<Stream> {
         match source {
-            Source::Baseline { profile, stream } => baselines.iter().find(|p| p.id == *profile)?.streams.get(*stream).cloned(),
+            Source::Workload { profile, stream } => workloads.iter().find(|p| p.id == *profile)?.streams.get(*stream).cloned(),
             Source::Attack { run, stream } => self.attacks.get(run)?.scenario.streams.get(*stream).cloned(),
         }
     }
 
-    fn open_connection(&mut self, at: Timestamp, instance: &str, source: Source, index: u32, baselines: &[BaselineProfile]) {
-        let Some(stream) = self.stream(&source, baselines) else { return };
+    fn open_connection(&mut self, at: Timestamp, instance: &str, source: Source, index: u32, workloads: &[WorkloadProfile]) {
+        let Some(stream) = self.stream(&source, workloads) else { return };
         let (eni, local) = match self.get(instance).map(|r| &r.detail) {
             Some(Detail::Instance { state: InstanceState::Running, interfaces, .. }) => match interfaces.first() {
                 Some(i) => (i.id.clone(), i.private_ip.parse::<IpAddr>().expect("simulated addresses parse")),
@@ -361,7 +361,7 @@ impl World {
         let (bytes_out, bytes_in) = stream.connection_bytes(&mut self.rng);
         let attack = match &source {
             Source::Attack { run, .. } => Some(run.clone()),
-            Source::Baseline { .. } => None,
+            Source::Workload { .. } => None,
         };
         let id = self.net.next_conn;
         self.net.next_conn += 1;

@@ -15,7 +15,10 @@ use crate::model::scenario::Scenario;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Source {
-    Baseline { profile: String, stream: usize },
+    /// The target's benign workload. Written `baseline`, as simulated accounts of earlier
+    /// versions hold it.
+    #[serde(rename = "baseline")]
+    Workload { profile: String, stream: usize },
     Attack { run: String, stream: usize },
 }
 

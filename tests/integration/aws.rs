@@ -781,7 +781,7 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     let expected = cis::training::egress_threshold(
         &cis::lab::AlarmCalibration { workload: "idle-server".into(), window_s: 60, target_fpr: None },
         &cis::sim::latency::LatencyModel::embedded(),
-        &cis::scenario::baselines(),
+        &cis::scenario::workloads(),
     )
     .unwrap();
     assert_eq!(alarm.threshold(), Some(expected));
@@ -955,7 +955,7 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     let lab = Lab::new();
     // moto's endpoint answers what it is told to: one RCF score per baseline window.
     let rows =
-        cis::training::baseline_windows(60, "idle-server", &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::baselines())
+        cis::training::baseline_windows(60, "idle-server", &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::workloads())
             .unwrap()
             .len();
     let scores: Vec<f64> = (0..rows).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();

@@ -211,7 +211,7 @@ fn up_with_other_options_names_the_ones_that_differ() {
 fn attack_at_a_time_of_day_starts_then_and_bad_times_are_refused() {
     let lab = Lab::new();
     fails_with_2(&lab, &["attack", "--at", "25:00"], "'25:00' is not a time of day");
-    lab.ok(&["up", "--baseline", "web-server", "--detector", "lambda", "--seed", "3"]);
+    lab.ok(&["up", "--workload", "web-server", "--detector", "lambda", "--seed", "3"]);
     let start_hour = |stdout: &str| -> (i64, i64) {
         let runs: serde_json::Value = serde_json::from_str(stdout).unwrap();
         let start = runs[0]["timeline"]["attack_start"].as_i64().unwrap();

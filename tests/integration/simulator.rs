@@ -113,11 +113,11 @@ fn every_workload_profile_runs_a_virtual_day_without_a_false_isolation_and_attac
         let state = StateDir::new(dir.path());
         let cloud = SimCloud::open(&state.sim_account_dir(), Some(5), "us-east-1").unwrap();
         let orch = Orchestrator::new(&cloud, &Silent, &state);
-        let profiles = cis::scenario::baselines();
+        let profiles = cis::scenario::workloads();
         assert_eq!(profiles.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["idle-server", "web-server", "batch-job"]);
         for profile in &profiles {
             let lab: cis::lab::LabName = profile.id.parse().unwrap();
-            let options = LabOptions { detector: DetectorMode::Lambda, baseline: profile.id.clone(), ..Default::default() };
+            let options = LabOptions { detector: DetectorMode::Lambda, workload: profile.id.clone(), ..Default::default() };
             orch.up(&lab, &options).await.unwrap();
             let before = cloud.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.len()));
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
@@ -200,7 +200,7 @@ fn a_sweep_shows_a_looser_threshold_buying_false_alarms() {
         "sim",
         "sweep",
         "exfil-unusual-port",
-        "--baseline",
+        "--workload",
         "web-server",
         "--runs",
         "1",
@@ -308,6 +308,7 @@ fn an_exported_data_set_is_labelled_reproducible_and_reads_back() {
             "json",
             "sim",
             "export",
+            // `--workload`'s earlier spelling, kept as an alias so older scripts still run.
             "--baseline",
             "web-server",
             "--days",

@@ -108,7 +108,7 @@ enum Part {
 /// Random Cut Forest reads (and its endpoint scores).
 fn baseline_csv(window_s: u32, workload: &str) -> Result<String, CloudError> {
     let latency = crate::sim::latency::LatencyModel::embedded();
-    let windows = crate::training::baseline_windows(window_s, workload, &latency, &crate::model::scenario::baselines())?;
+    let windows = crate::training::baseline_windows(window_s, workload, &latency, &crate::model::scenario::workloads())?;
     Ok(crate::detect::anomaly::rcf_csv(&windows))
 }
 

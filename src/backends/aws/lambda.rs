@@ -32,7 +32,7 @@ pub fn deployment_package(code: FunctionCode, window_s: u32, workload: &str, dir
                 window_s,
                 workload,
                 &crate::sim::latency::LatencyModel::embedded(),
-                &crate::model::scenario::baselines(),
+                &crate::model::scenario::workloads(),
             )?;
             let json = model.to_json();
             crate::base::zip::with_file(&bytes, &crate::base::zip::Entry { name: "model.json", data: json.as_bytes(), mode: 0o644 })
