@@ -28,6 +28,8 @@ pub mod sim;
 pub mod training;
 // Ordering, retries, waits, the ledger and measurement, once for every backend.
 pub mod orchestrator;
+// Fitting the simulator's delays to runs measured on AWS (`cis sim calibrate`).
+mod calibration;
 // The clouds behind the boundary: the simulator and AWS.
 pub mod backends;
 // Triage and root-cause analysis: the built-in analyser and the language models.

@@ -44,6 +44,11 @@ pub struct Args {
     #[arg(long, global = true, value_name = "PROFILE", default_value = "none")]
     pub faults: crate::sim::faults::FaultProfile,
 
+    /// The simulator's delays: a file of tables that replace the shipped ones, as `cis sim
+    /// calibrate` writes it (assets/latency.toml's format; only the delays it names).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub latency: Option<std::path::PathBuf>,
+
     /// AWS region (the simulator's account is created in it).
     #[arg(long, global = true, env = "AWS_REGION", default_value = "us-east-1", value_parser = parse_region)]
     pub region: String,
@@ -383,6 +388,21 @@ pub enum SimAction {
     /// labelled with the scenario whose traffic it holds. Read it back with
     /// `cis detect FLOWS --eval LABELS`.
     Export(ExportArgs),
+    /// Fits the simulator's pipeline delays to runs recorded on AWS: flow-log delivery
+    /// (detected window's end to detection) and EventBridge's hand-off (detection to the
+    /// containment function). Prints the Kolmogorov-Smirnov distance per stage before and
+    /// after, and writes the fitted tables for `--latency FILE`.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct CalibrateArgs {
+    /// Run records (`runs/run-NNNN.json`) or directories of them (a lab's `runs/`).
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<std::path::PathBuf>,
+    /// Where to write the fitted tables [default: print only].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -26,6 +26,8 @@ mod detection;
 mod sweep;
 // cis sim export: a labelled flow-log data set.
 mod export;
+// cis sim calibrate, and the --latency file it writes.
+mod calibrate;
 // cis plan, up, status, attack, release, down and demo.
 mod lifecycle;
 // cis scenarios.
@@ -188,6 +190,10 @@ fn run(args: &Args) -> Result<()> {
         ))
         .into());
     }
+    if args.cloud == CloudKind::Aws && args.latency.is_some() {
+        // Refused before anything is done, as --faults is: it says how.
+        calibrate::latency_model(args)?;
+    }
     if args.cloud == CloudKind::Aws {
         #[cfg(feature = "aws")]
         return aws(args, &state);
@@ -211,9 +217,10 @@ fn run(args: &Args) -> Result<()> {
         state
     };
 
+    let latency = calibrate::latency_model(args)?;
     let runtime = runtime(Time::Virtual)?;
     runtime.block_on(async {
-        let cloud = SimCloud::open_with_faults(&state.sim_account_dir(), args.seed, &args.region, args.faults)?;
+        let cloud = SimCloud::open_with(&state.sim_account_dir(), args.seed, &args.region, args.faults, latency)?;
         let account = cloud.account().await?;
         eprintln!("cis: acting on the {}", account.description);
         if args.faults != FaultProfile::None {
@@ -322,6 +329,7 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
     }
     let sweep_args = match &s.action {
         crate::app::cli::SimAction::Sweep(sweep_args) => sweep_args,
+        crate::app::cli::SimAction::Calibrate(c) => return Ok(calibrate::run(args, c)?),
         crate::app::cli::SimAction::Export(e) => {
             let written = export::run(e, args.seed.unwrap_or(1))?;
             print(&match args.output {
@@ -332,7 +340,8 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
         }
     };
     let runtime = runtime(Time::Virtual)?;
-    let result = runtime.block_on(sweep::run(sweep_args, args.seed.unwrap_or(1), &args.region, &state.root().join("sweep")))?;
+    let latency = calibrate::latency_model(args)?;
+    let result = runtime.block_on(sweep::run(sweep_args, args.seed.unwrap_or(1), &args.region, &latency, &state.root().join("sweep")))?;
     print(&match args.output {
         OutputFormat::Json => json(&result),
         OutputFormat::Text => result.to_text(),

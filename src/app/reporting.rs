@@ -15,7 +15,7 @@ use crate::store::state::StateDir;
 
 /// `--out FILE` must name a file in a directory that exists: a typo in the directory is
 /// refused, not created.
-fn check_out(path: &std::path::Path) -> Result<(), Error> {
+pub(super) fn check_out(path: &std::path::Path) -> Result<(), Error> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     if !parent.is_dir() {
         return Err(Error::Usage(format!(

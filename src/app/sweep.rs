@@ -49,7 +49,7 @@ pub struct Sweep {
 }
 
 /// Runs the sweep under `root` (one fresh account a setting, removed first).
-pub async fn run(args: &SweepArgs, seed: u64, region: &str, root: &std::path::Path) -> Result<Sweep> {
+pub async fn run(args: &SweepArgs, seed: u64, region: &str, latency: &crate::sim::latency::LatencyModel, root: &std::path::Path) -> Result<Sweep> {
     let scenario = crate::model::scenario::find(&args.scenario)?;
     for w in &args.windows {
         if *w != 60 && *w != 600 {
@@ -76,7 +76,7 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, root: &std::path::Pa
             Err(e) => return Err(Error::io(&dir, e)),
         }
         let state = StateDir::new(&dir);
-        let cloud = SimCloud::open(&state.sim_account_dir(), Some(seed), region)?;
+        let cloud = SimCloud::open_with(&state.sim_account_dir(), Some(seed), region, crate::sim::faults::FaultProfile::None, latency.clone())?;
         let orch = Orchestrator::new(&cloud, &Silent, &state);
         let options = LabOptions {
             detector: detector.mode(),

@@ -44,7 +44,8 @@ struct Shared {
     path: PathBuf,
     /// The latency model as the fault profile bends it.
     latency: LatencyModel,
-    /// The latency model as shipped: what the baseline capture behind a model runs with.
+    /// The latency model as given (shipped, or `--latency`): what the baseline capture
+    /// behind a model runs with.
     base_latency: LatencyModel,
     workloads: Vec<WorkloadProfile>,
     clock: Clock,
@@ -284,6 +285,13 @@ impl SimCloud {
     /// As [`SimCloud::open`], with the faults of `profile` injected; they draw from their
     /// own generator, seeded by the account's seed.
     pub fn open_with_faults(dir: &Path, seed: Option<u64>, region: &str, profile: FaultProfile) -> Result<SimCloud> {
+        SimCloud::open_with(dir, seed, region, profile, LatencyModel::embedded())
+    }
+
+    /// As [`SimCloud::open_with_faults`], with the delays of `latency` (`--latency FILE`)
+    /// instead of the shipped ones. The account does not keep them: each command gives
+    /// its own, as it gives its faults.
+    pub fn open_with(dir: &Path, seed: Option<u64>, region: &str, profile: FaultProfile, latency: LatencyModel) -> Result<SimCloud> {
         // A new account draws its region's service endpoints from the prefixes AWS
         // publishes for it: a region without them is refused before anything is written.
         use crate::detect::destinations::{AwsRegion, AwsService};
@@ -311,7 +319,7 @@ impl SimCloud {
         };
         let crash_after = std::env::var(CRASH_AFTER_ENV).ok().and_then(|v| v.parse().ok());
         let injector = Injector::new(profile, world.seed);
-        let base_latency = LatencyModel::embedded();
+        let base_latency = latency;
         let shared = Arc::new(Shared {
             clock: Clock::virtual_from(world.now),
             world: Mutex::new(world),

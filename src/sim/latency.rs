@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::base::rng::Rng;
 
@@ -48,6 +48,11 @@ impl Delay {
         Delay::MetricPublication,
     ];
 
+    /// The delay whose table key is `key`.
+    pub fn from_key(key: &str) -> Option<Delay> {
+        Delay::ALL.into_iter().find(|d| d.key() == key)
+    }
+
     /// The table's key in `assets/latency.toml`.
     pub fn key(self) -> &'static str {
         match self {
@@ -70,7 +75,8 @@ impl Delay {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 struct Entry {
     what: String,
     source: String,
@@ -140,6 +146,43 @@ impl LatencyModel {
         Ok(LatencyModel { delays })
     }
 
+    /// This model with the tables of `text` in place of its own: an override file
+    /// (`--latency FILE`, as `cis sim calibrate` writes it) names only the delays it
+    /// changes, each as `assets/latency.toml` does.
+    pub fn with_overrides(&self, text: &str) -> Result<Self, String> {
+        let table: BTreeMap<String, Entry> = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut model = self.clone();
+        for (key, entry) in table {
+            let delay = Delay::from_key(&key).ok_or_else(|| {
+                let known: Vec<&str> = Delay::ALL.iter().map(|d| d.key()).collect();
+                format!("unknown quantity [{key}] (known: {})", known.join(", "))
+            })?;
+            let dist = Distribution::new(entry.what, entry.source, entry.quantiles).map_err(|e| format!("[{key}]: {e}"))?;
+            model.delays.insert(delay, dist);
+        }
+        Ok(model)
+    }
+
+    /// Replaces `delay`'s table with `points` (probability, seconds), checked as a
+    /// shipped table is.
+    pub fn replace(&mut self, delay: Delay, points: Vec<(f64, f64)>, source: String) -> Result<(), String> {
+        let what = self.get(delay).what.clone();
+        self.delays.insert(delay, Distribution::new(what, source, points)?);
+        Ok(())
+    }
+
+    /// The tables of `delays` as an override file [`LatencyModel::with_overrides`] reads.
+    pub fn to_toml(&self, delays: &[Delay]) -> String {
+        let table: BTreeMap<&str, Entry> = delays
+            .iter()
+            .map(|d| {
+                let dist = self.get(*d);
+                (d.key(), Entry { what: dist.what.clone(), source: dist.source.clone(), quantiles: dist.points.clone() })
+            })
+            .collect();
+        toml::to_string(&table).expect("latency tables serialize")
+    }
+
     pub fn get(&self, delay: Delay) -> &Distribution {
         &self.delays[&delay]
     }
@@ -192,6 +235,22 @@ mod tests {
             below_median += usize::from(d < 300.0);
         }
         assert!((900..1100).contains(&below_median), "{below_median}");
+    }
+
+    #[test]
+    fn an_override_file_replaces_only_the_delays_it_names_and_round_trips() {
+        let base = LatencyModel::embedded();
+        let mut fitted = base.clone();
+        fitted.replace(Delay::FlowLogDelivery, vec![(0.0, 100.0), (0.5, 400.0), (1.0, 1000.0)], "a test".into()).unwrap();
+        let text = fitted.to_toml(&[Delay::FlowLogDelivery]);
+        let back = base.with_overrides(&text).unwrap();
+        assert_eq!(back.get(Delay::FlowLogDelivery).quantile(0.5), 400.0);
+        assert_eq!(back.get(Delay::FlowLogDelivery).source, "a test");
+        assert_eq!(back.get(Delay::LambdaStart).quantile(0.5), base.get(Delay::LambdaStart).quantile(0.5));
+        let err = base.with_overrides("[flow_log_delivry]\nwhat='x'\nsource='y'\nquantiles=[[0.0, 1.0], [1.0, 2.0]]").unwrap_err();
+        assert!(err.contains("flow_log_delivry") && err.contains("flow_log_delivery"), "{err}");
+        let err = base.with_overrides("[api_call]\nwhat='x'\nsource='y'\nquantiles=[[0.0, 2.0], [1.0, 1.0]]").unwrap_err();
+        assert!(err.contains("api_call"), "{err}");
     }
 
     #[test]

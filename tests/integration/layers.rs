@@ -325,6 +325,7 @@ fn the_layer_order_is_the_one_lib_rs_writes() {
         "sim",
         "training",
         "orchestrator",
+        "calibration",
         "backends",
         "analysis",
         "report",
