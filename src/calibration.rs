@@ -189,12 +189,17 @@ fn fit(runs: usize, observations: &[(Stage, Vec<f64>)], base: &LatencyModel, see
 impl Calibration {
     pub fn to_text(&self) -> String {
         let mut o = format!("{} run records\n", self.runs);
-        o.push_str("stage      delay               runs  observed p50  shipped p50  fitted p50  KS before  KS after  95% band\n");
-        let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} s"));
+        o.push_str("stage      delay                  runs  observed p50  shipped p50  fitted p50  KS before  KS after  95% band\n");
+        // Sub-second stages (the hand-off) keep their milliseconds.
+        let secs = |v: Option<f64>| match v {
+            None => "-".to_string(),
+            Some(v) if v < 10.0 => format!("{v:.3} s"),
+            Some(v) => format!("{v:.1} s"),
+        };
         let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         for s in &self.stages {
             o.push_str(&format!(
-                "{:<10} {:<19} {:>4}  {:>12}  {:>11}  {:>10}  {:>9}  {:>8}  {:>8}\n",
+                "{:<10} {:<22} {:>4}  {:>12}  {:>11}  {:>10}  {:>9}  {:>8}  {:>8}\n",
                 s.stage.name(),
                 s.delay,
                 s.runs,
