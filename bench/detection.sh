@@ -14,13 +14,15 @@
 # UTC hours at which expected detections were missed. The
 # figures are the simulator's, on its workload profiles: see README, "Detection quality".
 # Usage: bench/detection.sh [SEEDS (default 20)] [PROFILES (default: idle-server web-server batch-job)]
+# CIS_BIN=PATH measures that binary instead of building one (to compare two builds);
+# CIS_BENCH_DIR=DIR works there instead of target/bench/detection (to run two at once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-20}
 profiles=${2:-idle-server web-server batch-job}
-cargo build --release --quiet -p cis
-cis=$PWD/target/release/cis
-work=$PWD/target/bench/detection
+if [ -z "${CIS_BIN:-}" ]; then cargo build --release --quiet -p cis; fi
+cis=${CIS_BIN:-$PWD/target/release/cis}
+work=${CIS_BENCH_DIR:-$PWD/target/bench/detection}
 rm -rf "$work"; mkdir -p "$work"
 for p in $profiles; do
   for s in $(seq 1 "$seeds"); do
