@@ -23,9 +23,8 @@ use crate::sim::dataplane::Context;
 use crate::sim::latency::LatencyModel;
 use crate::sim::world::World;
 
-/// Virtual hours of benign traffic a model is trained on: a week, so that each hour of the
-/// day is seen seven times and the tail model can keep it alone (five days at least).
-pub const BASELINE_HOURS: u64 = 168;
+/// Virtual hours of benign traffic a model is trained on.
+pub const BASELINE_HOURS: u64 = 72;
 /// The training capture's own seed: the model is the same whatever the account's seed.
 const TRAINING_SEED: u64 = 0x7EA1_BA5E;
 
@@ -181,7 +180,7 @@ impl LabModels {
 }
 
 /// How far above the busiest baseline minute the egress alarm sits by default: a static
-/// threshold an engineer would set after watching the server for a week.
+/// threshold an engineer would set after watching the server for three days.
 pub const EGRESS_MARGIN: f64 = 1.5;
 
 /// The egress alarm's threshold for a lab: the metric filter the lab deploys, run over the

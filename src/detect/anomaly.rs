@@ -79,11 +79,8 @@ fn min_scale(feature: usize) -> f64 {
         _ => MIN_SCALE_SHARE,
     }
 }
-/// An hour-of-day slice is used once it holds this many baseline windows: the hour alone
-/// where the baseline has five days of 60-second windows, else the hour with its
-/// neighbours (two days are enough), else the whole baseline. The hour alone keeps a
-/// nightly job's hour from masking the next one: with neighbours, a 02:00 backup made
-/// 01:00-03:59 look like backup hours, and an upload at 03:25 passed as one.
+/// An hour-of-day slice (the hour and its neighbours) is used once it holds this many
+/// baseline windows (two days of 60-second windows); below, the whole baseline.
 const MIN_HOUR_WINDOWS: usize = 300;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,8 +155,8 @@ impl Tail {
 }
 
 /// The tail model: each feature's baseline distribution, over the whole baseline and,
-/// where the baseline spans enough days, for each hour of the day (UTC): the hour alone,
-/// or with its neighbours where it holds too few windows.
+/// where the baseline spans enough days, for each hour of the day (UTC) with its
+/// neighbours.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TailModel {
     pub all_day: Vec<Tail>,
@@ -190,16 +187,11 @@ impl TailModel {
     /// read from the same columns).
     fn fit(rows: &[[f64; N_FEATURES]], hours: &[u8], all_day: &[Vec<f64>]) -> TailModel {
         let all_day = Self::fit_columns(all_day);
-        let slice = |wanted: &[u8]| -> Vec<[f64; N_FEATURES]> {
-            rows.iter().zip(hours).filter(|(_, x)| wanted.contains(x)).map(|(r, _)| *r).collect()
-        };
         let by_hour = (0..24u8)
             .map(|h| {
-                [vec![h], vec![(h + 23) % 24, h, (h + 1) % 24]]
-                    .iter()
-                    .map(|wanted| slice(wanted))
-                    .find(|s| s.len() >= MIN_HOUR_WINDOWS)
-                    .map(|s| Self::fit_columns(&sorted_columns(&s)))
+                let near = |x: u8| [(h + 23) % 24, h, (h + 1) % 24].contains(&x);
+                let slice: Vec<[f64; N_FEATURES]> = rows.iter().zip(hours).filter(|(_, &x)| near(x)).map(|(r, _)| *r).collect();
+                (slice.len() >= MIN_HOUR_WINDOWS).then(|| Self::fit_columns(&sorted_columns(&slice)))
             })
             .collect();
         TailModel { all_day, by_hour, threshold: f64::INFINITY, pair_offset: 0.0 }
@@ -750,34 +742,6 @@ mod tests {
         assert!(!upload(2).anomalous, "{}", upload(2).summary());
         let afternoon = upload(14);
         assert!(afternoon.anomalous, "{}", afternoon.summary());
-    }
-
-    #[test]
-    fn with_a_week_the_hour_after_the_backup_is_not_a_backup_hour() {
-        // The same nightly backup, over three days and over seven.
-        let model_of = |days: i64| {
-            let mut records = baseline(days * 24, 5);
-            for day in 0..days {
-                let t = 1_767_225_600 + day * 86_400 + 2 * 3600;
-                records.extend((0..5).map(|i| flow(t + 60 * i, 41000 + i as u16, "52.216.20.10", 60 << 20)));
-            }
-            records.sort_by_key(|r| r.start);
-            Model::train(crate::detect::features::windows(&records, 60), &TrainOptions::default(), "test").unwrap()
-        };
-        let upload_at = |model: &Model, minute_of_day: i64| {
-            let t = 1_767_225_600 + 8 * 86_400 + minute_of_day * 60;
-            let mut w = crate::detect::features::windows(&[flow(t, 42000, "52.216.21.7", 60 << 20)], 60);
-            model.score(&mut w, &mut Memory::default(), false).remove(0)
-        };
-        // Three days: each hour's slice holds its neighbours too, so 03:25 passes as
-        // the 02:00 backup's hour.
-        let three = model_of(3);
-        assert!(!upload_at(&three, 3 * 60 + 25).anomalous, "{}", upload_at(&three, 3 * 60 + 25).summary());
-        // A week: each hour alone; 03:25 is an extreme, 02:01 is still the backup.
-        let week = model_of(7);
-        let after = upload_at(&week, 3 * 60 + 25);
-        assert!(after.anomalous && after.decided_by == Some(Component::FeatureTails), "{}", after.summary());
-        assert!(!upload_at(&week, 2 * 60 + 1).anomalous, "{}", upload_at(&week, 2 * 60 + 1).summary());
     }
 
     #[test]
