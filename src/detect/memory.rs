@@ -13,6 +13,13 @@
 //! interface can lose each other's entries; the feature then undercounts by a window,
 //! which delays a detection and never invents one.
 //!
+//! It also keeps the lines of the last minutes' windows. A flow log's aggregation
+//! intervals do not start on the minute, and each is delivered after a delay of its own
+//! (one to fifteen minutes), so one window's records often arrive in two deliveries. Scored
+//! batch by batch, such a window was scored as two halves, each under what the model had
+//! learned from whole windows: an HTTP beacon of twelve posts a minute passed as two of six.
+//! With the lines kept, a late delivery rescores the window whole.
+//!
 //! Only how often, not how much: bytes to a never-seen network were tried as a second
 //! feature, and most windows of a baseline send nothing new, so its tail had nothing to
 //! fit and two kilobytes to a new CDN edge isolated a server (an allow-list under
@@ -24,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::destinations::Group;
 use crate::detect::features::{WindowFeatures, RETURNING_WINDOWS};
+use crate::formats::flowlog::{LogFormat, LogStatus};
 
 /// How far back the memory looks.
 pub const HORIZON_S: i64 = 3600;
@@ -34,11 +42,23 @@ const MAX_GROUPS: usize = 64;
 /// Interfaces remembered at most (the least recently seen go first).
 const MAX_INTERFACES: usize = 64;
 
+/// How long a window's lines are kept for its late records, behind the interface's
+/// newest window: flow-log delivery takes 60 to 900 s after an interval ends
+/// (`assets/latency.toml`), so two deliveries of one window are at most that far apart.
+pub const ASSEMBLY_S: i64 = 900;
+/// Lines kept per interface at most (the oldest windows go first): about a quarter of an
+/// hour of a server opening 20 flows a second. A busier one has its windows scored in
+/// parts again, as without the memory.
+const MAX_PENDING_LINES: usize = 20_000;
+
 /// Per interface, per never-seen destination group, the windows (their starts) that
-/// sent to it.
+/// sent to it; and per interface and window, the lines delivered so far.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
     interfaces: BTreeMap<String, BTreeMap<Group, BTreeSet<i64>>>,
+    /// A memory saved before the lines were kept loads with none.
+    #[serde(default)]
+    pending: BTreeMap<String, BTreeMap<i64, BTreeSet<String>>>,
 }
 
 impl Memory {
@@ -53,7 +73,58 @@ impl Memory {
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.interfaces.is_empty()
+        self.interfaces.is_empty() && self.pending.is_empty()
+    }
+
+    /// The lines to score for a delivered batch: for every window the batch holds records
+    /// of, all its lines delivered so far (this batch's among them, each once), and the
+    /// lines that belong to no window (no interface or start, no data, unreadable: the
+    /// reader counts or skips them as before). A batch delivered twice gives the same
+    /// lines and leaves the same memory.
+    pub fn assemble(&mut self, lines: &[&str], format: &LogFormat, window_s: i64) -> Vec<String> {
+        let mut touched: BTreeSet<(String, i64)> = BTreeSet::new();
+        let mut out: Vec<String> = Vec::new();
+        for line in lines {
+            match format.read(line) {
+                Ok(Some(r)) if r.log_status == Some(LogStatus::Ok) && window_s > 0 => match (r.interface_id, r.start) {
+                    (Some(eni), Some(start)) => {
+                        let window = start.div_euclid(window_s) * window_s;
+                        self.pending.entry(eni.clone()).or_default().entry(window).or_default().insert((*line).to_string());
+                        touched.insert((eni, window));
+                    }
+                    _ => out.push((*line).to_string()),
+                },
+                _ => out.push((*line).to_string()),
+            }
+        }
+        for (eni, window) in &touched {
+            out.extend(self.pending[eni][window].iter().cloned());
+        }
+        self.forget_old_lines();
+        out
+    }
+
+    /// Drops the windows past [`ASSEMBLY_S`] behind each interface's newest, then the
+    /// oldest windows past [`MAX_PENDING_LINES`], then the least recently seen interfaces
+    /// past the cap.
+    fn forget_old_lines(&mut self) {
+        for windows in self.pending.values_mut() {
+            let newest = windows.keys().next_back().copied().unwrap_or(i64::MIN);
+            windows.retain(|&start, _| start > newest.saturating_sub(ASSEMBLY_S));
+            let mut kept: usize = windows.values().map(BTreeSet::len).sum();
+            while kept > MAX_PENDING_LINES && windows.len() > 1 {
+                let (_, oldest) = windows.pop_first().expect("more than one window");
+                kept -= oldest.len();
+            }
+        }
+        if self.pending.len() > MAX_INTERFACES {
+            let mut by_recency: Vec<(i64, String)> =
+                self.pending.iter().map(|(eni, w)| (w.keys().next_back().copied().unwrap_or(i64::MIN), eni.clone())).collect();
+            by_recency.sort();
+            for (_, eni) in &by_recency[..self.pending.len() - MAX_INTERFACES] {
+                self.pending.remove(eni);
+            }
+        }
     }
 
     /// Remembers the windows' never-seen groups (`is_new` says which are) and sets each
@@ -161,6 +232,35 @@ mod tests {
         known.recall_and_remember(&mut ws, &|_| false);
         assert!(known.is_empty());
         assert_eq!(ws[9].raw[RETURNING_WINDOWS], 0.0);
+    }
+
+    #[test]
+    fn lines_are_kept_a_quarter_of_an_hour_and_no_more_than_the_cap() {
+        use crate::formats::flowlog::{Action, LAB_LOG_FORMAT};
+        let format = LogFormat::parse(LAB_LOG_FORMAT).unwrap();
+        let line = |start: i64, port: u16| {
+            format.write(&crate::detect::features::tests::out(start, port, "203.0.113.9", 443, 900, Action::Accept))
+        };
+        let mut m = Memory::default();
+        let (a, b) = (line(10, 40_000), line(50, 40_001));
+        assert_eq!(m.assemble(&[a.as_str()], &format, 60), vec![a.clone()]);
+        // The window's second delivery brings the first's line back, once; so does a retry.
+        assert_eq!(m.assemble(&[b.as_str()], &format, 60), vec![a.clone(), b.clone()]);
+        assert_eq!(m.assemble(&[b.as_str()], &format, 60), vec![a.clone(), b.clone()]);
+        // A line no window holds passes through unkept.
+        assert_eq!(m.assemble(&["garbage"], &format, 60), vec!["garbage".to_string()]);
+        // Past the assembly time behind the newest window, a window's lines are gone.
+        let late = line(ASSEMBLY_S + 60, 40_002);
+        m.assemble(&[late.as_str()], &format, 60);
+        assert_eq!(m.assemble(&[b.as_str()], &format, 60), vec![b.clone()]);
+        // A flood keeps at most the cap, newest windows first.
+        let flood: Vec<String> = (0..MAX_PENDING_LINES as i64 + 500).map(|i| line(2 * ASSEMBLY_S + i / 100, (i % 20_000) as u16 + 30_000)).collect();
+        let refs: Vec<&str> = flood.iter().map(String::as_str).collect();
+        m.assemble(&refs, &format, 60);
+        assert!(m.pending["eni-1"].values().map(BTreeSet::len).sum::<usize>() <= MAX_PENDING_LINES);
+        assert_eq!(Memory::from_json(&m.to_json()).unwrap(), m);
+        // A memory saved before lines were kept still loads.
+        assert!(Memory::from_json(br#"{"interfaces":{}}"#).unwrap().is_empty());
     }
 
     #[test]

@@ -138,9 +138,8 @@ pub async fn score_lines(
     stream: &str,
     lines: &[&str],
 ) -> Result<BatchReport, DetectorError> {
-    let mut windows = windows_of_lines(lines.iter().copied(), &config.format, i64::from(config.window_s));
-    let mut report = BatchReport { records: lines.len(), windows: windows.len(), ..Default::default() };
-    if windows.is_empty() {
+    let mut report = BatchReport { records: lines.len(), ..Default::default() };
+    if lines.is_empty() {
         report.scored_by = "nothing to score".into();
         return Ok(report);
     }
@@ -159,6 +158,14 @@ pub async fn score_lines(
     };
     let keep = loaded.is_some();
     let mut memory = loaded.unwrap_or_default();
+    // Each window whole: with the lines earlier deliveries brought for it.
+    let assembled = memory.assemble(lines, &config.format, i64::from(config.window_s));
+    let mut windows = windows_of_lines(assembled.iter().map(String::as_str), &config.format, i64::from(config.window_s));
+    report.windows = windows.len();
+    if windows.is_empty() {
+        report.scored_by = "nothing to score".into();
+        return Ok(report);
+    }
     model.prepare(&mut windows, &mut memory);
     if keep {
         if let Err(e) = api.save_memory(&key, &memory.to_json()).await {
@@ -413,6 +420,57 @@ mod tests {
         let report = score_lines(&r, &config(None), &model, "eni-1-all", &[line.as_str()]).await.unwrap();
         assert!(report.memory_trouble.as_deref().unwrap_or_default().contains("not loaded"), "{report:?}");
         assert_eq!(r.memory.lock().unwrap()["eni-1-all"], b"unreachable");
+    }
+
+    /// One window's posts to a never-seen host arrive in two deliveries, as a flow log
+    /// whose intervals do not start on the minute delivers them: neither half is an
+    /// alert, the window whole is, and a delivery retried counts each post once.
+    #[tokio::test]
+    async fn a_window_delivered_in_two_batches_is_scored_whole() {
+        let base = 1_767_225_600;
+        let format = LogFormat::parse(LAB_LOG_FORMAT).unwrap();
+        let rec = |start: i64, dst: &str, bytes: u64| FlowRecord {
+            version: Some(2),
+            ..crate::detect::features::tests::out(start, 40_000 + (start % 20_000) as u16, dst, 443, bytes, Action::Accept)
+        };
+        // Twelve hours of an agent posting 8-16 KB to a partner's service outside AWS, four
+        // times a minute: 32-64 KB a minute.
+        let quiet: Vec<FlowRecord> =
+            (0..12 * 60 * 4).map(|q| rec(base + q * 15, "93.184.216.34", 8_000 + (q as u64 * 3_761) % 8_000)).collect();
+        let model = Model::train(crate::detect::features::windows(&quiet, 60), &Default::default(), "test").unwrap();
+        let t0 = base + 13 * 3600;
+        let lines = |range: std::ops::Range<i64>| -> Vec<String> {
+            range.map(|i| format.write(&rec(t0 + i * 5, "203.0.113.50", 48_000))).collect::<Vec<_>>()
+        };
+        // Twelve posts of 48 KB in the minute, six in each delivery.
+        let (first, second) = (lines(0..6), lines(6..12));
+        fn refs(l: &[String]) -> Vec<&str> {
+            l.iter().map(String::as_str).collect()
+        }
+        let alone = recorder(Err(CloudError::Invalid("no endpoint".into())));
+        let a = score_lines(&alone, &config(None), &model, "eni-1-all", &refs(&first)).await.unwrap();
+        let b_alone = recorder(Err(CloudError::Invalid("no endpoint".into())));
+        let b = score_lines(&b_alone, &config(None), &model, "eni-1-all", &refs(&second)).await.unwrap();
+        let whole = recorder(Err(CloudError::Invalid("no endpoint".into())));
+        let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+        let w = score_lines(&whole, &config(None), &model, "eni-1-all", &refs(&all)).await.unwrap();
+        assert!(!w.detections.is_empty(), "the window whole is an alert");
+        assert!(a.detections.is_empty() && b.detections.is_empty(), "half of it is not: {:?} {:?}", a.detections, b.detections);
+
+        // The same deliveries to one function with its memory: the second rescores the
+        // window with the first's lines.
+        let r = recorder(Err(CloudError::Invalid("no endpoint".into())));
+        let one = score_lines(&r, &config(None), &model, "eni-1-all", &refs(&first)).await.unwrap();
+        assert!(one.detections.is_empty());
+        let two = score_lines(&r, &config(None), &model, "eni-1-all", &refs(&second)).await.unwrap();
+        assert_eq!(two.windows, 1);
+        assert_eq!(two.detections.len(), 1, "the second delivery completes the window");
+        assert_eq!(two.detections[0].reason, w.detections[0].reason, "scored as the window whole");
+        // A retried delivery neither adds a post nor changes the memory.
+        let saved = r.memory.lock().unwrap()["eni-1-all"].clone();
+        let again = score_lines(&r, &config(None), &model, "eni-1-all", &refs(&second)).await.unwrap();
+        assert_eq!(again.detections[0].reason, w.detections[0].reason);
+        assert_eq!(r.memory.lock().unwrap()["eni-1-all"], saved);
     }
 
     #[test]

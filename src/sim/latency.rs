@@ -83,6 +83,13 @@ struct Entry {
     quantiles: Vec<(f64, f64)>,
 }
 
+impl Entry {
+    /// The table as a distribution, or what is wrong with it under `[key]`.
+    fn distribution(self, key: &str) -> Result<Distribution, String> {
+        Distribution::new(self.what, self.source, self.quantiles).map_err(|e| format!("[{key}]: {e}"))
+    }
+}
+
 /// One delay's distribution: quantile points interpolated linearly.
 #[derive(Clone, Debug)]
 pub struct Distribution {
@@ -136,9 +143,7 @@ impl LatencyModel {
         let mut delays = BTreeMap::new();
         for delay in Delay::ALL {
             let entry = table.remove(delay.key()).ok_or_else(|| format!("latency model: missing [{}]", delay.key()))?;
-            let dist = Distribution::new(entry.what, entry.source, entry.quantiles)
-                .map_err(|e| format!("latency model: [{}]: {e}", delay.key()))?;
-            delays.insert(delay, dist);
+            delays.insert(delay, entry.distribution(delay.key()).map_err(|e| format!("latency model: {e}"))?);
         }
         if let Some(extra) = table.keys().next() {
             return Err(format!("latency model: unknown quantity [{extra}]"));
@@ -157,8 +162,7 @@ impl LatencyModel {
                 let known: Vec<&str> = Delay::ALL.iter().map(|d| d.key()).collect();
                 format!("unknown quantity [{key}] (known: {})", known.join(", "))
             })?;
-            let dist = Distribution::new(entry.what, entry.source, entry.quantiles).map_err(|e| format!("[{key}]: {e}"))?;
-            model.delays.insert(delay, dist);
+            model.delays.insert(delay, entry.distribution(&key)?);
         }
         Ok(model)
     }
