@@ -243,6 +243,11 @@ pub enum ResourceConfig {
         vpc: Role,
         cidr: String,
         map_public_ip: bool,
+        /// The instance type the subnet's Availability Zone must offer: not every zone
+        /// offers every type (t3.micro is not in us-east-1e), and a zone left to AWS may
+        /// be one that does not. None in ledgers written before the zone was chosen.
+        #[serde(default)]
+        zone_offers: Option<String>,
     },
     InternetGateway {
         vpc: Role,
