@@ -152,6 +152,21 @@ fn smaller_inputs_are_refused_by_name_and_nothing_is_created() {
 }
 
 #[test]
+fn a_simulated_account_is_acted_on_only_in_its_own_region() {
+    let lab = Lab::new();
+    lab.ok(&["--region", "eu-west-1", "up", "--detector", "lambda"]);
+    let before = std::fs::read(lab.account_path()).unwrap();
+    // Another region asked for: refused, naming both, and the account is untouched.
+    let err = fails_with_2(&lab, &["--region", "us-east-1", "status"], "is in eu-west-1");
+    assert!(err.contains("--region us-east-1") && err.contains("--state-dir"), "{err}");
+    assert_eq!(std::fs::read(lab.account_path()).unwrap(), before);
+    // None asked for: the account's own.
+    let status = lab.run(&["status"]);
+    assert!(status.status.success() && String::from_utf8_lossy(&status.stderr).contains("eu-west-1"), "{status:?}");
+    lab.ok(&["--region", "eu-west-1", "down"]);
+}
+
+#[test]
 fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
     let lab = Lab::new();
     lab.ok(&["up", "--ttl", "15m", "--detector", "lambda"]);
