@@ -169,6 +169,11 @@ fn a_simulated_account_is_acted_on_only_in_its_own_region() {
 #[test]
 fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
     let lab = Lab::new();
+    // A SageMaker endpoint's lab takes longer to stand up than 15 minutes: refused, and
+    // nothing is created.
+    let err = fails_with_2(&lab, &["up", "--ttl", "15m"], "to stand up");
+    assert!(err.contains("--ttl 45m") && err.contains("--detector lambda"), "{err}");
+    assert!(!lab.state().join("sim/labs/default/ledger.json").exists());
     lab.ok(&["up", "--ttl", "15m", "--detector", "lambda"]);
     // The lab's janitor would delete it mid-run: refused before anything runs.
     let err = fails_with_2(&lab, &["attack", "--all"], "expires at");
