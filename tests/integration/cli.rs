@@ -167,6 +167,22 @@ fn a_simulated_account_is_acted_on_only_in_its_own_region() {
 }
 
 #[test]
+fn text_and_json_name_each_resource_alike() {
+    let lab = Lab::new();
+    lab.ok(&["up", "--detector", "lambda"]);
+    let text = lab.ok(&["status"]);
+    let json: serde_json::Value = serde_json::from_str(&lab.ok(&["--output", "json", "status"])).unwrap();
+    let in_text: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    let resources = json["resources"].as_array().unwrap();
+    assert!(resources.len() > 20, "{json}");
+    for r in resources.iter().filter(|r| !r["role"].is_null()) {
+        let role = r["role"].as_str().unwrap();
+        assert!(in_text.contains(&role), "JSON's role {role} is not in the text: {text}");
+    }
+    lab.ok(&["down"]);
+}
+
+#[test]
 fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
     let lab = Lab::new();
     // A SageMaker endpoint's lab takes longer to stand up than 15 minutes: refused, and
