@@ -13,6 +13,10 @@ after, applies the rules:
   after a Create may answer InvalidXxx.NotFound);
 - a just-created role (or instance profile) cannot be assumed the first time Lambda, EC2,
   SageMaker or EventBridge Scheduler is handed it (IAM propagation);
+- a flow log created with a just-created role delivers nothing: DescribeFlowLogs shows it
+  FAILED with "Access error", and it stays so until it is deleted and created again (AWS
+  re:Post and terraform-aws-modules/terraform-aws-vpc#1262: the flow-log service could not
+  assume the role when it first tried);
 - a function is Pending after CreateFunction until it has been polled once more, and
   every other action on it is refused meanwhile (Lambda, "Lambda function states":
   "Any invocations or other API actions that operate on the function will fail");
@@ -109,6 +113,7 @@ class Rules:
         self.fresh_roles = {}  # role or instance-profile ARN/name -> consumers not yet refused
         self.pending = {}  # function name -> polls left before it is Active
         self.subnet_zones = {}  # subnet id -> its zone, or None when AWS chose it
+        self.access_error_flow_logs = set()  # flow logs created with an unpropagated role
         self.stats = {
             "requests": 0,
             "duplicate_tags_refused": 0,
@@ -119,6 +124,7 @@ class Rules:
             "throttled": 0,
             "throttle_bursts": 0,
             "zone_lacks_instance_type": 0,
+            "flow_log_access_error": 0,
         }
 
     def count(self, key):
@@ -416,6 +422,21 @@ class Handler(BaseHTTPRequestHandler):
             text = data.decode("utf-8", "replace")
             ids = re.findall(CREATED_ID[action], text)
             rules.fresh_ids.update(ids if action == "RunInstances" else ids[:1])
+        if service == "ec2" and action == "CreateFlowLogs":
+            role = params.get("DeliverLogsPermissionArn")
+            waiting = rules.fresh_roles.get(role)
+            if waiting is not None and "flow-logs" in waiting:
+                waiting.discard("flow-logs")
+                created = re.findall(r"<item>(fl-[0-9a-z]+)</item>", data.decode("utf-8", "replace"))
+                rules.access_error_flow_logs.update(created)
+        if service == "ec2" and action == "DescribeFlowLogs" and params.get("FlowLogId.1") in rules.access_error_flow_logs:
+            rules.count("flow_log_access_error")
+            text = data.decode("utf-8", "replace")
+            text = text.replace(
+                "<deliverLogsStatus>SUCCESS</deliverLogsStatus>",
+                "<deliverLogsStatus>FAILED</deliverLogsStatus><deliverLogsErrorMessage>Access error</deliverLogsErrorMessage>",
+            )
+            data = text.encode()
         if service == "ec2" and action == "CreateSubnet":
             created = re.search(CREATED_ID["CreateSubnet"], data.decode("utf-8", "replace"))
             if created:
@@ -424,7 +445,7 @@ class Handler(BaseHTTPRequestHandler):
             text = data.decode("utf-8", "replace")
             arn = re.search(r"<Arn>([^<]+)</Arn>", text)
             name = params.get("RoleName") or params.get("InstanceProfileName")
-            consumers = {"lambda", "sagemaker", "scheduler"} if action == "CreateRole" else {"ec2"}
+            consumers = {"lambda", "sagemaker", "scheduler", "flow-logs"} if action == "CreateRole" else {"ec2"}
             for key in filter(None, [arn.group(1) if arn else None, name]):
                 rules.fresh_roles[key] = set(consumers)
         if service == "lambda" and action == "CreateFunction":
