@@ -430,13 +430,12 @@ class Handler(BaseHTTPRequestHandler):
                 created = re.findall(r"<item>(fl-[0-9a-z]+)</item>", data.decode("utf-8", "replace"))
                 rules.access_error_flow_logs.update(created)
         if service == "ec2" and action == "DescribeFlowLogs" and params.get("FlowLogId.1") in rules.access_error_flow_logs:
-            rules.count("flow_log_access_error")
             text = data.decode("utf-8", "replace")
-            text = text.replace(
-                "<deliverLogsStatus>SUCCESS</deliverLogsStatus>",
-                "<deliverLogsStatus>FAILED</deliverLogsStatus><deliverLogsErrorMessage>Access error</deliverLogsErrorMessage>",
-            )
-            data = text.encode()
+            ok = "<deliverLogsStatus>SUCCESS</deliverLogsStatus>"
+            if ok in text:
+                rules.count("flow_log_access_error")
+                failed = "<deliverLogsStatus>FAILED</deliverLogsStatus><deliverLogsErrorMessage>Access error</deliverLogsErrorMessage>"
+                data = text.replace(ok, failed).encode()
         if service == "ec2" and action == "CreateSubnet":
             created = re.search(CREATED_ID["CreateSubnet"], data.decode("utf-8", "replace"))
             if created:
