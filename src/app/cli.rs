@@ -52,6 +52,10 @@ pub struct Args {
     /// AWS region (the simulator's account is created in it).
     #[arg(long, global = true, env = "AWS_REGION", default_value = "us-east-1", value_parser = parse_region)]
     pub region: String,
+    /// Whether `--region` or `AWS_REGION` set the region (not the default): an existing
+    /// simulated account in another region is then refused, not silently used.
+    #[arg(skip)]
+    pub region_given: bool,
 
     /// AWS named profile, from the shared config and credentials files (--cloud aws).
     #[arg(long, global = true, value_name = "NAME")]

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 // The command line as types: every flag parsed once, here.
 pub mod cli;
@@ -52,10 +52,15 @@ use crate::store::state::{default_state_dir, StateDir};
 
 /// Parses the command line, runs it, and returns the process exit status.
 pub fn main() -> i32 {
-    let args = match Args::try_parse() {
+    let matches = match Args::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return clap_error(e),
+    };
+    let mut args = match Args::from_arg_matches(&matches) {
         Ok(a) => a,
         Err(e) => return clap_error(e),
     };
+    args.region_given = matches.value_source("region").is_some_and(|s| s != clap::parser::ValueSource::DefaultValue);
     init_tracing(args.verbose);
     match run(&args) {
         Ok(()) => 0,
@@ -222,6 +227,19 @@ fn run(args: &Args) -> Result<()> {
     runtime.block_on(async {
         let cloud = SimCloud::open_with(&state.sim_account_dir(), args.seed, &args.region, args.faults, latency)?;
         let account = cloud.account().await?;
+        // An account lives in one region. Acting on it when another was asked for would
+        // report the other region's labs as this one's, as `--region` did before.
+        if args.region_given && account.region != args.region {
+            return Err(Error::Usage(format!(
+                "--region {}: the simulated account under {} is in {}; give --region {} (or leave it out), or another --state-dir for an account in {}",
+                args.region,
+                state.sim_account_dir().display(),
+                account.region,
+                account.region,
+                args.region
+            ))
+            .into());
+        }
         eprintln!("cis: acting on the {}", account.description);
         if args.faults != FaultProfile::None {
             eprintln!("cis: injecting the faults of profile '{}'", args.faults);

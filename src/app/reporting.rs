@@ -53,7 +53,19 @@ pub(super) fn report(args: &Args, r: &crate::app::cli::ReportArgs, state: &State
     }
     let runs = load_runs(&state.runs_dir(kind, lab))?;
     if runs.is_empty() {
-        return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first", kind.name())).into());
+        // A classroom's runs are under its labs' names: say where they are.
+        let mut others = Vec::new();
+        for other in classroom::labs_in_state(state, kind)?.into_iter().filter(|l| l != lab) {
+            if !load_runs(&state.runs_dir(kind, &other))?.is_empty() {
+                others.push(other.to_string());
+            }
+        }
+        let elsewhere = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; labs with runs: {} (`cis report --all-labs` compares them, `cis report --lab NAME` reports one)", others.join(", "))
+        };
+        return Err(Error::LabState(format!("lab '{lab}' on {} has no runs yet: run `cis attack --lab {lab}` first{elsewhere}", kind.name())).into());
     }
     let rules = crate::analysis::rules_of_lab(&lab_graph_for_rules(state, kind, lab)?);
     let report = Report::build(kind.name(), lab.as_str(), runs).with_root_causes(&rules);

@@ -437,8 +437,9 @@ impl Cloud for SimCloud {
             account_id: w.account_id.clone(),
             region: w.region.clone(),
             description: format!(
-                "simulator (account {}, seed {}, virtual time {}, state {})",
+                "simulator (account {} in {}, seed {}, virtual time {}, state {})",
                 w.account_id,
+                w.region,
                 w.seed,
                 self.shared.clock.now(),
                 self.shared.path.display()

@@ -37,6 +37,9 @@ const CREATE_RETRY_FOR: Duration = Duration::from_secs(180);
 const DELETE_RETRY_FOR: Duration = Duration::from_secs(900);
 /// How long after its creation a resource's describe call may still not find it.
 const VISIBILITY_GRACE: Duration = Duration::from_secs(60);
+/// How many times `up` deletes and makes again a resource the cloud gave up on (a flow log
+/// in "Access error", an endpoint `Failed`) before it stops and says so.
+const MAKE_FAILED_AGAIN: u32 = 2;
 /// What the janitor's sweep leaves:
 /// - its own role and policy: a role cannot delete itself (DeleteRole wants the role's
 ///   policies gone first, and with them the permission to call it). IAM roles cost
@@ -278,16 +281,16 @@ impl<'a> Orchestrator<'a> {
         }
     }
 
-    /// Polls until the resource is ready.
-    async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> Result<(), CloudError> {
+    /// Polls until the resource is ready; `Ok(Err(why))` when the cloud gave up on it.
+    async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> Result<Result<(), String>, CloudError> {
         let (timeout, cap) = ready_timeout(kind);
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
         loop {
             let status = self.until_visible(label, || self.cloud.status(kind, id)).await?;
             match status {
-                ResourceStatus::Ready => return Ok(()),
-                ResourceStatus::Failed(why) => return Err(CloudError::Other(format!("{kind} {id} failed: {why}"))),
+                ResourceStatus::Ready => return Ok(Ok(())),
+                ResourceStatus::Failed(why) => return Ok(Err(why)),
                 ResourceStatus::Pending(s) | ResourceStatus::Deleting(s) => {
                     if started.elapsed() >= timeout {
                         return Err(CloudError::Other(format!("{kind} {id} still '{s}' after {} min", timeout.as_secs() / 60)));
@@ -444,7 +447,26 @@ impl<'a> Orchestrator<'a> {
             }
         };
         set(Some(id.clone()), EntryState::Created)?;
-        self.wait_ready(label, spec.kind, &id).await?;
+        let mut id = id;
+        let mut made_again = 0;
+        while let Err(why) = self.wait_ready(label, spec.kind, &id).await? {
+            if made_again == MAKE_FAILED_AGAIN {
+                return Err(CloudError::Other(format!(
+                    "{} {id} failed: {why} (made {made_again} times); `cis up` tries again, `cis down` removes the lab",
+                    spec.kind
+                ))
+                .into());
+            }
+            // The cloud gave up on it (a flow log whose role was not yet assumable): only a
+            // new one can work. The ledger holds the old id until it is gone.
+            self.progress.update(label, &format!("failed ({why}): deleting it and making it again"));
+            self.delete_and_wait(label, spec.kind, &id).await?;
+            set(None, EntryState::Intent)?;
+            id = self.retrying(label, CREATE_RETRY_FOR, || self.cloud.create(&spec, refs)).await?;
+            set(Some(id.clone()), EntryState::Created)?;
+            action = Action::Created;
+            made_again += 1;
+        }
         // Created, resumed or adopted alike: settings a crash may have left undone.
         self.until_visible(label, || self.cloud.converge(&spec, &id, refs)).await?;
         set(Some(id.clone()), EntryState::Ready)?;

@@ -380,7 +380,7 @@ impl World {
                 let id = self.new_id("vpc");
                 Ok(self.insert(id, spec, None, now, Detail::Vpc { cidr: cidr.clone() }))
             }
-            C::Subnet { vpc, cidr, map_public_ip } => {
+            C::Subnet { vpc, cidr, map_public_ip, .. } => {
                 let vpc = self.resolve(refs, *vpc)?.id.clone();
                 let id = self.new_id("subnet");
                 Ok(self.insert(id, spec, None, now, Detail::Subnet { vpc, cidr: cidr.clone(), map_public_ip: *map_public_ip, cut: false }))

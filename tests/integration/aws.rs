@@ -166,6 +166,36 @@ async fn the_network_is_created_tagged_found_again_with_its_rules_converged_and_
     let left =
         ec2.describe_vpcs().filters(aws_sdk_ec2::types::Filter::builder().name("tag:cis:lab").values("net").build()).send().await.unwrap();
     assert!(left.vpcs().is_empty());
+
+    // The subnet's zone offers the target's type: the first by name that does. moto (the
+    // offering tables AWS published) has trn1.2xlarge in us-east-1c and -1f only, and puts a
+    // subnet without a zone in us-east-1a. A type no zone offers is refused, saying what to do.
+    let vpc = network::create(
+        &ec2,
+        &rendered(graph.get(Role::Vpc).unwrap(), &lab, "us-east-1", "123456789012", &Refs::new()).unwrap(),
+        &Refs::new(),
+    )
+    .await
+    .unwrap();
+    let refs = Refs::from([(Role::Vpc, vpc.clone())]);
+    for (instance_type, zone) in [("t3.micro", Some("us-east-1a")), ("trn1.2xlarge", Some("us-east-1c")), ("t3.nonesuch", None)] {
+        let options = LabOptions { instance_type: instance_type.into(), ..Default::default() };
+        let graph = LabGraph::build(&lab, &options, "run-1");
+        let spec = rendered(graph.get(Role::Subnet).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+        match (network::create(&ec2, &spec, &refs).await, zone) {
+            (Ok(id), Some(zone)) => {
+                let subnet = ec2.describe_subnets().subnet_ids(&id).send().await.unwrap().subnets()[0].clone();
+                assert_eq!(subnet.availability_zone(), Some(zone), "{instance_type}");
+                network::delete(&ec2, spec.kind, &id).await.unwrap();
+            }
+            (Err(e), None) => {
+                assert!(matches!(e, cis::cloud::CloudError::Invalid(_)), "{e:?}");
+                assert!(e.to_string().contains("--instance-type"), "{e}");
+            }
+            (other, _) => panic!("{instance_type}: {other:?}"),
+        }
+    }
+    network::delete(&ec2, cis::lab::ResourceKind::Vpc, &vpc).await.unwrap();
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -670,7 +700,10 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
     let stats = moto.strict_stats();
     eprintln!("strict proxy: {stats:?}");
     assert_eq!(stats["duplicate_tags_refused"], 0, "{stats:?}");
-    for met in ["not_found_after_create", "role_not_assumable", "function_pending_polls"] {
+    assert_eq!(stats["zone_lacks_instance_type"], 0, "the target was launched in a zone that offers its type: {stats:?}");
+    // The first flow log, made while its role was fresh, was in "Access error": `up` made
+    // it again, and the lab came up.
+    for met in ["not_found_after_create", "role_not_assumable", "function_pending_polls", "flow_log_access_error"] {
         assert!(stats[met] > 0, "{met} was never met: {stats:?}");
     }
 }

@@ -152,8 +152,44 @@ fn smaller_inputs_are_refused_by_name_and_nothing_is_created() {
 }
 
 #[test]
+fn a_simulated_account_is_acted_on_only_in_its_own_region() {
+    let lab = Lab::new();
+    lab.ok(&["--region", "eu-west-1", "up", "--detector", "lambda"]);
+    let before = std::fs::read(lab.account_path()).unwrap();
+    // Another region asked for: refused, naming both, and the account is untouched.
+    let err = fails_with_2(&lab, &["--region", "us-east-1", "status"], "is in eu-west-1");
+    assert!(err.contains("--region us-east-1") && err.contains("--state-dir"), "{err}");
+    assert_eq!(std::fs::read(lab.account_path()).unwrap(), before);
+    // None asked for: the account's own.
+    let status = lab.run(&["status"]);
+    assert!(status.status.success() && String::from_utf8_lossy(&status.stderr).contains("eu-west-1"), "{status:?}");
+    lab.ok(&["--region", "eu-west-1", "down"]);
+}
+
+#[test]
+fn text_and_json_name_each_resource_alike() {
+    let lab = Lab::new();
+    lab.ok(&["up", "--detector", "lambda"]);
+    let text = lab.ok(&["status"]);
+    let json: serde_json::Value = serde_json::from_str(&lab.ok(&["--output", "json", "status"])).unwrap();
+    let in_text: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    let resources = json["resources"].as_array().unwrap();
+    assert!(resources.len() > 20, "{json}");
+    for r in resources.iter().filter(|r| !r["role"].is_null()) {
+        let role = r["role"].as_str().unwrap();
+        assert!(in_text.contains(&role), "JSON's role {role} is not in the text: {text}");
+    }
+    lab.ok(&["down"]);
+}
+
+#[test]
 fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
     let lab = Lab::new();
+    // A SageMaker endpoint's lab takes longer to stand up than 15 minutes: refused, and
+    // nothing is created.
+    let err = fails_with_2(&lab, &["up", "--ttl", "15m"], "to stand up");
+    assert!(err.contains("--ttl 45m") && err.contains("--detector lambda"), "{err}");
+    assert!(!lab.state().join("sim/labs/default/ledger.json").exists());
     lab.ok(&["up", "--ttl", "15m", "--detector", "lambda"]);
     // The lab's janitor would delete it mid-run: refused before anything runs.
     let err = fails_with_2(&lab, &["attack", "--all"], "expires at");

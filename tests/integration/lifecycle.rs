@@ -211,6 +211,10 @@ fn a_classroom_of_30_labs_goes_up_is_attacked_compared_and_removed() {
     assert_eq!(compared["labs"].as_array().unwrap().len(), 30);
     assert_eq!(compared["overall"]["runs"], 30);
     assert_eq!(compared["overall"]["isolated"], 30);
+    // A plain `report` on the default lab, which has no runs, names the labs that do.
+    let plain = lab.run(&["report"]);
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success() && err.contains("class-01") && err.contains("class-30") && err.contains("--all-labs"), "{err}");
     // The trainer's page: a row per trainee, and a chart per figure with a bar per lab.
     let md = lab.ok(&["report", "--all-labs", "--format", "markdown"]);
     assert_eq!(md.lines().filter(|l| l.starts_with("| class-")).count(), 30, "{md}");

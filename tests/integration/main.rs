@@ -48,6 +48,7 @@ impl Lab {
             .env("CIS_STATE_DIR", self.state())
             .env_remove("CIS_LAB")
             .env_remove("CIS_CLOUD")
+            .env_remove("AWS_REGION")
             .env_remove(cis::backends::sim::CRASH_AFTER_ENV);
         c
     }

@@ -13,10 +13,19 @@ after, applies the rules:
   after a Create may answer InvalidXxx.NotFound);
 - a just-created role (or instance profile) cannot be assumed the first time Lambda, EC2,
   SageMaker or EventBridge Scheduler is handed it (IAM propagation);
+- a flow log created with a just-created role delivers nothing: DescribeFlowLogs shows it
+  FAILED with "Access error", and it stays so until it is deleted and created again (AWS
+  re:Post and terraform-aws-modules/terraform-aws-vpc#1262: the flow-log service could not
+  assume the role when it first tried);
 - a function is Pending after CreateFunction until it has been polled once more, and
   every other action on it is refused meanwhile (Lambda, "Lambda function states":
   "Any invocations or other API actions that operate on the function will fail");
-- throttling arrives in bursts of several consecutive answers (seeded).
+- throttling arrives in bursts of several consecutive answers (seeded);
+- an instance type runs only in an Availability Zone that offers it (EC2: "Unsupported:
+  Your requested instance type (t3.micro) is not supported in your requested
+  Availability Zone (us-east-1e)"), and a subnet created without a zone is in the one AWS
+  chose, which the proxy takes to be the worst: moto always picks the region's first
+  zone, AWS does not say which it picks. The offerings are moto's own tables.
 
 GET /strict-aws/stats answers what each rule did, so a test can show that it was met.
 Requests without a SigV4 signature (moto's own /moto-api) pass untouched.
@@ -103,6 +112,8 @@ class Rules:
         self.fresh_ids = set()  # EC2 ids not yet named since their create
         self.fresh_roles = {}  # role or instance-profile ARN/name -> consumers not yet refused
         self.pending = {}  # function name -> polls left before it is Active
+        self.subnet_zones = {}  # subnet id -> its zone, or None when AWS chose it
+        self.access_error_flow_logs = set()  # flow logs created with an unpropagated role
         self.stats = {
             "requests": 0,
             "duplicate_tags_refused": 0,
@@ -112,10 +123,30 @@ class Rules:
             "function_pending_polls": 0,
             "throttled": 0,
             "throttle_bursts": 0,
+            "zone_lacks_instance_type": 0,
+            "flow_log_access_error": 0,
         }
 
     def count(self, key):
         self.stats[key] += 1
+
+
+def zone_offerings(region):
+    """Zone -> the instance types it offers, from moto's tables (the proxy runs in moto's
+    environment); empty when moto has none for the region."""
+    try:
+        from moto.ec2.models.instance_types import INSTANCE_TYPE_OFFERINGS
+    except ImportError:
+        return {}
+    zones = {}
+    for o in INSTANCE_TYPE_OFFERINGS.get("availability-zone", {}).get(region, []):
+        zones.setdefault(o["Location"], set()).add(o["InstanceType"])
+    return zones
+
+
+def region_of(headers):
+    m = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", headers.get("Authorization", ""))
+    return m.group(1) if m else "us-east-1"
 
 
 def service_of(headers):
@@ -359,6 +390,22 @@ class Handler(BaseHTTPRequestHandler):
                 rules.count("role_not_assumable")
                 return error(protocol, status, code, message)
 
+        if service == "ec2" and action == "RunInstances" and params.get("SubnetId") in rules.subnet_zones:
+            instance_type = params.get("InstanceType", "m1.small")
+            offerings = zone_offerings(region_of(self.headers))
+            zone = rules.subnet_zones[params["SubnetId"]]
+            lacking = sorted(z for z, types in offerings.items() if instance_type not in types)
+            if zone is None and lacking:
+                zone = lacking[-1]
+            if zone is not None and offerings and instance_type not in offerings.get(zone, set()):
+                rules.count("zone_lacks_instance_type")
+                offered = ", ".join(sorted(z for z, types in offerings.items() if instance_type in types))
+                return error(
+                    EC2, 400, "Unsupported",
+                    f"Your requested instance type ({instance_type}) is not supported in your requested Availability Zone ({zone}). "
+                    f"Please retry your request by not specifying an Availability Zone or choosing {offered}.",
+                )
+
         if service == "lambda" and function in rules.pending:
             # Reads and the delete pass; what changes or runs the function waits.
             if self.command != "GET" and action != "DeleteFunction":
@@ -375,11 +422,29 @@ class Handler(BaseHTTPRequestHandler):
             text = data.decode("utf-8", "replace")
             ids = re.findall(CREATED_ID[action], text)
             rules.fresh_ids.update(ids if action == "RunInstances" else ids[:1])
+        if service == "ec2" and action == "CreateFlowLogs":
+            role = params.get("DeliverLogsPermissionArn")
+            waiting = rules.fresh_roles.get(role)
+            if waiting is not None and "flow-logs" in waiting:
+                waiting.discard("flow-logs")
+                created = re.findall(r"<item>(fl-[0-9a-z]+)</item>", data.decode("utf-8", "replace"))
+                rules.access_error_flow_logs.update(created)
+        if service == "ec2" and action == "DescribeFlowLogs" and params.get("FlowLogId.1") in rules.access_error_flow_logs:
+            text = data.decode("utf-8", "replace")
+            ok = "<deliverLogsStatus>SUCCESS</deliverLogsStatus>"
+            if ok in text:
+                rules.count("flow_log_access_error")
+                failed = "<deliverLogsStatus>FAILED</deliverLogsStatus><deliverLogsErrorMessage>Access error</deliverLogsErrorMessage>"
+                data = text.replace(ok, failed).encode()
+        if service == "ec2" and action == "CreateSubnet":
+            created = re.search(CREATED_ID["CreateSubnet"], data.decode("utf-8", "replace"))
+            if created:
+                rules.subnet_zones[created.group(1)] = params.get("AvailabilityZone")
         if service == "iam" and action in ("CreateRole", "CreateInstanceProfile"):
             text = data.decode("utf-8", "replace")
             arn = re.search(r"<Arn>([^<]+)</Arn>", text)
             name = params.get("RoleName") or params.get("InstanceProfileName")
-            consumers = {"lambda", "sagemaker", "scheduler"} if action == "CreateRole" else {"ec2"}
+            consumers = {"lambda", "sagemaker", "scheduler", "flow-logs"} if action == "CreateRole" else {"ec2"}
             for key in filter(None, [arn.group(1) if arn else None, name]):
                 rules.fresh_roles[key] = set(consumers)
         if service == "lambda" and action == "CreateFunction":

@@ -171,8 +171,19 @@ pub async fn status(ec2: &Ec2, kind: ResourceKind, id: &str) -> Result<ResourceS
         }
         ResourceKind::FlowLog => {
             let out = ec2.describe_flow_logs().flow_log_ids(id).send().await.map_err(err!())?;
-            out.flow_logs().first().ok_or_else(gone)?;
-            Ok(ResourceStatus::Ready)
+            let flow_log = out.flow_logs().first().ok_or_else(gone)?;
+            // A flow log created before its role could be assumed stays in "Access error",
+            // delivering nothing, until it is made again (AWS's DescribeFlowLogs:
+            // DeliverLogsStatus SUCCESS or FAILED, DeliverLogsErrorMessage "Rate limited",
+            // "Access error" or "Unknown error").
+            // Rate limiting passes by itself; making the flow log again would not help it.
+            Ok(match (flow_log.deliver_logs_status(), flow_log.deliver_logs_error_message()) {
+                (Some("FAILED"), Some("Rate limited")) => ResourceStatus::Ready,
+                (Some("FAILED"), why) => {
+                    ResourceStatus::Failed(format!("delivery to CloudWatch Logs failed: {}", why.unwrap_or("no reason given")))
+                }
+                _ => ResourceStatus::Ready,
+            })
         }
         other => Err(CloudError::Invalid(format!("not a compute resource: {other}"))),
     }

@@ -3,7 +3,9 @@
 //! instant), found again by their lab and role tags, probed and deleted. No retries or
 //! waits here: the orchestration owns them.
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, Ipv6Range, ResourceType};
+use aws_sdk_ec2::error::SdkError;
+use aws_sdk_ec2::operation::describe_instance_type_offerings::DescribeInstanceTypeOfferingsError;
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, IpPermission, IpRange, Ipv6Range, LocationType, ResourceType};
 use aws_sdk_ec2::Client;
 
 use super::error::cloud_error;
@@ -42,11 +44,21 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
                 .map_err(err!())?;
             Ok(out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string())
         }
-        ResourceConfig::Subnet { vpc, cidr, .. } => {
+        ResourceConfig::Subnet { vpc, cidr, zone_offers, .. } => {
+            let zone = match zone_offers {
+                Some(instance_type) => Some(zone_offering(ec2, instance_type).await.map_err(err!())?.ok_or_else(|| {
+                    CloudError::Invalid(format!(
+                        "no Availability Zone of this region offers instance type {instance_type}: choose another type with \
+                         --instance-type, or another region with --region"
+                    ))
+                })?),
+                None => None,
+            };
             let out = ec2
                 .create_subnet()
                 .vpc_id(referenced(refs, *vpc)?)
                 .cidr_block(cidr)
+                .set_availability_zone(zone)
                 .tag_specifications(ec2_tag_spec(ResourceType::Subnet, &spec.tags, &spec.name))
                 .send()
                 .await
@@ -86,6 +98,24 @@ pub async fn create(ec2: &Client, spec: &ResourceSpec, refs: &Refs) -> Result<St
         }
         other => Err(CloudError::Invalid(format!("not a network resource: {other:?}"))),
     }
+}
+
+/// The first Availability Zone, by name, of the client's region that offers
+/// `instance_type` (every page of DescribeInstanceTypeOfferings); None when none does.
+/// Left to AWS, CreateSubnet picks a zone itself, and RunInstances then fails in one that
+/// lacks the type (`Unsupported`).
+async fn zone_offering(ec2: &Client, instance_type: &str) -> Result<Option<String>, SdkError<DescribeInstanceTypeOfferingsError>> {
+    let mut zones = std::collections::BTreeSet::new();
+    let mut pages = ec2
+        .describe_instance_type_offerings()
+        .location_type(LocationType::AvailabilityZone)
+        .filters(Filter::builder().name("instance-type").values(instance_type).build())
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        zones.extend(page?.instance_type_offerings().iter().filter_map(|o| o.location().map(str::to_string)));
+    }
+    Ok(zones.into_iter().next())
 }
 
 /// What a create leaves to do: the subnet's public addresses, the gateway's attachment,

@@ -80,7 +80,11 @@ impl Builder<'_> {
         use Role as R;
 
         b.add(R::Vpc, &[], C::Vpc { cidr: "10.42.0.0/16".into() });
-        b.add(R::Subnet, &[R::Vpc], C::Subnet { vpc: R::Vpc, cidr: "10.42.1.0/24".into(), map_public_ip: true });
+        b.add(
+            R::Subnet,
+            &[R::Vpc],
+            C::Subnet { vpc: R::Vpc, cidr: "10.42.1.0/24".into(), map_public_ip: true, zone_offers: Some(o.instance_type.clone()) },
+        );
         b.add(R::InternetGateway, &[R::Vpc], C::InternetGateway { vpc: R::Vpc });
         b.add(
             R::RouteTable,
@@ -515,7 +519,6 @@ impl Builder<'_> {
         }
     }
 }
-
 
 fn policy(name: &str) -> String {
     let text = match name {

@@ -55,6 +55,8 @@ pub const STATEMENTS: &[Statement] = &[
             "ec2:DescribeFlowLogs",
             "ec2:DescribeNetworkAcls",
             "ec2:DescribeTags",
+            // The subnet's zone: one that offers the target's instance type.
+            "ec2:DescribeInstanceTypeOfferings",
             "iam:ListRoles",
             "iam:ListInstanceProfiles",
             "lambda:ListFunctions",

@@ -17,15 +17,13 @@ pub const TAG_ROLE: &str = "cis:role";
 /// Every tag the lab puts on a resource that says whose it is.
 pub const LAB_TAG_KEYS: [&str; 4] = [TAG_LAB, TAG_MANAGED, TAG_RUN, TAG_ROLE];
 
-/// The part each resource plays in the lab, from one table: each row is the variant (its
-/// serde name is the variant in kebab-case, as the ledger has always written it), the name
-/// used in resource names and tags, and the cloud's kind of resource.
+/// The part each resource plays in the lab, from one table: each row is the variant, the
+/// name used in resource names, tags, text and JSON, and the cloud's kind of resource.
 macro_rules! roles {
     ($($variant:ident = $name:literal => $kind:ident,)*) => {
         /// The part each resource plays in the lab. The declaration order is the creation
         /// order used for display; actual creation follows the dependencies, concurrently.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "kebab-case")]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Role {
             $($variant,)*
         }
@@ -33,10 +31,18 @@ macro_rules! roles {
         impl Role {
             pub const ALL: [Role; [$($name),*].len()] = [$(Role::$variant),*];
 
-            /// The kebab-case name used in resource names, tags and the ledger.
+            /// The kebab-case name used in resource names, tags, the ledger and output.
             pub fn name(self) -> &'static str {
                 match self {
                     $(Role::$variant => $name,)*
+                }
+            }
+
+            /// The variant's own name, whose kebab-case ledgers written before the role's
+            /// name was used in files hold (`target-instance` for `target`).
+            fn variant(self) -> &'static str {
+                match self {
+                    $(Role::$variant => stringify!($variant),)*
                 }
             }
 
@@ -103,6 +109,36 @@ roles! {
     SchedulerRole = "scheduler-role" => IamRole,
     SchedulerPolicy = "scheduler-policy" => IamRolePolicy,
     TtlSchedule = "ttl-schedule" => Schedule,
+}
+
+/// `TargetInstance` -> `target-instance`.
+fn kebab(variant: &str) -> String {
+    let mut out = String::with_capacity(variant.len() + 4);
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// Written by its name, so that text, JSON, tags and resource names agree (JSON once said
+/// `target-instance` where text and tags said `target`).
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Read by its name, or by the kebab-case variant older ledgers and run records hold.
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        Role::from_name(&text)
+            .or_else(|| Role::ALL.into_iter().find(|r| kebab(r.variant()) == text))
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown role '{text}'")))
+    }
 }
 
 impl Role {
@@ -243,6 +279,11 @@ pub enum ResourceConfig {
         vpc: Role,
         cidr: String,
         map_public_ip: bool,
+        /// The instance type the subnet's Availability Zone must offer: not every zone
+        /// offers every type (t3.micro is not in us-east-1e), and a zone left to AWS may
+        /// be one that does not. None in ledgers written before the zone was chosen.
+        #[serde(default)]
+        zone_offers: Option<String>,
     },
     InternetGateway {
         vpc: Role,
@@ -547,4 +588,24 @@ pub fn lab_tags(lab: &LabName, role: Role, run: &str) -> Tags {
         (TAG_ROLE.to_string(), role.name().to_string()),
         ("Name".to_string(), resource_name(lab, role)),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_is_written_by_its_name_and_read_by_either_name() {
+        assert_eq!(serde_json::to_string(&Role::TargetInstance).unwrap(), "\"target\"");
+        for r in Role::ALL {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.name()));
+            assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), r);
+            assert_eq!(serde_json::from_str::<Role>(&format!("\"{}\"", kebab(r.variant()))).unwrap(), r, "{r:?}");
+        }
+        // A ledger's references, as older ledgers wrote them.
+        let refs: Refs = serde_json::from_str(r#"{"target-instance":"i-1","log-group":"g","topic":"t"}"#).unwrap();
+        assert_eq!((refs[&Role::TargetInstance].as_str(), refs[&Role::LogGroup].as_str(), refs[&Role::Topic].as_str()), ("i-1", "g", "t"));
+        assert!(serde_json::from_str::<Role>("\"nonesuch\"").unwrap_err().to_string().contains("unknown role 'nonesuch'"));
+    }
 }
