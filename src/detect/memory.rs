@@ -59,6 +59,10 @@ pub struct Memory {
     /// A memory saved before the lines were kept loads with none.
     #[serde(default)]
     pending: BTreeMap<String, BTreeMap<i64, BTreeSet<String>>>,
+    /// Per interface, the windows already announced, kept as long as their lines: a window
+    /// rescored whole after an alert on its first part is not announced again.
+    #[serde(default)]
+    alerted: BTreeMap<String, BTreeSet<i64>>,
 }
 
 impl Memory {
@@ -73,7 +77,19 @@ impl Memory {
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.interfaces.is_empty() && self.pending.is_empty()
+        self.interfaces.is_empty() && self.pending.is_empty() && self.alerted.is_empty()
+    }
+
+    /// Whether the interface's window was announced already.
+    pub fn alerted(&self, interface: &str, window_start: i64) -> bool {
+        self.alerted.get(interface).is_some_and(|w| w.contains(&window_start))
+    }
+
+    /// Remembers that the interface's window was announced (once the announcement is out:
+    /// a batch whose announcement failed is retried, and must announce again).
+    pub fn mark_alerted(&mut self, interface: &str, window_start: i64) {
+        self.alerted.entry(interface.to_string()).or_default().insert(window_start);
+        self.forget_old_lines();
     }
 
     /// The lines to score for a delivered batch: for every window the batch holds records
@@ -106,7 +122,7 @@ impl Memory {
 
     /// Drops the windows past [`ASSEMBLY_S`] behind each interface's newest, then the
     /// oldest windows past [`MAX_PENDING_LINES`], then the least recently seen interfaces
-    /// past the cap.
+    /// past the cap; and the announced windows as old.
     fn forget_old_lines(&mut self) {
         for windows in self.pending.values_mut() {
             let newest = windows.keys().next_back().copied().unwrap_or(i64::MIN);
@@ -117,6 +133,13 @@ impl Memory {
                 kept -= oldest.len();
             }
         }
+        for (eni, windows) in self.alerted.iter_mut() {
+            let newest = self.pending.get(eni).and_then(|p| p.keys().next_back().copied()).into_iter().chain(windows.last().copied()).max();
+            let horizon = newest.unwrap_or(i64::MIN).saturating_sub(ASSEMBLY_S);
+            windows.retain(|&start| start > horizon);
+        }
+        // An announced window has its lines kept: with them gone, so is the mark.
+        self.alerted.retain(|eni, windows| !windows.is_empty() && self.pending.contains_key(eni));
         if self.pending.len() > MAX_INTERFACES {
             let mut by_recency: Vec<(i64, String)> =
                 self.pending.iter().map(|(eni, w)| (w.keys().next_back().copied().unwrap_or(i64::MIN), eni.clone())).collect();
@@ -261,6 +284,22 @@ mod tests {
         assert_eq!(Memory::from_json(&m.to_json()).unwrap(), m);
         // A memory saved before lines were kept still loads.
         assert!(Memory::from_json(br#"{"interfaces":{}}"#).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_announced_window_is_remembered_as_long_as_its_lines() {
+        use crate::formats::flowlog::{Action, LAB_LOG_FORMAT};
+        let format = LogFormat::parse(LAB_LOG_FORMAT).unwrap();
+        let line = |start: i64| format.write(&crate::detect::features::tests::out(start, 40_000, "203.0.113.9", 443, 900, Action::Accept));
+        let mut m = Memory::default();
+        m.assemble(&[line(10).as_str()], &format, 60);
+        assert!(!m.alerted("eni-1", 0));
+        m.mark_alerted("eni-1", 0);
+        assert!(m.alerted("eni-1", 0) && !m.alerted("eni-1", 60) && !m.alerted("eni-2", 0));
+        assert_eq!(Memory::from_json(&m.to_json()).unwrap(), m);
+        // Its lines gone (a window past the assembly time came), the mark goes too.
+        m.assemble(&[line(ASSEMBLY_S + 60).as_str()], &format, 60);
+        assert!(!m.alerted("eni-1", 0));
     }
 
     #[test]

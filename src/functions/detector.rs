@@ -193,7 +193,12 @@ pub async fn score_lines(
         },
     };
     let at = api.now();
-    report.detections = verdicts
+    // One announcement a window: a window rescored whole after its first part was
+    // announced is not announced again.
+    let fresh: Vec<_> = verdicts.into_iter().filter(|v| !memory.alerted(&v.interface_id, v.window_start)).collect();
+    let announced: Vec<(String, i64)> =
+        fresh.iter().filter(|v| v.decided_by.is_some() && v.instance_id.is_some()).map(|v| (v.interface_id.clone(), v.window_start)).collect();
+    report.detections = fresh
         .into_iter()
         .filter_map(|v| {
             Some(DetectionEvent {
@@ -210,6 +215,16 @@ pub async fn score_lines(
         .collect();
     if !report.detections.is_empty() {
         api.put_detections(&report.detections).await.map_err(DetectorError::Put)?;
+        // Marked only once they are out: a batch whose PutEvents failed is retried by
+        // Lambda, and must announce them then.
+        if keep {
+            for (interface, window) in &announced {
+                memory.mark_alerted(interface, *window);
+            }
+            if let Err(e) = api.save_memory(&key, &memory.to_json()).await {
+                report.memory_trouble = Some(format!("memory {key} not saved after the detections were put: {e}"));
+            }
+        }
     }
     Ok(report)
 }
@@ -251,6 +266,8 @@ mod tests {
         csv_sent: Mutex<Vec<String>>,
         put: Mutex<Vec<DetectionEvent>>,
         memory: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+        /// PutEvents calls still to fail.
+        failing_puts: Mutex<usize>,
     }
 
     #[async_trait]
@@ -263,6 +280,11 @@ mod tests {
             self.endpoint_answer.clone()
         }
         async fn put_detections(&self, d: &[DetectionEvent]) -> Result<(), CloudError> {
+            let mut failing = self.failing_puts.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(CloudError::Unavailable("ThrottlingException".into()));
+            }
             self.put.lock().unwrap().extend_from_slice(d);
             Ok(())
         }
@@ -279,7 +301,13 @@ mod tests {
     }
 
     fn recorder(answer: Result<Vec<u8>, CloudError>) -> Recorder {
-        Recorder { endpoint_answer: answer, csv_sent: Mutex::new(vec![]), put: Mutex::new(vec![]), memory: Mutex::new(Default::default()) }
+        Recorder {
+            endpoint_answer: answer,
+            csv_sent: Mutex::new(vec![]),
+            put: Mutex::new(vec![]),
+            memory: Mutex::new(Default::default()),
+            failing_puts: Mutex::new(0),
+        }
     }
 
     /// Twelve hours of a quiet agent, then one window that sends a gigabyte away.
@@ -466,11 +494,23 @@ mod tests {
         assert_eq!(two.windows, 1);
         assert_eq!(two.detections.len(), 1, "the second delivery completes the window");
         assert_eq!(two.detections[0].reason, w.detections[0].reason, "scored as the window whole");
-        // A retried delivery neither adds a post nor changes the memory.
+        // A retried delivery neither adds a post nor changes the memory, and the window,
+        // announced already, is not announced again.
         let saved = r.memory.lock().unwrap()["eni-1-all"].clone();
         let again = score_lines(&r, &config(None), &model, "eni-1-all", &refs(&second)).await.unwrap();
-        assert_eq!(again.detections[0].reason, w.detections[0].reason);
+        assert!(again.detections.is_empty(), "{:?}", again.detections);
         assert_eq!(r.memory.lock().unwrap()["eni-1-all"], saved);
+        assert_eq!(r.put.lock().unwrap().len(), 1, "one announcement for the window");
+
+        // When PutEvents fails, the batch fails (Lambda retries it) and the window is not
+        // marked: the retry announces it.
+        let failing = recorder(Err(CloudError::Invalid("no endpoint".into())));
+        *failing.failing_puts.lock().unwrap() = 1;
+        score_lines(&failing, &config(None), &model, "eni-1-all", &refs(&first)).await.unwrap();
+        assert!(matches!(score_lines(&failing, &config(None), &model, "eni-1-all", &refs(&second)).await, Err(DetectorError::Put(_))));
+        let retried = score_lines(&failing, &config(None), &model, "eni-1-all", &refs(&second)).await.unwrap();
+        assert_eq!(retried.detections.len(), 1, "announced on the retry");
+        assert_eq!(failing.put.lock().unwrap().len(), 1);
     }
 
     #[test]
