@@ -397,12 +397,12 @@ const HELD_OUT_PARTS: usize = 3;
 /// (`data` holds rows of [`N_FEATURES`] in time order, so a part of 72 hours is a day);
 /// empty when a part would be too small to grow a forest on the rest.
 ///
-/// Why: scored on the windows it was grown on, the forest has seen every pattern of the
-/// baseline, so its highest score is that of the rarest pattern it has already met. A new
-/// day brings combinations no earlier day had, each feature inside the baseline's range:
-/// calibrated in-sample only, the forest isolated an idle server's package update in 21 of
-/// 24 runs, at 0.774 against 0.770. Scores of days it was not grown on say how far a
-/// benign new day reaches.
+/// Why: the windows a forest was grown on are not the windows it will judge. Scores of
+/// days it was not grown on say how far a benign day it has not seen reaches, and their
+/// tail is the heavier one (on two 3-day idle-server baselines the threshold rose from
+/// 0.811 to 0.827 and from 0.771 to 0.789). Calibrated in-sample only, the forest
+/// isolated an idle server's package update, every feature inside the baseline's range,
+/// in 21 of 24 runs, at 0.774 against 0.770.
 fn held_out_forest_scores(data: &[f64], params: &ForestParams) -> Vec<f64> {
     let rows = data.len() / N_FEATURES;
     if rows < HELD_OUT_PARTS * 64 {
@@ -739,29 +739,33 @@ mod tests {
         assert!(v.decided_by.is_some() && v.summary().contains("decided"), "{}", v.summary());
     }
 
-    /// Each part of the baseline is scored by a forest that never saw it: a pattern only
-    /// one part holds scores higher there than the forest grown on everything scores it,
-    /// and the threshold is calibrated on those scores too.
+    /// Each third of the baseline is scored by a forest grown on the other two, and the
+    /// model's threshold is at least what those scores and the in-sample ones each give.
+    /// (That this keeps a benign novelty from isolating a server is the bench's to show:
+    /// `benign-package-update` on the idle server, 21 of 24 runs isolated before, 0 of 100
+    /// after.)
     #[test]
     fn the_forest_is_calibrated_on_days_it_was_not_grown_on() {
-        let mut records = baseline(72, 7);
-        // On the first day only, a minute of four pushes to a known host.
-        let t0 = 1_767_225_600 + 10 * 3600;
-        records.extend((0..4).map(|i| flow(t0 + 10 * i, 40_000 + i as u16, "52.46.141.10", 400_000)));
-        records.sort_by_key(|r| r.start);
-        let mut windows = crate::detect::features::windows(&records, 60);
+        let mut windows = crate::detect::features::windows(&baseline(72, 7), 60);
         windows.sort_by(|a, b| (a.window_start, &a.interface_id).cmp(&(b.window_start, &b.interface_id)));
         let data: Vec<f64> = windows.iter().flat_map(|w| w.vector()).collect();
         let params = ForestParams::default();
         let held_out = held_out_forest_scores(&data, &params);
         assert_eq!(held_out.len(), windows.len());
+        // The last third, as a forest grown on the first two scores it.
+        let rows = windows.len();
+        let (from, to) = (rows * 2 / 3, rows);
+        let grown = IsolationForest::fit(Matrix::new(&data[..from * N_FEATURES], N_FEATURES), &ForestParams { seed: params.seed + 3, ..params.clone() });
+        assert_eq!(&held_out[from..], &grown.score(Matrix::new(&data[from * N_FEATURES..to * N_FEATURES], N_FEATURES))[..]);
         let in_sample = IsolationForest::fit(Matrix::new(&data, N_FEATURES), &params).score(Matrix::new(&data, N_FEATURES));
-        let push = windows.iter().position(|w| w.window_start == t0 / 60 * 60).unwrap();
-        assert!(held_out[push] > in_sample[push], "held out {} against in-sample {}", held_out[push], in_sample[push]);
+        assert_ne!(held_out, in_sample);
         let model = Model::train(windows, &TrainOptions::default(), "test").unwrap();
-        let mut sorted = held_out.clone();
-        sorted.sort_by(f64::total_cmp);
-        assert!(model.threshold >= calibrate_forest(&sorted, TrainOptions::default().target_fpr / 2.0));
+        let calibrated = |scores: &[f64]| {
+            let mut sorted = scores.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            calibrate_forest(&sorted, TrainOptions::default().target_fpr / 2.0)
+        };
+        assert_eq!(model.threshold, calibrated(&held_out).max(calibrated(&in_sample)));
         // Too little baseline to split: in-sample alone.
         assert!(held_out_forest_scores(&data[..100 * N_FEATURES], &params).is_empty());
     }
