@@ -136,7 +136,7 @@ fn a_long_lived_stream_is_cut_by_the_two_step_swap_and_outlives_a_one_step_one()
     let snapshot = status["resources"].as_array().unwrap().iter().find(|r| r["kind"] == "ec2:snapshot").expect("snapshot listed").clone();
     assert_eq!(snapshot["drift"], false, "{snapshot}");
     // Release puts the interface back in the target's own group, with containment's code.
-    let target_sg = status["resources"].as_array().unwrap().iter().find(|r| r["role"] == "target-security-group").unwrap()["id"].clone();
+    let target_sg = status["resources"].as_array().unwrap().iter().find(|r| r["role"] == "target-sg").unwrap()["id"].clone();
     let released = json(&two_step.ok(&["release", "--output", "json"]));
     assert_eq!(released["restored"][0]["groups"], serde_json::json!([target_sg]), "{released}");
     let again = two_step.ok(&["attack", "exfil-long-stream", "--output", "json"]);
