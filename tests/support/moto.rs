@@ -6,11 +6,15 @@
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Moto {
-    child: Child,
-    proxy: Option<Child>,
+    child: Mutex<Child>,
+    proxy: Option<Mutex<Child>>,
+    /// Where moto and the proxy write their stderr (moto's request log, the proxy's
+    /// tracebacks), removed on drop: read by [`Moto::diagnosis`] when a test fails.
+    logs: Vec<(&'static str, PathBuf)>,
     /// What cis is pointed at: the strict proxy when there is one, else moto itself.
     pub endpoint: String,
     /// moto itself: what the test reads the account through (`sdk_config`, `post`).
@@ -22,15 +26,60 @@ fn in_workspace(relative: &str) -> Option<PathBuf> {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(|d| d.join(relative)).find(|p| p.exists())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A fresh log file for one server's stderr, in the system's temporary folder.
+fn log_file(what: &str) -> (PathBuf, std::fs::File) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("cis-{what}-{}-{n}.log", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, file)
 }
 
-/// A readiness wait, not a timing assertion: moto imports a lot before it listens.
-fn wait_listening(port: u16, what: &str) {
+/// The last `lines` lines of a file, or why it could not be read.
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("({}: {e})", path.display()),
+    }
+}
+
+/// Whether a child still runs, or how it ended.
+fn state(child: &Mutex<Child>) -> String {
+    match child.lock().unwrap_or_else(|p| p.into_inner()).try_wait() {
+        Ok(None) => "running".into(),
+        Ok(Some(status)) => format!("exited: {status}"),
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
+/// The port a server started on port 0 says it listens on, in the first line of its
+/// stderr that holds `marker` (`... 127.0.0.1:PORT`). The server chooses its own port:
+/// a port chosen here and handed over could be taken by another test's server before this
+/// one bound it, and a connection to it would then reach the other server. A readiness
+/// wait, not a timing assertion: moto imports a lot before it listens.
+fn port_from_log(log: &std::path::Path, marker: &str, child: &Mutex<Child>, what: &str) -> u16 {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within 2 minutes");
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .find_map(|l| l.split_once(marker))
+            .and_then(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u16>().ok());
+        if let Some(port) = port {
+            let listening = Instant::now() + Duration::from_secs(120);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < listening, "{what} did not listen on port {port} within 2 minutes");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return port;
+        }
+        let state = state(child);
+        assert!(state == "running", "{what} {state} before it listened:\n{}", tail(log, 30));
+        assert!(Instant::now() < deadline, "{what} did not say its port within 2 minutes:\n{}", tail(log, 30));
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -46,20 +95,20 @@ fn moto_server() -> PathBuf {
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = free_port();
+        let (log, stderr) = log_file("moto");
         let child = Command::new(moto_server())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
             // AWS managed policies exist, so attaching AmazonSSMManagedInstanceCore works.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("moto_server starts");
+        let child = Mutex::new(child);
+        let port = port_from_log(&log, "Running on http://127.0.0.1:", &child, "moto_server");
         let endpoint = format!("http://127.0.0.1:{port}");
-        let moto = Moto { child, proxy: None, endpoint: endpoint.clone(), direct: endpoint };
-        wait_listening(port, "moto_server");
-        moto
+        Moto { child, proxy: None, endpoint: endpoint.clone(), direct: endpoint, logs: vec![("moto", log)] }
     }
 
     /// moto behind the strict proxy: cis (through `endpoint` and `env`) meets AWS's
@@ -76,17 +125,19 @@ impl Moto {
         let mut moto = Moto::start();
         let script = in_workspace("tests/support/strict_aws.py").expect("tests/support/strict_aws.py in the workspace");
         let python = moto_server().with_file_name("python3");
-        let port = free_port();
+        let (log, stderr) = log_file("strict-aws");
         let proxy = Command::new(python)
             .arg(script)
-            .args(["--port", &port.to_string(), "--moto", &moto.direct, "--seed", &seed.to_string()])
+            .args(["--port", "0", "--moto", &moto.direct, "--seed", &seed.to_string()])
             .args(["--throttle-rate", &throttle_rate.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("the strict proxy starts");
+        let proxy = Mutex::new(proxy);
+        let port = port_from_log(&log, "strict AWS on 127.0.0.1:", &proxy, "the strict proxy");
         moto.proxy = Some(proxy);
-        wait_listening(port, "the strict proxy");
+        moto.logs.push(("strict proxy", log));
         moto.endpoint = format!("http://127.0.0.1:{port}");
         moto
     }
@@ -150,13 +201,34 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// For a failing test's message: whether moto (and the proxy) still run, and the end
+    /// of what each wrote to stderr.
+    #[allow(dead_code)]
+    pub fn diagnosis(&self) -> String {
+        let mut out = format!("moto at {}: {}", self.direct, state(&self.child));
+        if let Some(proxy) = &self.proxy {
+            out += &format!("; strict proxy at {}: {}", self.endpoint, state(proxy));
+        }
+        for (what, path) in &self.logs {
+            out += &format!("\n--- the end of {what}'s stderr ({}):\n{}", path.display(), tail(path, 30));
+        }
+        out
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
-        if let Some(proxy) = &mut self.proxy {
-            let _ = proxy.kill();
-            let _ = proxy.wait();
+        for child in self.proxy.iter_mut().chain(std::iter::once(&mut self.child)) {
+            let child = child.get_mut().unwrap_or_else(|p| p.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A failing test's logs stay for a look; a passing one's go.
+        if !std::thread::panicking() {
+            for (_, path) in &self.logs {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ after, applies the rules:
 GET /strict-aws/stats answers what each rule did, so a test can show that it was met.
 Requests without a SigV4 signature (moto's own /moto-api) pass untouched.
 
-Usage: strict_aws.py --port P --moto http://127.0.0.1:M [--seed S] [--throttle-rate R]
+Usage: strict_aws.py --port P (0: any free one, printed) --moto http://127.0.0.1:M [--seed S] [--throttle-rate R]
 """
 
 import argparse
@@ -40,6 +40,8 @@ import random
 import re
 import sys
 import threading
+import time
+import traceback
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -180,6 +182,10 @@ def error(protocol, status, code, message):
     return status, {"Content-Type": "application/json", "x-amzn-ErrorType": code, "x-amzn-RequestId": rid}, body.encode()
 
 
+def log(message):
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
 def xml_escape(s):
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -302,6 +308,26 @@ class Handler(BaseHTTPRequestHandler):
         return r.status, out, data
 
     def handle_any(self):
+        # An exception would close the connection without an answer, which the client
+        # sees only as "connection closed before message completed": say what it was.
+        try:
+            self.serve()
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception:
+            log(f"{self.command} {self.path} failed:\n{traceback.format_exc()}")
+            raise
+
+    def reach_moto(self, protocol, body):
+        """moto's answer, or AWS's 500 InternalError (which clients retry) when moto
+        cannot be reached, with the reason logged."""
+        try:
+            return self.forward(body)
+        except (OSError, http.client.HTTPException) as e:
+            log(f"{self.command} {self.path}: moto at {self.moto} did not answer: {e!r}")
+            return error(protocol, 500, "InternalError", f"the strict proxy could not reach moto at {self.moto}: {e!r}")
+
+    def serve(self):
         body = self.read_body()
         if self.path == "/strict-aws/stats":
             with self.rules.lock:
@@ -310,7 +336,7 @@ class Handler(BaseHTTPRequestHandler):
         service = service_of(self.headers)
         protocol = PROTOCOL.get(service)
         if protocol is None:
-            return self.answer(*self.forward(body))
+            return self.answer(*self.reach_moto(QUERY, body))
         params = form_params(self.headers, body)
         doc = json_body(body) if protocol in (JSON, REST_JSON) else None
         action = params.get("Action") or (self.headers.get("X-Amz-Target", "").split(".")[-1] or None)
@@ -326,7 +352,7 @@ class Handler(BaseHTTPRequestHandler):
         if refusal:
             return self.answer(*refusal)
 
-        status, headers, data = self.forward(body)
+        status, headers, data = self.reach_moto(protocol, body)
         if status < 300:
             with rules.lock:
                 data = self.after(rules, service, action, function, params, doc, data)
@@ -481,7 +507,8 @@ def main():
     Handler.moto = a.moto
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     server.daemon_threads = True
-    print(f"strict AWS on 127.0.0.1:{a.port} in front of {a.moto}", file=sys.stderr, flush=True)
+    # Port 0 lets the system choose; the line says which (the test reads it from here).
+    print(f"strict AWS on 127.0.0.1:{server.server_address[1]} in front of {a.moto}", file=sys.stderr, flush=True)
     server.serve_forever()
 
 
