@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::app::cli::{ExportArgs, ExportFormat};
 use crate::base::error::Error;
 use crate::base::rng::Rng;
-use crate::detect::features::WindowAggregator;
+use crate::detect::features::{window_start, WindowAggregator};
 use crate::formats::flowlog::{LogFormat, LAB_LOG_FORMAT};
 use crate::model::scenario::{self, Scenario};
 
@@ -134,7 +134,7 @@ pub fn run(e: &ExportArgs, seed: u64) -> Result<Written> {
         let _ = writeln!(records, "{},{},{}", n + 2, u8::from(is_positive), scenario.map_or("", |s| s.id.as_str()));
         agg.add(&record, is_positive);
         if let (Some(s), Some(eni), Some(start)) = (scenario, &record.interface_id, record.start) {
-            window_scenarios.entry((eni.clone(), start.div_euclid(WINDOW_S) * WINDOW_S)).or_default().insert(s.id.clone());
+            window_scenarios.entry((eni.clone(), window_start(start, WINDOW_S))).or_default().insert(s.id.clone());
         }
     }
     let windows = agg.finish();

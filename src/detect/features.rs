@@ -344,6 +344,12 @@ struct Tally {
     positive: bool,
 }
 
+/// The start of the detector window a flow starting at `start` (epoch seconds) falls in:
+/// windows of `window_s` seconds from the epoch, so every reader of a record agrees.
+pub fn window_start(start: i64, window_s: i64) -> i64 {
+    start.div_euclid(window_s) * window_s
+}
+
 /// Groups records into (interface, window) tallies in one pass. Hash maps for speed; no
 /// order is ever read from them: what leaves is sorted.
 ///
@@ -427,7 +433,7 @@ impl WindowAggregator {
 
     /// [`WindowAggregator::add`] for a record already reduced to its flow.
     pub fn add_flow(&mut self, f: &Flow, positive: bool) {
-        let window = f.start.div_euclid(self.window_s) * self.window_s;
+        let window = window_start(f.start, self.window_s);
         self.newest = self.newest.max(window);
         let t = self.tally(&f.interface_id, window);
         // The least instance id, so that the order records come in does not matter.

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::destinations::Group;
-use crate::detect::features::{WindowFeatures, RETURNING_WINDOWS};
+use crate::detect::features::{window_start, WindowFeatures, RETURNING_WINDOWS};
 use crate::formats::flowlog::{LogFormat, LogStatus};
 
 /// How far back the memory looks.
@@ -104,7 +104,7 @@ impl Memory {
             match format.read(line) {
                 Ok(Some(r)) if r.log_status == Some(LogStatus::Ok) && window_s > 0 => match (r.interface_id, r.start) {
                     (Some(eni), Some(start)) => {
-                        let window = start.div_euclid(window_s) * window_s;
+                        let window = window_start(start, window_s);
                         self.pending.entry(eni.clone()).or_default().entry(window).or_default().insert((*line).to_string());
                         touched.insert((eni, window));
                     }
@@ -122,7 +122,7 @@ impl Memory {
 
     /// Drops the windows past [`ASSEMBLY_S`] behind each interface's newest, then the
     /// oldest windows past [`MAX_PENDING_LINES`], then the least recently seen interfaces
-    /// past the cap; and the announced windows as old.
+    /// past the cap; then the marks of announced windows whose lines went.
     fn forget_old_lines(&mut self) {
         for windows in self.pending.values_mut() {
             let newest = windows.keys().next_back().copied().unwrap_or(i64::MIN);
@@ -133,13 +133,6 @@ impl Memory {
                 kept -= oldest.len();
             }
         }
-        for (eni, windows) in self.alerted.iter_mut() {
-            let newest = self.pending.get(eni).and_then(|p| p.keys().next_back().copied()).into_iter().chain(windows.last().copied()).max();
-            let horizon = newest.unwrap_or(i64::MIN).saturating_sub(ASSEMBLY_S);
-            windows.retain(|&start| start > horizon);
-        }
-        // An announced window has its lines kept: with them gone, so is the mark.
-        self.alerted.retain(|eni, windows| !windows.is_empty() && self.pending.contains_key(eni));
         if self.pending.len() > MAX_INTERFACES {
             let mut by_recency: Vec<(i64, String)> =
                 self.pending.iter().map(|(eni, w)| (w.keys().next_back().copied().unwrap_or(i64::MIN), eni.clone())).collect();
@@ -148,6 +141,13 @@ impl Memory {
                 self.pending.remove(eni);
             }
         }
+        // A window is announced once as long as its lines are kept: with them gone, so is
+        // the mark (a later delivery for it is all the detector would see of it).
+        for (eni, windows) in self.alerted.iter_mut() {
+            let kept = self.pending.get(eni);
+            windows.retain(|start| kept.is_some_and(|p| p.contains_key(start)));
+        }
+        self.alerted.retain(|_, windows| !windows.is_empty());
     }
 
     /// Remembers the windows' never-seen groups (`is_new` says which are) and sets each
@@ -300,6 +300,17 @@ mod tests {
         // Its lines gone (a window past the assembly time came), the mark goes too.
         m.assemble(&[line(ASSEMBLY_S + 60).as_str()], &format, 60);
         assert!(!m.alerted("eni-1", 0));
+
+        // Lines dropped by the cap take their window's mark, and only theirs.
+        let mut m = Memory::default();
+        m.assemble(&[line(0).as_str(), line(60).as_str()], &format, 60);
+        m.mark_alerted("eni-1", 0);
+        m.mark_alerted("eni-1", 60);
+        let crowd: Vec<String> = (0..MAX_PENDING_LINES as u64 - 1)
+            .map(|n| format.write(&crate::detect::features::tests::out(120, 40_000, "203.0.113.9", 443, 1_000 + n, Action::Accept)))
+            .collect();
+        m.assemble(&crowd.iter().map(String::as_str).collect::<Vec<_>>(), &format, 60);
+        assert!(!m.alerted("eni-1", 0) && m.alerted("eni-1", 60));
     }
 
     #[test]
