@@ -67,6 +67,14 @@ pub struct CloudResource {
     pub status: ResourceStatus,
 }
 
+/// One page of a log group's flow-log lines.
+#[derive(Clone, Debug, Default)]
+pub struct FlowLogPage {
+    pub lines: Vec<String>,
+    /// The next page's token; None after the last page.
+    pub next: Option<String>,
+}
+
 /// The lab's resources an attack and its measurement need, resolved from the ledger.
 #[derive(Clone, Debug)]
 pub struct LabTarget {
@@ -173,6 +181,14 @@ pub trait Cloud: Send + Sync {
 
     /// Makes everything done so far durable (the simulator's account); nothing on AWS.
     async fn checkpoint(&self) -> Result<(), CloudError>;
+
+    /// One page of the flow-log lines in the lab's log group (`group`, its id), and the
+    /// token of the next page (None after the last): what `cis arm` learns from, a page
+    /// at a time.
+    async fn flow_log_page(&self, group: &str, token: Option<&str>) -> Result<FlowLogPage, CloudError>;
+
+    /// Puts an object in the lab's bucket (`bucket`, its id), replacing what was there.
+    async fn put_lab_object(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), CloudError>;
 
     /// EC2 and SNS as the containment function sees them: `cis release` undoes an
     /// isolation with the function's own code.

@@ -194,14 +194,23 @@ pub fn egress_threshold(
 ) -> Result<f64, CloudError> {
     let c = calibration;
     let values = egress_minutes(c.window_s, &c.workload, latency, workloads)?;
-    let busiest = values.last().copied().unwrap_or(0.0);
-    Ok(match c.target_fpr {
+    Ok(threshold_of_minutes(&values, c.target_fpr))
+}
+
+/// The egress alarm's threshold over a baseline's per-minute egress bytes (every minute,
+/// the quiet ones as zero, sorted ascending): [`EGRESS_MARGIN`] times the busiest, or with
+/// a target false-positive rate the minute-sum that share of the minutes exceed. At least
+/// one byte.
+pub fn threshold_of_minutes(sorted: &[f64], target_fpr: Option<f64>) -> f64 {
+    let busiest = sorted.last().copied().unwrap_or(0.0);
+    match target_fpr {
+        _ if sorted.is_empty() => 1.0,
         None => (busiest * EGRESS_MARGIN).max(1.0),
         Some(fpr) => {
-            let allowed = (fpr * values.len() as f64).floor() as usize;
-            values[values.len() - 1 - allowed.min(values.len() - 1)].max(1.0)
+            let allowed = (fpr * sorted.len() as f64).floor() as usize;
+            sorted[sorted.len() - 1 - allowed.min(sorted.len() - 1)].max(1.0)
         }
-    })
+    }
 }
 
 /// Every minute's egress bytes over the baseline capture, the quiet ones as zero, sorted;

@@ -117,6 +117,10 @@ pub enum Command {
     Plan(LabArgs),
     /// List the lab's resources with their live state, drift from the ledger and cost.
     Status(StatusArgs),
+    /// Train a learning lab (AWS) on its own flow logs, then give it what needed the
+    /// model: the detector function's model, the Random Cut Forest endpoint, the egress
+    /// alarm. Until then the lab isolates nothing.
+    Arm(ArmArgs),
     /// Train the anomaly model on flow logs of benign traffic.
     Train(TrainArgs),
     /// Score flow logs with the anomaly model and print the anomalous windows; or evaluate
@@ -197,6 +201,26 @@ pub struct UpArgs {
     /// `#` comments skipped), a lab each.
     #[arg(long, value_name = "FILE")]
     pub roster: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct ArmArgs {
+    /// How much of its own traffic the lab must have learned (24h by default, the
+    /// workloads' daily cycle; 1h for a quick lab, at the cost of false alarms at hours it
+    /// has not seen).
+    #[arg(long, value_name = "DURATION", value_parser = parse_warmup)]
+    pub warmup: Option<std::time::Duration>,
+}
+
+/// A warm-up, from `1h`, `90m` or `2d` (humantime's format): at least an hour, the least
+/// the model can start from.
+pub fn parse_warmup(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}): a number and a unit, such as 1h, 90m or 2d"))?;
+    if d < std::time::Duration::from_secs(3600) {
+        return Err(format!("'{s}' is under an hour: the model needs at least an hour of 60-second windows to start"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, ClapArgs)]

@@ -11,7 +11,7 @@ use super::output::{json, print};
 use crate::base::error::Error;
 use crate::cloud::CloudKind;
 use crate::model::lab::pricing::PriceTable;
-use crate::model::lab::{DetectorMode, LabGraph, LabOptions};
+use crate::model::lab::{LabGraph, LabOptions};
 use crate::model::scenario;
 use crate::orchestrator::{DownReport, Orchestrator, StatusReport, UpReport};
 use crate::report::Report;
@@ -119,6 +119,13 @@ pub(super) async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()>
             print(&match args.output {
                 OutputFormat::Json => json(&records),
                 OutputFormat::Text => Report::build(kind.name(), lab.as_str(), records).to_text(),
+            });
+        }
+        Command::Arm(a) => {
+            let report = orch.arm(lab, a.warmup.unwrap_or(crate::orchestrator::DEFAULT_WARMUP)).await?;
+            print(&match args.output {
+                OutputFormat::Json => json(&report),
+                OutputFormat::Text => format!("lab '{lab}' is {}\n{}", report.arming.describe(), up_text(&report.up)),
             });
         }
         Command::Release => {
@@ -231,40 +238,7 @@ pub(super) fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions
         }
         o.notify_email = Some(email.clone());
     }
-    if l.ttl.is_some() || l.detector.is_some() || l.llm {
-        ttl_outlasts_up(&o)?;
-    }
     Ok(o)
-}
-
-/// A lab's time to live counts from `up`, and the lab should be of use for a while after
-/// `up` ends: at least this long.
-const TTL_AFTER_UP_S: f64 = 15.0 * 60.0;
-
-/// Refuses a `--ttl` that would have the janitor delete the lab during `up`, or right
-/// after: SageMaker's training job and endpoint take 28 minutes at the 99th percentile of
-/// the latency table (assets/latency.toml, AWS's figures), and a 15-minute TTL expired
-/// during `up` itself.
-fn ttl_outlasts_up(o: &LabOptions) -> Result<(), Error> {
-    use crate::sim::latency::{Delay, LatencyModel};
-    let Some(ttl) = o.ttl_s else { return Ok(()) };
-    let latency = LatencyModel::embedded();
-    let p99 = |d: Delay| latency.get(d).quantile(0.99);
-    let model_endpoint = if o.detector == DetectorMode::Endpoint { p99(Delay::TrainingJob) + p99(Delay::EndpointCreation) } else { 0.0 };
-    let llm_endpoint = if o.llm { p99(Delay::EndpointCreation) } else { 0.0 };
-    let up_s = model_endpoint.max(llm_endpoint);
-    let needed = ((up_s + TTL_AFTER_UP_S) / 300.0).ceil() * 300.0;
-    if up_s > 0.0 && (ttl as f64) < needed {
-        let what = if model_endpoint >= llm_endpoint { "its SageMaker training job and endpoint" } else { "the --llm endpoint" };
-        return Err(Error::Usage(format!(
-            "--ttl {} min: this lab takes up to {:.0} min to stand up ({what}, at the 99th percentile of assets/latency.toml), and its time to live counts from `up`: give --ttl {:.0}m or more{}",
-            ttl / 60,
-            up_s / 60.0,
-            needed / 60.0,
-            if o.detector == DetectorMode::Endpoint { ", or --detector lambda" } else { "" }
-        )));
-    }
-    Ok(())
 }
 
 /// The account's labs: the state's (with `only_up`, those with a ledger: a lab's
@@ -508,6 +482,19 @@ fn status_text(r: &StatusReport) -> String {
         (false, _) => "not in any ledger, but tagged resources exist (run `cis down` to remove them)",
     };
     let _ = writeln!(o, "lab '{}' on {}: {state}; now {}", r.lab, r.cloud, r.now);
+    match &r.arming {
+        Some(crate::model::lab::Arming::Learning { since }) => {
+            let _ = writeln!(
+                o,
+                "detector: learning its own traffic for {:.0} min, since {since}; nothing is isolated until `cis arm` (after a day, or `cis arm --warmup 1h` for a quick lab)",
+                r.now.seconds_since(*since) / 60.0
+            );
+        }
+        Some(a) => {
+            let _ = writeln!(o, "detector: {}", a.describe());
+        }
+        None => {}
+    }
     for e in &r.resources {
         let _ = writeln!(
             o,

@@ -133,6 +133,7 @@ fn verb(c: &Command) -> &'static str {
         Command::Up(_) => "up",
         Command::Plan(_) => "plan",
         Command::Status(_) => "status",
+        Command::Arm(_) => "arm",
         Command::Attack(_) => "attack",
         Command::Report(_) => "report",
         Command::Train(_) => "train",

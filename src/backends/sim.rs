@@ -651,6 +651,17 @@ impl Cloud for SimCloud {
         let mut w = self.shared.world_now();
         self.shared.save(&mut w).map_err(|e| CloudError::Other(format!("simulated account not saved: {e}")))
     }
+
+    // A simulated lab is armed at `up` on its workload's simulated baseline: its log group
+    // hands each delivery to the detector and keeps only counts, and `cis arm` refuses it
+    // before asking for either of these.
+    async fn flow_log_page(&self, group: &str, _token: Option<&str>) -> Result<crate::cloud::FlowLogPage, CloudError> {
+        Err(CloudError::Invalid(format!("simulated log group {group} keeps no records to learn from: a simulated lab is armed at `up`")))
+    }
+
+    async fn put_lab_object(&self, bucket: &str, key: &str, _body: Vec<u8>) -> Result<(), CloudError> {
+        Err(CloudError::Invalid(format!("s3://{bucket}/{key}: a simulated lab is armed at `up`, and `cis arm` puts nothing in its bucket")))
+    }
 }
 
 /// The detector function's view of the simulated SageMaker runtime, EventBridge and the

@@ -59,6 +59,9 @@ pub struct DetectorConfig {
     pub target_fpr: Option<f64>,
     /// The lab's bucket, where the memory across windows is kept (`CIS_MEMORY_BUCKET`).
     pub memory_bucket: Option<String>,
+    /// The model's key in the lab's bucket (`CIS_MODEL_KEY`), once `cis arm` trained it on
+    /// the lab's own flow logs; without one the function is learning.
+    pub model_key: Option<String>,
 }
 
 impl DetectorConfig {
@@ -92,6 +95,7 @@ impl DetectorConfig {
             baseline,
             target_fpr,
             memory_bucket: get("CIS_MEMORY_BUCKET").filter(|b| !b.is_empty()),
+            model_key: get(crate::model::lab::MODEL_KEY_ENV).filter(|k| !k.is_empty()),
         })
     }
 }
@@ -127,6 +131,18 @@ pub async fn handle(api: &dyn DetectorApi, config: &DetectorConfig, model: &Mode
     let mut report = score_lines(api, config, model, &data.log_stream, &lines).await?;
     report.log_stream = data.log_stream;
     Ok(report)
+}
+
+/// What a batch was scored by while the lab learns.
+pub const LEARNING: &str = "nothing: learning until `cis arm`";
+
+/// Handles one delivery while the lab learns (the function has no model yet): reads it
+/// and scores nothing, so nothing is announced or isolated. Its records stay in the
+/// lab's log group, which `cis arm` trains on.
+pub fn learn(event: &[u8]) -> Result<BatchReport, DetectorError> {
+    let data = decode_lambda_event(event)?;
+    let records = data.messages().count();
+    Ok(BatchReport { log_stream: data.log_stream, records, scored_by: LEARNING.into(), ..Default::default() })
 }
 
 /// Scores a batch of flow-log lines from `stream` and puts a detection per anomalous
@@ -384,6 +400,21 @@ mod tests {
             report.scored_by
         );
         assert_eq!(report.detections.len(), 1, "the carried model still detects");
+    }
+
+    #[test]
+    fn a_learning_function_reads_a_batch_and_scores_nothing() {
+        let (_, lines) = model_and_attack();
+        let report = learn(subscription_event(&lines).as_bytes()).unwrap();
+        assert_eq!((report.records, report.windows, report.scored_by.as_str(), report.detections.len()), (2, 0, LEARNING, 0));
+        assert!(matches!(learn(br#"{"source":"cis.detector"}"#), Err(DetectorError::Envelope(_))));
+        let armed = DetectorConfig::from_env(|k| match k {
+            "CIS_LAB" => Some("lab".into()),
+            "CIS_MODEL_KEY" => Some("detector-model/x.json".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!((armed.model_key.as_deref(), config(None).model_key), (Some("detector-model/x.json"), None));
     }
 
     #[tokio::test]

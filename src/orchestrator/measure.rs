@@ -177,6 +177,10 @@ pub struct RunRecord {
     /// detection`, `interrupted` or `invalid`.
     pub verdict: Verdict,
     pub notes: Vec<String>,
+    /// Run while the lab was learning (`cis arm` had not armed it): nothing could be
+    /// detected or isolated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learning: bool,
 }
 
 impl RunRecord {
@@ -339,6 +343,7 @@ impl RunRecord {
             metrics,
             verdict,
             notes,
+            learning: false,
         }
     }
 
@@ -730,7 +735,11 @@ impl Orchestrator<'_> {
                 break obs;
             }
         };
-        let record = RunRecord::from_observation(&run_id, lab.as_str(), self.cloud.kind().name(), scenario, handle.started_at, &obs);
+        let mut record = RunRecord::from_observation(&run_id, lab.as_str(), self.cloud.kind().name(), scenario, handle.started_at, &obs);
+        if ledger.arming.is_learning() {
+            record.learning = true;
+            record.notes.push("run while the lab was learning: its detector had no model and nothing could be isolated (`cis arm`)".into());
+        }
         record.save(&runs_dir)?;
         OpenRun::remove(&runs_dir, &run_id)?;
         self.cloud.checkpoint().await?;

@@ -12,7 +12,10 @@ pub mod progress;
 pub mod measure;
 // A walk over a dependency graph: vertices, blockers and a callback.
 mod walk;
+// Arming a learning lab: training on its own flow logs, then the graph that needed it.
+mod arm;
 
+pub use arm::{ArmReport, DEFAULT_WARMUP};
 pub use progress::{Progress, Silent};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +40,45 @@ const CREATE_RETRY_FOR: Duration = Duration::from_secs(180);
 const DELETE_RETRY_FOR: Duration = Duration::from_secs(900);
 /// How long after its creation a resource's describe call may still not find it.
 const VISIBILITY_GRACE: Duration = Duration::from_secs(60);
+
+/// A lab's time to live counts from `up`, and the lab should be of use for a while after
+/// `up` ends: at least this long.
+const TTL_AFTER_UP_S: f64 = 15.0 * 60.0;
+
+/// Refuses a `--ttl` that would have the janitor delete the lab during `up`, or right
+/// after: SageMaker's training job and endpoint take 28 minutes at the 99th percentile of
+/// the latency table (assets/latency.toml, AWS's figures), and a 15-minute TTL expired
+/// during `up` itself.
+fn ttl_outlasts_up(o: &LabOptions) -> Result<()> {
+    use crate::model::lab::DetectorMode;
+    use crate::sim::latency::{Delay, LatencyModel};
+    let Some(ttl) = o.ttl_s else { return Ok(()) };
+    let latency = LatencyModel::embedded();
+    let p99 = |d: Delay| latency.get(d).quantile(0.99);
+    let model_endpoint = if o.detector == DetectorMode::Endpoint { p99(Delay::TrainingJob) + p99(Delay::EndpointCreation) } else { 0.0 };
+    let llm_endpoint = if o.llm { p99(Delay::EndpointCreation) } else { 0.0 };
+    let up_s = model_endpoint.max(llm_endpoint);
+    let needed = ((up_s + TTL_AFTER_UP_S) / 300.0).ceil() * 300.0;
+    if up_s > 0.0 && (ttl as f64) < needed {
+        let what = if model_endpoint >= llm_endpoint { "its SageMaker training job and endpoint" } else { "the --llm endpoint" };
+        return Err(Error::Usage(format!(
+            "--ttl {} min: this lab takes up to {:.0} min to stand up ({what}, at the 99th percentile of assets/latency.toml), and its time to live counts from `up`: give --ttl {:.0}m or more{}",
+            ttl / 60,
+            up_s / 60.0,
+            needed / 60.0,
+            if o.detector == DetectorMode::Endpoint { ", or --detector lambda" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// How a resource ended the wait for it.
+enum Readiness {
+    Ready,
+    /// The cloud gave up on it (why, in the cloud's words): only a new one can work.
+    GaveUp(String),
+}
+
 /// How many times `up` deletes and makes again a resource the cloud gave up on (a flow log
 /// in "Access error", an endpoint `Failed`) before it stops and says so.
 const MAKE_FAILED_AGAIN: u32 = 2;
@@ -171,6 +213,9 @@ pub struct StatusReport {
     pub resources: Vec<StatusEntry>,
     pub usd_per_hour: f64,
     pub usd_so_far: f64,
+    /// What the detector is trained on: learning, or armed on what.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arming: Option<crate::model::lab::Arming>,
     /// When the lab deletes itself (`cis up --ttl`), and how long until then (negative
     /// once past).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,16 +326,27 @@ impl<'a> Orchestrator<'a> {
         }
     }
 
-    /// Polls until the resource is ready; `Ok(Err(why))` when the cloud gave up on it.
-    async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> Result<Result<(), String>, CloudError> {
+    /// What a new lab's detector starts from. On AWS it learns the lab's own traffic
+    /// until `cis arm`; the simulator's labs are armed at once on their workload's
+    /// simulated baseline (its log groups keep no records to learn from).
+    fn first_arming(&self, now: Timestamp) -> crate::model::lab::Arming {
+        use crate::model::lab::Arming;
+        match self.cloud.kind() {
+            crate::cloud::CloudKind::Aws => Arming::Learning { since: now },
+            crate::cloud::CloudKind::Sim => Arming::SimulatedBaseline,
+        }
+    }
+
+    /// Polls until the resource is ready, or the cloud gives up on it.
+    async fn wait_ready(&self, label: &str, kind: ResourceKind, id: &str) -> Result<Readiness, CloudError> {
         let (timeout, cap) = ready_timeout(kind);
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
         loop {
             let status = self.until_visible(label, || self.cloud.status(kind, id)).await?;
             match status {
-                ResourceStatus::Ready => return Ok(Ok(())),
-                ResourceStatus::Failed(why) => return Ok(Err(why)),
+                ResourceStatus::Ready => return Ok(Readiness::Ready),
+                ResourceStatus::Failed(why) => return Ok(Readiness::GaveUp(why)),
                 ResourceStatus::Pending(s) | ResourceStatus::Deleting(s) => {
                     if started.elapsed() >= timeout {
                         return Err(CloudError::Other(format!("{kind} {id} still '{s}' after {} min", timeout.as_secs() / 60)));
@@ -305,6 +361,11 @@ impl<'a> Orchestrator<'a> {
 
     /// Creates the lab, or resumes it, or confirms it is complete.
     pub async fn up(&self, lab: &LabName, options: &LabOptions) -> Result<UpReport> {
+        // Before anything of a new lab exists, its lock file included; a lab that exists
+        // was checked when it was new.
+        if self.load_ledger(lab)?.is_none() {
+            ttl_outlasts_up(options)?;
+        }
         let account = self.cloud.account().await?;
         let _lock = self.lock_lab(lab)?;
         let path = self.state.ledger(self.cloud.kind(), lab);
@@ -318,17 +379,21 @@ impl<'a> Orchestrator<'a> {
                 )))
             }
             Some(l) => l,
-            None => Ledger::new(
-                lab.clone(),
-                self.cloud.kind(),
-                account.account_id.clone(),
-                account.region.clone(),
-                format!("up-{}", started.compact()),
-                options.clone(),
-                started,
-            ),
+            None => {
+                let mut l = Ledger::new(
+                    lab.clone(),
+                    self.cloud.kind(),
+                    account.account_id.clone(),
+                    account.region.clone(),
+                    format!("up-{}", started.compact()),
+                    options.clone(),
+                    started,
+                );
+                l.arming = self.first_arming(started);
+                l
+            }
         };
-        let graph = LabGraph::build(lab, options, &ledger.run);
+        let graph = LabGraph::build(lab, options, &ledger.run).armed(&ledger.arming);
         let file = Mutex::new(LedgerFile { path, ledger });
         file.lock().expect("not poisoned").update(|l| l.complete = false)?;
         let applied = Mutex::new(Vec::new());
@@ -449,10 +514,10 @@ impl<'a> Orchestrator<'a> {
         set(Some(id.clone()), EntryState::Created)?;
         let mut id = id;
         let mut made_again = 0;
-        while let Err(why) = self.wait_ready(label, spec.kind, &id).await? {
+        while let Readiness::GaveUp(why) = self.wait_ready(label, spec.kind, &id).await? {
             if made_again == MAKE_FAILED_AGAIN {
                 return Err(CloudError::Other(format!(
-                    "{} {id} failed: {why} (made {made_again} times); `cis up` tries again, `cis down` removes the lab",
+                    "{} {id} failed: {why} (made again {made_again} times after it first failed); `cis up` tries again, `cis down` removes the lab",
                     spec.kind
                 ))
                 .into());
@@ -790,7 +855,7 @@ impl<'a> Orchestrator<'a> {
         }
         let (usd_per_hour, created_at) = match &ledger {
             Some(l) => {
-                let graph = LabGraph::build(lab, &l.options, &l.run);
+                let graph = LabGraph::build(lab, &l.options, &l.run).armed(&l.arming);
                 let costs: BTreeMap<Role, f64> =
                     PriceTable::embedded().lab_costs(&graph).into_iter().map(|(r, c)| (r, c.usd_per_hour)).collect();
                 (live_roles.iter().map(|r| costs.get(r).copied().unwrap_or(0.0)).sum::<f64>(), Some(l.created_at))
@@ -811,6 +876,7 @@ impl<'a> Orchestrator<'a> {
             resources,
             usd_per_hour,
             usd_so_far: usd_per_hour * hours,
+            arming: ledger.as_ref().map(|l| l.arming.clone()),
         })
     }
 }

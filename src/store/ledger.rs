@@ -14,7 +14,7 @@ use crate::base::error::{Error, Result};
 use crate::base::files::{json_error_message, write_atomic};
 use crate::base::versioned::check_header;
 use crate::cloud::CloudKind;
-use crate::model::lab::{LabName, LabOptions, ResourceKind, Role};
+use crate::model::lab::{Arming, LabName, LabOptions, ResourceKind, Role};
 
 pub const FORMAT: &str = "cis-ledger";
 pub const VERSION: u32 = 1;
@@ -56,6 +56,10 @@ pub struct Ledger {
     pub created_at: Timestamp,
     /// Every resource of the graph reached `ready`.
     pub complete: bool,
+    /// What the detector is trained on; a ledger from before labs learned their own
+    /// traffic was armed at `up` on the simulated baseline.
+    #[serde(default)]
+    pub arming: Arming,
     pub entries: Vec<Entry>,
 }
 
@@ -87,6 +91,7 @@ impl Ledger {
             options,
             created_at: now,
             complete: false,
+            arming: Arming::default(),
             entries: Vec::new(),
         }
     }
@@ -184,6 +189,16 @@ mod tests {
         });
         l.save(&path).unwrap();
         assert_eq!(Ledger::load(&path).unwrap().unwrap(), l);
+
+        // What the detector learned goes with the ledger; one written before labs learned
+        // their own traffic was armed on the simulated baseline.
+        l.arming = Arming::Learning { since: Timestamp(5) };
+        l.save(&path).unwrap();
+        assert_eq!(Ledger::load(&path).unwrap().unwrap().arming, Arming::Learning { since: Timestamp(5) });
+        let mut old: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("arming");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert_eq!(Ledger::load(&path).unwrap().unwrap().arming, Arming::SimulatedBaseline);
 
         std::fs::write(&path, "{\"format\": \"cis-ledger\",\n \"version\": 99}").unwrap();
         let err = Ledger::load(&path).unwrap_err().to_string();

@@ -413,7 +413,7 @@ async fn the_target_and_its_flow_log_are_launched_as_the_lab_wants_and_removed()
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their_permissions() {
+async fn the_functions_are_deployed_from_their_packages_with_no_simulated_model_and_their_permissions() {
     use cis::backends::aws::{iam, lambda, pipeline};
     use cis::lab::{rendered, DetectorMode, FunctionCode, LabGraph, LabName, LabOptions, Refs, ResourceKind, Role};
 
@@ -425,9 +425,11 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
         std::fs::write(dir.path().join(name), zip).unwrap();
     }
     let dirs = vec![dir.path().to_path_buf()];
-    let detector = lambda::deployment_package(FunctionCode::Detector, 60, "idle-server", &dirs).unwrap();
+    // The detector's package is the built one as it is: no model of the simulator's
+    // baseline rides along (the function reads the one `cis arm` trains on the lab).
+    let detector = lambda::deployment_package(FunctionCode::Detector, &dirs).unwrap();
     let listed = std::process::Command::new("python3")
-        .args(["-c", "import sys, zipfile, io, json; z = zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())); assert z.testzip() is None; print(' '.join(z.namelist())); json.loads(z.read('model.json'))"])
+        .args(["-c", "import sys, zipfile, io; z = zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())); assert z.testzip() is None; print(' '.join(z.namelist()))"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -437,7 +439,7 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
             c.wait_with_output()
         })
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "bootstrap model.json", "{}", String::from_utf8_lossy(&listed.stderr));
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "bootstrap", "{}", String::from_utf8_lossy(&listed.stderr));
 
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
@@ -494,6 +496,17 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     let detector = lambda_client.get_function().function_name("cis-fn-detector-function").send().await.unwrap();
     let detector_env = detector.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).unwrap();
     assert_eq!(detector_env.get("CIS_MEMORY_BUCKET").map(String::as_str), Some("cis-fn-model-data-123456789012"), "{detector_env:?}");
+    assert!(!detector_env.contains_key("CIS_MODEL_KEY"), "a new lab's detector is learning: {detector_env:?}");
+    // Armed, the detector's spec names its model: converging puts it in the environment.
+    let mut armed = specs.iter().find(|s| s.role == Role::DetectorFunction).unwrap().clone();
+    if let cis::lab::ResourceConfig::LambdaFunction { environment, .. } = &mut armed.config {
+        environment.insert(cis::lab::MODEL_KEY_ENV.into(), "detector-model/20260101T000000Z.json".into());
+    }
+    lambda::converge(&lambda_client, &armed, &refs[&Role::DetectorFunction], &refs).await.unwrap();
+    let detector = lambda_client.get_function().function_name("cis-fn-detector-function").send().await.unwrap();
+    let detector_env = detector.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).unwrap();
+    assert_eq!(detector_env.get("CIS_MODEL_KEY").map(String::as_str), Some("detector-model/20260101T000000Z.json"));
+    assert_eq!(detector_env.get("CIS_MEMORY_BUCKET").map(String::as_str), Some("cis-fn-model-data-123456789012"), "the rest stays");
     // Containment runs one delivery at a time: a duplicate sees the first one's isolation.
     let reserved = |name: &str| {
         let lambda_client = lambda_client.clone();
@@ -545,7 +558,7 @@ async fn the_functions_are_deployed_from_their_packages_with_the_model_and_their
     // Without a package, the message says how to build one.
     let empty = tempfile::tempdir().unwrap();
     let e =
-        lambda::deployment_package(FunctionCode::Containment, 60, "idle-server", &[empty.path().to_path_buf()]).unwrap_err().to_string();
+        lambda::deployment_package(FunctionCode::Containment, &[empty.path().to_path_buf()]).unwrap_err().to_string();
     assert!(e.contains("cargo xtask lambdas"), "{e}");
 }
 
@@ -572,7 +585,7 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
         c.output().unwrap()
     };
     let up = cis(&["up", "--detector", "lambda", "--output", "json"]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(up.status.success(), "{}\n{}", String::from_utf8_lossy(&up.stderr), moto.diagnosis());
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
     assert_eq!(report["resources"].as_array().unwrap().len(), 29, "{report}");
 
@@ -692,7 +705,7 @@ async fn up_status_down_against_moto_leaves_nothing_tagged_and_a_second_down_say
 
     // Down undoes what containment did for forensics: protection, kept volume, snapshot.
     let down = cis(&["down"]);
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(down.status.success(), "{}\n{}", String::from_utf8_lossy(&down.stderr), moto.diagnosis());
     assert_eq!(tagged_with(&sdk, "e2e").await, 0, "nothing tagged with the lab remains");
     let again = cis(&["down"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to delete"), "{}", String::from_utf8_lossy(&again.stdout));
@@ -736,9 +749,19 @@ fn lives_of_up_then_down_through_the_strict_proxy_leave_nothing_tagged() {
                             c.output().unwrap()
                         };
                         let up = cis(&["up", "--detector", "lambda"]);
-                        assert!(up.status.success(), "life {life}: up failed: {}", String::from_utf8_lossy(&up.stderr));
+                        assert!(
+                            up.status.success(),
+                            "life {life}: up failed: {}\n{}",
+                            String::from_utf8_lossy(&up.stderr),
+                            moto.diagnosis()
+                        );
                         let down = cis(&["down"]);
-                        assert!(down.status.success(), "life {life}: down failed: {}", String::from_utf8_lossy(&down.stderr));
+                        assert!(
+                            down.status.success(),
+                            "life {life}: down failed: {}\n{}",
+                            String::from_utf8_lossy(&down.stderr),
+                            moto.diagnosis()
+                        );
                         let left = runtime.block_on(tagged_with(&sdk, &name));
                         assert_eq!(left, 0, "life {life}: resources tagged with the lab remain after down");
                     }
@@ -779,7 +802,11 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     let up = cis(&["up", "--detector", "metric-filter", "--llm", "--llm-instance-type", "ml.g4dn.2xlarge", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
-    assert_eq!(report["resources"].as_array().unwrap().len(), 29, "no detector function, no subscription; the LLM's five: {report}");
+    assert_eq!(
+        report["resources"].as_array().unwrap().len(),
+        28,
+        "no detector function, no subscription, no alarm while learning; the LLM's five: {report}"
+    );
 
     // The LLM as its publishers deploy it: DJL LMI from the region's DLC registry, the
     // model by Hugging Face id, a GPU instance and a startup allowance for an 8B model.
@@ -806,19 +833,48 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     assert_eq!((t.metric_namespace(), t.metric_name(), t.metric_value()), ("cis/lab", "EgressBytes", "$bytes"));
     assert_eq!(t.dimensions().and_then(|d| d.get("InstanceId")).map(String::as_str), Some("$instance_id"));
 
-    // The alarm: on the target's metric, M of N with missing data not breaching, and the
-    // threshold calibrated on the baseline exactly as the simulator calibrates it.
+    // Learning: no alarm, so nothing can set containment off; status says so.
     let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    assert!(cw.describe_alarms().alarm_names("cis-mf-egress-alarm").send().await.unwrap().metric_alarms().is_empty());
+    let status = cis(&["status"]);
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(said.contains("detector: learning") && said.contains("cis arm"), "{said}");
+    // Nothing learned yet, then too little: refused, saying what it found and needs.
+    let early = cis(&["arm"]);
+    assert_eq!(early.status.code(), Some(2), "{}", String::from_utf8_lossy(&early.stderr));
+    assert!(String::from_utf8_lossy(&early.stderr).contains("learned nothing yet"), "{}", String::from_utf8_lossy(&early.stderr));
+    let (lines, busiest) = learned_traffic(&target, 2);
+    put_lines(&logs, "cis-mf-flow-logs", "eni-0aa-all", &lines).await;
+    let short = cis(&["arm", "--warmup", "3h"]);
+    let said = String::from_utf8_lossy(&short.stderr);
+    assert_eq!(short.status.code(), Some(2), "{said}");
+    assert!(said.contains("learned 2.0 h") && said.contains("120 flow-log records") && said.contains("--warmup"), "{said}");
+    assert!(cw.describe_alarms().alarm_names("cis-mf-egress-alarm").send().await.unwrap().metric_alarms().is_empty());
+
+    // Armed on what the lab's own group holds: the alarm is made, its threshold the
+    // busiest minute of that traffic with the margin, nothing of the simulator's.
+    let armed = cis(&["arm", "--warmup", "1h", "--output", "json"]);
+    assert!(armed.status.success(), "{}", String::from_utf8_lossy(&armed.stderr));
+    let armed: serde_json::Value = serde_json::from_slice(&armed.stdout).unwrap();
+    assert_eq!(armed["arming"]["phase"], "armed", "{armed}");
+    assert_eq!(armed["arming"]["records"], 120, "{armed}");
+    assert_eq!(armed["up"]["resources"].as_array().unwrap().len(), 29, "{armed}");
+    let expected = busiest * cis::training::EGRESS_MARGIN;
+    assert_eq!(armed["arming"]["egress_threshold"].as_f64(), Some(expected), "{armed}");
     let alarms = cw.describe_alarms().alarm_names("cis-mf-egress-alarm").send().await.unwrap();
     let [alarm] = alarms.metric_alarms() else { panic!("one alarm: {alarms:?}") };
-    let expected = cis::training::egress_threshold(
+    assert_eq!(alarm.threshold(), Some(expected));
+    let simulated = cis::training::egress_threshold(
         &cis::lab::AlarmCalibration { workload: "idle-server".into(), window_s: 60, target_fpr: None },
         &cis::sim::latency::LatencyModel::embedded(),
         &cis::scenario::workloads(),
     )
     .unwrap();
-    assert_eq!(alarm.threshold(), Some(expected));
-    assert!(expected > 1.0);
+    assert_ne!(alarm.threshold(), Some(simulated), "the simulator's baseline reached AWS");
+    let again = cis(&["arm", "--warmup", "1h"]);
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already armed"), "{}", String::from_utf8_lossy(&again.stderr));
+    // The alarm: on the target's metric, M of N with missing data not breaching.
     assert_eq!((alarm.period(), alarm.evaluation_periods(), alarm.datapoints_to_alarm()), (Some(60), Some(16), Some(1)));
     assert_eq!(alarm.treat_missing_data(), Some("notBreaching"));
     assert_eq!(alarm.statistic(), Some(&aws_sdk_cloudwatch::types::Statistic::Sum));
@@ -873,6 +929,8 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     use cis::cloud::Cloud as _;
     let account = cis::cloud::AccountInfo { account_id: "123456789012".into(), region: "us-east-1".into(), description: "moto".into() };
     let cloud = cis::backends::aws::cloud::AwsCloud::new(cis::backends::aws::AwsSession { sdk: sdk.clone(), account }, vec![]);
+    // The ledger as arming left it: it holds the alarm.
+    let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/mf/ledger.json")).unwrap().expect("a ledger");
     let lab_target = cis::cloud::LabTarget {
         lab: "mf".parse().unwrap(),
         refs: ledger.entries.iter().filter_map(|e| e.id.clone().map(|i| (e.role, i))).collect(),
@@ -981,21 +1039,11 @@ async fn tagged_with(sdk: &aws_config::SdkConfig, lab: &str) -> usize {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoint_and_goes_away() {
+async fn an_endpoint_lab_learns_then_trains_the_forest_on_its_own_traffic_calibrates_its_endpoint_and_goes_away() {
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
     let packages = stand_in_packages();
     let lab = Lab::new();
-    // moto's endpoint answers what it is told to: one RCF score per baseline window.
-    let rows =
-        cis::training::baseline_windows(60, "idle-server", &cis::sim::latency::LatencyModel::embedded(), &cis::scenario::workloads())
-            .unwrap()
-            .len();
-    let scores: Vec<f64> = (0..rows).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();
-    let body = serde_json::json!({"scores": scores.iter().map(|s| serde_json::json!({"score": s})).collect::<Vec<_>>()}).to_string();
-    let seeded = serde_json::json!({"results": [{"Body": body, "ContentType": "application/json", "InvokedProductionVariant": "all", "CustomAttributes": ""}]});
-    moto.post("/moto-api/static/sagemaker/endpoint-results", &seeded.to_string());
-
     let cis = |args: &[&str]| {
         let mut c = lab.cmd(&[&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", "rcf"][..], args].concat());
         c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
@@ -1004,10 +1052,37 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     let up = cis(&["up", "--detector", "endpoint", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
 
-    // The training data: the baseline's windows as CSV, in the lab's own private bucket.
+    // Learning: no forest, no endpoint; the function has neither a model nor an endpoint.
+    let sm = aws_sdk_sagemaker::Client::new(&sdk);
+    assert!(sm.list_training_jobs().name_contains("cis-rcf-training-job").send().await.unwrap().training_job_summaries().is_empty());
+    assert!(sm.describe_endpoint().endpoint_name("cis-rcf-anomaly-endpoint").send().await.is_err());
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let env_of = || async {
+        let f = lambda.get_function_configuration().function_name("cis-rcf-detector-function").send().await.unwrap();
+        f.environment().and_then(|e| e.variables()).cloned().unwrap_or_default()
+    };
+    let learning = env_of().await;
+    assert!(!learning.contains_key("CIS_ENDPOINT") && !learning.contains_key("CIS_MODEL_KEY"), "{learning:?}");
+
+    // Two hours of the lab's own traffic in its group; moto's endpoint answers one RCF
+    // score per window of it.
+    let ledger = cis::ledger::Ledger::load(&lab.state().join("aws/labs/rcf/ledger.json")).unwrap().expect("a ledger");
+    let target = ledger.entry(cis::lab::Role::TargetInstance).and_then(|e| e.id.clone()).unwrap();
+    let (lines, _) = learned_traffic(&target, 2);
+    put_lines(&aws_sdk_cloudwatchlogs::Client::new(&sdk), "cis-rcf-flow-logs", "eni-0aa-all", &lines).await;
+    let format = cis::flowlog::LogFormat::parse(cis::lab::LAB_LOG_FORMAT).unwrap();
+    let rows = cis::features::windows_of_lines(lines.iter().map(String::as_str), &format, 60).len();
+    let scores: Vec<f64> = (0..rows).map(|i| 1.0 + (i % 5) as f64 * 0.1).collect();
+    let body = serde_json::json!({"scores": scores.iter().map(|s| serde_json::json!({"score": s})).collect::<Vec<_>>()}).to_string();
+    let seeded = serde_json::json!({"results": [{"Body": body, "ContentType": "application/json", "InvokedProductionVariant": "all", "CustomAttributes": ""}]});
+    moto.post("/moto-api/static/sagemaker/endpoint-results", &seeded.to_string());
+    let armed = cis(&["arm", "--warmup", "1h"]);
+    assert!(armed.status.success(), "{}", String::from_utf8_lossy(&armed.stderr));
+
+    // The training data: the lab's own windows as CSV, in the lab's own private bucket.
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     let bucket = "cis-rcf-model-data-123456789012";
-    let csv = s3.get_object().bucket(bucket).key("baseline/train.csv").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let csv = s3.get_object().bucket(bucket).key(cis::lab::TRAINING_KEY).send().await.unwrap().body.collect().await.unwrap().into_bytes();
     let csv = String::from_utf8(csv.to_vec()).unwrap();
     assert_eq!(csv.lines().count(), rows);
     assert!(csv.lines().all(|l| l.split(',').count() == cis::features::N_FEATURES), "{}", csv.lines().next().unwrap());
@@ -1017,7 +1092,6 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     assert_eq!(block.public_access_block_configuration().and_then(|c| c.block_public_policy()), Some(true));
 
     // The job trains the built-in forest on it; the model serves the job's artifacts.
-    let sm = aws_sdk_sagemaker::Client::new(&sdk);
     let jobs = sm.list_training_jobs().name_contains("cis-rcf-training-job").send().await.unwrap();
     let job_name = jobs.training_job_summaries()[0].training_job_name().unwrap().to_string();
     let job = sm.describe_training_job().training_job_name(&job_name).send().await.unwrap();
@@ -1028,7 +1102,7 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     let input = &job.input_data_config()[0];
     assert_eq!(
         input.data_source().and_then(|d| d.s3_data_source()).and_then(|s| s.s3_uri()),
-        Some(format!("s3://{bucket}/baseline/train.csv").as_str())
+        Some(format!("s3://{bucket}/{}", cis::lab::TRAINING_KEY).as_str())
     );
     let model = sm.describe_model().model_name("cis-rcf-anomaly-model").send().await.unwrap();
     let artifacts = job.model_artifacts().and_then(|a| a.s3_model_artifacts()).unwrap();
@@ -1036,14 +1110,18 @@ async fn an_endpoint_lab_trains_the_forest_on_the_baseline_calibrates_its_endpoi
     let config = sm.describe_endpoint_config().endpoint_config_name("cis-rcf-anomaly-endpoint-config").send().await.unwrap();
     assert_eq!(config.production_variants()[0].instance_type().map(|t| t.as_str()), Some("ml.c5.large"));
 
-    // The detector scores with the endpoint, above the baseline's mean + 3 sd of its scores.
-    let lambda = aws_sdk_lambda::Client::new(&sdk);
-    let f = lambda.get_function_configuration().function_name("cis-rcf-detector-function").send().await.unwrap();
-    let env = f.environment().and_then(|e| e.variables()).unwrap();
+    // The detector scores with the endpoint, above its own windows' mean + 3 sd of their
+    // scores; its fallback model, in the bucket, learned the same traffic.
+    let env = env_of().await;
     assert_eq!(env.get("CIS_ENDPOINT").map(String::as_str), Some("cis-rcf-anomaly-endpoint"));
     let expected = cis::backends::aws::sagemaker::threshold_of(&scores).unwrap();
     let threshold: f64 = env["CIS_ENDPOINT_THRESHOLD"].parse().unwrap();
     assert!((threshold - expected).abs() < 1e-5, "{threshold} vs {expected}");
+    let key = env.get("CIS_MODEL_KEY").expect("the function names its model");
+    assert!(key.starts_with(cis::lab::MODEL_PREFIX), "{key}");
+    let model = s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let model = cis::anomaly::Model::from_json(&String::from_utf8_lossy(&model)).unwrap();
+    assert!(model.trained_on.starts_with("lab rcf's own flow logs: 120 records"), "{}", model.trained_on);
 
     let status = cis(&["status", "--output", "json"]);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -1093,6 +1171,54 @@ async fn put_line(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, stream: &s
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(now).message(line).build().unwrap();
     logs.put_log_events().log_group_name(group).log_stream_name(stream).log_events(event).send().await.unwrap();
+}
+
+/// `hours` of the lab's target at work, as its flow log writes them (the lab's v5
+/// format): an agent's HTTPS call a minute to one AWS address, its size varying; and the
+/// busiest minute's bytes out of the VPC.
+fn learned_traffic(instance: &str, hours: i64) -> (Vec<String>, f64) {
+    use cis::flowlog::{Action, Direction, FlowRecord, LogFormat, LogStatus};
+    let format = LogFormat::parse(cis::lab::LAB_LOG_FORMAT).unwrap();
+    let base = 1_767_225_600;
+    let mut busiest = 0u64;
+    let mut lines = Vec::new();
+    for m in 0..hours * 60 {
+        let start = base + m * 60;
+        let bytes = 2_000 + (m as u64 * 37) % 900;
+        busiest = busiest.max(bytes);
+        lines.push(format.write(&FlowRecord {
+            version: Some(5),
+            account_id: Some("123456789012".into()),
+            interface_id: Some("eni-0aa".into()),
+            srcaddr: Some("10.42.1.10".parse().unwrap()),
+            dstaddr: Some("52.46.141.10".parse().unwrap()),
+            srcport: Some(40_000 + (m % 20_000) as u16),
+            dstport: Some(443),
+            protocol: Some(6),
+            packets: Some(bytes / 1400 + 1),
+            bytes: Some(bytes),
+            start: Some(start),
+            end: Some(start + 2),
+            action: Some(Action::Accept),
+            log_status: Some(LogStatus::Ok),
+            vpc_id: Some("vpc-0a".into()),
+            subnet_id: Some("subnet-0a".into()),
+            instance_id: Some(instance.into()),
+            flow_direction: Some(Direction::Egress),
+            ..Default::default()
+        }));
+    }
+    (lines, busiest as f64)
+}
+
+/// Puts lines into a log group's stream (created when missing) in PutLogEvents' batches.
+async fn put_lines(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, stream: &str, lines: &[String]) {
+    let _ = logs.create_log_stream().log_group_name(group).log_stream_name(stream).send().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    for batch in lines.chunks(1_000) {
+        let events = batch.iter().map(|l| aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(now).message(l).build().unwrap());
+        logs.put_log_events().log_group_name(group).log_stream_name(stream).set_log_events(Some(events.collect())).send().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -1207,6 +1333,9 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
     let latency = run["metrics"]["detection_latency_s"].as_f64().unwrap();
     assert!((latency - detected_at.seconds_since(cis::clock::Timestamp::from_unix_seconds(first_flow as i64))).abs() < 1e-9);
     assert!(!run["notes"].to_string().contains("no longer show it"), "the groups confirm the isolation: {run}");
+    // The lab was never armed: its run says so (the detection here was put by the test).
+    assert_eq!(run["learning"], true, "{run}");
+    assert!(run["notes"].to_string().contains("while the lab was learning"), "{run}");
     assert!(lab.state().join("aws/labs/att/runs/run-0001.json").exists());
 
     let down = cis(&["down"]).output().unwrap();

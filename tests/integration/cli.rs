@@ -13,6 +13,20 @@ fn fails_with_2(lab: &Lab, args: &[&str], names: &str) -> String {
 }
 
 #[test]
+fn arm_refuses_a_missing_lab_a_short_warmup_and_a_simulated_lab() {
+    let lab = Lab::new();
+    fails_with_2(&lab, &["arm"], "no lab 'default' here");
+    assert!(!lab.state().join("sim/labs/default").exists(), "nothing was left for the lab that is not there");
+    fails_with_2(&lab, &["arm", "--warmup", "30m"], "under an hour");
+    lab.ok(&["up", "--detector", "lambda"]);
+    // A simulated lab is armed at `up` on its workload's simulated baseline.
+    fails_with_2(&lab, &["arm"], "simulated");
+    let status = lab.ok(&["status"]);
+    assert!(status.contains("detector: armed (on the workload's simulated baseline)"), "{status}");
+    lab.ok(&["down"]);
+}
+
+#[test]
 fn bad_input_is_one_line_and_exit_2() {
     let lab = Lab::new();
     fails_with_2(&lab, &["attack", "no-such-scenario"], "no-such-scenario");
@@ -189,7 +203,7 @@ fn an_attack_that_would_outlast_the_labs_ttl_is_refused_before_it_runs() {
     // nothing is created.
     let err = fails_with_2(&lab, &["up", "--ttl", "15m"], "to stand up");
     assert!(err.contains("--ttl 45m") && err.contains("--detector lambda"), "{err}");
-    assert!(!lab.state().join("sim/labs/default/ledger.json").exists());
+    assert!(!lab.state().join("sim/labs/default").exists(), "not even the lab's folder");
     lab.ok(&["up", "--ttl", "15m", "--detector", "lambda"]);
     // The lab's janitor would delete it mid-run: refused before anything runs.
     let err = fails_with_2(&lab, &["attack", "--all"], "expires at");

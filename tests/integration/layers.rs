@@ -311,6 +311,29 @@ fn every_import_points_down() {
 }
 
 #[test]
+fn the_aws_backend_names_nothing_of_the_simulator_or_its_baseline() {
+    // An AWS lab learns its own traffic (`cis arm`): no model, training rows or threshold
+    // of the simulator's baseline capture may reach it, so its backend may not even name
+    // the simulator (`sim`) or the baseline's training (`training`).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let tree = Tree::read(&src);
+    let mut found = Vec::new();
+    for (module, text, file) in &tree.files {
+        if !module.starts_with(&["backends".to_string(), "aws".to_string()]) {
+            continue;
+        }
+        let code = blank_comments_and_strings(text);
+        for (at, written, segments, supers) in paths(&code) {
+            if supers == 0 && segments.first().is_some_and(|s| s == "sim" || s == "training") {
+                found.push(format!("{file}:{}: {written}", code[..at].lines().count().max(1)));
+            }
+        }
+    }
+    assert!(tree.files.iter().filter(|(m, _, _)| m.starts_with(&["backends".to_string(), "aws".to_string()])).count() > 5);
+    assert!(found.is_empty(), "the AWS backend names the simulator or its baseline:\n{}", found.join("\n"));
+}
+
+#[test]
 fn the_layer_order_is_the_one_lib_rs_writes() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
     let order = declared_children(&blank_comments_and_strings(&text));

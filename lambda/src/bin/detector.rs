@@ -2,7 +2,7 @@
 //! flow-log group.
 
 use cis::anomaly::Model;
-use cis::detector::{handle, DetectorConfig, DetectorError};
+use cis::detector::{handle, learn, DetectorConfig, DetectorError};
 use cis_lambda::aws::AwsDetector;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -11,16 +11,22 @@ async fn main() -> Result<(), Error> {
     cis_lambda::init_logging();
     let get = |k: &str| std::env::var(k).ok();
     let config = DetectorConfig::from_env(get)?;
-    let path = cis_lambda::model_path(get);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: {e}: the deployment package carries model.json beside bootstrap (cis up adds it)", path.display()))?;
-    let model = Model::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let sdk = cis::backends::aws::sdk_loader().load().await;
     let api = AwsDetector::new(&sdk, config.memory_bucket.clone());
+    // No model until `cis arm` trained one on the lab's own flow logs: until then the
+    // function is learning. A model named but unreadable fails the start, loudly.
+    let model: Option<Model> = match &config.model_key {
+        Some(key) => Some(api.load_model(key).await.map_err(|e| format!("the lab's model: {e}"))?),
+        None => None,
+    };
     let (api, config, model) = (&api, &config, &model);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let payload = serde_json::to_vec(&event.payload)?;
-        match handle(api, config, model, &payload).await {
+        let scored = match model {
+            Some(model) => handle(api, config, model, &payload).await,
+            None => learn(&payload),
+        };
+        match scored {
             Ok(report) => {
                 tracing::info!(stream = %report.log_stream, records = report.records, windows = report.windows, scored_by = %report.scored_by, detections = report.detections.len(), memory_trouble = report.memory_trouble.as_deref().unwrap_or("none"), "batch");
                 // The records `cis attack` reads back from this function's log group.

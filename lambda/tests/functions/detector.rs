@@ -1,10 +1,11 @@
-//! The detector bootstrap, run as Lambda runs it with the model in its package, against
-//! EventBridge in moto: a subscription batch holding an exfiltration window becomes one
+//! The detector bootstrap, run as Lambda runs it, against EventBridge in moto. Armed (its
+//! model in the lab's bucket, named by `CIS_MODEL_KEY`): a subscription batch holding an
+//! exfiltration window becomes one
 //! `cis.detector` event, which a rule routes to an SQS queue the test reads (moto's
 //! PutEvents fails with HTTP 500 when a rule targets Lambda); a control message puts
 //! nothing. This is `--detector lambda`: no SageMaker. The function keeps its memory
 //! across windows in the lab's bucket (moto's S3): absent on the first batch, written
-//! after it.
+//! after it. Learning (no model named): the same batch puts nothing.
 
 use std::process::{Command, Stdio};
 
@@ -60,11 +61,9 @@ fn subscription(message_type: &str, lines: Vec<String>) -> serde_json::Value {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbridge() {
-    // The model the package carries: twelve quiet hours of one agent.
+    // The model `cis arm` put in the lab's bucket: twelve quiet hours of one agent.
     let quiet: Vec<FlowRecord> = (0..12 * 60).map(|m| record(BASE + m * 60, "52.46.141.10", 2_000 + (m as u64 * 37) % 900)).collect();
     let model = Model::train(cis::features::windows(&quiet, 60), &TrainOptions::default(), "functions test").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("model.json"), model.to_json()).unwrap();
 
     let moto = Moto::start();
     let config = moto.sdk_config().await;
@@ -72,6 +71,8 @@ async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbr
     let s3 = aws_sdk_s3::Client::new(&config);
     let bucket = "cis-lab-model-data-123456789012";
     s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let model_key = format!("{}20260101T130000Z.json", cis::lab::MODEL_PREFIX);
+    s3.put_object().bucket(bucket).key(&model_key).body(model.to_json().into_bytes().into()).send().await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue = sqs.create_queue().queue_name("detections").send().await.unwrap().queue_url.unwrap();
     let queue_arn = sqs
@@ -104,23 +105,37 @@ async fn the_bootstrap_turns_an_exfiltration_batch_into_one_detection_on_eventbr
     let attack =
         vec![format.write(&record(attack_at, "52.46.141.10", 2_400)), format.write(&record(attack_at + 5, "203.0.113.50", 1 << 30))];
     let control = vec!["CWL CONTROL MESSAGE: Checking health of destination Lambda.".to_string()];
+    let bootstrap = |api: &RuntimeApi, model_key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cis-detector"));
+        c.envs(moto.env())
+            .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "cis-lab-detector-function")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("CIS_LAB", "lab")
+            .env("CIS_WINDOW_S", "60")
+            .env("CIS_LOG_FORMAT", LAB_LOG_FORMAT)
+            .env("CIS_MEMORY_BUCKET", bucket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(key) = model_key {
+            c.env("CIS_MODEL_KEY", key);
+        }
+        c.spawn().expect("the bootstrap starts")
+    };
+
+    // Learning: the batch is read, nothing is scored, put or remembered.
+    let api = RuntimeApi::serve(vec![subscription("DATA_MESSAGE", attack.clone())]);
+    let learning = api.collect(1, bootstrap(&api, None));
+    assert_eq!(learning[0].kind, "response", "{learning:#?}");
+    let batch = &learning[0].body;
+    assert_eq!((batch["records"].as_u64(), batch["scored_by"].as_str()), (Some(2), Some(cis::detector::LEARNING)), "{batch}");
+    assert_eq!(batch["detections"].as_array().map(Vec::len), Some(0), "{batch}");
+    let remembered = s3.list_objects_v2().bucket(bucket).prefix("detector-memory/").send().await.unwrap();
+    assert_eq!(remembered.key_count(), Some(0), "a learning function keeps no memory");
+
     let api = RuntimeApi::serve(vec![subscription("DATA_MESSAGE", attack), subscription("CONTROL_MESSAGE", control)]);
-    let function = Command::new(env!("CARGO_BIN_EXE_cis-detector"))
-        .envs(moto.env())
-        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "cis-lab-detector-function")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("LAMBDA_TASK_ROOT", dir.path())
-        .env("CIS_LAB", "lab")
-        .env("CIS_WINDOW_S", "60")
-        .env("CIS_LOG_FORMAT", LAB_LOG_FORMAT)
-        .env("CIS_MEMORY_BUCKET", bucket)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the bootstrap starts");
-    let answers = api.collect(2, function);
+    let answers = api.collect(2, bootstrap(&api, Some(&model_key)));
 
     assert!(answers.iter().all(|a| a.kind == "response"), "{answers:#?}");
     let batch = &answers[0].body;

@@ -69,15 +69,20 @@ impl AwsCloud {
 
 impl AwsCloud {
     /// The detector function's spec with its endpoint's threshold, when it scores with an
-    /// endpoint: the baseline scored by that endpoint (an RCF's scores are on a scale of
-    /// their own). The simulator's endpoint serves the lab's model, whose threshold holds.
+    /// endpoint: the rows the forest was trained on (the lab's own windows, which `cis arm`
+    /// wrote to the lab's bucket) scored by that endpoint (an RCF's scores are on a scale
+    /// of their own).
     async fn calibrated(&self, spec: &ResourceSpec) -> Result<ResourceSpec, CloudError> {
         let mut spec = spec.clone();
         if let crate::model::lab::ResourceConfig::LambdaFunction { environment, .. } = &mut spec.config {
             if let (Some(endpoint), None) = (environment.get("CIS_ENDPOINT").cloned(), environment.get("CIS_ENDPOINT_THRESHOLD")) {
-                let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
-                let workload = environment.get("CIS_BASELINE").cloned().unwrap_or_else(crate::model::lab::default_workload);
-                let threshold = sagemaker::calibrate(&self.sagemaker, &endpoint, &baseline_csv(window_s, &workload)?).await?;
+                let bucket = environment
+                    .get("CIS_MEMORY_BUCKET")
+                    .cloned()
+                    .ok_or_else(|| CloudError::Invalid("the detector function names no bucket (CIS_MEMORY_BUCKET)".into()))?;
+                let rows = sagemaker::get_object(&self.sagemaker, &bucket, crate::model::lab::TRAINING_KEY).await?;
+                let rows = String::from_utf8(rows).map_err(|e| CloudError::Invalid(format!("s3://{bucket}/{}: {e}", crate::model::lab::TRAINING_KEY)))?;
+                let threshold = sagemaker::calibrate(&self.sagemaker, &endpoint, &rows).await?;
                 environment.insert("CIS_ENDPOINT_THRESHOLD".into(), format!("{threshold:.6}"));
             }
         }
@@ -102,14 +107,6 @@ enum Part {
     Forensics,
     /// The lab's time to live.
     Scheduler,
-}
-
-/// The window features of the baseline every lab's model learns from, as the CSV the
-/// Random Cut Forest reads (and its endpoint scores).
-fn baseline_csv(window_s: u32, workload: &str) -> Result<String, CloudError> {
-    let latency = crate::sim::latency::LatencyModel::embedded();
-    let windows = crate::training::baseline_windows(window_s, workload, &latency, &crate::model::scenario::workloads())?;
-    Ok(crate::detect::anomaly::rcf_csv(&windows))
 }
 
 fn part(kind: K) -> Result<Part, CloudError> {
@@ -155,7 +152,7 @@ impl Cloud for AwsCloud {
             Part::Lambda => lambda::create(&self.lambda, &self.calibrated(spec).await?, refs, &self.packages).await,
             Part::Model => {
                 let account = &self.session.account;
-                sagemaker::create(&self.sagemaker, spec, refs, &account.account_id, &account.region, baseline_csv).await
+                sagemaker::create(&self.sagemaker, spec, refs, &account.account_id, &account.region).await
             }
             Part::Forensics => Err(CloudError::Invalid(format!("{} is made by containment, not by the lab graph", spec.kind))),
             Part::Scheduler => scheduler::create(&self.scheduler, spec, refs).await,
@@ -171,7 +168,7 @@ impl Cloud for AwsCloud {
     async fn converge(&self, spec: &ResourceSpec, id: &str, refs: &Refs) -> Result<(), CloudError> {
         match part(spec.kind)? {
             Part::Network => network::converge(&self.ec2, spec, id, refs).await,
-            Part::Lambda => lambda::converge(&self.lambda, spec, id, refs).await,
+            Part::Lambda => lambda::converge(&self.lambda, &self.calibrated(spec).await?, id, refs).await,
             // The other parts' creates carry every setting, or finish their children in
             // the same call on services that find what they just made.
             _ => Ok(()),
@@ -505,6 +502,25 @@ impl Cloud for AwsCloud {
 
     async fn checkpoint(&self) -> Result<(), CloudError> {
         Ok(())
+    }
+
+    async fn flow_log_page(&self, group: &str, token: Option<&str>) -> Result<crate::cloud::FlowLogPage, CloudError> {
+        let name = group.split_once(":log-group:").map(|(_, n)| n.trim_end_matches(":*")).unwrap_or(group);
+        let out = self
+            .pipeline
+            .logs
+            .filter_log_events()
+            .log_group_name(name)
+            .set_next_token(token.map(String::from))
+            .send()
+            .await
+            .map_err(|e| super::error::cloud_error(K::LogGroup, name, e))?;
+        let lines = out.events().iter().filter_map(|e| e.message().map(String::from)).collect();
+        Ok(crate::cloud::FlowLogPage { lines, next: out.next_token().map(String::from) })
+    }
+
+    async fn put_lab_object(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), CloudError> {
+        sagemaker::put_object(&self.sagemaker, bucket, key, body).await
     }
 
     fn containment_api(&self) -> Box<dyn crate::functions::containment::ContainmentApi + '_> {

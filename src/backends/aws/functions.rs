@@ -281,6 +281,19 @@ impl AwsDetector {
             .ok_or_else(|| CloudError::Invalid("CIS_MEMORY_BUCKET is not set: the function has nowhere to keep its memory".into()))?;
         Ok((bucket, format!("{}{key}.json", crate::functions::detector::MEMORY_PREFIX)))
     }
+
+    /// The model `cis arm` put at `key` in the lab's bucket (the function's cold start
+    /// reads it: arming changes the function's configuration, so Lambda starts afresh).
+    pub async fn load_model(&self, key: &str) -> Result<crate::detect::anomaly::Model, CloudError> {
+        let bucket = self
+            .memory_bucket
+            .as_deref()
+            .ok_or_else(|| CloudError::Invalid("CIS_MEMORY_BUCKET is not set: the function cannot find its model".into()))?;
+        let out = self.s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| cloud_error(ResourceKind::S3Bucket, bucket, e))?;
+        let body = out.body.collect().await.map_err(|e| CloudError::Unavailable(format!("reading s3://{bucket}/{key}: {e}")))?;
+        let text = String::from_utf8_lossy(&body.into_bytes()).into_owned();
+        crate::detect::anomaly::Model::from_json(&text).map_err(|e| CloudError::Invalid(format!("s3://{bucket}/{key}: {e}")))
+    }
 }
 
 /// PutEvents takes at most 10 entries a call.

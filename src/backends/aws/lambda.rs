@@ -1,5 +1,5 @@
 //! The lab's functions on Lambda: created from the packages `cargo xtask lambdas` builds
-//! (`lab::package`), the detector's with the lab's model added as `model.json`, and their
+//! (`lab::package`; the detector reads its model from the lab's bucket), and their
 //! permissions for CloudWatch Logs and EventBridge. No retries or waits here: the
 //! orchestration retries CreateFunction while the role is not yet assumable (mapped to
 //! NotPropagatedYet), waits for the function to become Active, then converges its
@@ -19,26 +19,12 @@ pub fn function_name(id: &str) -> &str {
     id.rsplit(':').next().unwrap_or(id)
 }
 
-/// The deployment package for a function: the built zip, and for the detector the lab's
-/// model beside the bootstrap (the model the simulator trains on its own baseline
-/// capture, for the function's window length).
-pub fn deployment_package(code: FunctionCode, window_s: u32, workload: &str, dirs: &[std::path::PathBuf]) -> Result<Vec<u8>, CloudError> {
+/// The deployment package for a function: the zip `cargo xtask lambdas` built. The
+/// detector's carries no model: it reads the one `cis arm` trained on the lab's own flow
+/// logs from the lab's bucket, and until then it is learning.
+pub fn deployment_package(code: FunctionCode, dirs: &[std::path::PathBuf]) -> Result<Vec<u8>, CloudError> {
     let found = package::locate(code, dirs).map_err(|e| CloudError::Invalid(e.to_string()))?;
-    let bytes = std::fs::read(&found.path).map_err(|e| CloudError::Invalid(format!("{}: {e}", found.path.display())))?;
-    match code {
-        FunctionCode::Containment | FunctionCode::Janitor => Ok(bytes),
-        FunctionCode::Detector => {
-            let model = crate::training::LabModels::shared().get(
-                window_s,
-                workload,
-                &crate::sim::latency::LatencyModel::embedded(),
-                &crate::model::scenario::workloads(),
-            )?;
-            let json = model.to_json();
-            crate::base::zip::with_file(&bytes, &crate::base::zip::Entry { name: "model.json", data: json.as_bytes(), mode: 0o644 })
-                .map_err(|e| CloudError::Invalid(format!("{}: {e}", found.path.display())))
-        }
-    }
+    std::fs::read(&found.path).map_err(|e| CloudError::Invalid(format!("{}: {e}", found.path.display())))
 }
 
 pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[std::path::PathBuf]) -> Result<String, CloudError> {
@@ -49,9 +35,7 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
     }
     match &spec.config {
         ResourceConfig::LambdaFunction { code, role, memory_mb, timeout_s, environment, .. } => {
-            let window_s = environment.get("CIS_WINDOW_S").and_then(|w| w.parse().ok()).unwrap_or(60);
-            let workload = environment.get("CIS_BASELINE").cloned().unwrap_or_else(crate::model::lab::default_workload);
-            let zip = deployment_package(*code, window_s, &workload, dirs)?;
+            let zip = deployment_package(*code, dirs)?;
             let out = lambda
                 .create_function()
                 .function_name(&spec.name)
@@ -96,8 +80,9 @@ pub async fn create(lambda: &Client, spec: &ResourceSpec, refs: &Refs, dirs: &[s
 /// mapped to NotPropagatedYet), and the orchestration waits for Active first.
 pub async fn converge(lambda: &Client, spec: &ResourceSpec, id: &str, refs: &Refs) -> Result<(), CloudError> {
     match &spec.config {
-        ResourceConfig::LambdaFunction { reserved_concurrency, on_failure, .. } => {
+        ResourceConfig::LambdaFunction { reserved_concurrency, on_failure, environment, .. } => {
             let name = function_name(id);
+            converge_environment(lambda, name, environment).await?;
             converge_concurrency(lambda, name, *reserved_concurrency).await?;
             converge_invoke_config(lambda, name, on_failure.map(|r| referenced(refs, r)).transpose()?).await
         }
@@ -115,6 +100,29 @@ async fn statements(lambda: &Client, function: &str) -> Result<Option<Vec<String
     let doc: serde_json::Value =
         serde_json::from_str(&policy).map_err(|e| CloudError::Other(format!("{function}'s policy is not JSON: {e}")))?;
     Ok(Some(doc["Statement"].as_array().into_iter().flatten().filter_map(|s| s["Sid"].as_str().map(String::from)).collect()))
+}
+
+/// The function's environment as the spec wants it: what `cis arm` changes (the model's
+/// key, the endpoint and its threshold) reaches a function made while the lab learned.
+/// Lambda starts new execution environments for the new configuration.
+async fn converge_environment(
+    lambda: &Client,
+    name: &str,
+    wanted: &std::collections::BTreeMap<String, String>,
+) -> Result<(), CloudError> {
+    let now = lambda.get_function().function_name(name).send().await.map_err(|e| cloud_error(ResourceKind::LambdaFunction, name, e))?;
+    let have = now.configuration().and_then(|c| c.environment()).and_then(|e| e.variables()).cloned().unwrap_or_default();
+    if have.len() == wanted.len() && wanted.iter().all(|(k, v)| have.get(k) == Some(v)) {
+        return Ok(());
+    }
+    lambda
+        .update_function_configuration()
+        .function_name(name)
+        .environment(Environment::builder().set_variables(Some(wanted.clone().into_iter().collect())).build())
+        .send()
+        .await
+        .map_err(|e| cloud_error(ResourceKind::LambdaFunction, name, e))?;
+    Ok(())
 }
 
 /// The function's reserved concurrency set as the spec wants it (a crash may have come

@@ -94,8 +94,7 @@ pub fn training_job_name(spec: &ResourceSpec) -> String {
     name.chars().take(63).collect::<String>().trim_end_matches('-').to_string()
 }
 
-/// The key of the baseline features in the lab's bucket, and the prefix of the model.
-const TRAINING_KEY: &str = "baseline/train.csv";
+/// The prefix of the training job's output in the lab's bucket.
 const OUTPUT_PREFIX: &str = "model";
 
 /// A resource's name from its ARN (`...:endpoint/NAME`).
@@ -124,16 +123,9 @@ where
     }
 }
 
-/// Creates one SageMaker or S3 resource. `baseline_csv` gives the training rows (asked
-/// only for a training job).
-pub async fn create(
-    c: &Clients,
-    spec: &ResourceSpec,
-    refs: &Refs,
-    account: &str,
-    region: &str,
-    baseline_csv: impl FnOnce(u32, &str) -> Result<String, CloudError>,
-) -> Result<String, CloudError> {
+/// Creates one SageMaker or S3 resource. A training job reads the rows `cis arm` wrote to
+/// the lab's bucket from the lab's own flow logs.
+pub async fn create(c: &Clients, spec: &ResourceSpec, refs: &Refs, account: &str, region: &str) -> Result<String, CloudError> {
     macro_rules! err {
         () => {
             |e| cloud_error(spec.kind, &spec.name, e)
@@ -172,21 +164,17 @@ pub async fn create(
                 .map_err(|e| cloud_error(spec.kind, &name, e))?;
             Ok(name)
         }
-        ResourceConfig::SageMakerTrainingJob { role, bucket, algorithm, instance_type, hyperparameters, window_s, workload } => {
+        ResourceConfig::SageMakerTrainingJob { role, bucket, algorithm, instance_type, hyperparameters, data_key, .. } => {
             let bucket = referenced(refs, *bucket)?;
-            let csv = baseline_csv(*window_s, workload)?;
-            c.s3.put_object()
-                .bucket(bucket)
-                .key(TRAINING_KEY)
-                .content_type("text/csv")
-                .body(csv.into_bytes().into())
-                .send()
-                .await
-                .map_err(|e| cloud_error(ResourceKind::S3Bucket, bucket, e))?;
+            let data_key = data_key.as_deref().ok_or_else(|| {
+                CloudError::Invalid(
+                    "the lab has learned nothing yet for its Random Cut Forest to train on: `cis arm` trains it on the lab's own flow logs".into(),
+                )
+            })?;
             let name = training_job_name(spec);
             let source = S3DataSource::builder()
                 .s3_data_type(S3DataType::S3Prefix)
-                .s3_uri(format!("s3://{bucket}/{TRAINING_KEY}"))
+                .s3_uri(format!("s3://{bucket}/{data_key}"))
                 .s3_data_distribution_type(S3DataDistribution::ShardedByS3Key)
                 .build();
             let channel = Channel::builder()
@@ -425,6 +413,30 @@ pub async fn delete(c: &Clients, kind: ResourceKind, id: &str) -> Result<(), Clo
 async fn owned_by_a_lab(c: &Clients, kind: ResourceKind, arn: &str) -> Result<bool, CloudError> {
     let tags = c.sagemaker.list_tags().resource_arn(arn).send().await.map_err(sm_error(kind, arn))?;
     Ok(tags.tags().iter().any(|t| t.key() == Some(crate::model::lab::TAG_LAB)))
+}
+
+/// An object of the lab's bucket.
+pub async fn get_object(c: &Clients, bucket: &str, key: &str) -> Result<Vec<u8>, CloudError> {
+    let out = c.s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| match e.as_service_error() {
+        Some(s) if s.is_no_such_key() => CloudError::NotFound { kind: "s3 object", id: format!("s3://{bucket}/{key}") },
+        _ => cloud_error(ResourceKind::S3Bucket, bucket, e),
+    })?;
+    let body = out.body.collect().await.map_err(|e| CloudError::Unavailable(format!("reading s3://{bucket}/{key}: {e}")))?;
+    Ok(body.into_bytes().to_vec())
+}
+
+/// Puts an object in the lab's bucket, replacing what was there.
+pub async fn put_object(c: &Clients, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), CloudError> {
+    let content_type = if key.ends_with(".csv") { "text/csv" } else { "application/json" };
+    c.s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(body.into())
+        .send()
+        .await
+        .map_err(|e| cloud_error(ResourceKind::S3Bucket, bucket, e))?;
+    Ok(())
 }
 
 /// The endpoint's threshold: the baseline scored by the endpoint itself, mean plus three

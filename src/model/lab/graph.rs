@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::arming::{Arming, MODEL_KEY_ENV, NEED_A_MODEL};
 use super::options::{DetectorMode, IsolationSteps, LabName, LabOptions};
 use super::resource::*;
 use crate::formats::flowlog::LAB_LOG_FORMAT;
@@ -46,6 +47,44 @@ impl LabGraph {
 
     pub fn roles(&self) -> impl Iterator<Item = Role> + '_ {
         self.resources.iter().map(|r| r.role)
+    }
+
+    /// The graph as the lab's arming has it. Learning: what needs a model is left out, and
+    /// the detector function has none (so it scores nothing). Armed: each is rendered from
+    /// what the lab learned of its own traffic. A simulated baseline changes nothing.
+    pub fn armed(mut self, arming: &Arming) -> LabGraph {
+        match arming {
+            Arming::SimulatedBaseline => {}
+            Arming::Learning { .. } => {
+                self.resources.retain(|r| !NEED_A_MODEL.contains(&r.role));
+                for r in &mut self.resources {
+                    r.depends_on.retain(|d| !NEED_A_MODEL.contains(d));
+                    if let ResourceConfig::LambdaFunction { code: FunctionCode::Detector, environment, .. } = &mut r.config {
+                        environment.remove("CIS_ENDPOINT");
+                    }
+                }
+            }
+            Arming::Armed(t) => {
+                for r in &mut self.resources {
+                    match &mut r.config {
+                        ResourceConfig::LambdaFunction { code: FunctionCode::Detector, environment, .. } => {
+                            if let Some(key) = &t.model_key {
+                                environment.insert(MODEL_KEY_ENV.to_string(), key.clone());
+                            }
+                        }
+                        ResourceConfig::SageMakerTrainingJob { data_key, .. } => *data_key = t.training_key.clone(),
+                        ResourceConfig::MetricAlarm { rule, calibrate, .. } => {
+                            if let Some(threshold) = t.egress_threshold {
+                                rule.threshold = threshold;
+                                *calibrate = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        self
     }
 
     /// Roles that depend directly on `role`.
@@ -232,6 +271,7 @@ impl Builder<'_> {
                     hyperparameters: rcf_hyperparameters(),
                     window_s: o.window_s,
                     workload: o.workload.clone(),
+                    data_key: None,
                 },
             );
             b.add(
@@ -313,15 +353,15 @@ impl Builder<'_> {
         }
         if o.detector.has_function() {
             b.add(R::DetectorRole, &[], C::IamRole { trust_policy: policy("lambda-trust"), description: "cis: detector function".into() });
-            let mut detector_deps = vec![R::DetectorRole, R::Topic, R::ModelData];
+            // The endpoint by its name, not its id: the policy is the same while the lab
+            // learns (no endpoint yet) and once it is armed, so arming need not change it.
             let mut detector_policy = policy("detector");
             if o.detector == DetectorMode::Endpoint {
                 detector_policy = merge_statements(&detector_policy, &policy("detector-endpoint"));
-                detector_deps.push(R::AnomalyEndpoint);
             }
             b.add(
                 R::DetectorPolicy,
-                &detector_deps,
+                &[R::DetectorRole, R::Topic, R::ModelData],
                 C::InlinePolicy { role: R::DetectorRole, policy_name: "detector".into(), document: detector_policy },
             );
             let mut detector_env = BTreeMap::from([
@@ -341,9 +381,14 @@ impl Builder<'_> {
             // use: tagged, with a retention, and removed by `down` (the functions may not
             // create them). `cis attack` on AWS reads the pipeline's timeline from them.
             b.add(R::DetectorLogs, &[], C::LogGroup { retention_days: 7 });
+            // With an endpoint, the function's threshold is its training rows scored by it.
+            let mut function_deps = vec![R::DetectorRole, R::DetectorPolicy, R::DetectorLogs, R::Topic, R::ModelData];
+            if o.detector == DetectorMode::Endpoint {
+                function_deps.push(R::AnomalyEndpoint);
+            }
             b.add(
                 R::DetectorFunction,
-                &[R::DetectorRole, R::DetectorPolicy, R::DetectorLogs, R::Topic, R::ModelData],
+                &function_deps,
                 C::LambdaFunction {
                     code: FunctionCode::Detector,
                     role: R::DetectorRole,

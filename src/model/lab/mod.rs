@@ -10,6 +10,8 @@
 mod options;
 // One resource: its role, kind, configuration, name and tags.
 mod resource;
+// What the lab's detector has learned, and what of the graph waits for it.
+mod arming;
 // The whole lab as a graph of resources, from its options.
 mod graph;
 // Policy and environment placeholders, filled once ids are known.
@@ -21,6 +23,7 @@ pub mod package;
 // What a lab costs per hour, from its graph.
 pub mod pricing;
 
+pub use self::arming::{Arming, Trained, MODEL_KEY_ENV, MODEL_PREFIX, NEED_A_MODEL, TRAINING_KEY};
 pub use self::graph::LabGraph;
 pub use self::options::*;
 pub use self::render::{render, rendered};
@@ -30,6 +33,58 @@ pub use crate::formats::flowlog::LAB_LOG_FORMAT;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_learning_lab_leaves_out_what_needs_a_model_and_an_armed_one_renders_it() {
+        use crate::base::clock::Timestamp;
+        let env = |g: &LabGraph| match &g.get(Role::DetectorFunction).unwrap().config {
+            ResourceConfig::LambdaFunction { environment, .. } => environment.clone(),
+            other => panic!("{other:?}"),
+        };
+        let full = LabGraph::build(&lab(), &LabOptions { detector: DetectorMode::Endpoint, ..Default::default() }, "r");
+        let learning = full.clone().armed(&Arming::Learning { since: Timestamp(0) });
+        for role in [Role::TrainingJob, Role::AnomalyModel, Role::AnomalyEndpointConfig, Role::AnomalyEndpoint] {
+            assert!(full.get(role).is_some() && learning.get(role).is_none(), "{role}");
+        }
+        assert!(learning.resources.iter().all(|r| r.depends_on.iter().all(|d| learning.get(*d).is_some())), "every dependency is there");
+        // Every spec renders from the ids of the learning graph's own roles alone.
+        let refs: Refs = learning.roles().map(|r| (r, format!("id-of-{r}"))).collect();
+        for spec in &learning.resources {
+            rendered(spec, &lab(), "us-east-1", "123456789012", &refs).unwrap_or_else(|e| panic!("{}: {e}", spec.role));
+        }
+        assert!(!env(&learning).contains_key("CIS_ENDPOINT") && !env(&learning).contains_key(MODEL_KEY_ENV), "{:?}", env(&learning));
+        assert!(env(&full).contains_key("CIS_ENDPOINT"));
+
+        let trained = Trained {
+            from: Timestamp(0),
+            to: Timestamp(7_200_000),
+            records: 120,
+            windows: 120,
+            armed_at: Timestamp(7_300_000),
+            model_key: Some("detector-model/a.json".into()),
+            training_key: Some(TRAINING_KEY.into()),
+            egress_threshold: None,
+        };
+        let armed = full.clone().armed(&Arming::Armed(trained.clone()));
+        assert_eq!(armed.resources.len(), full.resources.len());
+        assert_eq!(env(&armed).get(MODEL_KEY_ENV).map(String::as_str), Some("detector-model/a.json"));
+        assert!(matches!(
+            &armed.get(Role::TrainingJob).unwrap().config,
+            ResourceConfig::SageMakerTrainingJob { data_key: Some(k), .. } if k == TRAINING_KEY
+        ));
+
+        let metric = LabGraph::build(&lab(), &LabOptions { detector: DetectorMode::MetricFilter, ..Default::default() }, "r");
+        assert!(metric.clone().armed(&Arming::Learning { since: Timestamp(0) }).get(Role::EgressAlarm).is_none());
+        let armed = metric.clone().armed(&Arming::Armed(Trained { egress_threshold: Some(12_345.0), model_key: None, training_key: None, ..trained }));
+        match &armed.get(Role::EgressAlarm).unwrap().config {
+            ResourceConfig::MetricAlarm { rule, calibrate, .. } => assert!(rule.threshold == 12_345.0 && calibrate.is_none()),
+            other => panic!("{other:?}"),
+        }
+        // A simulated lab keeps the graph as built: the alarm calibrated on its baseline.
+        let simulated = metric.clone().armed(&Arming::SimulatedBaseline);
+        assert_eq!(simulated.resources.len(), metric.resources.len());
+        assert!(matches!(&simulated.get(Role::EgressAlarm).unwrap().config, ResourceConfig::MetricAlarm { calibrate: Some(_), .. }));
+    }
 
     fn lab() -> LabName {
         "demo".parse().unwrap()

@@ -189,6 +189,7 @@ pub const STATEMENTS: &[Statement] = &[
         actions: &[
             "lambda:CreateFunction",
             "lambda:GetFunction",
+            "lambda:UpdateFunctionConfiguration",
             "lambda:DeleteFunction",
             "lambda:TagResource",
             "lambda:ListTags",

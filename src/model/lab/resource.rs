@@ -351,6 +351,10 @@ pub enum ResourceConfig {
         /// The workload (baseline profile) whose windows it learns.
         #[serde(default = "default_workload")]
         workload: String,
+        /// Its training rows in the lab's bucket, once `cis arm` wrote them from the lab's
+        /// own flow logs (the simulator trains on its simulated baseline instead).
+        #[serde(default)]
+        data_key: Option<String>,
     },
     SageMakerModel {
         role: Role,
