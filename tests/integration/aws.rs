@@ -1076,8 +1076,17 @@ async fn an_endpoint_lab_learns_then_trains_the_forest_on_its_own_traffic_calibr
     let body = serde_json::json!({"scores": scores.iter().map(|s| serde_json::json!({"score": s})).collect::<Vec<_>>()}).to_string();
     let seeded = serde_json::json!({"results": [{"Body": body, "ContentType": "application/json", "InvokedProductionVariant": "all", "CustomAttributes": ""}]});
     moto.post("/moto-api/static/sagemaker/endpoint-results", &seeded.to_string());
+    // Killed right after arming's first create (the training job), before the ledger
+    // recorded it: the ledger already says armed, so the rerun finishes the walk and
+    // adopts the job instead of training a second one.
+    let mut killed = lab.cmd(&["--cloud", "aws", "--endpoint-url", &moto.endpoint, "--lab", "rcf", "arm", "--warmup", "1h"]);
+    killed.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path()).env(cis::backends::aws::cloud::CRASH_AFTER_ENV, "1");
+    let killed = killed.output().unwrap();
+    assert!(!killed.status.success(), "arm was to be killed after its first create");
     let armed = cis(&["arm", "--warmup", "1h"]);
     assert!(armed.status.success(), "{}", String::from_utf8_lossy(&armed.stderr));
+    let jobs = sm.list_training_jobs().name_contains("cis-rcf-training-job").send().await.unwrap();
+    assert_eq!(jobs.training_job_summaries().len(), 1, "one training job after the kill and the rerun: {jobs:?}");
 
     // The training data: the lab's own windows as CSV, in the lab's own private bucket.
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());

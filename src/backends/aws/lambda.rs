@@ -82,9 +82,11 @@ pub async fn converge(lambda: &Client, spec: &ResourceSpec, id: &str, refs: &Ref
     match &spec.config {
         ResourceConfig::LambdaFunction { reserved_concurrency, on_failure, environment, .. } => {
             let name = function_name(id);
-            converge_environment(lambda, name, environment).await?;
             converge_concurrency(lambda, name, *reserved_concurrency).await?;
-            converge_invoke_config(lambda, name, on_failure.map(|r| referenced(refs, r)).transpose()?).await
+            converge_invoke_config(lambda, name, on_failure.map(|r| referenced(refs, r)).transpose()?).await?;
+            // Last: while Lambda applies a new configuration, the function cannot be
+            // modified ("An update is in progress"; UpdateFunctionConfiguration's reference).
+            converge_environment(lambda, name, environment).await
         }
         ResourceConfig::LambdaPermission { .. } => Ok(()),
         other => Err(CloudError::Invalid(format!("not a Lambda resource: {other:?}"))),
