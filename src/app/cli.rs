@@ -205,9 +205,9 @@ pub struct UpArgs {
 
 #[derive(Debug, ClapArgs)]
 pub struct ArmArgs {
-    /// How much of its own traffic the lab must have learned (24h by default, the
-    /// workloads' daily cycle; 1h for a quick lab, at the cost of false alarms at hours it
-    /// has not seen).
+    /// How much of its own traffic the lab must have learned (the lab's `up --warmup`, 24h
+    /// by default: the workloads' daily cycle; 1h for a quick lab, at the cost of false
+    /// alarms at hours it has not seen).
     #[arg(long, value_name = "DURATION", value_parser = parse_warmup)]
     pub warmup: Option<std::time::Duration>,
 }
@@ -238,6 +238,10 @@ pub struct LabArgs {
     /// if this machine is gone. `cis status` shows the time left.
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
     pub ttl: Option<u64>,
+    /// How much of its own traffic an AWS lab learns before `cis arm` may arm it (24h by
+    /// default, the workloads' daily cycle; 1h for a quick lab). `cis status` shows when.
+    #[arg(long, value_name = "DURATION", value_parser = parse_warmup)]
+    pub warmup: Option<std::time::Duration>,
     /// Where the anomaly model is scored: a SageMaker endpoint, or in the detector Lambda.
     #[arg(long, value_enum)]
     pub detector: Option<DetectorMode>,

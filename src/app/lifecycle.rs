@@ -122,7 +122,7 @@ pub(super) async fn dispatch(args: &Args, orch: &Orchestrator<'_>) -> Result<()>
             });
         }
         Command::Arm(a) => {
-            let report = orch.arm(lab, a.warmup.unwrap_or(crate::orchestrator::DEFAULT_WARMUP)).await?;
+            let report = orch.arm(lab, a.warmup).await?;
             print(&match args.output {
                 OutputFormat::Json => json(&report),
                 OutputFormat::Text => format!("lab '{lab}' is {}\n{}", report.arming.describe(), up_text(&report.up)),
@@ -208,6 +208,15 @@ pub(super) fn lab_options(args: &Args, l: &LabArgs, existing: Option<&LabOptions
     }
     if let Some(ttl) = l.ttl {
         o.ttl_s = Some(ttl);
+    }
+    if let Some(w) = l.warmup {
+        if args.cloud == crate::cloud::CloudKind::Sim {
+            return Err(Error::Usage(
+                "--warmup: a simulated lab is armed at `up` on its workload's simulated baseline; --warmup is for --cloud aws labs, which learn their own traffic"
+                    .into(),
+            ));
+        }
+        o.warmup_s = Some(w.as_secs());
     }
     if let Some(t) = &l.instance_type {
         o.instance_type = t.clone();
@@ -484,10 +493,12 @@ fn status_text(r: &StatusReport) -> String {
     let _ = writeln!(o, "lab '{}' on {}: {state}; now {}", r.lab, r.cloud, r.now);
     match &r.arming {
         Some(crate::model::lab::Arming::Learning { since }) => {
+            let ready = since.plus(r.warmup);
             let _ = writeln!(
                 o,
-                "detector: learning its own traffic for {:.0} min, since {since}; nothing is isolated until `cis arm` (after a day, or `cis arm --warmup 1h` for a quick lab)",
-                r.now.seconds_since(*since) / 60.0
+                "detector: learning its own traffic for {:.0} min, since {since}; nothing is isolated until `cis arm`, which it may run from {ready} (its warm-up of {:.0} h)",
+                r.now.seconds_since(*since) / 60.0,
+                r.warmup.as_secs_f64() / 3600.0
             );
         }
         Some(a) => {

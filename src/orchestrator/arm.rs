@@ -29,6 +29,11 @@ use crate::store::ledger::{EntryState, LedgerFile};
 /// the cycle of the workloads' diurnal load.
 pub const DEFAULT_WARMUP: Duration = Duration::from_secs(24 * 3600);
 
+/// The warm-up the lab was made with (`up --warmup`), else [`DEFAULT_WARMUP`].
+pub fn warmup_of(options: &crate::model::lab::LabOptions) -> Duration {
+    options.warmup_s.map_or(DEFAULT_WARMUP, Duration::from_secs)
+}
+
 /// What `cis arm` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct ArmReport {
@@ -50,8 +55,9 @@ struct Learned {
 
 impl Orchestrator<'_> {
     /// Trains a learning lab on its own flow logs and arms it. Refuses a lab whose group
-    /// holds less than `warmup` of traffic, saying how much it holds.
-    pub async fn arm(&self, lab: &LabName, warmup: Duration) -> Result<ArmReport> {
+    /// holds less than `warmup` of traffic (the lab's own warm-up when None), saying how
+    /// much it holds.
+    pub async fn arm(&self, lab: &LabName, warmup: Option<Duration>) -> Result<ArmReport> {
         if self.load_ledger(lab)?.is_none() {
             // Before the lock, which would leave a folder for a lab that is not there.
             return Err(Error::Usage(format!("there is no lab '{lab}' here to arm: `cis up --lab {lab}` first")));
@@ -85,6 +91,7 @@ impl Orchestrator<'_> {
                     return Err(Error::Usage(format!("lab '{lab}' is not fully up: run `cis up --lab {lab}` first, then `cis arm`")))
                 }
                 Arming::Learning { .. } => {
+                    let warmup = warmup.unwrap_or_else(|| warmup_of(&ledger.options));
                     let trained = self.learn(lab, &ledger, warmup).await?;
                     let mut file = LedgerFile { path: self.state.ledger(self.cloud.kind(), lab), ledger: ledger.clone() };
                     file.update(|l| {
@@ -125,7 +132,7 @@ impl Orchestrator<'_> {
         let span = to.duration_since(from);
         if span < warmup {
             return Err(Error::Usage(format!(
-                "lab '{lab}' has learned {:.1} h of its own traffic ({} flow-log records, {} windows, {from} to {to}); arming needs {:.1} h (--warmup): run `cis arm` again in {:.1} h, or give a shorter --warmup for a quick lab",
+                "lab '{lab}' has learned {:.1} h of its own traffic ({} flow-log records, {} windows, {from} to {to}); arming needs {:.1} h (its warm-up): run `cis arm` again in {:.1} h, or `cis arm --warmup` with less for a quick lab",
                 span.as_secs_f64() / 3600.0,
                 learned.records,
                 learned.windows.len(),

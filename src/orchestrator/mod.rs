@@ -216,6 +216,9 @@ pub struct StatusReport {
     /// What the detector is trained on: learning, or armed on what.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arming: Option<crate::model::lab::Arming>,
+    /// How much of its own traffic the lab learns before it may be armed.
+    #[serde(skip)]
+    pub warmup: Duration,
     /// When the lab deletes itself (`cis up --ttl`), and how long until then (negative
     /// once past).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -877,6 +880,7 @@ impl<'a> Orchestrator<'a> {
             usd_per_hour,
             usd_so_far: usd_per_hour * hours,
             arming: ledger.as_ref().map(|l| l.arming.clone()),
+            warmup: ledger.as_ref().map_or(arm::DEFAULT_WARMUP, |l| arm::warmup_of(&l.options)),
         })
     }
 }

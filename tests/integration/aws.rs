@@ -799,7 +799,7 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     };
     // moto 5.2.5 checks endpoint instance types against a list older than ml.g6e (the
     // default, shown by `cis plan` in analysis::up_with_llm_...): a GPU type it knows.
-    let up = cis(&["up", "--detector", "metric-filter", "--llm", "--llm-instance-type", "ml.g4dn.2xlarge", "--output", "json"]);
+    let up = cis(&["up", "--detector", "metric-filter", "--warmup", "1h", "--llm", "--llm-instance-type", "ml.g4dn.2xlarge", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
     assert_eq!(
@@ -838,7 +838,7 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
     assert!(cw.describe_alarms().alarm_names("cis-mf-egress-alarm").send().await.unwrap().metric_alarms().is_empty());
     let status = cis(&["status"]);
     let said = String::from_utf8_lossy(&status.stdout);
-    assert!(said.contains("detector: learning") && said.contains("cis arm"), "{said}");
+    assert!(said.contains("detector: learning") && said.contains("cis arm") && said.contains("its warm-up of 1 h"), "{said}");
     // Nothing learned yet, then too little: refused, saying what it found and needs.
     let early = cis(&["arm"]);
     assert_eq!(early.status.code(), Some(2), "{}", String::from_utf8_lossy(&early.stderr));
@@ -853,7 +853,8 @@ async fn a_metric_filter_lab_puts_its_filter_and_calibrated_alarm_contains_on_th
 
     // Armed on what the lab's own group holds: the alarm is made, its threshold the
     // busiest minute of that traffic with the margin, nothing of the simulator's.
-    let armed = cis(&["arm", "--warmup", "1h", "--output", "json"]);
+    // The lab's own warm-up (`up --warmup 1h`) holds.
+    let armed = cis(&["arm", "--output", "json"]);
     assert!(armed.status.success(), "{}", String::from_utf8_lossy(&armed.stderr));
     let armed: serde_json::Value = serde_json::from_slice(&armed.stdout).unwrap();
     assert_eq!(armed["arming"]["phase"], "armed", "{armed}");

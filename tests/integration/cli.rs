@@ -18,6 +18,8 @@ fn arm_refuses_a_missing_lab_a_short_warmup_and_a_simulated_lab() {
     fails_with_2(&lab, &["arm"], "no lab 'default' here");
     assert!(!lab.state().join("sim/labs/default").exists(), "nothing was left for the lab that is not there");
     fails_with_2(&lab, &["arm", "--warmup", "30m"], "under an hour");
+    fails_with_2(&lab, &["up", "--warmup", "2h"], "--warmup");
+    assert!(!lab.state().join("sim/labs/default").exists(), "nothing was made");
     lab.ok(&["up", "--detector", "lambda"]);
     // A simulated lab is armed at `up` on its workload's simulated baseline.
     fails_with_2(&lab, &["arm"], "simulated");

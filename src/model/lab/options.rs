@@ -196,6 +196,11 @@ pub struct LabOptions {
     /// deletes everything tagged with the lab, even if the operator's machine is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
+    /// How much of its own traffic the lab learns before `cis arm` arms it, in seconds
+    /// (`cis up --warmup`; a day when unset). AWS labs only: a simulated lab is armed at
+    /// `up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<u64>,
 }
 
 fn forensics_on() -> bool {
@@ -223,6 +228,7 @@ impl Default for LabOptions {
             llm: false,
             llm_instance_type: None,
             ttl_s: None,
+            warmup_s: None,
         }
     }
 }
