@@ -328,6 +328,46 @@ async fn the_log_group_topic_and_rule_with_their_children_are_created_found_and_
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn an_unconfirmed_email_subscription_is_found_again_by_subscribing_not_waited_for() {
+    use cis::backends::aws::pipeline::{self, Clients};
+    use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, Role};
+    // Through the strict proxy, which lists an unconfirmed e-mail subscription as AWS does:
+    // SubscriptionArn "PendingConfirmation". Before the fix `find` returned that as the id
+    // and `up`, resuming, waited 5 minutes for a person to confirm.
+    let moto = Moto::strict(5);
+    let strict = cis::backends::aws::sdk_loader()
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    let c = Clients::new(&strict);
+    let lab: LabName = "sub".parse().unwrap();
+    let graph = LabGraph::build(&lab, &LabOptions { notify_email: Some("ops@example.com".into()), ..Default::default() }, "run-1");
+    let mut refs = Refs::new();
+    for role in [Role::Topic, Role::TopicSubscription] {
+        let spec = rendered(graph.get(role).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+        let id = pipeline::create(&c, &spec, &refs).await.unwrap_or_else(|e| panic!("{role}: {e}"));
+        refs.insert(role, id);
+    }
+    let arn = refs[&Role::TopicSubscription].clone();
+    assert!(arn.starts_with("arn:aws:sns:"), "Subscribe answers the ARN even unconfirmed: {arn}");
+    let spec = rendered(graph.get(Role::TopicSubscription).unwrap(), &lab, "us-east-1", "123456789012", &refs).unwrap();
+    // As after a crash between Subscribe and the ledger: not found by listing...
+    assert_eq!(pipeline::find(&c, &spec, &refs).await.unwrap(), None);
+    // ...so `up` subscribes again, and gets the same subscription, not a second one.
+    assert_eq!(pipeline::create(&c, &spec, &refs).await.unwrap(), arn);
+    let listed = c.sns.list_subscriptions_by_topic().topic_arn(&refs[&Role::Topic]).send().await.unwrap();
+    assert_eq!(listed.subscriptions().len(), 1, "{listed:?}");
+    assert!(pipeline::status(&c, spec.kind, &arn).await.is_ok());
+    // A ledger of an earlier version holding "PendingConfirmation": made again, not waited for.
+    assert!(pipeline::status(&c, spec.kind, "PendingConfirmation").await.is_err_and(|e| e.is_not_found()));
+    assert!(moto.strict_stats()["subscription_pending_confirmation"] >= 2, "{:?}", moto.strict_stats());
+    pipeline::delete(&c, spec.kind, &arn).await.unwrap();
+    pipeline::delete(&c, cis::lab::ResourceKind::SnsTopic, &refs[&Role::Topic]).await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn the_target_and_its_flow_log_are_launched_as_the_lab_wants_and_removed() {
     use cis::backends::aws::{compute, iam, network, pipeline};
     use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, Role, AL2023_PARAMETER, LAB_LOG_FORMAT};

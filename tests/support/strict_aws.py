@@ -21,6 +21,9 @@ after, applies the rules:
   every other action on it is refused meanwhile (Lambda, "Lambda function states":
   "Any invocations or other API actions that operate on the function will fail");
 - throttling arrives in bursts of several consecutive answers (seeded);
+- an e-mail (or SMS) subscription is never confirmed in a test, and AWS lists an
+  unconfirmed one with the SubscriptionArn "PendingConfirmation" (ListSubscriptionsByTopic
+  and ListSubscriptions; Subscribe with ReturnSubscriptionArn still answers its ARN);
 - an instance type runs only in an Availability Zone that offers it (EC2: "Unsupported:
   Your requested instance type (t3.micro) is not supported in your requested
   Availability Zone (us-east-1e)"), and a subnet created without a zone is in the one AWS
@@ -127,6 +130,7 @@ class Rules:
             "throttle_bursts": 0,
             "zone_lacks_instance_type": 0,
             "flow_log_access_error": 0,
+            "subscription_pending_confirmation": 0,
         }
 
     def count(self, key):
@@ -462,6 +466,14 @@ class Handler(BaseHTTPRequestHandler):
                 rules.count("flow_log_access_error")
                 failed = "<deliverLogsStatus>FAILED</deliverLogsStatus><deliverLogsErrorMessage>Access error</deliverLogsErrorMessage>"
                 data = text.replace(ok, failed).encode()
+        if service == "sns" and action in ("ListSubscriptionsByTopic", "ListSubscriptions"):
+            def unconfirmed(m):
+                member = m.group(0)
+                if re.search(r"<Protocol>(email|email-json|sms)</Protocol>", member):
+                    rules.count("subscription_pending_confirmation")
+                    return re.sub(r"<SubscriptionArn>[^<]*</SubscriptionArn>", "<SubscriptionArn>PendingConfirmation</SubscriptionArn>", member)
+                return member
+            data = re.sub(r"<member>.*?</member>", unconfirmed, data.decode("utf-8", "replace"), flags=re.S).encode()
         if service == "ec2" and action == "CreateSubnet":
             created = re.search(CREATED_ID["CreateSubnet"], data.decode("utf-8", "replace"))
             if created:

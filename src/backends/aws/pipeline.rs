@@ -264,12 +264,17 @@ pub async fn find(c: &Clients, spec: &ResourceSpec, refs: &Refs) -> Result<Optio
         ResourceConfig::SnsTopic => topic_arn(c, &spec.name).await,
         ResourceConfig::SnsSubscription { topic, protocol, endpoint } => {
             let Some(topic) = refs.get(topic) else { return Ok(None) };
+            // An e-mail subscription nobody has confirmed yet is listed with the
+            // SubscriptionArn "PendingConfirmation", not its ARN: not found here, so `up`
+            // subscribes again, and SNS answers the existing subscription's ARN (it makes no
+            // second one for the same endpoint).
             let out = absent(c.sns.list_subscriptions_by_topic().topic_arn(topic).send().await.map_err(err!()))?;
             Ok(out.and_then(|o| {
                 o.subscriptions()
                     .iter()
                     .find(|s| s.protocol() == Some(protocol.as_str()) && s.endpoint() == Some(endpoint.as_str()))
                     .and_then(|s| s.subscription_arn())
+                    .filter(|arn| arn.starts_with("arn:"))
                     .map(String::from)
             }))
         }
@@ -319,8 +324,10 @@ pub async fn status(c: &Clients, kind: ResourceKind, id: &str) -> Result<Resourc
         }
         ResourceKind::SnsSubscription => {
             if !id.starts_with("arn:") {
-                // "pending confirmation": not a subscription yet, and nothing to delete.
-                return Ok(ResourceStatus::Pending(id.to_string()));
+                // "PendingConfirmation" as a ledger of an earlier version may hold it: no
+                // id to ask about. Not found, so `up` subscribes again and records the ARN
+                // SNS answers (the existing subscription's); waiting would wait for a person.
+                return Err(CloudError::NotFound { kind: ResourceKind::SnsSubscription.name(), id: id.to_string() });
             }
             c.sns.get_subscription_attributes().subscription_arn(id).send().await.map_err(err!())?;
         }
