@@ -368,6 +368,30 @@ async fn an_unconfirmed_email_subscription_is_found_again_by_subscribing_not_wai
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn an_instance_already_terminating_is_terminated_again_not_refused() {
+    // A `down` cut short right after TerminateInstances, run again: lifting termination
+    // protection first meets AWS's IncorrectInstanceState (the strict proxy answers it;
+    // moto modifies a terminated instance), which stopped `down` before the fix.
+    let moto = Moto::strict(6);
+    let strict = cis::backends::aws::sdk_loader()
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
+    let image = ec2.describe_images().send().await.unwrap().images()[0].image_id().unwrap().to_string();
+    let run = ec2.run_instances().image_id(image).instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).min_count(1).max_count(1);
+    let id = run.send().await.unwrap().instances()[0].instance_id().unwrap().to_string();
+    let strict_ec2 = aws_sdk_ec2::Client::new(&strict);
+    strict_ec2.terminate_instances().instance_ids(&id).send().await.unwrap();
+    cis::backends::aws::compute::delete(&strict_ec2, cis::lab::ResourceKind::Instance, &id)
+        .await
+        .unwrap_or_else(|e| panic!("the second termination was refused: {e}"));
+    assert_eq!(moto.strict_stats()["terminated_instance_not_modifiable"], 1, "{:?}", moto.strict_stats());
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn the_target_and_its_flow_log_are_launched_as_the_lab_wants_and_removed() {
     use cis::backends::aws::{compute, iam, network, pipeline};
     use cis::lab::{rendered, LabGraph, LabName, LabOptions, Refs, ResourceKind, Role, AL2023_PARAMETER, LAB_LOG_FORMAT};

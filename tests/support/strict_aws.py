@@ -24,6 +24,9 @@ after, applies the rules:
 - an e-mail (or SMS) subscription is never confirmed in a test, and AWS lists an
   unconfirmed one with the SubscriptionArn "PendingConfirmation" (ListSubscriptionsByTopic
   and ListSubscriptions; Subscribe with ReturnSubscriptionArn still answers its ARN);
+- an instance being terminated or terminated cannot be modified: ModifyInstanceAttribute
+  answers IncorrectInstanceState (as cloud-custodian#7598 meets it when it lifts
+  termination protection before terminating);
 - an instance type runs only in an Availability Zone that offers it (EC2: "Unsupported:
   Your requested instance type (t3.micro) is not supported in your requested
   Availability Zone (us-east-1e)"), and a subnet created without a zone is in the one AWS
@@ -119,6 +122,7 @@ class Rules:
         self.pending = {}  # function name -> polls left before it is Active
         self.subnet_zones = {}  # subnet id -> its zone, or None when AWS chose it
         self.access_error_flow_logs = set()  # flow logs created with an unpropagated role
+        self.terminated = set()  # instances TerminateInstances named
         self.stats = {
             "requests": 0,
             "duplicate_tags_refused": 0,
@@ -131,6 +135,7 @@ class Rules:
             "zone_lacks_instance_type": 0,
             "flow_log_access_error": 0,
             "subscription_pending_confirmation": 0,
+            "terminated_instance_not_modifiable": 0,
         }
 
     def count(self, key):
@@ -388,6 +393,13 @@ class Handler(BaseHTTPRequestHandler):
             if protocol == REST_XML:
                 return error(REST_XML, 400, "InvalidTag", "Cannot provide multiple Tags with the same key")
             return error(protocol, 400, "ValidationException", f"Duplicate tag key '{dup}'")
+
+        if service == "ec2" and action == "TerminateInstances":
+            rules.terminated.update(v for k, v in params.items() if re.match(r"InstanceId\.\d+$", k))
+        if service == "ec2" and action == "ModifyInstanceAttribute" and params.get("InstanceId") in rules.terminated:
+            rules.count("terminated_instance_not_modifiable")
+            instance = params["InstanceId"]
+            return error(EC2, 400, "IncorrectInstanceState", f"The instance '{instance}' is not in a state from which it can be modified.")
 
         # Deleting a just-created id is left alone: AWS's own retries of deletes are not
         # what this rule is about.

@@ -199,12 +199,20 @@ pub async fn delete(ec2: &Ec2, kind: ResourceKind, id: &str) -> Result<(), Cloud
     }
     match kind {
         ResourceKind::Instance => {
-            ec2.modify_instance_attribute()
+            let lifted = ec2
+                .modify_instance_attribute()
                 .instance_id(id)
                 .disable_api_termination(AttributeBooleanValue::builder().value(false).build())
                 .send()
-                .await
-                .map_err(err!())?;
+                .await;
+            match lifted {
+                Ok(_) => {}
+                // Already shutting down or terminated (a `down` cut short after its
+                // TerminateInstances, run again): such an instance cannot be modified, and
+                // no protection holds it; terminating it again is accepted.
+                Err(e) if aws_smithy_types::error::metadata::ProvideErrorMetadata::code(&e) == Some("IncorrectInstanceState") => {}
+                Err(e) => return Err(cloud_error(kind, id, e)),
+            }
             ec2.terminate_instances().instance_ids(id).send().await.map_err(err!())?;
         }
         ResourceKind::FlowLog => {
