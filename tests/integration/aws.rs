@@ -1204,9 +1204,18 @@ async fn an_endpoint_lab_learns_then_trains_the_forest_on_its_own_traffic_calibr
     assert!(drift.is_empty(), "{drift:?}");
     assert!(tagged_with(&sdk, "rcf").await > 20);
 
+    // SageMaker makes a log group for each endpoint itself, untagged, kept forever: `down`
+    // takes the lab's by its exact name, and leaves lab `rcf-b`'s, whose name shares the prefix.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    for group in ["/aws/sagemaker/Endpoints/cis-rcf-anomaly-endpoint", "/aws/sagemaker/Endpoints/cis-rcf-b-anomaly-endpoint"] {
+        logs.create_log_group().log_group_name(group).send().await.unwrap();
+    }
     let down = cis(&["down"]);
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert_eq!(tagged_with(&sdk, "rcf").await, 0, "nothing tagged with the lab remains");
+    let left = logs.describe_log_groups().log_group_name_prefix("/aws/sagemaker/Endpoints/").send().await.unwrap();
+    let left: Vec<&str> = left.log_groups().iter().filter_map(|g| g.log_group_name()).collect();
+    assert_eq!(left, ["/aws/sagemaker/Endpoints/cis-rcf-b-anomaly-endpoint"]);
     assert!(s3.head_bucket().bucket(bucket).send().await.is_err(), "the bucket went, with its objects");
 }
 

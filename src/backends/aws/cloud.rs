@@ -356,6 +356,32 @@ impl Cloud for AwsCloud {
             let t = self.pipeline.logs.list_tags_for_resource().resource_arn(&arn).send().await.map_err(err(K::LogGroup, name))?;
             keep(K::LogGroup, arn, name, t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default());
         }
+        // The groups SageMaker makes itself for the lab's endpoints, untagged and with no
+        // retention: by their exact names (a prefix would take lab `a-b`'s for lab `a`'s).
+        let mut endpoint_logs = Vec::new();
+        for role in [Role::AnomalyEndpoint, Role::LlmEndpoint] {
+            let name = format!("/aws/sagemaker/Endpoints/{}", crate::model::lab::resource_name(lab, role));
+            let found = self
+                .pipeline
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(&name)
+                .send()
+                .await
+                .map_err(err(K::LogGroup, "groups"))?;
+            for g in found.log_groups().iter().filter(|g| g.log_group_name() == Some(name.as_str())) {
+                let Some(arn) = g.arn() else { continue };
+                let id = arn.trim_end_matches(":*").to_string();
+                endpoint_logs.push(CloudResource {
+                    kind: K::LogGroup,
+                    id,
+                    name: name.clone(),
+                    role: None,
+                    tags: Tags::new(),
+                    status: ResourceStatus::Ready,
+                });
+            }
+        }
         let topics: Vec<aws_sdk_sns::types::Topic> = self
             .pipeline
             .sns
@@ -439,6 +465,7 @@ impl Cloud for AwsCloud {
             keep(K::LambdaFunction, arn.to_string(), name, t.tags().map(|m| m.clone().into_iter().collect()).unwrap_or_default());
         }
         out.extend(model);
+        out.extend(endpoint_logs);
         out.extend(scheduler::list_lab(&self.scheduler, lab).await?);
         Ok(out)
     }

@@ -227,6 +227,8 @@ pub const STATEMENTS: &[Statement] = &[
         resources: &[
             "arn:{partition}:logs:{region}:{account}:log-group:cis-*",
             "arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/cis-*",
+            // What SageMaker logs the lab's endpoints to, which `down` removes.
+            "arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/cis-*",
         ],
         condition: Condition::None,
     },
