@@ -45,11 +45,12 @@ const VISIBILITY_GRACE: Duration = Duration::from_secs(60);
 /// `up` ends: at least this long.
 const TTL_AFTER_UP_S: f64 = 15.0 * 60.0;
 
-/// Refuses a `--ttl` that would have the janitor delete the lab during `up`, or right
-/// after: SageMaker's training job and endpoint take 28 minutes at the 99th percentile of
-/// the latency table (assets/latency.toml, AWS's figures), and a 15-minute TTL expired
-/// during `up` itself.
-fn ttl_outlasts_up(o: &LabOptions) -> Result<()> {
+/// Refuses a `--ttl` that would have the janitor delete the lab before it is of use, or
+/// right after: SageMaker's training job and endpoint take 28 minutes at the 99th
+/// percentile of the latency table (assets/latency.toml, AWS's figures), and a 15-minute
+/// TTL expired during `up` itself. A lab that `learns` its own traffic first (AWS) is of
+/// use only once armed: after its warm-up, and then its forest's training and endpoint.
+fn ttl_outlasts_up(o: &LabOptions, learns: bool) -> Result<()> {
     use crate::model::lab::DetectorMode;
     use crate::sim::latency::{Delay, LatencyModel};
     let Some(ttl) = o.ttl_s else { return Ok(()) };
@@ -57,6 +58,25 @@ fn ttl_outlasts_up(o: &LabOptions) -> Result<()> {
     let p99 = |d: Delay| latency.get(d).quantile(0.99);
     let model_endpoint = if o.detector == DetectorMode::Endpoint { p99(Delay::TrainingJob) + p99(Delay::EndpointCreation) } else { 0.0 };
     let llm_endpoint = if o.llm { p99(Delay::EndpointCreation) } else { 0.0 };
+    if learns {
+        let warmup = arm::warmup_of(o).as_secs_f64();
+        let armed_s = warmup + model_endpoint;
+        let needed = ((armed_s.max(llm_endpoint) + TTL_AFTER_UP_S) / 300.0).ceil() * 300.0;
+        if (ttl as f64) < needed {
+            return Err(Error::Usage(format!(
+                "--ttl {:.1} h: this lab learns its own traffic for {:.1} h (its warm-up) before `cis arm` may arm it{}, and its time to live counts from `up`: give --ttl {:.0}m or more, or a shorter --warmup",
+                ttl as f64 / 3600.0,
+                warmup / 3600.0,
+                if model_endpoint > 0.0 {
+                    format!(", and arming then takes up to {:.0} min (its SageMaker training job and endpoint)", model_endpoint / 60.0)
+                } else {
+                    String::new()
+                },
+                needed / 60.0
+            )));
+        }
+        return Ok(());
+    }
     let up_s = model_endpoint.max(llm_endpoint);
     let needed = ((up_s + TTL_AFTER_UP_S) / 300.0).ceil() * 300.0;
     if up_s > 0.0 && (ttl as f64) < needed {
@@ -367,7 +387,7 @@ impl<'a> Orchestrator<'a> {
         // Before anything of a new lab exists, its lock file included; a lab that exists
         // was checked when it was new.
         if self.load_ledger(lab)?.is_none() {
-            ttl_outlasts_up(options)?;
+            ttl_outlasts_up(options, self.first_arming(Timestamp(0)).is_learning())?;
         }
         let account = self.cloud.account().await?;
         let _lock = self.lock_lab(lab)?;

@@ -1442,7 +1442,13 @@ async fn a_lab_with_a_ttl_schedules_its_janitor_which_removes_all_but_its_own_ro
         c.envs(moto.env()).env("CIS_LAMBDA_DIR", packages.path());
         c.output().unwrap()
     };
-    let up = cis(&["up", "--detector", "lambda", "--ttl", "4h", "--output", "json"]);
+    // The lab would expire before its day of learning is over: refused, nothing made.
+    let early = cis(&["up", "--detector", "lambda", "--ttl", "4h"]);
+    let said = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(2), "{said}");
+    assert!(said.contains("24.0 h (its warm-up)") && said.contains("--warmup"), "{said}");
+    assert!(!lab.state().join("aws/labs/ttl").exists(), "nothing was made");
+    let up = cis(&["up", "--detector", "lambda", "--ttl", "4h", "--warmup", "1h", "--output", "json"]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
     assert_eq!(report["resources"].as_array().unwrap().len(), 36, "29 and the janitor's seven: {report}");
