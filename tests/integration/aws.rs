@@ -335,12 +335,7 @@ async fn an_unconfirmed_email_subscription_is_found_again_by_subscribing_not_wai
     // SubscriptionArn "PendingConfirmation". Before the fix `find` returned that as the id
     // and `up`, resuming, waited 5 minutes for a person to confirm.
     let moto = Moto::strict(5);
-    let strict = cis::backends::aws::sdk_loader()
-        .endpoint_url(&moto.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
+    let strict = moto.strict_sdk_config().await;
     let c = Clients::new(&strict);
     let lab: LabName = "sub".parse().unwrap();
     let graph = LabGraph::build(&lab, &LabOptions { notify_email: Some("ops@example.com".into()), ..Default::default() }, "run-1");
@@ -373,12 +368,7 @@ async fn an_instance_already_terminating_is_terminated_again_not_refused() {
     // protection first meets AWS's IncorrectInstanceState (the strict proxy answers it;
     // moto modifies a terminated instance), which stopped `down` before the fix.
     let moto = Moto::strict(6);
-    let strict = cis::backends::aws::sdk_loader()
-        .endpoint_url(&moto.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
+    let strict = moto.strict_sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config().await);
     let image = ec2.describe_images().send().await.unwrap().images()[0].image_id().unwrap().to_string();
     let run = ec2.run_instances().image_id(image).instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).min_count(1).max_count(1);
@@ -1260,38 +1250,11 @@ async fn put_line(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, stream: &s
 /// format): an agent's HTTPS call a minute to one AWS address, its size varying; and the
 /// busiest minute's bytes out of the VPC.
 fn learned_traffic(instance: &str, hours: i64) -> (Vec<String>, f64) {
-    use cis::flowlog::{Action, Direction, FlowRecord, LogFormat, LogStatus};
-    let format = LogFormat::parse(cis::lab::LAB_LOG_FORMAT).unwrap();
+    let format = cis::flowlog::LogFormat::parse(cis::lab::LAB_LOG_FORMAT).unwrap();
     let base = 1_767_225_600;
-    let mut busiest = 0u64;
-    let mut lines = Vec::new();
-    for m in 0..hours * 60 {
-        let start = base + m * 60;
-        let bytes = 2_000 + (m as u64 * 37) % 900;
-        busiest = busiest.max(bytes);
-        lines.push(format.write(&FlowRecord {
-            version: Some(5),
-            account_id: Some("123456789012".into()),
-            interface_id: Some("eni-0aa".into()),
-            srcaddr: Some("10.42.1.10".parse().unwrap()),
-            dstaddr: Some("52.46.141.10".parse().unwrap()),
-            srcport: Some(40_000 + (m % 20_000) as u16),
-            dstport: Some(443),
-            protocol: Some(6),
-            packets: Some(bytes / 1400 + 1),
-            bytes: Some(bytes),
-            start: Some(start),
-            end: Some(start + 2),
-            action: Some(Action::Accept),
-            log_status: Some(LogStatus::Ok),
-            vpc_id: Some("vpc-0a".into()),
-            subnet_id: Some("subnet-0a".into()),
-            instance_id: Some(instance.into()),
-            flow_direction: Some(Direction::Egress),
-            ..Default::default()
-        }));
-    }
-    (lines, busiest as f64)
+    let bytes = |m: i64| 2_000 + (m as u64 * 37) % 900;
+    let lines = (0..hours * 60).map(|m| format.write(&crate::flows::egress(base + m * 60, "52.46.141.10", bytes(m), instance))).collect();
+    (lines, (0..hours * 60).map(bytes).max().unwrap_or(0) as f64)
 }
 
 /// Puts lines into a log group's stream (created when missing) in PutLogEvents' batches.

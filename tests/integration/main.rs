@@ -9,6 +9,10 @@ mod cli;
 mod crash;
 mod detector;
 mod faults;
+// Flow-log records as the lab's target writes them, shared with the functions' tests.
+#[cfg(feature = "aws")]
+#[path = "../support/flows.rs"]
+mod flows;
 mod fuzz;
 mod layers;
 mod lifecycle;

@@ -170,6 +170,18 @@ impl Moto {
             .await
     }
 
+    /// [`Moto::sdk_config`] through the strict proxy: what cis meets, for a test that
+    /// calls the backend's parts itself.
+    #[allow(dead_code)]
+    pub async fn strict_sdk_config(&self) -> aws_config::SdkConfig {
+        cis::backends::aws::sdk_loader()
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await
+    }
+
     /// POSTs a JSON body to one of moto's own APIs (`/moto-api/...`): its configuration,
     /// the answers its SageMaker runtime gives. Panics unless moto answers 2xx.
     #[allow(dead_code)]

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use cis::anomaly::{Model, TrainOptions};
 use cis::flowlog::envelope::{encode_lambda_event, LogEvent, LogsData};
-use cis::flowlog::{Action, Direction, FlowRecord, LogFormat, LogStatus};
+use cis::flowlog::{FlowRecord, LogFormat};
 use cis::lab::LAB_LOG_FORMAT;
 
 use crate::moto::Moto;
@@ -20,27 +20,7 @@ use crate::runtime_api::RuntimeApi;
 const BASE: i64 = 1_767_225_600;
 
 fn record(start: i64, dst: &str, bytes: u64) -> FlowRecord {
-    FlowRecord {
-        version: Some(5),
-        account_id: Some("123456789012".into()),
-        interface_id: Some("eni-0aa".into()),
-        srcaddr: Some("10.42.1.10".parse().unwrap()),
-        dstaddr: Some(dst.parse().unwrap()),
-        srcport: Some(40_000 + (start % 20_000) as u16),
-        dstport: Some(443),
-        protocol: Some(6),
-        packets: Some(bytes / 1400 + 1),
-        bytes: Some(bytes),
-        start: Some(start),
-        end: Some(start + 2),
-        action: Some(Action::Accept),
-        log_status: Some(LogStatus::Ok),
-        vpc_id: Some("vpc-0a".into()),
-        subnet_id: Some("subnet-0a".into()),
-        instance_id: Some("i-0a1b2c3d4e5f60718".into()),
-        flow_direction: Some(Direction::Egress),
-        ..Default::default()
-    }
+    crate::flows::egress(start, dst, bytes, "i-0a1b2c3d4e5f60718")
 }
 
 fn subscription(message_type: &str, lines: Vec<String>) -> serde_json::Value {

@@ -6,6 +6,9 @@
 mod bootstrap;
 mod containment;
 mod detector;
+// Flow-log records as the lab's target writes them, shared with the cis tests.
+#[path = "../../../tests/support/flows.rs"]
+mod flows;
 #[path = "../../../tests/support/moto.rs"]
 mod moto;
 mod runtime_api;
