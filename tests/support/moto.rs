@@ -162,24 +162,14 @@ impl Moto {
     #[allow(dead_code)] // each including test binary uses its own part
     #[allow(dead_code)] // not every test binary talks to moto through the SDK
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        cis::backends::aws::sdk_loader()
-            .endpoint_url(&self.direct)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await
+        sdk_config_at(&self.direct).await
     }
 
     /// [`Moto::sdk_config`] through the strict proxy: what cis meets, for a test that
     /// calls the backend's parts itself.
     #[allow(dead_code)]
     pub async fn strict_sdk_config(&self) -> aws_config::SdkConfig {
-        cis::backends::aws::sdk_loader()
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await
+        sdk_config_at(&self.endpoint).await
     }
 
     /// POSTs a JSON body to one of moto's own APIs (`/moto-api/...`): its configuration,
@@ -227,6 +217,17 @@ impl Moto {
         }
         out
     }
+}
+
+/// SDK configuration for an endpoint on loopback, with moto's dummy credentials.
+#[allow(dead_code)] // not every test binary talks to moto through the SDK
+async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
+    cis::backends::aws::sdk_loader()
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await
 }
 
 impl Drop for Moto {
