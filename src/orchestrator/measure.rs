@@ -598,6 +598,13 @@ impl Orchestrator<'_> {
         let runs_dir = self.state.runs_dir(self.cloud.kind(), lab);
 
         self.close_interrupted(lab, "found open at the start of the next attack (its command was interrupted or crashed)").await?;
+        if ledger.arming.is_learning() {
+            // Allowed, and recorded as such: the run shows what the lab does before it is armed.
+            self.progress.update(
+                label,
+                &format!("lab '{lab}' is learning: its detector has no model, so nothing will be detected or isolated (`cis arm` first)"),
+            );
+        }
         // The last run's traffic must not reach this one: stop its script if it may still
         // run, then wait until its last records have been delivered and judged.
         if let Some(last) = load_runs(&runs_dir)?.pop() {

@@ -1379,7 +1379,9 @@ async fn an_attack_runs_through_ssm_and_its_timeline_comes_from_the_pipelines_ow
     let latency = run["metrics"]["detection_latency_s"].as_f64().unwrap();
     assert!((latency - detected_at.seconds_since(cis::clock::Timestamp::from_unix_seconds(first_flow as i64))).abs() < 1e-9);
     assert!(!run["notes"].to_string().contains("no longer show it"), "the groups confirm the isolation: {run}");
-    // The lab was never armed: its run says so (the detection here was put by the test).
+    // The lab was never armed: the command said so as it began, and the run says so (the
+    // detection here was put by the test).
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is learning: its detector has no model"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(run["learning"], true, "{run}");
     assert!(run["notes"].to_string().contains("while the lab was learning"), "{run}");
     assert!(lab.state().join("aws/labs/att/runs/run-0001.json").exists());
