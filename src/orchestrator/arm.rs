@@ -69,7 +69,7 @@ impl Orchestrator<'_> {
                 return Err(Error::Usage(format!("there is no lab '{lab}' here to arm: `cis up --lab {lab}` first")));
             };
             match &ledger.arming {
-                Arming::SimulatedBaseline if self.cloud.kind() == crate::cloud::CloudKind::Sim => {
+                Arming::SimulatedBaseline if !self.learns_own_traffic() => {
                     return Err(Error::Usage(format!(
                         "lab '{lab}' is simulated: it was armed at `up` on its workload's simulated baseline, and has nothing to arm"
                     )))

@@ -354,10 +354,16 @@ impl<'a> Orchestrator<'a> {
     /// simulated baseline (its log groups keep no records to learn from).
     fn first_arming(&self, now: Timestamp) -> crate::model::lab::Arming {
         use crate::model::lab::Arming;
-        match self.cloud.kind() {
-            crate::cloud::CloudKind::Aws => Arming::Learning { since: now },
-            crate::cloud::CloudKind::Sim => Arming::SimulatedBaseline,
+        if self.learns_own_traffic() {
+            Arming::Learning { since: now }
+        } else {
+            Arming::SimulatedBaseline
         }
+    }
+
+    /// Whether this cloud's labs learn their own traffic before they are armed (AWS).
+    fn learns_own_traffic(&self) -> bool {
+        self.cloud.kind() == crate::cloud::CloudKind::Aws
     }
 
     /// Polls until the resource is ready, or the cloud gives up on it.
@@ -387,7 +393,7 @@ impl<'a> Orchestrator<'a> {
         // Before anything of a new lab exists, its lock file included; a lab that exists
         // was checked when it was new.
         if self.load_ledger(lab)?.is_none() {
-            ttl_outlasts_up(options, self.first_arming(Timestamp(0)).is_learning())?;
+            ttl_outlasts_up(options, self.learns_own_traffic())?;
         }
         let account = self.cloud.account().await?;
         let _lock = self.lock_lab(lab)?;

@@ -289,9 +289,10 @@ impl AwsDetector {
             .memory_bucket
             .as_deref()
             .ok_or_else(|| CloudError::Invalid("CIS_MEMORY_BUCKET is not set: the function cannot find its model".into()))?;
-        let out = self.s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| cloud_error(ResourceKind::S3Bucket, bucket, e))?;
-        let body = out.body.collect().await.map_err(|e| CloudError::Unavailable(format!("reading s3://{bucket}/{key}: {e}")))?;
-        let text = String::from_utf8_lossy(&body.into_bytes()).into_owned();
+        let body = super::s3_object(&self.s3, bucket, key)
+            .await?
+            .ok_or_else(|| CloudError::NotFound { kind: "s3 object", id: format!("s3://{bucket}/{key}") })?;
+        let text = String::from_utf8_lossy(&body).into_owned();
         crate::detect::anomaly::Model::from_json(&text).map_err(|e| CloudError::Invalid(format!("s3://{bucket}/{key}: {e}")))
     }
 }
@@ -352,14 +353,7 @@ impl DetectorApi for AwsDetector {
 
     async fn load_memory(&self, key: &str) -> Result<Option<Vec<u8>>, CloudError> {
         let (bucket, object) = self.memory_place(key)?;
-        match self.s3.get_object().bucket(bucket).key(&object).send().await {
-            Ok(out) => {
-                let body = out.body.collect().await.map_err(|e| CloudError::Unavailable(format!("reading s3://{bucket}/{object}: {e}")))?;
-                Ok(Some(body.into_bytes().to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(cloud_error(ResourceKind::S3Bucket, bucket, e)),
-        }
+        super::s3_object(&self.s3, bucket, &object).await
     }
 
     async fn save_memory(&self, key: &str, memory: &[u8]) -> Result<(), CloudError> {

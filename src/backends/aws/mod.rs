@@ -68,6 +68,24 @@ pub(crate) fn referenced(refs: &crate::model::lab::Refs, role: crate::model::lab
     refs.get(&role).map(String::as_str).ok_or_else(|| CloudError::Invalid(format!("{role} must exist first")))
 }
 
+/// An object of a bucket, or None when there is no such key: the one read of the lab's
+/// bucket (the detector's memory and model, the forest's training rows).
+pub(crate) async fn s3_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, crate::cloud::CloudError> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => {
+            let body =
+                out.body.collect().await.map_err(|e| crate::cloud::CloudError::Unavailable(format!("reading s3://{bucket}/{key}: {e}")))?;
+            Ok(Some(body.into_bytes().to_vec()))
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(error::cloud_error(crate::model::lab::ResourceKind::S3Bucket, bucket, e)),
+    }
+}
+
 #[cfg(feature = "aws")]
 /// NotFound as None: what a `find` wants.
 pub(crate) fn absent<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {

@@ -417,12 +417,7 @@ async fn owned_by_a_lab(c: &Clients, kind: ResourceKind, arn: &str) -> Result<bo
 
 /// An object of the lab's bucket.
 pub async fn get_object(c: &Clients, bucket: &str, key: &str) -> Result<Vec<u8>, CloudError> {
-    let out = c.s3.get_object().bucket(bucket).key(key).send().await.map_err(|e| match e.as_service_error() {
-        Some(s) if s.is_no_such_key() => CloudError::NotFound { kind: "s3 object", id: format!("s3://{bucket}/{key}") },
-        _ => cloud_error(ResourceKind::S3Bucket, bucket, e),
-    })?;
-    let body = out.body.collect().await.map_err(|e| CloudError::Unavailable(format!("reading s3://{bucket}/{key}: {e}")))?;
-    Ok(body.into_bytes().to_vec())
+    super::s3_object(&c.s3, bucket, key).await?.ok_or_else(|| CloudError::NotFound { kind: "s3 object", id: format!("s3://{bucket}/{key}") })
 }
 
 /// Puts an object in the lab's bucket, replacing what was there.
