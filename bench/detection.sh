@@ -16,6 +16,8 @@
 # Usage: bench/detection.sh [SEEDS (default 20)] [PROFILES (default: idle-server web-server batch-job)]
 # CIS_BIN=PATH measures that binary instead of building one (to compare two builds);
 # CIS_BENCH_DIR=DIR works there instead of target/bench/detection (to run two at once).
+# CIS_SCENARIO=ID runs that one scenario at each seed's hour instead of `attack --all`, and
+# no benign days.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-20}
@@ -29,11 +31,11 @@ for p in $profiles; do
     dir=$work/$p-$s
     "$cis" --state-dir "$dir" up --workload "$p" --seed "$s" > /dev/null 2>&1
     at=$(printf '%02d:%02d' $(( (s * 7) % 24 )) $(( (s * 17) % 60 )))
-    "$cis" --state-dir "$dir" attack --all --seed "$s" --at "$at" > /dev/null 2>&1 || true
+    "$cis" --state-dir "$dir" attack ${CIS_SCENARIO:---all} --seed "$s" --at "$at" > /dev/null 2>&1 || true
     "$cis" --state-dir "$dir" --output json report 2> /dev/null > "$work/$p-$s.json"
     "$cis" --state-dir "$dir" down > /dev/null 2>&1
   done
-  for s in 1 2 3; do
+  for s in $([ -z "${CIS_SCENARIO:-}" ] && echo 1 2 3); do
     "$cis" --state-dir "$work/benign-$p-$s" --output json --seed "$s" sim sweep exfil-https-bulk --workload "$p" --runs 1 \
       --hours 240 --windows 60 --target-fpr 1e-5 --detectors model 2> /dev/null > "$work/benign-$p-$s.json"
   done

@@ -44,7 +44,7 @@ pub(super) fn run(args: &Args, c: &CalibrateArgs) -> Result<(), Error> {
         )));
     }
     if let Some(out) = &c.out {
-        super::reporting::check_out(out)?;
+        super::reporting::check_out("--out", out)?;
     }
     let fit = calibrate(&runs, &latency_model(args)?, args.seed.unwrap_or(1))?;
     if let Some(out) = &c.out {

@@ -425,6 +425,50 @@ pub enum SimAction {
     /// containment function). Prints the Kolmogorov-Smirnov distance per stage before and
     /// after, and writes the fitted tables for `--latency FILE`.
     Calibrate(CalibrateArgs),
+    /// How faint an attack may be before the pipeline goes blind: for an attack family and
+    /// each detector, bisects the family's knob (bytes a minute, a beacon's interval, how
+    /// many destinations) on a fresh lab per seed, and prints the faintest setting caught
+    /// within the budget in at least 90% of the seeds, with its interval over the seeds,
+    /// and the false alerts per lab-day.
+    Frontier(FrontierArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub struct FrontierArgs {
+    /// The attack family: bulk (one upload, bytes a minute), drip (a piece every two
+    /// minutes, bytes a minute), beacon (check-ins, their interval), spray (pieces to
+    /// new networks, how many).
+    #[arg(value_enum)]
+    pub family: crate::model::evasion::Family,
+    /// Detectors to find the frontier of.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SweepDetector::Model, SweepDetector::MetricFilter])]
+    pub detectors: Vec<SweepDetector>,
+    /// The target's benign workload (a profile of assets/workloads.toml).
+    #[arg(long, value_name = "PROFILE", default_value = crate::model::scenario::DEFAULT_WORKLOAD)]
+    pub workload: String,
+    /// Seeds, from the global --seed (1 when unset) on: a lab each.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub seeds: u32,
+    /// Attack runs a seed's search may take.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=30))]
+    pub steps: u32,
+    /// How long an attack may go on before it counts as missed (each attack lasts this
+    /// long): `1h`, `30m`, `4h`.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_budget)]
+    pub budget: std::time::Duration,
+    /// Also write the frontier as a self-contained HTML page with its chart.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
+}
+
+/// A frontier's budget, from `1h`, `30m` or `4h` (humantime's format): 10 minutes to a day.
+pub fn parse_budget(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}): a number and a unit, such as 30m, 1h or 4h"))?;
+    if !(600..=86_400).contains(&d.as_secs()) {
+        return Err(format!("'{s}': a budget is 10 minutes to a day"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, ClapArgs)]

@@ -28,6 +28,8 @@ mod sweep;
 mod export;
 // cis sim calibrate, and the --latency file it writes.
 mod calibrate;
+// cis sim frontier: the faintest attack each detector still catches.
+mod frontier;
 // cis plan, up, status, attack, release, down and demo.
 mod lifecycle;
 // cis scenarios.
@@ -349,6 +351,21 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
     let sweep_args = match &s.action {
         crate::app::cli::SimAction::Sweep(sweep_args) => sweep_args,
         crate::app::cli::SimAction::Calibrate(c) => return Ok(calibrate::run(args, c)?),
+        crate::app::cli::SimAction::Frontier(f) => {
+            if let Some(path) = &f.html {
+                reporting::check_out("--html", path)?;
+            }
+            let latency = calibrate::latency_model(args)?;
+            let result = frontier::run(f, args.seed.unwrap_or(1), &args.region, &latency, &state.root().join("frontier"))?;
+            if let Some(path) = &f.html {
+                crate::base::files::write_atomic(path, result.to_html().as_bytes())?;
+            }
+            print(&match args.output {
+                OutputFormat::Json => json(&result),
+                OutputFormat::Text => result.to_text(),
+            });
+            return Ok(());
+        }
         crate::app::cli::SimAction::Export(e) => {
             let written = export::run(e, args.seed.unwrap_or(1))?;
             print(&match args.output {

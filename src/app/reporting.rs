@@ -13,19 +13,19 @@ use crate::report::Report;
 use crate::store::ledger::Ledger;
 use crate::store::state::StateDir;
 
-/// `--out FILE` must name a file in a directory that exists: a typo in the directory is
-/// refused, not created.
-pub(super) fn check_out(path: &std::path::Path) -> Result<(), Error> {
+/// An output file's flag (`--out FILE`) must name a file in a directory that exists: a
+/// typo in the directory is refused, not created.
+pub(super) fn check_out(flag: &str, path: &std::path::Path) -> Result<(), Error> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     if !parent.is_dir() {
         return Err(Error::Usage(format!(
-            "--out {}: the directory {} does not exist: create it first, or give a path in an existing one",
+            "{flag} {}: the directory {} does not exist: create it first, or give a path in an existing one",
             path.display(),
             parent.display()
         )));
     }
     if path.is_dir() {
-        return Err(Error::Usage(format!("--out {}: is a directory: give a file's path", path.display())));
+        return Err(Error::Usage(format!("{flag} {}: is a directory: give a file's path", path.display())));
     }
     Ok(())
 }
@@ -34,7 +34,7 @@ pub(super) fn report(args: &Args, r: &crate::app::cli::ReportArgs, state: &State
     use crate::app::cli::ReportFormat as F;
     let (kind, lab) = (args.cloud, &args.lab);
     if let Some(path) = &r.out {
-        check_out(path)?;
+        check_out("--out", path)?;
     }
     if r.all_labs {
         let format = r.format.unwrap_or(if args.output == OutputFormat::Json { F::Json } else { F::Text });

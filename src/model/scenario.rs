@@ -18,6 +18,7 @@ use crate::formats::flowlog::is_external;
 /// The scenarios shipped with cis, as (file name, text).
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("benign-api-rotation.toml", include_str!("../../scenarios/benign-api-rotation.toml")),
+    ("benign-backup-burst.toml", include_str!("../../scenarios/benign-backup-burst.toml")),
     ("benign-cdn-update.toml", include_str!("../../scenarios/benign-cdn-update.toml")),
     ("benign-flash-crowd.toml", include_str!("../../scenarios/benign-flash-crowd.toml")),
     ("benign-package-update.toml", include_str!("../../scenarios/benign-package-update.toml")),

@@ -500,12 +500,19 @@ impl Orchestrator<'_> {
     /// then waits for the last records to drain. Virtual time on the simulator; on AWS,
     /// real minutes.
     pub async fn settle(&self, lab: &LabName, previous: &RunRecord, scenario: &Scenario) -> Result<()> {
-        let ledger = self.complete_ledger(lab)?;
         let clock = self.cloud.clock();
         self.progress.update("attack", "letting the last attack end before the next run");
         let start = previous.timeline.attack_start.unwrap_or_else(|| clock.now());
         let end = previous.timeline.attack_end.unwrap_or_else(|| start.plus_secs_f64(scenario.span_s()));
         tokio::time::sleep(end.duration_since(clock.now())).await;
+        self.cut_short(lab, previous).await
+    }
+
+    /// Between two runs of a study that has its answer (`cis sim frontier`): stops the
+    /// last script now if it may still run, however long it would go on, and releases the
+    /// target. The next [`Orchestrator::attack`] waits for the last records to drain.
+    pub async fn cut_short(&self, lab: &LabName, previous: &RunRecord) -> Result<()> {
+        let ledger = self.complete_ledger(lab)?;
         if previous.timeline.attack_end.is_none() {
             let target = target_of(&ledger);
             self.retrying("attack", POLL_RETRY_FOR, || self.cloud.stop_attack(&target, &previous.run_id, None)).await?;
