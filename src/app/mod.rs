@@ -357,6 +357,9 @@ fn sim(args: &Args, s: &crate::app::cli::SimArgs, state: &StateDir) -> Result<()
             }
             let latency = calibrate::latency_model(args)?;
             let result = frontier::run(f, args.seed.unwrap_or(1), &args.region, &latency, &state.root().join("frontier"))?;
+            // Kept for `cis report --format html`, which draws every study kept.
+            let kept = state.frontiers_dir().join(crate::report::frontier::Frontier::file_name(f.family, &f.workload));
+            crate::base::files::write_atomic(&kept, json(&result).as_bytes())?;
             if let Some(path) = &f.html {
                 crate::base::files::write_atomic(path, result.to_html().as_bytes())?;
             }

@@ -74,7 +74,11 @@ pub(super) fn report(args: &Args, r: &crate::app::cli::ReportArgs, state: &State
         F::Json => report.to_json(),
         F::Text => report.to_text(),
         F::Markdown => report.to_markdown(),
-        F::Html => crate::report::html::render(&report),
+        F::Html => {
+            // Evasion frontiers studied in this state directory (`cis sim frontier`).
+            let frontiers = crate::report::frontier::Frontier::load_all(&state.frontiers_dir())?;
+            crate::report::html::render(&report, &frontiers.iter().map(|f| f.section("h2")).collect::<Vec<_>>())
+        }
     };
     match &r.out {
         Some(path) => {

@@ -3,13 +3,13 @@
 //! destinations), each shaped from a catalogue scenario into an attack that lasts the
 //! study's budget.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::base::error::{Error, Result};
 use crate::model::scenario::{find, Scenario};
 
 /// A family of attacks with one intensity knob.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     /// One HTTPS upload that lasts the budget; knob: bytes a minute.
@@ -146,6 +146,13 @@ impl Family {
         }
         scenario.title = format!("{} at {} (cis sim frontier)", scenario.title, knob.show(setting));
         Ok(scenario)
+    }
+}
+
+/// Stands in while a study is read back, until [`Family::knob`] replaces it.
+impl Default for Knob {
+    fn default() -> Knob {
+        Family::Bulk.knob()
     }
 }
 

@@ -196,7 +196,9 @@ fn trim_number(v: f64) -> String {
     }
 }
 
-pub fn render(report: &Report) -> String {
+/// The report's page; `sections` (HTML already escaped, such as evasion frontiers kept in
+/// the state directory) follow the runs.
+pub fn render(report: &Report, sections: &[String]) -> String {
     let s = &report.summary;
     let mut o = String::new();
     let _ = writeln!(o, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -268,6 +270,9 @@ pub fn render(report: &Report) -> String {
             }
         }
         let _ = writeln!(o, "</table>");
+    }
+    for section in sections {
+        let _ = writeln!(o, "{section}");
     }
     // The data the charts are drawn from; `</` is escaped so no string can end the script.
     let data = serde_json::to_string(report).expect("reports serialize").replace("</", "<\\/");

@@ -4,6 +4,8 @@
 //! with charts ([`html`]).
 
 pub mod html;
+// The evasion frontier as a result: text, JSON and its chart.
+pub mod frontier;
 
 use std::fmt::Write as _;
 

@@ -50,4 +50,9 @@ impl StateDir {
     pub fn sim_account_dir(&self) -> PathBuf {
         self.root.join("sim").join("account")
     }
+
+    /// Where `cis sim frontier` keeps its studies, for `cis report --format html`.
+    pub fn frontiers_dir(&self) -> PathBuf {
+        self.root.join("frontiers")
+    }
 }

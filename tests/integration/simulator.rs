@@ -468,6 +468,14 @@ fn a_frontier_bisects_each_seed_and_gives_the_same_answer_twice() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("data-chart=\"frontier\"") && html.contains("<circle"), "{html}");
     assert_eq!(lab.ok(&args), first, "one set of seeds, one frontier");
+    // The study is kept, and a lab's HTML report draws it after the runs.
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.state().join("frontiers/beacon-idle-server.json")).unwrap()).unwrap();
+    assert_eq!(kept, f);
+    lab.ok(&["up"]);
+    lab.ok(&["attack", "exfil-https-bulk"]);
+    let report = lab.ok(&["report", "--format", "html"]);
+    assert!(report.contains("Evasion frontier: beacon on idle-server") && report.contains("data-chart=\"frontier\""), "{report}");
 }
 
 #[test]
