@@ -143,11 +143,49 @@ const PREFIXES: &str = include_str!("../../assets/aws-prefixes.txt");
 /// a service's prefix.
 type Owner = Option<(AwsService, AwsRegion)>;
 
-/// The shipped prefixes, by length, then by network: a lookup tries each length, longest
-/// first; and the region names they hold, sorted.
+/// The shipped prefixes, by length, then by network (longest first); the same, flattened
+/// into the address ranges where one entry is the most specific, for lookups (every flow
+/// of `cis detect` makes one: a binary search, where trying each length hashed once per
+/// length); and the region names they hold, sorted.
 struct Table {
     regions: Vec<&'static str>,
     by_len: Vec<(u8, HashMap<u32, Owner>)>,
+    /// From each start to the next, the most specific entry's owner (None: no entry).
+    flat: Vec<(u32, Option<Owner>)>,
+}
+
+/// Prefixes as inclusive ranges, flattened: each CIDR either holds another or is apart
+/// from it, so a sweep in order of start (the wider first) with a stack of the ranges
+/// still open gives, at each boundary, the innermost one.
+fn flatten(mut prefixes: Vec<(u64, u64, Owner)>) -> Vec<(u32, Option<Owner>)> {
+    // The wider first at a shared start; among equal ranges the later listed wins, as it
+    // did in the per-length table.
+    prefixes.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    fn emit(out: &mut Vec<(u64, Option<Owner>)>, at: u64, value: Option<Owner>) {
+        match out.last_mut() {
+            Some(last) if last.0 == at => last.1 = value,
+            Some(last) if last.1 == value => {}
+            _ => out.push((at, value)),
+        }
+    }
+    let mut out: Vec<(u64, Option<Owner>)> = vec![(0, None)];
+    let mut open: Vec<(u64, Owner)> = Vec::new();
+    let close_before = |out: &mut Vec<(u64, Option<Owner>)>, open: &mut Vec<(u64, Owner)>, start: u64| {
+        while let Some(&(end, _)) = open.last() {
+            if end >= start {
+                break;
+            }
+            open.pop();
+            emit(out, end + 1, open.last().map(|o| o.1));
+        }
+    };
+    for (start, end, owner) in prefixes {
+        close_before(&mut out, &mut open, start);
+        emit(&mut out, start, Some(owner));
+        open.push((end, owner));
+    }
+    close_before(&mut out, &mut open, u64::MAX);
+    out.into_iter().filter(|(at, _)| *at <= u64::from(u32::MAX)).map(|(at, v)| (at as u32, v)).collect()
 }
 
 fn table() -> &'static Table {
@@ -169,6 +207,7 @@ fn table() -> &'static Table {
         regions.dedup();
         assert!(regions.len() <= usize::from(u8::MAX), "assets/aws-prefixes.txt: more regions than an AwsRegion holds");
         let mut by_len: Vec<(u8, HashMap<u32, Owner>)> = Vec::new();
+        let mut ranges = Vec::with_capacity(rows.len());
         for (service, region, prefix) in rows {
             let owner = match service {
                 "CUSTOMER" => None,
@@ -186,11 +225,13 @@ fn table() -> &'static Table {
                     by_len.len() - 1
                 }
             };
+            let start = u64::from(u32::from(net) & crate::base::net::ipv4_mask(len));
+            ranges.push((start, start + (1u64 << (32 - u32::from(len))) - 1, owner));
             by_len[at].1.insert(u32::from(net), owner);
         }
         // Longest prefix first, so the most specific entry wins.
         by_len.sort_by(|a, b| b.0.cmp(&a.0));
-        Table { regions, by_len }
+        Table { regions, by_len, flat: flatten(ranges) }
     })
 }
 
@@ -199,7 +240,9 @@ fn table() -> &'static Table {
 pub fn aws_service(ip: IpAddr) -> Option<(AwsService, AwsRegion)> {
     let IpAddr::V4(v4) = ip else { return None };
     let n = u32::from(v4);
-    table().by_len.iter().find_map(|(len, nets)| nets.get(&(n & crate::base::net::ipv4_mask(*len))).copied()).flatten()
+    let flat = &table().flat;
+    // flat[0] starts at 0, so some range holds every address.
+    flat[flat.partition_point(|(start, _)| *start <= n) - 1].1.flatten()
 }
 
 /// The shipped prefixes of one service in one region, as (network, length), sorted:
@@ -250,6 +293,27 @@ mod tests {
         for bad in ["aws:NOPE@us-east-1", "aws:S3", "aws:S3@mars-1"] {
             assert!(Group::try_from(bad.to_string()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_flat_table_finds_what_the_longest_prefix_match_finds() {
+        // The reference: each prefix length tried, longest first.
+        let by_len = |n: u32| table().by_len.iter().find_map(|(len, nets)| nets.get(&(n & crate::base::net::ipv4_mask(*len))).copied()).flatten();
+        let mut probes: Vec<u32> = vec![0, u32::MAX];
+        for (len, nets) in &table().by_len {
+            for net in nets.keys() {
+                let end = u64::from(*net) + (1u64 << (32 - u32::from(*len))) - 1;
+                probes.extend([net.wrapping_sub(1), *net, *net + 1, end as u32, (end as u32).wrapping_add(1)]);
+            }
+        }
+        let mut rng = crate::base::rng::Rng::seeded(7);
+        probes.extend((0..200_000).map(|_| rng.next_u64() as u32));
+        for n in probes {
+            assert_eq!(aws_service(IpAddr::V4(Ipv4Addr::from(n))), by_len(n), "{}", Ipv4Addr::from(n));
+        }
+        // Nested ranges: the inner one wins inside it, the outer one on both sides.
+        let (outer, inner) = (Some((AwsService::Amazon, AwsRegion(0))), None);
+        assert_eq!(flatten(vec![(10, 100, outer), (20, 30, inner)]), vec![(0, None), (10, Some(outer)), (20, Some(inner)), (31, Some(outer)), (101, None)]);
     }
 
     #[test]
