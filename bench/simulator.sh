@@ -18,7 +18,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 for p in idle-server web-server batch-job; do
   for r in $(seq 1 "$runs"); do
     /usr/bin/time -f '%e %M' -o "$work/time-$p-$r" "$cis" --state-dir "$work/state" --seed "$r" sim sweep exfil-https-bulk \
-      --workload "$p" --runs 1 --hours "$hours" --windows 60 --target-fpr 1e-5 --detectors model > /dev/null
+      --workload "$p" --runs 1 --hours "$hours" --windows 60 --target-fpr 1e-5 --detectors model > /dev/null 2>> "$work/stderr"
   done
 done
 python3 - "$work" "$runs" "$hours" <<'PY'
