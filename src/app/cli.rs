@@ -436,8 +436,8 @@ pub enum SimAction {
 #[derive(Debug, ClapArgs)]
 pub struct FrontierArgs {
     /// The attack family: bulk (one upload, bytes a minute), drip (a piece every two
-    /// minutes, bytes a minute), beacon (check-ins, their interval), spray (pieces to
-    /// new networks, how many).
+    /// minutes, bytes a minute), beacon (check-ins, their interval), jitter (check-ins
+    /// every minute, how far each is jittered), spray (pieces to new networks, how many).
     #[arg(value_enum)]
     pub family: crate::model::evasion::Family,
     /// Detectors to find the frontier of.

@@ -18,6 +18,8 @@ pub enum Family {
     Drip,
     /// 1.5 KiB check-ins to one never-seen host, jittered by a quarter; knob: the interval.
     Beacon,
+    /// The same check-ins every 60 s; knob: how far each is jittered, either way.
+    Jitter,
     /// 64 KiB pieces, each to another network of the internet; knob: how many.
     Spray,
 }
@@ -37,17 +39,20 @@ pub struct Knob {
 
 /// The drip's pace: a piece every two minutes, as `exfil-slow-drip`.
 const DRIP_INTERVAL_S: f64 = 120.0;
+/// The jittered beacon's interval, as `c2-beacon-jitter`'s.
+const BEACON_INTERVAL_S: f64 = 60.0;
 /// The spray's pace: a piece every three seconds, as `exfil-spray-wide`.
 const SPRAY_INTERVAL_S: f64 = 3.0;
 
 impl Family {
-    pub const ALL: [Family; 4] = [Family::Bulk, Family::Drip, Family::Beacon, Family::Spray];
+    pub const ALL: [Family; 5] = [Family::Bulk, Family::Drip, Family::Beacon, Family::Jitter, Family::Spray];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Bulk => "bulk",
             Family::Drip => "drip",
             Family::Beacon => "beacon",
+            Family::Jitter => "jitter",
             Family::Spray => "spray",
         }
     }
@@ -57,7 +62,7 @@ impl Family {
         match self {
             Family::Bulk => "exfil-https-bulk",
             Family::Drip => "exfil-slow-drip",
-            Family::Beacon => "c2-beacon-jitter",
+            Family::Beacon | Family::Jitter => "c2-beacon-jitter",
             Family::Spray => "exfil-spray-wide",
         }
     }
@@ -67,6 +72,7 @@ impl Family {
             Family::Bulk => Knob { name: "bytes a minute", unit: "B/min", strongest: 1024.0 * 1048576.0, faintest: 1024.0, whole: false },
             Family::Drip => Knob { name: "bytes a minute", unit: "B/min", strongest: 64.0 * 1048576.0, faintest: 64.0, whole: false },
             Family::Beacon => Knob { name: "check-in interval", unit: "s", strongest: 5.0, faintest: 3600.0, whole: false },
+            Family::Jitter => Knob { name: "jitter either way", unit: "s", strongest: 0.5, faintest: BEACON_INTERVAL_S, whole: false },
             Family::Spray => Knob { name: "destinations", unit: "hosts", strongest: 200.0, faintest: 1.0, whole: true },
         }
     }
@@ -74,7 +80,7 @@ impl Family {
     /// Whether `a` is a plainer attack than `b` (a beacon is plainer the shorter its interval).
     pub fn plainer(self, a: f64, b: f64) -> bool {
         match self {
-            Family::Beacon => a < b,
+            Family::Beacon | Family::Jitter => a < b,
             _ => a > b,
         }
     }
@@ -139,6 +145,11 @@ impl Family {
                 stream.jitter_s = setting / 4.0;
                 stream.connections = (budget_s / setting).floor().max(1.0) as u32;
             }
+            Family::Jitter => {
+                stream.interval_s = BEACON_INTERVAL_S;
+                stream.jitter_s = setting;
+                stream.connections = (budget_s / BEACON_INTERVAL_S).floor().max(1.0) as u32;
+            }
             Family::Spray => {
                 stream.interval_s = SPRAY_INTERVAL_S;
                 stream.connections = setting.round().max(1.0) as u32;
@@ -187,6 +198,8 @@ mod tests {
         assert_eq!((drip.streams[0].connections, drip.streams[0].bytes_out), (30, 1200));
         let beacon = Family::Beacon.scenario(300.0, hour).unwrap();
         assert_eq!((beacon.streams[0].connections, beacon.streams[0].jitter_s), (12, 75.0));
+        let jitter = Family::Jitter.scenario(20.0, hour).unwrap();
+        assert_eq!((jitter.streams[0].connections, jitter.streams[0].interval_s, jitter.streams[0].jitter_s), (60, 60.0, 20.0));
         let spray = Family::Spray.scenario(7.0, hour).unwrap();
         assert_eq!(spray.streams[0].connections, 7);
         for f in Family::ALL {
