@@ -91,11 +91,7 @@ fn search_seed(
     latency: &LatencyModel,
     dir: &std::path::Path,
 ) -> Result<SeedSearch> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(dir, e)),
-    }
+    crate::base::files::remove_dir_if_present(dir)?;
     let result = runtime(Time::Virtual)?.block_on(async {
         let state = StateDir::new(dir);
         let cloud =
@@ -107,7 +103,7 @@ fn search_seed(
         search(&orch, &lab, args.family, args.budget, args.steps, seed).await
     });
     // The account is scratch: what the study keeps is in the result.
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = crate::base::files::remove_dir_if_present(dir);
     result
 }
 

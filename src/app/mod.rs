@@ -215,11 +215,7 @@ fn run(args: &Args) -> Result<()> {
     // The demo gets a fresh simulated account of its own, so one seed gives one report.
     let state = if matches!(args.command, Command::Demo(_)) {
         let dir = state.root().join("demo");
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&dir, e)).context("clearing the demo's simulated account"),
-        }
+        crate::base::files::remove_dir_if_present(&dir).context("clearing the demo's simulated account")?;
         StateDir::new(dir)
     } else {
         state

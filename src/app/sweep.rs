@@ -70,11 +70,7 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, latency: &crate::sim
         args.detectors.iter().flat_map(|d| args.windows.iter().flat_map(move |w| args.target_fprs.iter().map(move |f| (*d, *w, *f))));
     for (detector, window_s, target_fpr) in combinations {
         let dir = root.join(format!("{}-w{window_s}-fpr{target_fpr:e}", detector.name()));
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&dir, e)),
-        }
+        crate::base::files::remove_dir_if_present(&dir)?;
         let state = StateDir::new(&dir);
         let cloud = SimCloud::open_with(&state.sim_account_dir(), Some(seed), region, crate::sim::faults::FaultProfile::None, latency.clone())?;
         let orch = Orchestrator::new(&cloud, &Silent, &state);

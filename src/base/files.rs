@@ -23,6 +23,16 @@ pub fn write_replacing_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
     write_replacing(path, bytes, false)
 }
 
+/// Removes `dir` and everything under it; a directory that is not there is already gone.
+/// For scratch accounts (the demo's, a study's), made afresh each time.
+pub fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 fn write_replacing(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
