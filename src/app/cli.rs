@@ -456,6 +456,10 @@ pub struct FrontierArgs {
     /// long): `1h`, `30m`, `4h`.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_budget)]
     pub budget: std::time::Duration,
+    /// Benign hours each seed's lab runs before its search, its false alerts and
+    /// isolations counted with the runs' (0: the runs' own benign windows only).
+    #[arg(long, value_name = "H", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=240))]
+    pub benign_hours: u32,
     /// Also write the frontier as a self-contained HTML page with its chart.
     #[arg(long, value_name = "FILE")]
     pub html: Option<std::path::PathBuf>,

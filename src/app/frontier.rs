@@ -18,6 +18,7 @@ use crate::app::runtime::{runtime, Time};
 use crate::backends::sim::SimCloud;
 use crate::base::error::{Error, Result};
 use crate::model::evasion::Family;
+use crate::model::events::Outcome;
 use crate::model::lab::{LabName, LabOptions};
 use crate::orchestrator::measure::RunRecord;
 use crate::orchestrator::{Orchestrator, Silent};
@@ -73,6 +74,7 @@ pub fn run(args: &FrontierArgs, first_seed: u64, region: &str, latency: &Latency
         knob: args.family.knob(),
         workload: args.workload.clone(),
         budget_s: args.budget.as_secs(),
+        benign_hours: args.benign_hours,
         first_seed,
         seeds: args.seeds,
         steps: args.steps,
@@ -100,7 +102,21 @@ fn search_seed(
         let lab: LabName = "frontier".parse().expect("a valid lab name");
         let options = LabOptions { detector: detector.mode(), workload: args.workload.clone(), ..Default::default() };
         orch.up(&lab, &options).await?;
-        search(&orch, &lab, args.family, args.budget, args.steps, seed).await
+        // The benign stretch first: whatever it detects or isolates is false.
+        let counts = |c: &SimCloud| {
+            c.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.iter().filter(|o| o.outcome == Outcome::Isolated).count()))
+        };
+        let before = counts(&cloud);
+        tokio::time::sleep(Duration::from_secs(u64::from(args.benign_hours) * 3600)).await;
+        let after = counts(&cloud);
+        if after.1 > before.1 {
+            orch.release(&lab).await?;
+        }
+        let mut found = search(&orch, &lab, args.family, args.budget, args.steps, seed).await?;
+        found.false_alerts += after.0 - before.0;
+        found.false_isolations = after.1 - before.1;
+        found.observed_hours += f64::from(args.benign_hours);
+        Ok(found)
     });
     // The account is scratch: what the study keeps is in the result.
     let _ = crate::base::files::remove_dir_if_present(dir);
@@ -117,6 +133,7 @@ async fn search(orch: &Orchestrator<'_>, lab: &LabName, family: Family, budget: 
         plainest_missed: None,
         probes: vec![],
         false_alerts: 0,
+        false_isolations: 0,
         observed_hours: 0.0,
     };
     let mut previous: Option<RunRecord> = None;

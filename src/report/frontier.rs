@@ -34,8 +34,12 @@ pub struct SeedSearch {
     /// The plainest setting missed; None when even the faintest was caught.
     pub plainest_missed: Option<f64>,
     pub probes: Vec<Probe>,
-    /// Detections of windows holding none of the attack, over this seed's runs.
+    /// Detections of windows holding none of the attack, over this seed's runs and its
+    /// benign hours (`--benign-hours`).
     pub false_alerts: usize,
+    /// Isolations during the benign hours.
+    #[serde(default)]
+    pub false_isolations: usize,
     pub observed_hours: f64,
 }
 
@@ -54,8 +58,12 @@ pub struct DetectorFrontier {
     /// Seeds that caught even the faintest setting searched.
     pub caught_at_faintest: usize,
     pub runs: usize,
-    /// Detections of windows holding none of an attack's flows, over the runs.
+    /// Detections of windows holding none of an attack's flows, over the runs and the
+    /// benign hours.
     pub false_alerts: usize,
+    /// Isolations during the benign hours.
+    #[serde(default)]
+    pub false_isolations: usize,
     pub observed_hours: f64,
     pub false_alerts_per_lab_day: Option<f64>,
     pub seeds: Vec<SeedSearch>,
@@ -73,6 +81,9 @@ pub struct Frontier {
     pub knob: Knob,
     pub workload: String,
     pub budget_s: u64,
+    /// Benign hours each seed's lab ran before its search (`--benign-hours`).
+    #[serde(default)]
+    pub benign_hours: u32,
     pub first_seed: u64,
     pub seeds: u32,
     pub steps: u32,
@@ -111,6 +122,7 @@ pub fn summarise(family: Family, detector: &str, seeds: Vec<SeedSearch>) -> Dete
         caught_at_faintest: seeds.iter().filter(|s| s.faintest_caught == Some(faintest)).count(),
         runs,
         false_alerts,
+        false_isolations: seeds.iter().map(|s| s.false_isolations).sum(),
         observed_hours,
         false_alerts_per_lab_day: (observed_hours > 0.0).then(|| false_alerts as f64 * 24.0 / observed_hours),
         seeds,
@@ -182,7 +194,10 @@ impl Frontier {
         for d in &self.detectors {
             let frontier = self.frontier_text(d);
             let interval = format!("[{}, {}]", self.setting(d.interval.0), self.setting(d.interval.1));
-            let rate = d.false_alerts_per_lab_day.map_or_else(|| "-".into(), |r| format!("{r:.2} ({:.0} h)", d.observed_hours));
+            let mut rate = d.false_alerts_per_lab_day.map_or_else(|| "-".into(), |r| format!("{r:.2} ({:.0} h)", d.observed_hours));
+            if d.false_isolations > 0 {
+                rate.push_str(&format!(", {} false isolation(s)", d.false_isolations));
+            }
             let _ = writeln!(
                 o,
                 "{:>14} {:>24} {:>34} {:>13} {:>18} {:>24}",
@@ -204,6 +219,11 @@ impl Frontier {
             "The interval is where that setting lies with {:.0}% confidence over seeds ('-': more seeds needed to bound it); the figures are the simulator's, on its {} profile.",
             self.confidence * 100.0,
             self.workload
+        );
+        let _ = writeln!(
+            o,
+            "False alerts are counted in the runs' windows that hold none of the attack{}.",
+            if self.benign_hours > 0 { format!(" and over {} benign hours a seed before its search", self.benign_hours) } else { String::new() }
         );
         o
     }
@@ -333,7 +353,7 @@ mod tests {
     use super::*;
 
     fn seed(seed: u64, faintest_caught: Option<f64>) -> SeedSearch {
-        SeedSearch { seed, faintest_caught, plainest_missed: None, probes: vec![], false_alerts: 0, observed_hours: 1.0 }
+        SeedSearch { seed, faintest_caught, plainest_missed: None, probes: vec![], false_alerts: 0, false_isolations: 0, observed_hours: 1.0 }
     }
 
     #[test]
