@@ -426,10 +426,10 @@ pub enum SimAction {
     /// after, and writes the fitted tables for `--latency FILE`.
     Calibrate(CalibrateArgs),
     /// How faint an attack may be before the pipeline goes blind: for an attack family and
-    /// each detector, bisects the family's knob (bytes a minute, a beacon's interval, how
-    /// many destinations) on a fresh lab per seed, and prints the faintest setting caught
-    /// within the budget in at least 90% of the seeds, with its interval over the seeds,
-    /// and the false alerts per lab-day.
+    /// each detector, bisects the family's knob (bytes a minute, a beacon's interval or
+    /// jitter, how many destinations) on a fresh lab per seed, and prints the faintest
+    /// setting caught within the budget in at least 90% of the seeds, with its interval
+    /// over the seeds, and the false alerts per lab-day.
     Frontier(FrontierArgs),
 }
 

@@ -18,7 +18,8 @@ pub enum Family {
     Drip,
     /// 1.5 KiB check-ins to one never-seen host, jittered by a quarter; knob: the interval.
     Beacon,
-    /// The same check-ins every 60 s; knob: how far each is jittered, either way.
+    /// 1.5 KiB check-ins every 60 s to one never-seen host; knob: how far each is
+    /// jittered, either way.
     Jitter,
     /// 64 KiB pieces, each to another network of the internet; knob: how many.
     Spray,
