@@ -23,6 +23,18 @@ pub fn write_replacing_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
     write_replacing(path, bytes, false)
 }
 
+/// Reads a file cis wrote for itself (a run record, an open run, a frontier study): its
+/// `format` and `version` checked, then the body; `what` names it in errors and `advice`
+/// says what to do about a bad one.
+pub fn read_versioned<T: serde::de::DeserializeOwned>(path: &Path, format: &str, version: u32, what: &str, advice: &str) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a readable {what}: {}; {advice}", json_error_message(&e))))?;
+    super::versioned::check_header(&value, format, version).map_err(bad)?;
+    serde_json::from_value(value).map_err(|e| bad(format!("damaged {what}: {e}; {advice}")))
+}
+
 /// Removes `dir` and everything under it; a directory that is not there is already gone.
 /// For scratch accounts (the demo's, a study's), made afresh each time.
 pub fn remove_dir_if_present(dir: &Path) -> Result<()> {

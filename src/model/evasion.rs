@@ -1,7 +1,9 @@
-//! Evasion families for `cis sim frontier`: four kinds of attack, each with one knob that
-//! turns it from plain to faint (bytes a minute, a beacon's interval, how many
+//! Evasion families for `cis sim frontier`: five kinds of attack, each with one knob that
+//! turns it from plain to faint (bytes a minute, a beacon's interval or jitter, how many
 //! destinations), each shaped from a catalogue scenario into an attack that lasts the
 //! study's budget.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,17 +27,37 @@ pub enum Family {
     Spray,
 }
 
+/// What a family's knob is counted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    #[serde(rename = "B/min")]
+    BytesPerMinute,
+    #[serde(rename = "s")]
+    Seconds,
+    /// A count of destinations: whole numbers only.
+    #[serde(rename = "hosts")]
+    Hosts,
+}
+
+impl Unit {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Unit::BytesPerMinute => "B/min",
+            Unit::Seconds => "s",
+            Unit::Hosts => "hosts",
+        }
+    }
+}
+
 /// What a family's knob measures and the range a study searches.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Knob {
-    pub name: &'static str,
-    pub unit: &'static str,
+    pub name: Cow<'static, str>,
+    pub unit: Unit,
     /// The plainest setting searched: an attack every detector should catch.
     pub strongest: f64,
     /// The faintest setting searched.
     pub faintest: f64,
-    /// Whole numbers only (a count of destinations).
-    pub whole: bool,
 }
 
 /// The drip's pace: a piece every two minutes, as `exfil-slow-drip`.
@@ -69,12 +91,13 @@ impl Family {
     }
 
     pub fn knob(self) -> Knob {
+        let knob = |name: &'static str, unit, strongest, faintest| Knob { name: Cow::Borrowed(name), unit, strongest, faintest };
         match self {
-            Family::Bulk => Knob { name: "bytes a minute", unit: "B/min", strongest: 1024.0 * 1048576.0, faintest: 1024.0, whole: false },
-            Family::Drip => Knob { name: "bytes a minute", unit: "B/min", strongest: 64.0 * 1048576.0, faintest: 64.0, whole: false },
-            Family::Beacon => Knob { name: "check-in interval", unit: "s", strongest: 5.0, faintest: 3600.0, whole: false },
-            Family::Jitter => Knob { name: "jitter either way", unit: "s", strongest: 0.5, faintest: BEACON_INTERVAL_S, whole: false },
-            Family::Spray => Knob { name: "destinations", unit: "hosts", strongest: 200.0, faintest: 1.0, whole: true },
+            Family::Bulk => knob("bytes a minute", Unit::BytesPerMinute, 1024.0 * 1048576.0, 1024.0),
+            Family::Drip => knob("bytes a minute", Unit::BytesPerMinute, 64.0 * 1048576.0, 64.0),
+            Family::Beacon => knob("check-in interval", Unit::Seconds, 5.0, 3600.0),
+            Family::Jitter => knob("jitter either way", Unit::Seconds, 0.5, BEACON_INTERVAL_S),
+            Family::Spray => knob("destinations", Unit::Hosts, 200.0, 1.0),
         }
     }
 
@@ -90,7 +113,7 @@ impl Family {
     /// a whole number for a count, strictly between the two while one fits, else the plainer.
     pub fn between(self, a: f64, b: f64) -> f64 {
         let mid = ((a.ln() + b.ln()) * 0.5).exp();
-        if !self.knob().whole {
+        if !self.knob().whole() {
             return mid;
         }
         let (lo, hi) = (a.min(b), a.max(b));
@@ -107,7 +130,7 @@ impl Family {
     /// stop when the two are within 1% of each other.
     pub fn splittable(self, a: f64, b: f64) -> bool {
         let (lo, hi) = (a.min(b), a.max(b));
-        if self.knob().whole {
+        if self.knob().whole() {
             hi - lo > 1.0
         } else {
             hi > lo * 1.01
@@ -161,27 +184,25 @@ impl Family {
     }
 }
 
-/// Stands in while a study is read back, until [`Family::knob`] replaces it.
-impl Default for Knob {
-    fn default() -> Knob {
-        Family::Bulk.knob()
-    }
-}
-
 impl Knob {
+    /// Whether only whole settings make sense (a count of destinations).
+    pub fn whole(&self) -> bool {
+        self.unit == Unit::Hosts
+    }
+
     /// A setting for people, with its unit: bytes in KiB, MiB; else three significant digits.
     pub fn show(&self, v: f64) -> String {
-        if self.unit == "B/min" {
+        if self.unit == Unit::BytesPerMinute {
             return format!("{}/min", crate::base::units::human_bytes(v.round() as u64));
         }
-        let number = if self.whole || v >= 100.0 {
+        let number = if self.whole() || v >= 100.0 {
             format!("{v:.0}")
         } else if v >= 10.0 {
             format!("{v:.1}")
         } else {
             format!("{v:.2}")
         };
-        format!("{number} {}", self.unit)
+        format!("{number} {}", self.unit.symbol())
     }
 }
 

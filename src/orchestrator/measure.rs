@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Orchestrator;
 use crate::base::clock::{TimeOfDay, Timestamp};
 use crate::base::error::{Error, Result};
-use crate::base::files::{json_error_message, write_atomic};
-use crate::base::versioned::check_header;
+use crate::base::files::{read_versioned, write_atomic};
 use crate::cloud::{AttackHandle, LabTarget, Observation};
 use crate::detect::anomaly::Reason;
 use crate::model::events::{DetectionEvent, Detector, Outcome};
@@ -348,7 +347,7 @@ impl RunRecord {
     }
 
     pub fn load(path: &Path) -> Result<RunRecord> {
-        read_run_file(path, RUN_FORMAT, RUN_VERSION, "run record", "it was left as it is")
+        read_versioned(path, RUN_FORMAT, RUN_VERSION, "run record", "it was left as it is")
     }
 
     fn path(dir: &Path, run_id: &str) -> PathBuf {
@@ -361,16 +360,6 @@ impl RunRecord {
     }
 }
 
-/// Reads one of the lab's run files (a record or an open run): its header checked, then
-/// the body; `what` names it in errors and `advice` says what to do about a bad one.
-fn read_run_file<T: serde::de::DeserializeOwned>(path: &Path, format: &str, version: u32, what: &str, advice: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not a readable {what}: {}; {advice}", json_error_message(&e))))?;
-    check_header(&value, format, version).map_err(bad)?;
-    serde_json::from_value(value).map_err(|e| bad(format!("damaged {what}: {e}; {advice}")))
-}
 
 /// The lab's run files by run number: `run-NNNN.json` records (`false`) and
 /// `run-NNNN.open.json` runs begun and not yet recorded (`true`).
@@ -443,7 +432,7 @@ impl OpenRun {
     }
 
     fn load(path: &Path) -> Result<OpenRun> {
-        read_run_file(path, OPEN_RUN_FORMAT, OPEN_RUN_VERSION, "open run", "move it aside and run `cis release` if the target is isolated")
+        read_versioned(path, OPEN_RUN_FORMAT, OPEN_RUN_VERSION, "open run", "move it aside and run `cis release` if the target is isolated")
     }
 }
 

@@ -76,8 +76,6 @@ pub struct Frontier {
     pub version: u32,
     pub family: Family,
     pub base_scenario: String,
-    /// The family's knob, as written; read back from the family.
-    #[serde(skip_deserializing, default)]
     pub knob: Knob,
     pub workload: String,
     pub budget_s: u64,
@@ -228,15 +226,14 @@ impl Frontier {
         o
     }
 
-    /// A self-contained page: per detector, the seeds' faintest caught settings on a log
-    /// axis, the interval as a band and the frontier as a bar.
     /// A self-contained page: the section below, under a title of its own.
     pub fn to_html(&self) -> String {
         page(&format!("cis evasion frontier: {} on {}", self.family.name(), self.workload), &self.section("h1"))
     }
 
     /// The frontier as a section of a page, headed with `heading` (`h1`, `h2`): a summary,
-    /// the chart and the table.
+    /// the chart (per detector, the seeds' faintest caught settings on a log axis, the
+    /// interval as a band, the frontier as a bar) and the table.
     pub fn section(&self, heading: &str) -> String {
         let (left, right, lane) = (160.0_f64, 1000.0_f64, 46.0_f64);
         let (a, b) = (self.knob.faintest.ln(), self.knob.strongest.ln());
@@ -298,7 +295,7 @@ impl Frontier {
             esc(self.family.name()),
             esc(&self.workload),
             esc(&self.base_scenario),
-            esc(self.knob.name),
+            esc(&self.knob.name),
             self.budget_s / 60,
             self.seeds,
             self.first_seed,
@@ -318,17 +315,9 @@ impl Frontier {
         format!("{}-{workload}.json", family.name())
     }
 
-    /// Reads a kept study; a file of another format or a newer version is refused by name.
+    /// Reads a kept study; a file of another format or version is refused by name.
     pub fn load(path: &std::path::Path) -> crate::base::error::Result<Frontier> {
-        use crate::base::error::Error;
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let bad = |message: String| Error::BadState { path: path.to_path_buf(), message };
-        let mut f: Frontier = serde_json::from_str(&text).map_err(|e| bad(format!("not a frontier study: {e}")))?;
-        if f.format != FORMAT || f.version > VERSION {
-            return Err(bad(format!("{} version {}: this cis reads {FORMAT} up to version {VERSION}", f.format, f.version)));
-        }
-        f.knob = f.family.knob();
-        Ok(f)
+        crate::base::files::read_versioned(path, FORMAT, VERSION, "frontier study", "run `cis sim frontier` again to replace it")
     }
 
     /// Every study kept in `dir`, by file name; none when the directory is not there.
