@@ -18,7 +18,6 @@ use crate::app::runtime::{runtime, Time};
 use crate::backends::sim::SimCloud;
 use crate::base::error::{Error, Result};
 use crate::model::evasion::Family;
-use crate::model::events::Outcome;
 use crate::model::lab::{LabName, LabOptions};
 use crate::orchestrator::measure::RunRecord;
 use crate::orchestrator::{Orchestrator, Silent};
@@ -103,18 +102,13 @@ fn search_seed(
         let options = LabOptions { detector: detector.mode(), workload: args.workload.clone(), ..Default::default() };
         orch.up(&lab, &options).await?;
         // The benign stretch first: whatever it detects or isolates is false.
-        let counts = |c: &SimCloud| {
-            c.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.iter().filter(|o| o.outcome == Outcome::Isolated).count()))
-        };
-        let before = counts(&cloud);
-        tokio::time::sleep(Duration::from_secs(u64::from(args.benign_hours) * 3600)).await;
-        let after = counts(&cloud);
-        if after.1 > before.1 {
+        let (false_alerts, false_isolations) = crate::app::sweep::benign_stretch(&cloud, args.benign_hours).await;
+        if false_isolations > 0 {
             orch.release(&lab).await?;
         }
         let mut found = search(&orch, &lab, args.family, args.budget, args.steps, seed).await?;
-        found.false_alerts += after.0 - before.0;
-        found.false_isolations = after.1 - before.1;
+        found.false_alerts += false_alerts;
+        found.false_isolations = false_isolations;
         found.observed_hours += f64::from(args.benign_hours);
         Ok(found)
     });
@@ -154,7 +148,7 @@ async fn search(orch: &Orchestrator<'_>, lab: &LabName, family: Family, budget: 
         let caught = record.metrics.detected && latency.is_some_and(|l| l <= budget.as_secs_f64());
         found.probes.push(Probe { setting, caught, detection_latency_s: latency });
         found.false_alerts += record.metrics.false_alerts;
-        found.observed_hours += crate::report::Summary::of(&[&record]).observed_hours;
+        found.observed_hours += crate::report::observed_s(&record) / 3600.0;
         if caught {
             found.faintest_caught = Some(setting);
         } else {

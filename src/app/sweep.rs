@@ -48,6 +48,19 @@ pub struct Sweep {
     pub settings: Vec<Setting>,
 }
 
+/// Lets the simulated account's labs run `hours` of their benign traffic, and counts the
+/// detections and isolations meanwhile: all of them false. `sim sweep` and `sim frontier`
+/// measure false alerts so; what to do with an isolated target is theirs to decide.
+pub(super) async fn benign_stretch(cloud: &SimCloud, hours: u32) -> (usize, usize) {
+    let counts = || {
+        cloud.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.iter().filter(|o| o.outcome == Outcome::Isolated).count()))
+    };
+    let before = counts();
+    tokio::time::sleep(Duration::from_secs(u64::from(hours) * 3600)).await;
+    let after = counts();
+    (after.0 - before.0, after.1 - before.1)
+}
+
 /// Runs the sweep under `root` (one fresh account a setting, removed first).
 pub async fn run(args: &SweepArgs, seed: u64, region: &str, latency: &crate::sim::latency::LatencyModel, root: &std::path::Path) -> Result<Sweep> {
     let scenario = crate::model::scenario::find(&args.scenario)?;
@@ -82,13 +95,7 @@ pub async fn run(args: &SweepArgs, seed: u64, region: &str, latency: &crate::sim
             ..Default::default()
         };
         orch.up(&lab, &options).await?;
-        let benign = |c: &SimCloud| {
-            c.inspect(|w| (w.pipeline.detections.len(), w.pipeline.containments.iter().filter(|o| o.outcome == Outcome::Isolated).count()))
-        };
-        let before = benign(&cloud);
-        tokio::time::sleep(Duration::from_secs(u64::from(args.hours) * 3600)).await;
-        let after = benign(&cloud);
-        let (false_alerts, false_isolations) = (after.0 - before.0, after.1 - before.1);
+        let (false_alerts, false_isolations) = benign_stretch(&cloud, args.hours).await;
         // Whatever the benign stretch isolated is put back before the attacks.
         orch.release(&lab).await?;
         let mut records = Vec::new();

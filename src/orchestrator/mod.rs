@@ -58,10 +58,12 @@ fn ttl_outlasts_up(o: &LabOptions, learns: bool) -> Result<()> {
     let p99 = |d: Delay| latency.get(d).quantile(0.99);
     let model_endpoint = if o.detector == DetectorMode::Endpoint { p99(Delay::TrainingJob) + p99(Delay::EndpointCreation) } else { 0.0 };
     let llm_endpoint = if o.llm { p99(Delay::EndpointCreation) } else { 0.0 };
+    // What the lab must outlast, plus a quarter of an hour of use, in whole 5 minutes.
+    let needed_for = |busy_s: f64| ((busy_s + TTL_AFTER_UP_S) / 300.0).ceil() * 300.0;
     if learns {
         let warmup = arm::warmup_of(o).as_secs_f64();
         let armed_s = warmup + model_endpoint;
-        let needed = ((armed_s.max(llm_endpoint) + TTL_AFTER_UP_S) / 300.0).ceil() * 300.0;
+        let needed = needed_for(armed_s.max(llm_endpoint));
         if (ttl as f64) < needed {
             return Err(Error::Usage(format!(
                 "--ttl {:.1} h: this lab learns its own traffic for {:.1} h (its warm-up) before `cis arm` may arm it{}, and its time to live counts from `up`: give --ttl {:.0}m or more, or a shorter --warmup",
@@ -78,7 +80,7 @@ fn ttl_outlasts_up(o: &LabOptions, learns: bool) -> Result<()> {
         return Ok(());
     }
     let up_s = model_endpoint.max(llm_endpoint);
-    let needed = ((up_s + TTL_AFTER_UP_S) / 300.0).ceil() * 300.0;
+    let needed = needed_for(up_s);
     if up_s > 0.0 && (ttl as f64) < needed {
         let what = if model_endpoint >= llm_endpoint { "its SageMaker training job and endpoint" } else { "the --llm endpoint" };
         return Err(Error::Usage(format!(

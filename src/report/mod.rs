@@ -168,7 +168,7 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// Seconds from a run's attack start to the last instant its timeline holds.
-fn observed_s(r: &RunRecord) -> f64 {
+pub(crate) fn observed_s(r: &RunRecord) -> f64 {
     let t = &r.timeline;
     let Some(start) = t.attack_start else { return 0.0 };
     [t.first_exfil_flow, t.records_delivered, t.detected, t.containment_invoked, t.isolated, t.last_exfil_byte, t.notified, t.attack_end]
